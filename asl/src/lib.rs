@@ -1,0 +1,14 @@
+//! The Amazon States Language, JSONPath mode: the model, validation with AWS-shaped
+//! diagnostics, JSONPath (Jayway dialect), payload templates, intrinsic functions and the
+//! interpreter. Pure: no network, no processes; time comes through [`clock::Clock`] and
+//! task work through [`task::TaskInvoker`].
+
+pub mod diagnostic;
+pub mod expr;
+pub mod failure;
+pub mod intrinsic;
+pub mod jsonpath;
+pub mod model;
+pub mod resource;
+pub mod task;
+pub mod validate;

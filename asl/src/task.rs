@@ -1,0 +1,42 @@
+//! The boundary between the interpreter and whatever runs Task states.
+//!
+//! The interpreter never performs I/O itself: a Task's effective input is handed to a
+//! [`TaskInvoker`], which returns the task's result or an ASL [`Failure`]. The result is
+//! already in the shape AWS gives for the resource (e.g. `{"Payload": ..., "StatusCode":
+//! 200, ...}` for `arn:aws:states:::lambda:invoke`, the bare payload for a Lambda function
+//! ARN), so the interpreter applies ResultSelector/ResultPath to it unchanged.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use crate::failure::Failure;
+use crate::resource::Resource;
+
+/// One invocation of a Task state's resource.
+#[derive(Clone, Debug)]
+pub struct TaskRequest {
+    /// The `Resource` string exactly as written in the definition.
+    pub resource_arn: String,
+    /// The classified resource.
+    pub resource: Resource,
+    /// Name of the Task state (for messages and logs).
+    pub state_name: String,
+    /// The effective input: the state input after InputPath and Parameters.
+    pub parameters: Value,
+    /// TimeoutSeconds as resolved for this attempt; the interpreter enforces it too, this is
+    /// a hint so an invoker can stop work that will be discarded anyway.
+    pub timeout: Option<Duration>,
+    /// Region and account of the execution, for ARNs an invoker builds.
+    pub region: String,
+    pub account: String,
+}
+
+/// Runs Task resources. Implementations live outside `asl` (the worker crate); tests use
+/// in-memory ones.
+pub trait TaskInvoker: Send + Sync {
+    /// Runs the task. `Err` is an ASL failure (it goes through Retry/Catch), e.g.
+    /// `States.TaskFailed`, a Lambda `errorType`, or `States.Timeout`.
+    fn invoke(&self, request: TaskRequest) -> BoxFuture<'static, Result<Value, Failure>>;
+}

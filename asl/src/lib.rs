@@ -12,3 +12,7 @@ pub mod model;
 pub mod resource;
 pub mod task;
 pub mod validate;
+pub mod clock;
+pub mod timestamp;
+pub mod history;
+pub mod interpreter;

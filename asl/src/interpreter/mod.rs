@@ -1,0 +1,129 @@
+//! The interpreter: runs one execution of a [`StateMachine`] to its end, recording AWS
+//! history events (features.md §1–2.2).
+//!
+//! Everything outside the language comes through [`Environment`]: the clock, the task
+//! invoker and randomness. Given the same environment answers, an execution is
+//! deterministic — which is what lets a coordinator replay it from its recorded history.
+
+mod choice;
+mod context_object;
+mod data_flow;
+mod map;
+mod parallel;
+mod retry;
+mod runner;
+mod scope;
+mod task;
+mod wait;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::clock::Clock;
+use crate::history::HistoryEvent;
+use crate::model::{StateMachine, StateMachineType};
+use crate::task::TaskInvoker;
+
+pub use choice::{compare, wildcard_match};
+
+/// Who and what an execution is: names, ARNs and input.
+#[derive(Clone, Debug)]
+pub struct ExecutionSpec {
+    pub execution_arn: String,
+    pub execution_name: String,
+    pub state_machine_arn: String,
+    pub state_machine_name: String,
+    pub role_arn: String,
+    pub machine_type: StateMachineType,
+    pub region: String,
+    pub account: String,
+    pub input: Value,
+}
+
+impl ExecutionSpec {
+    /// A spec with AWS-format ARNs built from names, account and region.
+    pub fn new(
+        state_machine_name: &str,
+        execution_name: &str,
+        machine_type: StateMachineType,
+        account: &str,
+        region: &str,
+        input: Value,
+    ) -> ExecutionSpec {
+        let kind = match machine_type {
+            StateMachineType::Standard => "execution",
+            StateMachineType::Express => "express",
+        };
+        ExecutionSpec {
+            execution_arn: format!("arn:aws:states:{region}:{account}:{kind}:{state_machine_name}:{execution_name}"),
+            execution_name: execution_name.to_string(),
+            state_machine_arn: format!("arn:aws:states:{region}:{account}:stateMachine:{state_machine_name}"),
+            state_machine_name: state_machine_name.to_string(),
+            role_arn: format!("arn:aws:iam::{account}:role/stepmap-execution"),
+            machine_type,
+            region: region.to_string(),
+            account: account.to_string(),
+            input,
+        }
+    }
+}
+
+/// Source of randomness (`States.UUID`, `States.MathRandom`, retry jitter).
+pub type RandomSource = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// What the execution may use from the outside world.
+#[derive(Clone)]
+pub struct Environment {
+    pub clock: Arc<dyn Clock>,
+    pub invoker: Arc<dyn TaskInvoker>,
+    pub random: RandomSource,
+}
+
+impl Environment {
+    /// An environment with thread-local OS-seeded randomness.
+    pub fn new(clock: Arc<dyn Clock>, invoker: Arc<dyn TaskInvoker>) -> Environment {
+        Environment { clock, invoker, random: Arc::new(rand::random::<u64>) }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ExecutionStatus {
+    Succeeded,
+    Failed,
+    TimedOut,
+    Aborted,
+}
+
+impl ExecutionStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ExecutionStatus::Succeeded => "SUCCEEDED",
+            ExecutionStatus::Failed => "FAILED",
+            ExecutionStatus::TimedOut => "TIMED_OUT",
+            ExecutionStatus::Aborted => "ABORTED",
+        }
+    }
+}
+
+/// How an execution ended.
+#[derive(Clone, Debug)]
+pub struct ExecutionOutcome {
+    pub status: ExecutionStatus,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    /// The state in which the execution failed, when it failed in one.
+    pub failed_state: Option<String>,
+    pub start_time: DateTime<Utc>,
+    pub stop_time: DateTime<Utc>,
+    pub history: Vec<HistoryEvent>,
+}
+
+/// Runs an execution to its end.
+pub async fn run_execution(machine: Arc<StateMachine>, spec: ExecutionSpec, env: Environment) -> ExecutionOutcome {
+    runner::Runner::new(machine, spec, env).run().await
+}

@@ -1,0 +1,371 @@
+//! The execution loop: runs `States` blocks state by state, records the enter/exit
+//! events and applies what every state type shares (Assign, the payload size limit).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::{BoxFuture, Either};
+use futures::FutureExt;
+use serde_json::{json, Map, Value};
+
+use super::context_object::{ExecutionContext, StateContext};
+use super::data_flow::{compact, Eval};
+use super::scope::Scope;
+use super::{choice, Environment, ExecutionOutcome, ExecutionSpec, ExecutionStatus};
+use crate::failure::{names, Failure};
+use crate::history::{not_truncated, History};
+use crate::model::{
+    Catcher, ChoiceState, FailState, PassState, State, StateBlock, StateMachine, SucceedState, Transition,
+};
+use crate::timestamp;
+
+/// AWS's payload limit for state input and output: 256 KiB of UTF-8.
+pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+
+pub(crate) struct Runner {
+    machine: Arc<StateMachine>,
+    pub(crate) spec: ExecutionSpec,
+    pub(crate) env: Environment,
+    pub(crate) history: History,
+    exec_ctx: ExecutionContext,
+    failed_state: Mutex<Option<String>>,
+}
+
+/// One visit of a state: its name, when it was entered, and the event chain it extends.
+pub(crate) struct Visit<'a> {
+    pub name: &'a str,
+    pub entered_id: u64,
+    pub entered_time: String,
+    /// The id of the last event recorded on this path of the execution.
+    pub last_event: u64,
+    pub retry_count: u64,
+}
+
+/// How a state ended when it did not fail.
+pub(crate) struct Exit {
+    pub output: Value,
+    pub transition: Transition,
+    pub assigned: Vec<(String, Value)>,
+}
+
+enum Step {
+    Next(String, Value),
+    End(Value),
+}
+
+impl Runner {
+    pub(crate) fn new(machine: Arc<StateMachine>, spec: ExecutionSpec, env: Environment) -> Runner {
+        let start = timestamp::format(env.clock.now());
+        let exec_ctx = ExecutionContext {
+            execution: json!({
+                "Id": spec.execution_arn,
+                "Input": spec.input,
+                "Name": spec.execution_name,
+                "RoleArn": spec.role_arn,
+                "StartTime": start,
+                "RedriveCount": 0,
+            }),
+            state_machine: json!({ "Id": spec.state_machine_arn, "Name": spec.state_machine_name }),
+        };
+        Runner { machine, spec, env, history: History::new(), exec_ctx, failed_state: Mutex::new(None) }
+    }
+
+    pub(crate) async fn run(self) -> ExecutionOutcome {
+        let start_time = self.env.clock.now();
+        let started = self.history.record(
+            start_time,
+            0,
+            "ExecutionStarted",
+            Some(json!({
+                "input": compact(&self.spec.input),
+                "inputDetails": not_truncated(),
+                "roleArn": self.spec.role_arn,
+                "stateMachineArn": self.spec.state_machine_arn,
+            })),
+        );
+        let mut scope = Scope::default();
+        let mut last = started;
+        let machine = self.machine.clone();
+        let body = self.run_block(&machine.block, self.spec.input.clone(), &mut scope, &mut last);
+        let result = match machine.timeout_seconds {
+            None => Some(body.await),
+            Some(seconds) => {
+                let deadline = start_time + chrono::TimeDelta::seconds(seconds as i64);
+                match futures::future::select(body, self.env.clock.sleep_until(deadline)).await {
+                    Either::Left((result, _)) => Some(result),
+                    Either::Right(_) => None,
+                }
+            }
+        };
+        let last = self.history.len() as u64;
+        let now = self.env.clock.now();
+        let (status, output, failure) = match result {
+            Some(Ok(output)) => {
+                self.history.record(
+                    now,
+                    last,
+                    "ExecutionSucceeded",
+                    Some(json!({"output": compact(&output), "outputDetails": not_truncated()})),
+                );
+                (ExecutionStatus::Succeeded, Some(output), None)
+            }
+            Some(Err(failure)) => {
+                self.history.record(now, last, "ExecutionFailed", Some(failure_details(&failure)));
+                (ExecutionStatus::Failed, None, Some(failure))
+            }
+            None => {
+                let failure = Failure { error: Some(names::TIMEOUT.into()), cause: None };
+                self.history.record(now, last, "ExecutionTimedOut", Some(failure_details(&failure)));
+                (ExecutionStatus::TimedOut, None, Some(failure))
+            }
+        };
+        let failed_state = self.failed_state.lock().unwrap_or_else(|e| e.into_inner()).take();
+        ExecutionOutcome {
+            status,
+            output,
+            error: failure.as_ref().and_then(|f| f.error.clone()),
+            cause: failure.and_then(|f| f.cause),
+            failed_state,
+            start_time,
+            stop_time: now,
+            history: self.history.into_events(),
+        }
+    }
+
+    /// Runs a `{StartAt, States}` block from its start to an end state.
+    pub(crate) fn run_block<'a>(
+        &'a self,
+        block: &'a StateBlock,
+        input: Value,
+        scope: &'a mut Scope,
+        last: &'a mut u64,
+    ) -> BoxFuture<'a, Result<Value, Failure>> {
+        async move {
+            let mut name = block.start_at.as_str();
+            let mut input = input;
+            loop {
+                let state = block
+                    .state(name)
+                    .ok_or_else(|| Failure::runtime(format!("The state '{name}' does not exist in the definition.")))?;
+                match self.run_state(name, state, input, scope, last).await? {
+                    Step::End(output) => return Ok(output),
+                    Step::Next(next, output) => {
+                        name = block.states.get_key_value(&next).map(|(k, _)| k.as_str()).ok_or_else(|| {
+                            Failure::runtime(format!("The state '{next}' does not exist in the definition."))
+                        })?;
+                        input = output;
+                    }
+                }
+            }
+        }
+        .boxed()
+    }
+
+    async fn run_state(
+        &self,
+        name: &str,
+        state: &State,
+        input: Value,
+        scope: &mut Scope,
+        last: &mut u64,
+    ) -> Result<Step, Failure> {
+        let entered = self.env.clock.now();
+        let entered_id = self.history.record(
+            entered,
+            *last,
+            format!("{}StateEntered", state.type_name()),
+            Some(json!({"name": name, "input": compact(&input), "inputDetails": not_truncated()})),
+        );
+        let mut visit =
+            Visit { name, entered_id, entered_time: timestamp::format(entered), last_event: entered_id, retry_count: 0 };
+        let result = match state {
+            State::Pass(s) => self.pass(&visit, s, input, scope),
+            State::Choice(s) => self.choice(&visit, s, input, scope),
+            State::Wait(s) => self.wait(&visit, s, input, scope).await,
+            State::Task(s) => self.task(&mut visit, s, input, scope).await,
+            State::Parallel(s) => self.parallel(&mut visit, s, input, scope).await,
+            State::Map(s) => self.map(&mut visit, s, input, scope).await,
+            State::Succeed(s) => self.succeed(&visit, s, input, scope),
+            State::Fail(s) => Err(self.fail(&visit, s, &input, scope)),
+        };
+        let exit = match result {
+            Ok(exit) => exit,
+            Err(failure) => {
+                let mut failed = self.failed_state.lock().unwrap_or_else(|e| e.into_inner());
+                failed.get_or_insert_with(|| name.to_string());
+                return Err(failure);
+            }
+        };
+        let output_text = compact(&exit.output);
+        if output_text.len() > MAX_PAYLOAD_BYTES {
+            return Err(Failure::new(
+                names::DATA_LIMIT_EXCEEDED,
+                format!(
+                    "The state/task '{name}' returned a result with a size exceeding the maximum number of bytes service limit."
+                ),
+            ));
+        }
+        let mut details = json!({"name": name, "output": output_text, "outputDetails": not_truncated()});
+        if !exit.assigned.is_empty() {
+            let assigned: Map<String, Value> =
+                exit.assigned.iter().map(|(k, v)| (k.clone(), Value::String(compact(v)))).collect();
+            details["assignedVariables"] = Value::Object(assigned);
+            details["assignedVariablesDetails"] = not_truncated();
+        }
+        *last = self.history.record(
+            self.env.clock.now(),
+            visit.last_event,
+            format!("{}StateExited", state.type_name()),
+            Some(details),
+        );
+        for (variable, value) in exit.assigned {
+            scope.set(variable, value);
+        }
+        Ok(match exit.transition {
+            Transition::Next(next) => Step::Next(next, exit.output),
+            Transition::End => Step::End(exit.output),
+        })
+    }
+
+    /// The evaluation context of a state visit.
+    pub(crate) fn eval<'a>(&'a self, visit: &'a Visit<'_>, scope: &'a Scope, map_item: Option<&'a Value>) -> Eval<'a> {
+        Eval {
+            state: StateContext {
+                execution: &self.exec_ctx,
+                state_name: visit.name,
+                entered_time: &visit.entered_time,
+                retry_count: visit.retry_count,
+                task_token: None,
+                map_item,
+            },
+            scope,
+            random: &*self.env.random,
+            cause_prefix: format!(
+                "An error occurred while executing the state '{}' (entered at the event id #{}). ",
+                visit.name, visit.entered_id
+            ),
+        }
+    }
+
+    pub(crate) async fn sleep(&self, duration: Duration) {
+        let delta = chrono::TimeDelta::from_std(duration).unwrap_or(chrono::TimeDelta::MAX);
+        let deadline = self.env.clock.now().checked_add_signed(delta).unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+        self.env.clock.sleep_until(deadline).await
+    }
+
+    /// A number in [0, 1) for retry jitter.
+    pub(crate) fn random_fraction(&self) -> f64 {
+        ((self.env.random)() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    pub(crate) fn record(&self, visit: &mut Visit<'_>, event_type: &str, details: Option<Value>) -> u64 {
+        visit.last_event = self.history.record(self.env.clock.now(), visit.last_event, event_type, details);
+        visit.last_event
+    }
+
+    /// The exit through a Catcher: Error Output placed by the catcher's ResultPath into
+    /// the raw input, the catcher's Assign seeing the Error Output as `$`.
+    pub(crate) fn catch_exit(
+        &self,
+        visit: &Visit<'_>,
+        catcher: &Catcher,
+        raw_input: Value,
+        failure: &Failure,
+        scope: &Scope,
+    ) -> Result<Exit, Failure> {
+        let eval = self.eval(visit, scope, None);
+        let error_output = failure.to_error_output();
+        let assigned = match &catcher.assign {
+            Some(assign) => eval.assign(assign, &error_output)?,
+            None => Vec::new(),
+        };
+        let output = eval.apply_result_path(&catcher.result_path, raw_input, error_output)?;
+        Ok(Exit { output, transition: Transition::Next(catcher.next.clone()), assigned })
+    }
+
+    fn pass(&self, visit: &Visit<'_>, s: &PassState, input: Value, scope: &Scope) -> Result<Exit, Failure> {
+        let eval = self.eval(visit, scope, None);
+        let effective = eval.select_path(&s.input_path, &input)?;
+        let effective = match &s.parameters {
+            Some(template) => eval.template(template, &effective)?,
+            None => effective,
+        };
+        let result = match &s.result {
+            Some(result) => result.clone(),
+            None => effective,
+        };
+        let assigned = match &s.assign {
+            Some(assign) => eval.assign(assign, &result)?,
+            None => Vec::new(),
+        };
+        let output = eval.apply_result_path(&s.result_path, input, result)?;
+        let output = eval.select_path_owned(&s.output_path, output)?;
+        Ok(Exit { output, transition: Transition::from_fields(&s.next), assigned })
+    }
+
+    fn choice(&self, visit: &Visit<'_>, s: &ChoiceState, input: Value, scope: &Scope) -> Result<Exit, Failure> {
+        let eval = self.eval(visit, scope, None);
+        let effective = eval.select_path(&s.input_path, &input)?;
+        let mut chosen = None;
+        for rule in &s.choices {
+            if choice::evaluate(&eval, &rule.condition, &effective)? {
+                chosen = Some((rule.next.clone(), rule.assign.as_ref().or(s.assign.as_ref())));
+                break;
+            }
+        }
+        let (next, assign) = match (chosen, &s.default) {
+            (Some(chosen), _) => chosen,
+            (None, Some(default)) => (default.clone(), s.assign.as_ref()),
+            (None, None) => {
+                return Err(Failure::new(
+                    names::NO_CHOICE_MATCHED,
+                    format!("{}No Choice rule matched and there is no Default.", eval.cause_prefix),
+                ))
+            }
+        };
+        let assigned = match assign {
+            Some(assign) => eval.assign(assign, &effective)?,
+            None => Vec::new(),
+        };
+        let output = eval.select_path_owned(&s.output_path, effective)?;
+        Ok(Exit { output, transition: Transition::Next(next), assigned })
+    }
+
+    fn succeed(&self, visit: &Visit<'_>, s: &SucceedState, input: Value, scope: &Scope) -> Result<Exit, Failure> {
+        let eval = self.eval(visit, scope, None);
+        let effective = eval.select_path(&s.input_path, &input)?;
+        let output = eval.select_path_owned(&s.output_path, effective)?;
+        Ok(Exit { output, transition: Transition::End, assigned: Vec::new() })
+    }
+
+    fn fail(&self, visit: &Visit<'_>, s: &FailState, input: &Value, scope: &Scope) -> Failure {
+        let eval = self.eval(visit, scope, None);
+        let dynamic = |field: &Option<crate::model::DynamicString>, fixed: &Option<String>| match field {
+            Some(template) => eval.template(template, input).map(|value| match value {
+                Value::String(text) => Some(text),
+                other => Some(compact(&other)),
+            }),
+            None => Ok(fixed.clone()),
+        };
+        let error = match dynamic(&s.error_path, &s.error) {
+            Ok(error) => error,
+            Err(failure) => return failure,
+        };
+        match dynamic(&s.cause_path, &s.cause) {
+            Ok(cause) => Failure { error, cause },
+            Err(failure) => failure,
+        }
+    }
+}
+
+/// `{error, cause}` details of failure events, omitting what is absent.
+pub(crate) fn failure_details(failure: &Failure) -> Value {
+    let mut details = Map::new();
+    if let Some(error) = &failure.error {
+        details.insert("error".into(), error.clone().into());
+    }
+    if let Some(cause) = &failure.cause {
+        details.insert("cause".into(), cause.clone().into());
+    }
+    Value::Object(details)
+}

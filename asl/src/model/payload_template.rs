@@ -1,0 +1,108 @@
+//! Payload templates (`Parameters`, `ResultSelector`, `ItemSelector`, `Assign`, ...):
+//! JSON where every key ending in `.$` takes its value from a path or an intrinsic call
+//! (features.md §1.4). Compiled once so that evaluation does no parsing.
+
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
+
+use crate::expr::PathExpr;
+use crate::intrinsic::IntrinsicCall;
+
+/// A compiled template. Subtrees without any `.$` key are kept as one literal value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PayloadTemplate {
+    Literal(Value),
+    Object(Vec<(String, PayloadTemplate)>),
+    Array(Vec<PayloadTemplate>),
+    /// `"key.$": "$.path"`; `field` is the key as written (with `.$`), for error messages.
+    Path { field: String, expr: PathExpr },
+    /// `"key.$": "States.Format(...)"`.
+    Intrinsic { field: String, call: IntrinsicCall },
+}
+
+impl PayloadTemplate {
+    pub fn compile(value: &Value) -> Result<PayloadTemplate, String> {
+        match value {
+            Value::Object(map) => {
+                let mut fields = Vec::with_capacity(map.len());
+                let mut dynamic = false;
+                for (key, item) in map {
+                    if let Some(stripped) = key.strip_suffix(".$") {
+                        let text = item.as_str().ok_or_else(|| {
+                            format!("The value for the field '{key}' must be a STRING that contains a JSONPath or an intrinsic function call")
+                        })?;
+                        fields.push((stripped.to_string(), compile_dynamic(key, text)?));
+                        dynamic = true;
+                    } else {
+                        let compiled = PayloadTemplate::compile(item)?;
+                        dynamic |= !matches!(compiled, PayloadTemplate::Literal(_));
+                        fields.push((key.clone(), compiled));
+                    }
+                }
+                if dynamic {
+                    Ok(PayloadTemplate::Object(fields))
+                } else {
+                    Ok(PayloadTemplate::Literal(value.clone()))
+                }
+            }
+            Value::Array(items) => {
+                let compiled: Vec<_> = items.iter().map(PayloadTemplate::compile).collect::<Result<_, _>>()?;
+                if compiled.iter().all(|c| matches!(c, PayloadTemplate::Literal(_))) {
+                    Ok(PayloadTemplate::Literal(value.clone()))
+                } else {
+                    Ok(PayloadTemplate::Array(compiled))
+                }
+            }
+            other => Ok(PayloadTemplate::Literal(other.clone())),
+        }
+    }
+
+    /// Compiles the value of one dynamic `Assign`/template entry given its key and text.
+    pub fn compile_entry(field: &str, text: &str) -> Result<PayloadTemplate, String> {
+        compile_dynamic(field, text)
+    }
+}
+
+fn compile_dynamic(field: &str, text: &str) -> Result<PayloadTemplate, String> {
+    let invalid =
+        || format!("The value for the field '{field}' must be a valid JSONPath or a valid intrinsic function call");
+    if IntrinsicCall::looks_like_call(text) {
+        let call = IntrinsicCall::parse(text).map_err(|e| format!("{}: {e}", invalid()))?;
+        Ok(PayloadTemplate::Intrinsic { field: field.to_string(), call })
+    } else if PathExpr::looks_like_path(text) {
+        let expr = PathExpr::parse(text).map_err(|e| format!("{}: {e}", invalid()))?;
+        Ok(PayloadTemplate::Path { field: field.to_string(), expr })
+    } else {
+        Err(invalid())
+    }
+}
+
+impl<'de> Deserialize<'de> for PayloadTemplate {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        PayloadTemplate::compile(&value).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `Assign`: a JSON object of variable name → value, where `name.$` keys are dynamic.
+/// All values are evaluated against the same snapshot and only then assigned.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AssignTemplate {
+    pub entries: Vec<(String, PayloadTemplate)>,
+}
+
+impl<'de> Deserialize<'de> for AssignTemplate {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let map = Map::<String, Value>::deserialize(deserializer)?;
+        let mut entries = Vec::with_capacity(map.len());
+        for (key, value) in &map {
+            let entry = match (key.strip_suffix(".$"), value.as_str()) {
+                (Some(name), Some(text)) => (name.to_string(), compile_dynamic(key, text)),
+                (Some(_), None) => (key.clone(), Err(format!("The value for the field '{key}' must be a string"))),
+                (None, _) => (key.clone(), PayloadTemplate::compile(value)),
+            };
+            entries.push((entry.0, entry.1.map_err(serde::de::Error::custom)?));
+        }
+        Ok(AssignTemplate { entries })
+    }
+}

@@ -1,0 +1,261 @@
+//! The eight state types (features.md §1.3), JSONPath fields.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::choice_rule::ChoiceRule;
+use super::map_state::MapState;
+use super::path_field::PathField;
+use super::payload_template::{AssignTemplate, PayloadTemplate};
+use super::retry::{Catcher, Retrier};
+use super::state_machine::StateBlock;
+use crate::expr::PathExpr;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "Type")]
+pub enum State {
+    Pass(PassState),
+    Task(TaskState),
+    Choice(ChoiceState),
+    Wait(WaitState),
+    Succeed(SucceedState),
+    Fail(FailState),
+    Parallel(ParallelState),
+    Map(MapState),
+}
+
+impl State {
+    /// AWS's name of the type, as used in history event names (`PassStateEntered`).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            State::Pass(_) => "Pass",
+            State::Task(_) => "Task",
+            State::Choice(_) => "Choice",
+            State::Wait(_) => "Wait",
+            State::Succeed(_) => "Succeed",
+            State::Fail(_) => "Fail",
+            State::Parallel(_) => "Parallel",
+            State::Map(_) => "Map",
+        }
+    }
+
+    pub fn query_language(&self) -> Option<&str> {
+        match self {
+            State::Pass(s) => s.query_language.as_deref(),
+            State::Task(s) => s.query_language.as_deref(),
+            State::Choice(s) => s.query_language.as_deref(),
+            State::Wait(s) => s.query_language.as_deref(),
+            State::Succeed(s) => s.query_language.as_deref(),
+            State::Fail(s) => s.query_language.as_deref(),
+            State::Parallel(s) => s.query_language.as_deref(),
+            State::Map(s) => s.query_language.as_deref(),
+        }
+    }
+}
+
+/// `Next` or `"End": true`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transition {
+    Next(String),
+    End,
+}
+
+impl Transition {
+    /// From the `Next`/`End` fields (validation guarantees exactly one is set).
+    pub fn from_fields(next: &Option<String>) -> Transition {
+        match next {
+            Some(next) => Transition::Next(next.clone()),
+            None => Transition::End,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PassState {
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub query_language: Option<String>,
+    #[serde(default)]
+    pub input_path: PathField,
+    #[serde(default)]
+    pub parameters: Option<PayloadTemplate>,
+    #[serde(default)]
+    pub result: Option<Value>,
+    #[serde(default)]
+    pub result_path: PathField,
+    #[serde(default)]
+    pub output_path: PathField,
+    #[serde(default)]
+    pub assign: Option<AssignTemplate>,
+    #[serde(default)]
+    pub next: Option<String>,
+    #[serde(default)]
+    pub end: Option<bool>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TaskState {
+    pub resource: String,
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub query_language: Option<String>,
+    #[serde(default)]
+    pub input_path: PathField,
+    #[serde(default)]
+    pub parameters: Option<PayloadTemplate>,
+    #[serde(default)]
+    pub result_selector: Option<PayloadTemplate>,
+    #[serde(default)]
+    pub result_path: PathField,
+    #[serde(default)]
+    pub output_path: PathField,
+    #[serde(default)]
+    pub assign: Option<AssignTemplate>,
+    #[serde(default)]
+    pub retry: Vec<Retrier>,
+    #[serde(default)]
+    pub catch: Vec<Catcher>,
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
+    #[serde(default)]
+    pub timeout_seconds_path: Option<PathExpr>,
+    #[serde(default)]
+    pub heartbeat_seconds: Option<u64>,
+    #[serde(default)]
+    pub heartbeat_seconds_path: Option<PathExpr>,
+    #[serde(default)]
+    pub credentials: Option<PayloadTemplate>,
+    #[serde(default)]
+    pub next: Option<String>,
+    #[serde(default)]
+    pub end: Option<bool>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ChoiceState {
+    pub choices: Vec<ChoiceRule>,
+    #[serde(default)]
+    pub default: Option<String>,
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub query_language: Option<String>,
+    #[serde(default)]
+    pub input_path: PathField,
+    #[serde(default)]
+    pub output_path: PathField,
+    #[serde(default)]
+    pub assign: Option<AssignTemplate>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WaitState {
+    #[serde(default)]
+    pub seconds: Option<Value>,
+    #[serde(default)]
+    pub timestamp: Option<String>,
+    #[serde(default)]
+    pub seconds_path: Option<PathExpr>,
+    #[serde(default)]
+    pub timestamp_path: Option<PathExpr>,
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub query_language: Option<String>,
+    #[serde(default)]
+    pub input_path: PathField,
+    #[serde(default)]
+    pub output_path: PathField,
+    #[serde(default)]
+    pub assign: Option<AssignTemplate>,
+    #[serde(default)]
+    pub next: Option<String>,
+    #[serde(default)]
+    pub end: Option<bool>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SucceedState {
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub query_language: Option<String>,
+    #[serde(default)]
+    pub input_path: PathField,
+    #[serde(default)]
+    pub output_path: PathField,
+}
+
+/// `ErrorPath`/`CausePath`: a reference path or an intrinsic call yielding a string.
+pub type DynamicString = PayloadTemplate;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FailState {
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub cause: Option<String>,
+    #[serde(default, deserialize_with = "dynamic_string::error_path")]
+    pub error_path: Option<DynamicString>,
+    #[serde(default, deserialize_with = "dynamic_string::cause_path")]
+    pub cause_path: Option<DynamicString>,
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub query_language: Option<String>,
+}
+
+mod dynamic_string {
+    use serde::{Deserialize, Deserializer};
+
+    use super::DynamicString;
+
+    fn compile<'de, D: Deserializer<'de>>(field: &str, d: D) -> Result<Option<DynamicString>, D::Error> {
+        let text = String::deserialize(d)?;
+        DynamicString::compile_entry(field, &text).map(Some).map_err(serde::de::Error::custom)
+    }
+    pub fn error_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DynamicString>, D::Error> {
+        compile("ErrorPath", d)
+    }
+    pub fn cause_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DynamicString>, D::Error> {
+        compile("CausePath", d)
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ParallelState {
+    pub branches: Vec<StateBlock>,
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub query_language: Option<String>,
+    #[serde(default)]
+    pub input_path: PathField,
+    #[serde(default)]
+    pub parameters: Option<PayloadTemplate>,
+    #[serde(default)]
+    pub result_selector: Option<PayloadTemplate>,
+    #[serde(default)]
+    pub result_path: PathField,
+    #[serde(default)]
+    pub output_path: PathField,
+    #[serde(default)]
+    pub assign: Option<AssignTemplate>,
+    #[serde(default)]
+    pub retry: Vec<Retrier>,
+    #[serde(default)]
+    pub catch: Vec<Catcher>,
+    #[serde(default)]
+    pub next: Option<String>,
+    #[serde(default)]
+    pub end: Option<bool>,
+}

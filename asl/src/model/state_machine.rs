@@ -1,0 +1,80 @@
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use super::state::State;
+
+/// A `{StartAt, States}` block: the machine itself, a Parallel branch or a Map's
+/// ItemProcessor. Transitions never leave their block.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StateBlock {
+    pub start_at: String,
+    pub states: HashMap<String, State>,
+}
+
+impl StateBlock {
+    pub fn state(&self, name: &str) -> Option<&State> {
+        self.states.get(name)
+    }
+
+    /// Every state of this block and of the blocks nested in it.
+    pub fn walk<'a>(&'a self, visit: &mut dyn FnMut(&'a str, &'a State)) {
+        for (name, state) in &self.states {
+            visit(name, state);
+            match state {
+                State::Parallel(p) => p.branches.iter().for_each(|b| b.walk(visit)),
+                State::Map(m) => {
+                    if let Some(processor) = m.processor() {
+                        processor.block.walk(visit)
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A whole definition (features.md §1.1).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StateMachine {
+    #[serde(flatten)]
+    pub block: StateBlock,
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
+    #[serde(default)]
+    pub query_language: Option<String>,
+}
+
+/// Why a definition could not be loaded into the model. `validate` gives the detailed,
+/// located diagnostics; this is what remains for callers that skip it.
+#[derive(Debug, thiserror::Error)]
+pub enum DefinitionError {
+    #[error("the definition is not valid JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error("the definition does not match the States Language: {0}")]
+    Model(#[source] serde_json::Error),
+}
+
+impl StateMachine {
+    pub fn from_json(text: &str) -> Result<StateMachine, DefinitionError> {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(DefinitionError::Json)?;
+        StateMachine::from_value(value)
+    }
+
+    pub fn from_value(value: serde_json::Value) -> Result<StateMachine, DefinitionError> {
+        serde_json::from_value(value).map_err(DefinitionError::Model)
+    }
+
+    /// Whether any state (or the machine) uses JSONata, which this engine does not run yet.
+    pub fn uses_jsonata(&self) -> bool {
+        let mut jsonata = self.query_language.as_deref() == Some("JSONata");
+        self.block.walk(&mut |_, state| jsonata |= state.query_language() == Some("JSONata"));
+        jsonata
+    }
+}

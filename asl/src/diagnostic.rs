@@ -15,6 +15,8 @@ pub mod codes {
     pub const INVALID_JSON_DESCRIPTION: &str = "INVALID_JSON_DESCRIPTION";
     pub const MISSING_TRANSITION_TARGET: &str = "MISSING_TRANSITION_TARGET";
     pub const MISSING_END_STATE: &str = "MISSING_END_STATE";
+    /// Two states with the same name anywhere in the machine (nested blocks included).
+    pub const DUPLICATE_STATE_NAME: &str = "DUPLICATE_STATE_NAME";
     /// stepmap's own warning: valid ASL that this engine cannot run (an AWS service
     /// integration stepmap does not have).
     pub const UNSUPPORTED_RESOURCE: &str = "UNSUPPORTED_RESOURCE";

@@ -345,3 +345,35 @@ fn oversized_output_is_data_limit_exceeded() {
     let outcome = execute(single(json!({"Type": "Pass", "Result": big, "End": true})), json!({}));
     assert_eq!(outcome.error.as_deref(), Some("States.DataLimitExceeded"));
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json_leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![Just(Value::Null), any::<bool>().prop_map(Value::from), any::<i32>().prop_map(Value::from), "[a-z]{0,6}".prop_map(Value::from)]
+    }
+
+    fn json_object() -> impl Strategy<Value = serde_json::Map<String, Value>> {
+        proptest::collection::btree_map("[a-e]", json_leaf(), 0..6).prop_map(|m| m.into_iter().collect())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// ResultPath merges never lose input fields they do not target.
+        #[test]
+        fn result_path_keeps_untargeted_fields(input in json_object(), target in "[f-j]", inner in "[a-e]", result in json_leaf()) {
+            let state = json!({"Type": "Pass", "Result": result, "ResultPath": format!("$.{target}.{inner}"), "End": true});
+            let outcome = execute(single(state), Value::Object(input.clone()));
+            prop_assert_eq!(outcome.status, ExecutionStatus::Succeeded);
+            let output = outcome.output.unwrap();
+            for (key, value) in &input {
+                if key != &target {
+                    prop_assert_eq!(&output[key], value);
+                }
+            }
+            prop_assert_eq!(&output[&target][&inner], &result);
+        }
+    }
+}

@@ -1,2 +1,15 @@
 //! The worker side of stepmap. For now: the task invokers that run Task states on this
 //! machine (see README.md).
+//!
+//! * [`FunctionRegistry`]: the `--functions` file, mapping Lambda function names to local
+//!   commands or Lambda-compatible HTTP endpoints.
+//! * [`LocalInvoker`]: a [`stepmap_asl::task::TaskInvoker`] running Lambda function ARNs,
+//!   `arn:aws:states:::lambda:invoke` and `arn:aws:states:::http:invoke`.
+
+pub mod error;
+pub mod function_registry;
+pub mod invoker;
+
+pub use error::WorkerError;
+pub use function_registry::{FunctionRef, FunctionRegistry, FunctionSpec, FunctionTarget};
+pub use invoker::LocalInvoker;

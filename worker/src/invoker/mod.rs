@@ -1,0 +1,219 @@
+//! [`LocalInvoker`]: runs Task states on this machine, dispatching on the resource.
+//!
+//! | resource | runs through |
+//! |---|---|
+//! | `arn:aws:lambda:<region>:<account>:function:<name>` | [`lambda`]: the registry's command or endpoint; result = the payload |
+//! | `arn:aws:states:::lambda:invoke` | [`lambda`]: same functions; result = AWS's Invoke response shape |
+//! | `arn:aws:states:::http:invoke` | [`http_task`] |
+//!
+//! Anything else should have been refused when the definition was validated; if it still
+//! arrives here it fails with `States.Runtime`.
+
+pub mod command;
+pub mod http_task;
+pub mod lambda;
+pub mod lambda_endpoint;
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+use serde_json::Value;
+use stepmap_asl::failure::{names, Failure};
+use stepmap_asl::resource::{IntegrationPattern, Resource};
+use stepmap_asl::task::{TaskInvoker, TaskRequest};
+
+use crate::error::WorkerError;
+use crate::function_registry::FunctionRegistry;
+
+/// The largest task result Step Functions accepts: 256 KiB of UTF-8.
+pub const MAX_RESULT_BYTES: usize = 256 * 1024;
+
+/// Runs Task states locally: Lambda functions through the [`FunctionRegistry`], HTTP tasks
+/// directly. Cheap to clone; clones share the registry and the HTTP connection pool.
+#[derive(Clone)]
+pub struct LocalInvoker {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) registry: FunctionRegistry,
+    pub(crate) http: reqwest::Client,
+}
+
+impl LocalInvoker {
+    /// Builds an invoker over `registry`. Fails only if the HTTP client cannot be built
+    /// (e.g. no TLS roots).
+    pub fn new(registry: FunctionRegistry) -> Result<Self, WorkerError> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("stepmap/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(WorkerError::HttpClient)?;
+        Ok(LocalInvoker { inner: Arc::new(Inner { registry, http }) })
+    }
+
+    pub fn registry(&self) -> &FunctionRegistry {
+        &self.inner.registry
+    }
+
+    /// Runs one task; the same as [`TaskInvoker::invoke`] without the boxing.
+    pub async fn run(&self, request: TaskRequest) -> Result<Value, Failure> {
+        self.inner.dispatch(request).await
+    }
+}
+
+impl std::fmt::Debug for LocalInvoker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalInvoker").field("registry", &self.inner.registry).finish()
+    }
+}
+
+impl TaskInvoker for LocalInvoker {
+    fn invoke(&self, request: TaskRequest) -> BoxFuture<'static, Result<Value, Failure>> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move { inner.dispatch(request).await })
+    }
+}
+
+impl Inner {
+    async fn dispatch(&self, request: TaskRequest) -> Result<Value, Failure> {
+        tracing::debug!(
+            state = %request.state_name,
+            resource = %request.resource_arn,
+            "invoking task"
+        );
+        let result = match &request.resource {
+            Resource::LambdaFunction { arn, .. } => {
+                let arn = arn.clone();
+                lambda::invoke_function_arn(self, &request, &arn).await
+            }
+            Resource::Integration { service, action, pattern: IntegrationPattern::RequestResponse } => {
+                match (service.as_str(), action.as_str()) {
+                    ("lambda", "invoke") => lambda::invoke_integration(self, &request).await,
+                    ("http", "invoke") => http_task::invoke(self, &request).await,
+                    _ => Err(unsupported(&request)),
+                }
+            }
+            _ => Err(unsupported(&request)),
+        };
+        if let Err(failure) = &result {
+            tracing::debug!(state = %request.state_name, %failure, "task failed");
+        }
+        result
+    }
+}
+
+fn unsupported(request: &TaskRequest) -> Failure {
+    Failure::runtime(format!(
+        "An error occurred while executing the state '{}'. stepmap cannot run the resource '{}'.",
+        request.state_name, request.resource_arn
+    ))
+}
+
+/// A task whose Parameters cannot start it (missing or mistyped fields). AWS reports these
+/// as `States.Runtime`, which Retry and Catch do not handle.
+pub(crate) fn invalid_parameters(request: &TaskRequest, problem: &str) -> Failure {
+    Failure::runtime(format!(
+        "An error occurred while executing the state '{}'. The Parameters '{}' could not be used \
+         to start the Task: [{}]",
+        request.state_name,
+        compact_json(&request.parameters),
+        problem
+    ))
+}
+
+/// `States.DataLimitExceeded` when a result is over 256 KiB. `label` is what AWS names in the
+/// cause: the service (`lambda`, `http`) for integrations, the ARN for a Lambda function
+/// resource (corpus: `test_states_errors ... data_limit_exceeded_on_large_utf8_response`).
+pub(crate) fn check_result_size(result: &Value, label: &str) -> Result<(), Failure> {
+    let size = compact_json(result).len();
+    if size > MAX_RESULT_BYTES {
+        return Err(Failure::new(
+            names::DATA_LIMIT_EXCEEDED,
+            format!(
+                "The state/task '{label}' returned a result with a size exceeding the maximum \
+                 number of bytes service limit."
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `States.Timeout` for a task that outlived its TimeoutSeconds. AWS gives no cause.
+pub(crate) fn task_timeout() -> Failure {
+    Failure { error: Some(names::TIMEOUT.to_string()), cause: None }
+}
+
+pub(crate) fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Which limit bounds a function run: the state's TimeoutSeconds or the function's own timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deadline {
+    Task(Duration),
+    Function(Duration),
+}
+
+impl Deadline {
+    /// The earlier of the two limits; the task's wins a tie because its failure
+    /// (`States.Timeout`) is the one the interpreter would report anyway.
+    pub fn earliest(task: Option<Duration>, function: Option<Duration>) -> Option<Deadline> {
+        match (task, function) {
+            (Some(t), Some(f)) if f < t => Some(Deadline::Function(f)),
+            (Some(t), _) => Some(Deadline::Task(t)),
+            (None, Some(f)) => Some(Deadline::Function(f)),
+            (None, None) => None,
+        }
+    }
+
+    pub fn duration(self) -> Duration {
+        match self {
+            Deadline::Task(d) | Deadline::Function(d) => d,
+        }
+    }
+}
+
+/// Compact JSON (`{"a":1,"b":[1,2]}`), the form AWS uses for `lambda:invoke` error causes.
+pub(crate) fn compact_json(value: &Value) -> String {
+    // Serialising a `Value` into a String cannot fail (no I/O, string keys only).
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// JSON with Python's default separators (`{"a": 1, "b": [1, 2]}`). AWS formats the cause of
+/// a Lambda function-ARN task failure this way, and the Python Lambda runtime writes results
+/// this way, so echoing functions see the same bytes (and Content-Length) as on AWS.
+pub(crate) fn python_json(value: &Value) -> String {
+    let mut out = Vec::new();
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
+    if value.serialize(&mut serializer).is_err() {
+        return compact_json(value);
+    }
+    String::from_utf8(out).unwrap_or_else(|_| compact_json(value))
+}
+
+struct PythonFormatter;
+
+impl serde_json::ser::Formatter for PythonFormatter {
+    fn begin_array_value<W: ?Sized + io::Write>(&mut self, writer: &mut W, first: bool) -> io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            writer.write_all(b", ")
+        }
+    }
+
+    fn begin_object_key<W: ?Sized + io::Write>(&mut self, writer: &mut W, first: bool) -> io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            writer.write_all(b", ")
+        }
+    }
+
+    fn begin_object_value<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        writer.write_all(b": ")
+    }
+}

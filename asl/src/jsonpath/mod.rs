@@ -1,8 +1,22 @@
 //! JSONPath in the Jayway dialect that AWS Step Functions uses (features.md §1.4).
 //!
-//! SCAFFOLD: interface fixed, implementation in progress.
+//! A path is compiled once ([`JsonPath::parse`]) into tokens and applied many times. Jayway
+//! distinguishes *definite* paths (names and single indices: one node or an error) from
+//! indefinite ones (wildcards, slices, unions, filters, `..`: a list of every match,
+//! possibly empty); AWS exposes that distinction, and quotes Jayway's messages, so this
+//! module reproduces both.
+
+mod filter;
+mod parser;
+mod select;
+mod token;
+
+#[cfg(test)]
+mod tests;
 
 use serde_json::Value;
+
+use token::Token;
 
 /// A definition-time syntax error in a path.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -23,12 +37,16 @@ pub struct PathError {
 #[derive(Clone, Debug, PartialEq)]
 pub struct JsonPath {
     text: String,
+    tokens: Vec<Token>,
+    definite: bool,
 }
 
 impl JsonPath {
     /// Parses a path that starts with `$`.
     pub fn parse(text: &str) -> Result<JsonPath, PathSyntaxError> {
-        Ok(JsonPath { text: text.to_string() })
+        let tokens = parser::parse_tokens(text, '$')?;
+        let definite = select::is_definite(&tokens);
+        Ok(JsonPath { text: text.to_string(), tokens, definite })
     }
 
     /// The text the path was parsed from.
@@ -39,23 +57,33 @@ impl JsonPath {
     /// True when the path can match at most one node (no wildcard, slice, union, filter or
     /// deep scan); Jayway returns a single value for such paths and a list otherwise.
     pub fn is_definite(&self) -> bool {
-        todo!()
+        self.definite
     }
 
     /// True when the path is an ASL Reference Path: definite, made of names and indices only.
     pub fn is_reference_path(&self) -> bool {
-        todo!()
+        self.tokens.iter().all(|token| match token {
+            Token::Property(names) => names.len() == 1,
+            Token::Index(indices) => indices.len() == 1,
+            _ => false,
+        })
     }
 
     /// Applies the path. Definite paths return the single value or an error when it is
     /// missing; indefinite paths return a JSON array of every match (possibly empty).
-    pub fn select(&self, _root: &Value) -> Result<Value, PathError> {
-        todo!()
+    pub fn select(&self, root: &Value) -> Result<Value, PathError> {
+        if self.tokens.is_empty() {
+            Ok(root.clone())
+        } else if self.definite {
+            select::select_definite(&self.tokens, root)
+        } else {
+            Ok(Value::Array(select::select_all(&self.tokens, root, root)))
+        }
     }
 
     /// Writes `value` at the (reference) path, creating intermediate objects as needed
     /// (ResultPath semantics). `$` replaces the root.
-    pub fn assign(&self, _root: &mut Value, _value: Value) -> Result<(), PathError> {
-        todo!()
+    pub fn assign(&self, root: &mut Value, value: Value) -> Result<(), PathError> {
+        select::assign(&self.tokens, root, value)
     }
 }

@@ -16,7 +16,7 @@ use super::{Loc, StateCx, Validator};
 
 /// `JsonPath::is_reference_path` is wired in once `crate::jsonpath` implements it (it is a
 /// `todo!()` in the scaffold). Until then [`looks_like_reference_path`] alone decides.
-const USE_JSONPATH_REFERENCE_CHECK: bool = false;
+const USE_JSONPATH_REFERENCE_CHECK: bool = true;
 
 /// Whether `text` is a Path: `$…` on the input, `$$…` on the Context Object, `$name…` on a
 /// variable.

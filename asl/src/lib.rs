@@ -3,16 +3,16 @@
 //! interpreter. Pure: no network, no processes; time comes through [`clock::Clock`] and
 //! task work through [`task::TaskInvoker`].
 
+pub mod clock;
 pub mod diagnostic;
 pub mod expr;
 pub mod failure;
+pub mod history;
+pub mod interpreter;
 pub mod intrinsic;
 pub mod jsonpath;
 pub mod model;
 pub mod resource;
 pub mod task;
-pub mod validate;
-pub mod clock;
 pub mod timestamp;
-pub mod history;
-pub mod interpreter;
+pub mod validate;

@@ -39,10 +39,9 @@ impl Resource {
                 }
                 Resource::LambdaFunction { arn: uri.to_string(), function_name: name.to_string() }
             }
-            ("states", rest) if rest.starts_with("activity:") => Resource::Activity {
-                arn: uri.to_string(),
-                name: rest["activity:".len()..].to_string(),
-            },
+            ("states", rest) if rest.starts_with("activity:") => {
+                Resource::Activity { arn: uri.to_string(), name: rest["activity:".len()..].to_string() }
+            }
             ("states", _) if parts[3].is_empty() && parts[4].is_empty() => {
                 // arn:aws:states:::service:action[.pattern]; aws-sdk has one more segment.
                 let tail = &uri[uri.find(":::").map(|i| i + 3).unwrap_or(uri.len())..];
@@ -95,10 +94,7 @@ impl Resource {
 
     /// `.sync` / `.sync:2` (Express machines may not use them).
     pub fn is_sync(&self) -> bool {
-        matches!(
-            self,
-            Resource::Integration { pattern: IntegrationPattern::Sync | IntegrationPattern::Sync2, .. }
-        )
+        matches!(self, Resource::Integration { pattern: IntegrationPattern::Sync | IntegrationPattern::Sync2, .. })
     }
 }
 
@@ -133,10 +129,7 @@ mod tests {
                 pattern: IntegrationPattern::RequestResponse
             }
         );
-        assert!(matches!(
-            Resource::parse("arn:aws:states:us-east-1:1:activity:work"),
-            Resource::Activity { .. }
-        ));
+        assert!(matches!(Resource::parse("arn:aws:states:us-east-1:1:activity:work"), Resource::Activity { .. }));
         assert_eq!(Resource::parse("not-an-arn"), Resource::Unknown);
         assert!(Resource::parse("arn:aws:states:::http:invoke").is_supported());
         assert!(!Resource::parse("arn:aws:states:::sns:publish").is_supported());

@@ -24,7 +24,11 @@ struct FakeInvoker {
 }
 
 impl FakeInvoker {
-    fn with(mut self, resource: &str, handler: impl Fn(&Value, usize) -> Result<Value, Failure> + Send + Sync + 'static) -> Self {
+    fn with(
+        mut self,
+        resource: &str,
+        handler: impl Fn(&Value, usize) -> Result<Value, Failure> + Send + Sync + 'static,
+    ) -> Self {
         self.handlers.insert(resource.to_string(), Box::new(handler));
         self
     }
@@ -97,7 +101,12 @@ fn data_flow_table() {
             json!({"a": 1}),
             json!({"a": 1}),
         ),
-        ("input path", json!({"Type": "Pass", "InputPath": "$.a", "End": true}), json!({"a": {"b": 2}}), json!({"b": 2})),
+        (
+            "input path",
+            json!({"Type": "Pass", "InputPath": "$.a", "End": true}),
+            json!({"a": {"b": 2}}),
+            json!({"b": 2}),
+        ),
         ("input path null", json!({"Type": "Pass", "InputPath": null, "End": true}), json!({"a": 1}), json!({})),
         ("output path", json!({"Type": "Pass", "OutputPath": "$.a", "End": true}), json!({"a": [1, 2]}), json!([1, 2])),
         ("output path null", json!({"Type": "Pass", "OutputPath": null, "End": true}), json!({"a": 1}), json!({})),
@@ -174,8 +183,8 @@ fn choice_routes_and_defaults() {
         "StartAt": "C",
         "States": {
             "C": {"Type": "Choice", "Choices": [
-                {"And": [{"Variable": "$.n", "NumericGreaterThan": 1}, {"Not": {"Variable": "$.s", "StringEquals": "no"}}], "Next": "Big"},
-                {"Variable": "$.n", "IsPresent": false, "Next": "Missing"}
+                {"Variable": "$.n", "IsPresent": false, "Next": "Missing"},
+                {"And": [{"Variable": "$.n", "NumericGreaterThan": 1}, {"Not": {"Variable": "$.s", "StringEquals": "no"}}], "Next": "Big"}
             ], "Default": "Small"},
             "Big": {"Type": "Pass", "Result": "big", "End": true},
             "Missing": {"Type": "Pass", "Result": "missing", "End": true},
@@ -190,6 +199,11 @@ fn choice_routes_and_defaults() {
     ] {
         assert_eq!(execute(definition.clone(), input.clone()).output, Some(json!(expected)), "{input}");
     }
+    // A Variable path that selects nothing is a States.Runtime failure (AWS), unlike a
+    // type mismatch, which is just false.
+    let missing = execute(definition.clone(), json!({"n": 5}));
+    assert_eq!(missing.error.as_deref(), Some("States.Runtime"));
+    assert!(missing.cause.unwrap_or_default().contains("Invalid path '$.s'"));
     let no_default = json!({"StartAt": "C", "States": {"C": {"Type": "Choice", "Choices": [
         {"Variable": "$.n", "NumericEquals": 1, "Next": "X"}]}, "X": {"Type": "Succeed"}}});
     let outcome = execute(no_default, json!({"n": 2}));
@@ -294,7 +308,10 @@ fn parallel_and_inline_map() {
     assert_eq!(outcome.status, ExecutionStatus::Succeeded, "{:?}", outcome.cause);
     let output = outcome.output.unwrap();
     assert_eq!(output["branches"], json!([1, 2]));
-    assert_eq!(output["mapped"], json!([{"v": "a", "i": 0, "k": 0}, {"v": "b", "i": 1, "k": 0}, {"v": "c", "i": 2, "k": 0}]));
+    assert_eq!(
+        output["mapped"],
+        json!([{"v": "a", "i": 0, "k": 0}, {"v": "b", "i": 1, "k": 0}, {"v": "c", "i": 2, "k": 0}])
+    );
 }
 
 #[test]
@@ -324,7 +341,8 @@ fn map_iteration_failure_fails_the_map_with_its_error() {
 fn task_timeout_and_machine_timeout() {
     let slow: FakeInvoker = FakeInvoker::default();
     // No handler: the fake fails at once, so use a Wait for the machine timeout instead.
-    let definition = json!({"TimeoutSeconds": 10, "StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 60, "End": true}}});
+    let definition =
+        json!({"TimeoutSeconds": 10, "StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 60, "End": true}}});
     let outcome = execute_with(definition, json!({}), slow);
     assert_eq!(outcome.status, ExecutionStatus::TimedOut);
     assert_eq!(outcome.error.as_deref(), Some("States.Timeout"));
@@ -351,7 +369,12 @@ mod properties {
     use proptest::prelude::*;
 
     fn json_leaf() -> impl Strategy<Value = Value> {
-        prop_oneof![Just(Value::Null), any::<bool>().prop_map(Value::from), any::<i32>().prop_map(Value::from), "[a-z]{0,6}".prop_map(Value::from)]
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i32>().prop_map(Value::from),
+            "[a-z]{0,6}".prop_map(Value::from)
+        ]
     }
 
     fn json_object() -> impl Strategy<Value = serde_json::Map<String, Value>> {

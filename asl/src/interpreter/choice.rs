@@ -97,7 +97,10 @@ pub fn compare(operator: Operator, value: &Value, expected: &Value) -> bool {
                 _ => false,
             }
         }
-        TimestampEquals | TimestampLessThan | TimestampGreaterThan | TimestampLessThanEquals
+        TimestampEquals
+        | TimestampLessThan
+        | TimestampGreaterThan
+        | TimestampLessThanEquals
         | TimestampGreaterThanEquals => {
             match (value.as_str().and_then(timestamp::parse), expected.as_str().and_then(timestamp::parse)) {
                 (Some(a), Some(b)) => ordering_holds(operator, a.cmp(&b)),
@@ -114,9 +117,7 @@ fn ordering_holds(operator: Operator, ordering: Ordering) -> bool {
         StringLessThan | NumericLessThan | TimestampLessThan => ordering == Ordering::Less,
         StringGreaterThan | NumericGreaterThan | TimestampGreaterThan => ordering == Ordering::Greater,
         StringLessThanEquals | NumericLessThanEquals | TimestampLessThanEquals => ordering != Ordering::Greater,
-        StringGreaterThanEquals | NumericGreaterThanEquals | TimestampGreaterThanEquals => {
-            ordering != Ordering::Less
-        }
+        StringGreaterThanEquals | NumericGreaterThanEquals | TimestampGreaterThanEquals => ordering != Ordering::Less,
         _ => false,
     }
 }

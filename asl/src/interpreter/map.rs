@@ -90,7 +90,9 @@ impl Runner {
                 (Some(value), _) => value.as_u64().unwrap_or(0),
                 (None, Some(path)) => {
                     let value = eval.resolve_for_path_field(path, &effective)?;
-                    value.as_u64().filter(|v| *v <= i32::MAX as u64).ok_or_else(|| {
+                    // AWS also takes an integer written as a string ("1").
+                    let number = value.as_u64().or_else(|| value.as_str().and_then(|s| s.parse::<u64>().ok()));
+                    number.filter(|v| *v <= i32::MAX as u64).ok_or_else(|| {
                         eval.runtime(format!(
                             "The MaxConcurrencyPath field refers to value \"{}\" which is not a valid integer: {}",
                             compact(&value),
@@ -129,8 +131,12 @@ impl Runner {
                     None => item,
                 };
                 let iteration_details = json!({"name": visit_ref.name, "index": index});
-                let mut last =
-                    self.history.record(self.env.clock.now(), started, "MapIterationStarted", Some(iteration_details.clone()));
+                let mut last = self.history.record(
+                    self.env.clock.now(),
+                    started,
+                    "MapIterationStarted",
+                    Some(iteration_details.clone()),
+                );
                 let mut guard = IterationGuard {
                     history: &self.history,
                     clock: &*self.env.clock,

@@ -53,12 +53,19 @@ impl ExecutionSpec {
         region: &str,
         input: Value,
     ) -> ExecutionSpec {
-        let kind = match machine_type {
-            StateMachineType::Standard => "execution",
-            StateMachineType::Express => "express",
+        // An Express execution ARN carries a third part, the execution's own id, because
+        // Express names need not be unique: `...:express:<machine>:<name>:<uuid>`.
+        let execution_arn = match machine_type {
+            StateMachineType::Standard => {
+                format!("arn:aws:states:{region}:{account}:execution:{state_machine_name}:{execution_name}")
+            }
+            StateMachineType::Express => format!(
+                "arn:aws:states:{region}:{account}:express:{state_machine_name}:{execution_name}:{}",
+                uuid::Uuid::new_v4()
+            ),
         };
         ExecutionSpec {
-            execution_arn: format!("arn:aws:states:{region}:{account}:{kind}:{state_machine_name}:{execution_name}"),
+            execution_arn,
             execution_name: execution_name.to_string(),
             state_machine_arn: format!("arn:aws:states:{region}:{account}:stateMachine:{state_machine_name}"),
             state_machine_name: state_machine_name.to_string(),

@@ -15,7 +15,8 @@ use super::{choice, Environment, ExecutionOutcome, ExecutionSpec, ExecutionStatu
 use crate::failure::{names, Failure};
 use crate::history::{not_truncated, History};
 use crate::model::{
-    Catcher, ChoiceState, FailState, PassState, State, StateBlock, StateMachine, SucceedState, Transition,
+    Catcher, ChoiceState, FailState, PassState, State, StateBlock, StateMachine, StateMachineType, SucceedState,
+    Transition,
 };
 use crate::timestamp;
 
@@ -56,15 +57,19 @@ enum Step {
 impl Runner {
     pub(crate) fn new(machine: Arc<StateMachine>, spec: ExecutionSpec, env: Environment) -> Runner {
         let start = timestamp::format(env.clock.now());
+        let mut execution = json!({
+            "Id": spec.execution_arn,
+            "Input": spec.input,
+            "Name": spec.execution_name,
+            "RoleArn": spec.role_arn,
+            "StartTime": start,
+        });
+        // Express executions cannot be redriven, and AWS gives them no RedriveCount.
+        if spec.machine_type == StateMachineType::Standard {
+            execution["RedriveCount"] = json!(0);
+        }
         let exec_ctx = ExecutionContext {
-            execution: json!({
-                "Id": spec.execution_arn,
-                "Input": spec.input,
-                "Name": spec.execution_name,
-                "RoleArn": spec.role_arn,
-                "StartTime": start,
-                "RedriveCount": 0,
-            }),
+            execution,
             state_machine: json!({ "Id": spec.state_machine_arn, "Name": spec.state_machine_name }),
         };
         Runner { machine, spec, env, history: History::new(), exec_ctx, failed_state: Mutex::new(None) }
@@ -176,8 +181,13 @@ impl Runner {
             format!("{}StateEntered", state.type_name()),
             Some(json!({"name": name, "input": compact(&input), "inputDetails": not_truncated()})),
         );
-        let mut visit =
-            Visit { name, entered_id, entered_time: timestamp::format(entered), last_event: entered_id, retry_count: 0 };
+        let mut visit = Visit {
+            name,
+            entered_id,
+            entered_time: timestamp::format(entered),
+            last_event: entered_id,
+            retry_count: 0,
+        };
         let result = match state {
             State::Pass(s) => self.pass(&visit, s, input, scope),
             State::Choice(s) => self.choice(&visit, s, input, scope),
@@ -249,7 +259,8 @@ impl Runner {
 
     pub(crate) async fn sleep(&self, duration: Duration) {
         let delta = chrono::TimeDelta::from_std(duration).unwrap_or(chrono::TimeDelta::MAX);
-        let deadline = self.env.clock.now().checked_add_signed(delta).unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+        let deadline =
+            self.env.clock.now().checked_add_signed(delta).unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
         self.env.clock.sleep_until(deadline).await
     }
 

@@ -135,7 +135,8 @@ impl Runner {
         let (resource_type, resource_name) = resource_fields(resource, &s.resource);
         let parameters_text = compact(&parameters);
         let scheduled = if events.lambda {
-            let mut details = json!({"resource": s.resource, "input": parameters_text, "inputDetails": not_truncated()});
+            let mut details =
+                json!({"resource": s.resource, "input": parameters_text, "inputDetails": not_truncated()});
             if let Some(t) = timeout {
                 details["timeoutInSeconds"] = t.into();
             }
@@ -151,7 +152,8 @@ impl Runner {
             details
         };
         self.record(visit, &events.name("Scheduled"), Some(scheduled));
-        let started = if events.lambda { None } else { Some(json!({"resourceType": resource_type, "resource": resource_name})) };
+        let started =
+            if events.lambda { None } else { Some(json!({"resourceType": resource_type, "resource": resource_name})) };
         self.record(visit, &events.name("Started"), started);
 
         let request = TaskRequest {

@@ -1,6 +1,36 @@
 //! Intrinsic functions (`States.Format(...)` etc., features.md §1.11).
 //!
-//! SCAFFOLD: interface fixed, implementation in progress.
+//! A call is parsed once, when the definition is loaded, and evaluated each time its field
+//! is. Definition time rejects what AWS's CreateStateMachine rejects (bad syntax, unknown
+//! function, invalid escape, nesting deeper than 10); everything about argument values,
+//! and the argument count, is checked at run time, as AWS does. Run-time failures are
+//! `States.Runtime` with a cause naming the call and the problem (see [`arguments`]).
+//!
+//! One concept per file:
+//!
+//! * [`ast`] — functions, arguments, and the canonical text of a call;
+//! * [`parser`] — the call syntax;
+//! * [`functions`] — evaluating each function;
+//! * [`arguments`] — argument checks, number coercion, failures;
+//! * [`template`] — the `States.Format` template;
+//! * [`java_text`] — Java's text of a value (`States.Format`, `States.ArrayContains`,
+//!   `States.Hash`);
+//! * [`java_hash`] — Java `HashSet` order (`States.ArrayUnique`);
+//! * [`java_random`] — `java.util.Random` (`States.MathRandom`);
+//! * [`lenient_base64`] — AWS's lenient Base64 decoding.
+
+mod arguments;
+mod ast;
+mod functions;
+mod java_hash;
+mod java_random;
+mod java_text;
+mod lenient_base64;
+mod parser;
+mod template;
+
+#[cfg(test)]
+mod tests;
 
 use serde_json::Value;
 
@@ -28,6 +58,7 @@ pub trait IntrinsicEnv {
 #[derive(Clone, Debug, PartialEq)]
 pub struct IntrinsicCall {
     text: String,
+    call: ast::Call,
 }
 
 impl IntrinsicCall {
@@ -36,15 +67,20 @@ impl IntrinsicCall {
         text.trim_start().starts_with("States.")
     }
 
+    /// Parses a call such as `States.Format('{} items', States.ArrayLength($.items))`.
+    /// Whitespace around the call and its arguments is allowed.
     pub fn parse(text: &str) -> Result<IntrinsicCall, IntrinsicSyntaxError> {
-        Ok(IntrinsicCall { text: text.to_string() })
+        Ok(IntrinsicCall { text: text.to_string(), call: parser::parse(text)? })
     }
 
+    /// The text the call was parsed from.
     pub fn as_str(&self) -> &str {
         &self.text
     }
 
-    pub fn evaluate(&self, _env: &mut dyn IntrinsicEnv) -> Result<Value, Failure> {
-        todo!()
+    /// Evaluates the call. A path argument that does not resolve fails with the failure
+    /// `env.resolve` returned; anything else that goes wrong is a `States.Runtime` failure.
+    pub fn evaluate(&self, env: &mut dyn IntrinsicEnv) -> Result<Value, Failure> {
+        functions::evaluate(&self.call, env)
     }
 }

@@ -50,9 +50,15 @@ pub(crate) enum RelOp {
 #[derive(Clone, Debug)]
 pub(crate) enum Operand {
     /// `@...` relative to the element under test.
-    Current { tokens: Vec<Token>, definite: bool },
+    Current {
+        tokens: Vec<Token>,
+        definite: bool,
+    },
     /// `$...` relative to the document root.
-    Root { tokens: Vec<Token>, definite: bool },
+    Root {
+        tokens: Vec<Token>,
+        definite: bool,
+    },
     Literal(Value),
     Regex(Regex),
 }

@@ -66,7 +66,9 @@ fn select_definite_from(tokens: &[Token], base: &Value, root: &Value) -> Result<
                     Some(value) => node = value,
                     None if is_leaf => return Err(no_results(tokens)),
                     None => {
-                        return Err(PathError { message: format!("Missing property in path {}", render(&tokens[..=i])) })
+                        return Err(PathError {
+                            message: format!("Missing property in path {}", render(&tokens[..=i])),
+                        })
                     }
                 }
             }
@@ -185,11 +187,10 @@ fn walk(tokens: &[Token], node: &Value, root: &Value, out: &mut Vec<Value>) {
 /// that no node is matched twice.
 fn scan(rest: &[Token], node: &Value, root: &Value, out: &mut Vec<Value>) {
     match rest.first() {
-        Some(Token::Filter(filter)) => {
-            if !node.is_array() && filter.holds(node, root) {
-                walk(&rest[1..], node, root, out);
-            }
+        Some(Token::Filter(filter)) if !node.is_array() && filter.holds(node, root) => {
+            walk(&rest[1..], node, root, out)
         }
+        Some(Token::Filter(_)) => {}
         _ if node.is_object() || node.is_array() => walk(rest, node, root, out),
         _ => {}
     }

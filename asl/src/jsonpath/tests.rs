@@ -61,7 +61,10 @@ fn selections_match_jayway() {
         ("$.store.book[*].price.length()", json!(4)),
         ("$.store.bicycle['color','price']", json!({"color": "red", "price": 19.95})),
         ("$.store.bicycle['color','nope']", json!({"color": "red"})),
-        ("$.store.book[*]['title','nope']", json!([{"title": "Sayings"}, {"title": "Sword"}, {"title": "Moby Dick"}, {"title": "The Lord"}])),
+        (
+            "$.store.book[*]['title','nope']",
+            json!([{"title": "Sayings"}, {"title": "Sword"}, {"title": "Moby Dick"}, {"title": "The Lord"}]),
+        ),
     ];
     for (path, expected) in cases {
         let parsed = JsonPath::parse(path).unwrap_or_else(|e| panic!("{path}: {e}"));

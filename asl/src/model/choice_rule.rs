@@ -124,10 +124,8 @@ impl Condition {
         if let Some(inner) = map.get("Not") {
             return Ok(Condition::Not(Box::new(Condition::from_json(inner)?)));
         }
-        let variable = map
-            .get("Variable")
-            .and_then(Value::as_str)
-            .ok_or("a data-test rule needs a string 'Variable'")?;
+        let variable =
+            map.get("Variable").and_then(Value::as_str).ok_or("a data-test rule needs a string 'Variable'")?;
         let variable = PathExpr::parse(variable).map_err(|e| format!("invalid Variable '{variable}': {e}"))?;
         for (key, value) in map {
             if let Some((operator, is_path)) = Operator::from_key(key) {

@@ -15,9 +15,15 @@ pub enum PayloadTemplate {
     Object(Vec<(String, PayloadTemplate)>),
     Array(Vec<PayloadTemplate>),
     /// `"key.$": "$.path"`; `field` is the key as written (with `.$`), for error messages.
-    Path { field: String, expr: PathExpr },
+    Path {
+        field: String,
+        expr: PathExpr,
+    },
     /// `"key.$": "States.Format(...)"`.
-    Intrinsic { field: String, call: IntrinsicCall },
+    Intrinsic {
+        field: String,
+        call: IntrinsicCall,
+    },
 }
 
 impl PayloadTemplate {

@@ -11,8 +11,11 @@ use super::retry::{Catcher, Retrier};
 use super::state_machine::StateBlock;
 use crate::expr::PathExpr;
 
+/// A state of a definition. Variants differ in size (Map carries the most fields); states
+/// are built once per definition and never moved in hot loops, so they are not boxed.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(tag = "Type")]
+#[allow(clippy::large_enum_variant)]
 pub enum State {
     Pass(PassState),
     Task(TaskState),
@@ -81,7 +84,8 @@ pub struct PassState {
     pub input_path: PathField,
     #[serde(default)]
     pub parameters: Option<PayloadTemplate>,
-    #[serde(default)]
+    /// `"Result": null` is a null result, not an absent one.
+    #[serde(default, deserialize_with = "present_value")]
     pub result: Option<Value>,
     #[serde(default)]
     pub result_path: PathField,
@@ -258,4 +262,10 @@ pub struct ParallelState {
     pub next: Option<String>,
     #[serde(default)]
     pub end: Option<bool>,
+}
+
+/// Deserializes a field that is present (even as `null`) into `Some`; serde's `default`
+/// leaves absent fields `None`.
+fn present_value<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
 }

@@ -1,0 +1,146 @@
+//! The coordinator's one error type, and its one mapping to gRPC status (DESIGN.md §6).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use prost::Message as _;
+use stepmap_proto::v1::LeaderHint;
+
+use crate::node_id::NodeId;
+
+/// Metadata key carrying the leader's address on a not-leader status, so that clients can
+/// retry there without decoding the details.
+pub const LEADER_ADDRESS_METADATA: &str = "x-stepmap-leader-address";
+/// Metadata key carrying the leader's node id on a not-leader status.
+pub const LEADER_ID_METADATA: &str = "x-stepmap-leader-id";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// This node is not the leader. Followers answer with a hint instead of forwarding
+    /// (DESIGN.md §3); `leader_id`/`leader_address` are `None` while no leader is known
+    /// (e.g. during an election).
+    #[error("node {node_id} is not the leader (leader: {})", leader_display(*.leader_id, .leader_address))]
+    NotLeader { node_id: NodeId, leader_id: Option<NodeId>, leader_address: Option<String> },
+
+    /// The proposal was appended to this node's log but a different entry was committed at its
+    /// index (leadership changed before it was replicated to a majority). It will never apply.
+    #[error("proposal {proposal} was dropped: another entry was committed at index {index}")]
+    ProposalDropped { proposal: String, index: u64 },
+
+    /// It is unknown whether the proposal was applied: the node installed a snapshot covering
+    /// its index, or stopped, before learning the outcome. Commands must be idempotent so a
+    /// client can retry (DESIGN.md §3).
+    #[error("outcome of proposal {proposal} is unknown: {reason}")]
+    ProposalOutcomeUnknown { proposal: String, reason: String },
+
+    /// A request did not complete in time. For proposals the outcome is unknown.
+    #[error("{operation} timed out after {after:?}")]
+    Timeout { operation: &'static str, after: Duration },
+
+    /// The node's driver has stopped (shutdown or a fatal storage error).
+    #[error("raft node {node_id} is stopped")]
+    Stopped { node_id: NodeId },
+
+    #[error("invalid raft configuration: {field}: {message}")]
+    Config { field: &'static str, message: String },
+
+    #[error("raft-engine at {path}: {source}")]
+    Engine {
+        path: PathBuf,
+        #[source]
+        source: raft_engine::Error,
+    },
+
+    #[error("raft: {source}")]
+    Raft {
+        #[source]
+        source: raft::Error,
+    },
+
+    #[error("cannot decode {what}: {source}")]
+    Decode {
+        what: &'static str,
+        #[source]
+        source: protobuf::ProtobufError,
+    },
+
+    #[error("state machine cannot restore snapshot at index {index}: {message}")]
+    Restore { index: u64, message: String },
+
+    #[error("transport to {peer}: {message}")]
+    Transport { peer: String, message: String },
+}
+
+fn leader_display(leader_id: Option<NodeId>, leader_address: &Option<String>) -> String {
+    match (leader_id, leader_address) {
+        (Some(id), Some(addr)) => format!("{id} at {addr}"),
+        (Some(id), None) => id.to_string(),
+        _ => "unknown".to_owned(),
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<Error> for tonic::Status {
+    /// The single mapping from coordinator errors to gRPC status. A not-leader status is
+    /// `FAILED_PRECONDITION` with a [`LeaderHint`] in its details and the leader's address in
+    /// the `x-stepmap-leader-address` metadata; `UNAVAILABLE` marks retryable conditions.
+    fn from(error: Error) -> Self {
+        let message = error.to_string();
+        match error {
+            Error::NotLeader { leader_id, leader_address, .. } => {
+                let hint = LeaderHint {
+                    leader_id: leader_id.map_or(0, NodeId::get),
+                    leader_address: leader_address.clone().unwrap_or_default(),
+                };
+                let mut status =
+                    tonic::Status::with_details(tonic::Code::FailedPrecondition, message, hint.encode_to_vec().into());
+                if let Some(id) = leader_id {
+                    if let Ok(value) = id.get().to_string().parse() {
+                        status.metadata_mut().insert(LEADER_ID_METADATA, value);
+                    }
+                }
+                if let Some(value) = leader_address.and_then(|addr| addr.parse().ok()) {
+                    status.metadata_mut().insert(LEADER_ADDRESS_METADATA, value);
+                }
+                status
+            }
+            Error::ProposalDropped { .. } | Error::Stopped { .. } | Error::Transport { .. } => {
+                tonic::Status::unavailable(message)
+            }
+            Error::ProposalOutcomeUnknown { .. } | Error::Timeout { .. } => tonic::Status::deadline_exceeded(message),
+            Error::Config { .. } => tonic::Status::invalid_argument(message),
+            Error::Engine { .. } | Error::Raft { .. } | Error::Decode { .. } | Error::Restore { .. } => {
+                tonic::Status::internal(message)
+            }
+        }
+    }
+}
+
+/// The leader hint carried by a not-leader status, if `status` is one.
+pub fn leader_hint(status: &tonic::Status) -> Option<LeaderHint> {
+    if status.code() != tonic::Code::FailedPrecondition {
+        return None;
+    }
+    LeaderHint::decode(status.details()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_leader_maps_to_failed_precondition_with_hint() {
+        let error = Error::NotLeader {
+            node_id: NodeId::new(2).unwrap(),
+            leader_id: NodeId::new(1),
+            leader_address: Some("127.0.0.1:7300".to_owned()),
+        };
+        let status = tonic::Status::from(error);
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+        let hint = leader_hint(&status).unwrap();
+        assert_eq!(hint.leader_id, 1);
+        assert_eq!(hint.leader_address, "127.0.0.1:7300");
+        assert_eq!(status.metadata().get(LEADER_ADDRESS_METADATA).unwrap(), "127.0.0.1:7300");
+    }
+}

@@ -1,0 +1,31 @@
+//! The stepmap coordinator: a Raft node whose log lives in raft-engine, driving a replicated,
+//! deterministic state machine (DESIGN.md §3). See `docs/coordinator.md` for the mental model.
+//!
+//! - [`RaftNode`] — start a node, propose commands, read linearizably, watch its status.
+//! - [`StateMachine`] — what the log drives; pure `apply`, `snapshot`, `restore`.
+//! - [`transport`] — how Raft messages travel: in process (with fault filters) or over gRPC.
+//! - [`RaftStorage`] — raft-rs `Storage` over raft-engine, fsynced.
+
+mod admin_service;
+mod error;
+mod node_id;
+mod node_status;
+mod proposal;
+mod raft_config;
+mod raft_driver;
+mod raft_node;
+mod raft_storage;
+mod slog_bridge;
+mod state_machine;
+pub mod transport;
+
+pub use admin_service::RaftAdminService;
+pub use error::{leader_hint, Error, Result, LEADER_ADDRESS_METADATA, LEADER_ID_METADATA};
+pub use node_id::NodeId;
+pub use node_status::{NodeStatus, Role};
+pub use proposal::{Applied, ProposalId};
+pub use raft_config::RaftConfig;
+pub use raft_node::RaftNode;
+pub use raft_storage::RaftStorage;
+pub use slog_bridge::TracingDrain;
+pub use state_machine::StateMachine;

@@ -1,0 +1,66 @@
+//! Cluster tests of the Raft node (DESIGN.md §5, layer 3): three in-process nodes with real
+//! raft-engine storage, over a transport whose faults the test controls. Every scenario body
+//! in `cluster/scenarios.rs` runs twice: over the in-process transport and over real gRPC on
+//! loopback. Tests expected to take more than ~10 s are named `heavy_`.
+
+mod cluster {
+    pub mod harness;
+    pub mod kv;
+    pub mod network;
+    pub mod scenarios;
+}
+
+use cluster::network::{Grpc, InProcess};
+use cluster::scenarios;
+
+/// Logs to the test's captured output when RUST_LOG is set.
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+macro_rules! scenario {
+    ($test:ident, $network:ident, $size:expr, $body:path) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $test() {
+            init_tracing();
+            $body($network::new($size).await).await;
+        }
+    };
+}
+
+scenario!(in_process_leader_election, InProcess, 3, scenarios::leader_election);
+scenario!(grpc_leader_election, Grpc, 3, scenarios::leader_election);
+
+scenario!(in_process_single_node, InProcess, 1, scenarios::single_node);
+scenario!(grpc_single_node, Grpc, 1, scenarios::single_node);
+
+scenario!(in_process_log_replication_and_reads, InProcess, 3, scenarios::log_replication_and_reads);
+scenario!(grpc_log_replication_and_reads, Grpc, 3, scenarios::log_replication_and_reads);
+
+scenario!(in_process_partitioned_leader_steps_down, InProcess, 3, scenarios::partitioned_leader_steps_down);
+scenario!(grpc_partitioned_leader_steps_down, Grpc, 3, scenarios::partitioned_leader_steps_down);
+
+scenario!(in_process_minority_cannot_commit, InProcess, 3, scenarios::minority_cannot_commit);
+scenario!(grpc_minority_cannot_commit, Grpc, 3, scenarios::minority_cannot_commit);
+
+scenario!(
+    in_process_restart_recovers_from_snapshot_and_log,
+    InProcess,
+    3,
+    scenarios::restart_recovers_from_snapshot_and_log
+);
+scenario!(grpc_restart_recovers_from_snapshot_and_log, Grpc, 3, scenarios::restart_recovers_from_snapshot_and_log);
+
+scenario!(
+    in_process_lagging_node_catches_up_via_snapshot,
+    InProcess,
+    3,
+    scenarios::lagging_node_catches_up_via_snapshot
+);
+scenario!(grpc_lagging_node_catches_up_via_snapshot, Grpc, 3, scenarios::lagging_node_catches_up_via_snapshot);
+
+scenario!(in_process_message_loss_and_reordering, InProcess, 3, scenarios::message_loss_and_reordering);
+scenario!(grpc_message_loss_and_reordering, Grpc, 3, scenarios::message_loss_and_reordering);

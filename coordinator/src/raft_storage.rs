@@ -7,9 +7,14 @@
 //! raft-engine batch followed by fsync (Raft paper §5, "Persisted state on all servers ...
 //! updated on stable storage before responding to RPCs").
 //!
-//! Reads of terms and indexes are served from memory: the storage keeps the term of every
-//! retained entry (`terms`, eight bytes per entry, bounded by the snapshot interval plus the
-//! retention), so only `entries()` touches the files.
+//! Reads are served from memory: the storage keeps every retained entry (`entries`), which the
+//! snapshot interval plus the retention bound, and which stays small because commands carry
+//! descriptors, never item payloads (DESIGN.md §3). raft-engine is written on every Ready and
+//! read only when the node opens. Besides saving I/O, this sidesteps a raft-engine 0.4 trait:
+//! its entry reads go through a *thread-local* block cache keyed by file id and offset, which
+//! is not unique across engines, so two engines in one process (an in-process cluster) reading
+//! on shared threads could be served each other's blocks. Reads at open, and purges (which may
+//! rewrite entries), therefore run on a fresh thread of their own.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -49,13 +54,13 @@ struct Core {
     snapshot: Snapshot,
     /// Index of the first retained entry; `snapshot index + 1` when the log is empty.
     first_index: u64,
-    /// Terms of the retained entries `first_index ..= last_index`, in order.
-    terms: VecDeque<u64>,
+    /// The retained entries `first_index ..= last_index`, in order.
+    entries: VecDeque<Entry>,
 }
 
 impl Core {
     fn last_index(&self) -> u64 {
-        self.first_index + self.terms.len() as u64 - 1
+        self.first_index + self.entries.len() as u64 - 1
     }
 
     fn snapshot_metadata(&self) -> &SnapshotMetadata {
@@ -104,21 +109,22 @@ impl RaftStorage {
             }
         };
 
-        // Rebuild the term mirror from the retained entries.
+        // Load the retained entries, on a thread whose block cache is clean (module docs).
         let snapshot_index = snapshot.get_metadata().index;
         let mut first_index = snapshot_index + 1;
-        let mut terms = VecDeque::new();
+        let mut entries = VecDeque::new();
         if let (Some(first), Some(last)) = (engine.first_index(RAFT_GROUP), engine.last_index(RAFT_GROUP)) {
-            let mut entries = Vec::with_capacity((last + 1 - first) as usize);
-            engine
-                .fetch_entries_to::<EntryExt>(RAFT_GROUP, first, last + 1, None, &mut entries)
-                .map_err(engine_error)?;
+            let loaded = on_fresh_thread(|| {
+                let mut entries = Vec::with_capacity((last + 1 - first) as usize);
+                engine.fetch_entries_to::<EntryExt>(RAFT_GROUP, first, last + 1, None, &mut entries).map(|_| entries)
+            })
+            .map_err(engine_error)?;
             first_index = first;
-            terms.extend(entries.iter().map(|e| e.term));
+            entries.extend(loaded);
         }
         debug_assert!(first_index <= snapshot_index + 1, "log starts after the snapshot");
 
-        let core = Core { hard_state, conf_state, snapshot, first_index, terms };
+        let core = Core { hard_state, conf_state, snapshot, first_index, entries };
         Ok(Self { engine: Arc::new(engine), core: Arc::new(RwLock::new(core)), path: dir.to_owned() })
     }
 
@@ -188,8 +194,8 @@ impl RaftStorage {
         let mut core = self.write();
         if let Some(first) = entries.first() {
             let keep = (first.index - core.first_index) as usize;
-            core.terms.truncate(keep);
-            core.terms.extend(entries.iter().map(|e| e.term));
+            core.entries.truncate(keep);
+            core.entries.extend(entries.iter().cloned());
         }
         if let Some(hard_state) = hard_state {
             core.hard_state = hard_state.clone();
@@ -249,7 +255,7 @@ impl RaftStorage {
         core.hard_state = hard_state;
         core.conf_state = conf_state;
         core.first_index = index + 1;
-        core.terms.clear();
+        core.entries.clear();
         Ok(())
     }
 
@@ -264,7 +270,7 @@ impl RaftStorage {
         if index > core.last_index() || index < core.first_index {
             return Err(Error::Raft { source: raft::Error::Store(StorageError::Unavailable) });
         }
-        let term = core.terms[(index - core.first_index) as usize];
+        let term = core.entries[(index - core.first_index) as usize].term;
         let mut snapshot = Snapshot::default();
         snapshot.set_data(data.into());
         let metadata = snapshot.mut_metadata();
@@ -283,22 +289,24 @@ impl RaftStorage {
         core.snapshot = snapshot;
         if compact_to > core.first_index {
             let drop = (compact_to - core.first_index) as usize;
-            core.terms.drain(..drop);
+            core.entries.drain(..drop);
             core.first_index = compact_to;
         }
         drop(core);
         // Let raft-engine reclaim files that hold only compacted entries. The groups it asks
         // to compact further are ours only, and we already compacted what we can.
-        self.engine.purge_expired_files().map_err(|e| self.engine_error(e))?;
+        on_fresh_thread(|| self.engine.purge_expired_files()).map_err(|e| self.engine_error(e))?;
         Ok(())
     }
 }
 
-fn storage_error(error: Error) -> raft::Error {
-    match error {
-        Error::Raft { source } => source,
-        other => raft::Error::Store(StorageError::Other(Box::new(other))),
-    }
+/// Runs `work` on a new thread and waits for it (see the module docs on raft-engine's
+/// thread-local block cache).
+fn on_fresh_thread<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    std::thread::scope(|scope| match scope.spawn(work).join() {
+        Ok(result) => result,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
 }
 
 impl raft::Storage for RaftStorage {
@@ -321,13 +329,11 @@ impl raft::Storage for RaftStorage {
         if high > core.last_index() + 1 {
             return Err(raft::Error::Store(StorageError::Unavailable));
         }
-        drop(core);
-        let mut entries = Vec::with_capacity((high - low) as usize);
-        // raft-engine returns at least one entry whatever `max_size` says, as raft-rs requires.
-        let max_size = max_size.into().map(|size| size.min(usize::MAX as u64) as usize);
-        self.engine
-            .fetch_entries_to::<EntryExt>(RAFT_GROUP, low, high, max_size, &mut entries)
-            .map_err(|e| storage_error(self.engine_error(e)))?;
+        let start = (low - core.first_index) as usize;
+        let end = (high - core.first_index) as usize;
+        let mut entries: Vec<Entry> = core.entries.range(start..end).cloned().collect();
+        // At least one entry whatever `max_size` says, as raft-rs requires.
+        raft::util::limit_size(&mut entries, max_size.into());
         Ok(entries)
     }
 
@@ -343,7 +349,7 @@ impl raft::Storage for RaftStorage {
         if index > core.last_index() {
             return Err(raft::Error::Store(StorageError::Unavailable));
         }
-        Ok(core.terms[(index - core.first_index) as usize])
+        Ok(core.entries[(index - core.first_index) as usize].term)
     }
 
     fn first_index(&self) -> raft::Result<u64> {

@@ -4,6 +4,7 @@
 //! loopback. Tests expected to take more than ~10 s are named `heavy_`.
 
 mod cluster {
+    pub mod admin;
     pub mod harness;
     pub mod kv;
     pub mod network;
@@ -64,3 +65,12 @@ scenario!(grpc_lagging_node_catches_up_via_snapshot, Grpc, 3, scenarios::lagging
 
 scenario!(in_process_message_loss_and_reordering, InProcess, 3, scenarios::message_loss_and_reordering);
 scenario!(grpc_message_loss_and_reordering, Grpc, 3, scenarios::message_loss_and_reordering);
+
+scenario!(in_process_five_nodes_tolerate_two_failures, InProcess, 5, scenarios::five_nodes_tolerate_two_failures);
+scenario!(grpc_five_nodes_tolerate_two_failures, Grpc, 5, scenarios::five_nodes_tolerate_two_failures);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_admin_service_answers_with_leader_hint() {
+    init_tracing();
+    cluster::admin::admin_service_answers_with_leader_hint().await;
+}

@@ -245,3 +245,23 @@ pub async fn message_loss_and_reordering(net: impl Network) {
     cluster.assert_all_have("k", 0..40).await;
     cluster.shutdown().await;
 }
+
+/// Five voters tolerate two failures, the leader among them; the stopped nodes come back and
+/// catch up.
+pub async fn five_nodes_tolerate_two_failures(net: impl Network) {
+    let mut cluster = Cluster::start(net, 5, Options::default()).await;
+    cluster.put_range(&cluster.running(), "k", 0..5).await;
+    let leader = cluster.leader().await;
+    let other = cluster.ids().into_iter().find(|id| *id != leader).expect("a follower");
+    cluster.stop_node(leader).await;
+    cluster.stop_node(other).await;
+    cluster.put_range(&cluster.running(), "degraded", 0..10).await;
+    cluster.start_node(leader);
+    cluster.start_node(other);
+    cluster.put_range(&cluster.running(), "whole", 0..5).await;
+    cluster.converged().await;
+    cluster.assert_all_have("k", 0..5).await;
+    cluster.assert_all_have("degraded", 0..10).await;
+    cluster.assert_all_have("whole", 0..5).await;
+    cluster.shutdown().await;
+}

@@ -11,6 +11,7 @@ pub mod history;
 pub mod interpreter;
 pub mod intrinsic;
 pub mod jsonpath;
+pub mod map_run;
 pub mod model;
 pub mod resource;
 pub mod task;

@@ -66,6 +66,7 @@ fn execute_with(definition: Value, input: Value, invoker: FakeInvoker) -> Execut
             let counter = AtomicUsize::new(0);
             move || counter.fetch_add(0x9E37_79B9, Ordering::Relaxed) as u64
         }),
+        map_runs: None,
     };
     let spec = ExecutionSpec::new("machine", "exec", StateMachineType::Standard, "123456789012", "us-east-1", input);
     clock.block_on(run_execution(machine, spec, env))

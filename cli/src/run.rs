@@ -13,8 +13,10 @@ use stepmap_asl::interpreter::{self, Environment, ExecutionOutcome, ExecutionSpe
 use stepmap_asl::model::{State, StateMachine, StateMachineType};
 use stepmap_asl::resource::Resource;
 use stepmap_asl::task::{TaskInvoker, TaskRequest};
+use stepmap_storage::{StoreConfig, Stores};
 use stepmap_worker::function_registry::FunctionRegistry;
 use stepmap_worker::invoker::LocalInvoker;
+use stepmap_worker::LocalMapRunExecutor;
 
 use crate::{definition, input, EXIT_USAGE};
 
@@ -88,13 +90,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let invoker: Arc<dyn TaskInvoker> =
         Arc::new(OnRuntime { inner: Arc::new(LocalInvoker::new(registry)?), runtime: runtime.handle().clone() });
     let machine = Arc::new(machine);
+    // Bucket B, key K is the file <data-dir>/B/K; without --data-dir, the working directory.
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from("."));
+    let stores = Arc::new(Stores::new(StoreConfig::Local { data_dir }));
     let outcome = if args.time_skipping {
         let clock = VirtualClock::new(chrono::Utc::now());
-        let env = Environment::new(Arc::new(clock.clone()), invoker);
+        // Under virtual time, children stay on the polling thread so the clock sees idleness.
+        let map_runs = Arc::new(LocalMapRunExecutor::new(stores, false));
+        let env = Environment::new(Arc::new(clock.clone()), invoker).with_map_runs(map_runs);
         let _context = runtime.enter();
         clock.block_on(interpreter::run_execution(machine, spec.clone(), env))
     } else {
-        let env = Environment::new(Arc::new(SystemClock), invoker);
+        let map_runs = Arc::new(LocalMapRunExecutor::new(stores, true));
+        let env = Environment::new(Arc::new(SystemClock), invoker).with_map_runs(map_runs);
         runtime.block_on(interpreter::run_execution(machine, spec.clone(), env))
     };
     if args.output == "json" {
@@ -105,8 +113,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     Ok(if outcome.status == ExecutionStatus::Succeeded { 0 } else { 1 })
 }
 
-/// Refuses, before anything starts, what this build cannot run: JSONata, Distributed Map
-/// and Task resources of AWS services stepmap does not have.
+/// Refuses, before anything starts, what this build cannot run: JSONata and Task resources
+/// of AWS services stepmap does not have.
 fn refuse_unrunnable(machine: &StateMachine) -> anyhow::Result<()> {
     anyhow::ensure!(
         !machine.uses_jsonata(),
@@ -117,9 +125,6 @@ fn refuse_unrunnable(machine: &StateMachine) -> anyhow::Result<()> {
         State::Task(task) if !Resource::parse(&task.resource).is_supported() => problems.push(format!(
             "state '{name}': resource '{}' is not supported by stepmap (it runs Lambda functions, lambda:invoke and http:invoke)",
             task.resource
-        )),
-        State::Map(map) if map.is_distributed() => problems.push(format!(
-            "state '{name}': Distributed Map (ProcessorConfig.Mode DISTRIBUTED) is not supported by this version of stepmap"
         )),
         _ => {}
     });

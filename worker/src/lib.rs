@@ -1,15 +1,18 @@
-//! The worker side of stepmap. For now: the task invokers that run Task states on this
+//! The worker side of stepmap: what runs Task states and Distributed Map children on this
 //! machine (see README.md).
 //!
 //! * [`FunctionRegistry`]: the `--functions` file, mapping Lambda function names to local
 //!   commands or Lambda-compatible HTTP endpoints.
 //! * [`LocalInvoker`]: a [`stepmap_asl::task::TaskInvoker`] running Lambda function ARNs,
 //!   `arn:aws:states:::lambda:invoke` and `arn:aws:states:::http:invoke`.
+//! * [`LocalMapRunExecutor`]: runs Distributed Map runs in this process (the embedded default).
 
 pub mod error;
 pub mod function_registry;
 pub mod invoker;
+pub mod map_run;
 
 pub use error::WorkerError;
 pub use function_registry::{FunctionRef, FunctionRegistry, FunctionSpec, FunctionTarget};
 pub use invoker::LocalInvoker;
+pub use map_run::LocalMapRunExecutor;

@@ -75,6 +75,42 @@ impl Eval<'_> {
         })
     }
 
+    /// The integer a `...Path` field selects: a JSON integer, or a string holding one (AWS
+    /// accepts `"2"`, e.g. from a variable); anything else is AWS's `States.Runtime`
+    /// "The <field> field refers to value \"<v>\" which is not a valid integer: <path>".
+    pub fn integer_at_path(&self, field: &str, path: &PathExpr, input: &Value) -> Result<i64, Failure> {
+        let value = self.resolve_for_path_field(path, input)?;
+        let integer = match &value {
+            Value::Number(n) => n.as_i64().or_else(|| n.as_u64().map(|u| i64::try_from(u).unwrap_or(i64::MAX))),
+            Value::String(s) => s.trim().parse::<i64>().ok(),
+            _ => None,
+        };
+        integer.ok_or_else(|| {
+            self.runtime(format!(
+                "The {field} field refers to value \"{}\" which is not a valid integer: {}",
+                shown(&value),
+                path.text
+            ))
+        })
+    }
+
+    /// Like [`Eval::integer_at_path`] for a number ("... which is not a valid float: ...").
+    pub fn float_at_path(&self, field: &str, path: &PathExpr, input: &Value) -> Result<f64, Failure> {
+        let value = self.resolve_for_path_field(path, input)?;
+        let float = match &value {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        float.ok_or_else(|| {
+            self.runtime(format!(
+                "The {field} field refers to value \"{}\" which is not a valid float: {}",
+                shown(&value),
+                path.text
+            ))
+        })
+    }
+
     fn no_variable(&self, name: &str) -> Failure {
         self.runtime(format!("The variable '${name}' could not be found."))
     }
@@ -147,6 +183,14 @@ impl IntrinsicEnv for TemplateEnv<'_, '_> {
 
     fn random_u64(&mut self) -> u64 {
         (self.eval.random)()
+    }
+}
+
+/// A value as AWS shows it inside quotes in a cause: strings bare, the rest as JSON.
+fn shown(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => compact(other),
     }
 }
 

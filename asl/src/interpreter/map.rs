@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 
-use super::data_flow::compact;
+use super::data_flow::{compact, Eval};
 use super::parallel::AttemptFailure;
 use super::retry::{find_catcher, RetryCounters};
 use super::runner::{Exit, Runner, Visit};
@@ -48,16 +48,16 @@ impl Runner {
         input: Value,
         scope: &Scope,
     ) -> Result<Exit, Failure> {
-        if s.is_distributed() {
-            let eval = self.eval(visit, scope, None);
-            return Err(eval.runtime(
-                "Distributed Map (ProcessorConfig.Mode DISTRIBUTED) is not supported by this version of stepmap.",
-            ));
-        }
         let mut counters = RetryCounters::default();
         loop {
             visit.retry_count = counters.total;
-            let AttemptFailure { failure, started } = match self.map_attempt(visit, s, &input, scope).await {
+            // A retry of a Distributed Map starts a new map run over all items (features.md §2.11).
+            let attempt = if s.is_distributed() {
+                self.distributed_map_attempt(visit, s, &input, scope).await
+            } else {
+                self.map_attempt(visit, s, &input, scope).await
+            };
+            let AttemptFailure { failure, started } = match attempt {
                 Ok(exit) => return Ok(exit),
                 Err(failure) => failure,
             };
@@ -86,22 +86,7 @@ impl Runner {
         let (effective, items, max_concurrency) = {
             let eval = self.eval(visit, scope, None);
             let effective = eval.select_path(&s.input_path, input)?;
-            let max_concurrency = match (&s.max_concurrency, &s.max_concurrency_path) {
-                (Some(value), _) => value.as_u64().unwrap_or(0),
-                (None, Some(path)) => {
-                    let value = eval.resolve_for_path_field(path, &effective)?;
-                    // AWS also takes an integer written as a string ("1").
-                    let number = value.as_u64().or_else(|| value.as_str().and_then(|s| s.parse::<u64>().ok()));
-                    number.filter(|v| *v <= i32::MAX as u64).ok_or_else(|| {
-                        eval.runtime(format!(
-                            "The MaxConcurrencyPath field refers to value \"{}\" which is not a valid integer: {}",
-                            compact(&value),
-                            path.text
-                        ))
-                    })?
-                }
-                (None, None) => 0,
-            };
+            let max_concurrency = max_concurrency(&eval, s, &effective)?;
             let items = eval.select_path(&s.items_path, &effective)?;
             let items = match items {
                 Value::Array(items) => items,
@@ -172,5 +157,22 @@ impl Runner {
         let output = eval.apply_result_path(&s.result_path, input.clone(), selected)?;
         let output = eval.select_path_owned(&s.output_path, output)?;
         Ok(Exit { output, transition: Transition::from_fields(&s.next), assigned })
+    }
+}
+
+/// `MaxConcurrency` or the integer `MaxConcurrencyPath` selects; 0 means no limit.
+pub(super) fn max_concurrency(eval: &Eval<'_>, s: &MapState, effective: &Value) -> Result<u64, Failure> {
+    match (&s.max_concurrency, &s.max_concurrency_path) {
+        (Some(value), _) => Ok(value.as_u64().unwrap_or(0)),
+        (None, Some(path)) => {
+            let value = eval.integer_at_path("MaxConcurrencyPath", path, effective)?;
+            u64::try_from(value).ok().filter(|v| *v <= i32::MAX as u64).ok_or_else(|| {
+                eval.runtime(format!(
+                    "The MaxConcurrencyPath field refers to value \"{value}\" which is not a valid integer: {}",
+                    path.text
+                ))
+            })
+        }
+        (None, None) => Ok(0),
     }
 }

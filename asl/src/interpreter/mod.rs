@@ -6,13 +6,14 @@
 //! deterministic — which is what lets a coordinator replay it from its recorded history.
 
 mod choice;
-mod context_object;
-mod data_flow;
+pub(crate) mod context_object;
+pub(crate) mod data_flow;
+mod distributed_map;
 mod map;
 mod parallel;
 mod retry;
 mod runner;
-mod scope;
+pub(crate) mod scope;
 mod task;
 mod wait;
 
@@ -24,10 +25,12 @@ use serde_json::Value;
 
 use crate::clock::Clock;
 use crate::history::HistoryEvent;
+use crate::map_run::MapRunExecutor;
 use crate::model::{StateMachine, StateMachineType};
 use crate::task::TaskInvoker;
 
 pub use choice::{compare, wildcard_match};
+pub use context_object::ExecutionContext;
 
 /// Who and what an execution is: names, ARNs and input.
 #[derive(Clone, Debug)]
@@ -87,12 +90,20 @@ pub struct Environment {
     pub clock: Arc<dyn Clock>,
     pub invoker: Arc<dyn TaskInvoker>,
     pub random: RandomSource,
+    /// Runs Distributed Map states; without one, such a state fails with `States.Runtime`.
+    pub map_runs: Option<Arc<dyn MapRunExecutor>>,
 }
 
 impl Environment {
     /// An environment with thread-local OS-seeded randomness.
     pub fn new(clock: Arc<dyn Clock>, invoker: Arc<dyn TaskInvoker>) -> Environment {
-        Environment { clock, invoker, random: Arc::new(rand::random::<u64>) }
+        Environment { clock, invoker, random: Arc::new(rand::random::<u64>), map_runs: None }
+    }
+
+    /// The same environment, running Distributed Maps with `executor`.
+    pub fn with_map_runs(mut self, executor: Arc<dyn MapRunExecutor>) -> Environment {
+        self.map_runs = Some(executor);
+        self
     }
 }
 

@@ -24,11 +24,11 @@ use crate::timestamp;
 pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 
 pub(crate) struct Runner {
-    machine: Arc<StateMachine>,
+    pub(crate) machine: Arc<StateMachine>,
     pub(crate) spec: ExecutionSpec,
     pub(crate) env: Environment,
     pub(crate) history: History,
-    exec_ctx: ExecutionContext,
+    pub(crate) exec_ctx: ExecutionContext,
     failed_state: Mutex<Option<String>>,
 }
 

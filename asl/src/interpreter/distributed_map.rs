@@ -1,0 +1,199 @@
+//! The Map state in DISTRIBUTED mode (features.md §2): the interpreter resolves every field
+//! against the state's input — with AWS's `States.Runtime` causes for bad `...Path` values,
+//! raised after `MapStateStarted` and before any map run exists — then hands the map run to
+//! the environment's [`MapRunExecutor`](crate::map_run::MapRunExecutor) and records
+//! `MapRunStarted` / `MapRunSucceeded` / `MapRunFailed` around it.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::data_flow::Eval;
+use super::map::max_concurrency;
+use super::parallel::AttemptFailure;
+use super::runner::{failure_details, Exit, Runner, Visit};
+use super::scope::Scope;
+use crate::failure::Failure;
+use crate::map_run::{
+    map_run_arn, Batching, ItemSelection, MapRunItems, MapRunRequest, ResultWriterRequest, Tolerance,
+};
+use crate::model::{ItemBatcher, MapState, StateMachine, StateMachineType, Transition};
+
+impl Runner {
+    pub(super) async fn distributed_map_attempt(
+        &self,
+        visit: &mut Visit<'_>,
+        s: &MapState,
+        input: &Value,
+        scope: &Scope,
+    ) -> Result<Exit, AttemptFailure> {
+        let processor = s.processor().ok_or_else(|| Failure::runtime("The Map state has no ItemProcessor."))?;
+        let Some(executor) = self.env.map_runs.clone() else {
+            let eval = self.eval(visit, scope, None);
+            return Err(eval.runtime("Distributed Map states need a map run executor, and none is configured.").into());
+        };
+        let effective = self.eval(visit, scope, None).select_path(&s.input_path, input)?;
+        // Distributed maps report length 0: items are counted by the map run (features.md §2.10).
+        self.record(visit, "MapStateStarted", Some(json!({"length": 0})));
+        let request = {
+            let eval = self.eval(visit, scope, None);
+            let processor_machine = StateMachine {
+                block: processor.block.clone(),
+                comment: None,
+                version: None,
+                timeout_seconds: None,
+                query_language: self.machine.query_language.clone(),
+            };
+            let label = s.label.clone().unwrap_or_else(|| visit.name.to_string());
+            let id = self.random_uuid();
+            MapRunRequest {
+                map_run_arn: map_run_arn(
+                    &self.spec.region,
+                    &self.spec.account,
+                    &self.spec.state_machine_name,
+                    &label,
+                    &id,
+                ),
+                execution_arn: self.spec.execution_arn.clone(),
+                state_machine_name: self.spec.state_machine_name.clone(),
+                state_name: visit.name.to_string(),
+                label: s.label.clone(),
+                items: items(&eval, s, &effective)?,
+                selection: ItemSelection {
+                    template: s.selector().cloned(),
+                    input: effective.clone(),
+                    execution: self.exec_ctx.clone(),
+                    state_name: visit.name.to_string(),
+                    entered_time: visit.entered_time.clone(),
+                    variables: scope.visible(),
+                    cause_prefix: eval.cause_prefix.clone(),
+                },
+                batching: s.item_batcher.as_ref().map(|b| batching(&eval, b, &effective)).transpose()?,
+                processor: Arc::new(processor_machine),
+                execution_type: processor.processor_config.execution_type.unwrap_or(StateMachineType::Standard),
+                max_concurrency: max_concurrency(&eval, s, &effective)?,
+                tolerance: tolerance(&eval, s, &effective)?,
+                result_writer: match &s.result_writer {
+                    Some(writer) => Some(ResultWriterRequest {
+                        writer: writer.clone(),
+                        parameters: match &writer.parameters {
+                            Some(template) => eval.template(template, &effective)?,
+                            None => Value::Null,
+                        },
+                    }),
+                    None => None,
+                },
+                region: self.spec.region.clone(),
+                account: self.spec.account.clone(),
+                environment: self.env.clone(),
+            }
+        };
+        let map_run_arn = request.map_run_arn.clone();
+        self.record(visit, "MapRunStarted", Some(json!({"mapRunArn": map_run_arn})));
+        let result = match executor.run(request).await {
+            Ok(result) => result,
+            Err(failure) => {
+                self.record(visit, "MapRunFailed", Some(failure_details(&failure)));
+                return Err(AttemptFailure { failure, started: true });
+            }
+        };
+        self.record(visit, "MapRunSucceeded", None);
+        self.record(visit, "MapStateSucceeded", None);
+        let eval = self.eval(visit, scope, None);
+        let selected = match &s.result_selector {
+            Some(template) => eval.template(template, &result)?,
+            None => result.clone(),
+        };
+        let assigned = match &s.assign {
+            Some(assign) => eval.assign(assign, &result)?,
+            None => Vec::new(),
+        };
+        let output = eval.apply_result_path(&s.result_path, input.clone(), selected)?;
+        let output = eval.select_path_owned(&s.output_path, output)?;
+        Ok(Exit { output, transition: Transition::from_fields(&s.next), assigned })
+    }
+
+    /// A UUID from the execution's randomness, so that a replayed execution names its map
+    /// runs the same way.
+    fn random_uuid(&self) -> String {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&(self.env.random)().to_le_bytes());
+        bytes[8..].copy_from_slice(&(self.env.random)().to_le_bytes());
+        uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
+    }
+}
+
+/// The items: an ItemReader's source (ItemsPath is then ignored, as AWS does), or the array
+/// ItemsPath selects.
+fn items(eval: &Eval<'_>, s: &MapState, effective: &Value) -> Result<MapRunItems, Failure> {
+    let Some(reader) = &s.item_reader else {
+        return match eval.select_path(&s.items_path, effective)? {
+            Value::Array(items) => Ok(MapRunItems::Inline(items)),
+            other => Err(eval
+                .runtime(format!("Map state input must be an array but was: {}", super::data_flow::compact(&other)))),
+        };
+    };
+    let config = &reader.reader_config;
+    let max_items = match (&config.max_items, &config.max_items_path) {
+        (Some(value), _) => value.as_i64(),
+        (None, Some(path)) => Some(eval.integer_at_path("MaxItemsPath", path, effective)?),
+        (None, None) => None,
+    };
+    let parameters = match &reader.parameters {
+        Some(template) => eval.template(template, effective)?,
+        None => Value::Null,
+    };
+    Ok(MapRunItems::Reader {
+        resource: reader.resource.clone(),
+        config: Box::new(config.clone()),
+        parameters,
+        max_items,
+    })
+}
+
+fn batching(eval: &Eval<'_>, b: &ItemBatcher, effective: &Value) -> Result<Batching, Failure> {
+    let size = |value: &Option<Value>, path: &Option<crate::expr::PathExpr>, field: &str| -> Result<_, Failure> {
+        Ok(match (value, path) {
+            (Some(value), _) => value.as_u64(),
+            (None, Some(path)) => {
+                let n = eval.integer_at_path(field, path, effective)?;
+                Some(
+                    u64::try_from(n)
+                        .map_err(|_| eval.runtime(format!("{} must be positive.", &field[..field.len() - 4])))?,
+                )
+            }
+            (None, None) => None,
+        })
+    };
+    Ok(Batching {
+        max_items_per_batch: size(&b.max_items_per_batch, &b.max_items_per_batch_path, "MaxItemsPerBatchPath")?,
+        max_input_bytes_per_batch: size(
+            &b.max_input_bytes_per_batch,
+            &b.max_input_bytes_per_batch_path,
+            "MaxInputBytesPerBatchPath",
+        )?,
+        batch_input: b.batch_input.as_ref().map(|template| eval.template(template, effective)).transpose()?,
+    })
+}
+
+/// `ToleratedFailureCount(Path)` and `ToleratedFailurePercentage(Path)` with AWS's checks.
+fn tolerance(eval: &Eval<'_>, s: &MapState, effective: &Value) -> Result<Tolerance, Failure> {
+    let count = match (&s.tolerated_failure_count, &s.tolerated_failure_count_path) {
+        (Some(value), _) => value.as_i64(),
+        (None, Some(path)) => Some(eval.integer_at_path("ToleratedFailureCountPath", path, effective)?),
+        (None, None) => None,
+    };
+    let count = match count {
+        Some(n) if n < 0 => return Err(eval.runtime("ToleratedFailureCount cannot be negative.")),
+        other => other.map(|n| n as u64),
+    };
+    let percentage = match (&s.tolerated_failure_percentage, &s.tolerated_failure_percentage_path) {
+        (Some(value), _) => value.as_f64(),
+        (None, Some(path)) => Some(eval.float_at_path("ToleratedFailurePercentagePath", path, effective)?),
+        (None, None) => None,
+    };
+    if percentage.is_some_and(|p| !(0.0..=100.0).contains(&p)) {
+        return Err(eval.runtime("ToleratedFailurePercentage must be between 0 and 100."));
+    }
+    Ok(Tolerance { count, percentage })
+}

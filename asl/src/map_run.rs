@@ -1,0 +1,257 @@
+//! Distributed Map runs (features.md §2): what the interpreter resolves from a DISTRIBUTED Map
+//! state and hands to a [`MapRunExecutor`], and the pure rules every executor shares — how an
+//! item becomes a child input (ItemSelector, ItemBatcher), when failures exceed the tolerated
+//! threshold, and AWS's ARN formats.
+//!
+//! The interpreter does no I/O, so reading items (ItemReader), running child executions and
+//! writing results (ResultWriter) belong to the executor: in-process for `stepmap run`, on the
+//! worker fleet for a cluster.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde_json::{json, Map, Value};
+
+use crate::failure::{names, Failure};
+use crate::interpreter::context_object::{ExecutionContext, StateContext};
+use crate::interpreter::data_flow::Eval;
+use crate::interpreter::scope::Scope;
+use crate::interpreter::Environment;
+use crate::model::{PayloadTemplate, ReaderConfig, ResultWriter, StateMachine, StateMachineType};
+
+/// Where the items of a map run come from.
+#[derive(Clone, Debug)]
+pub enum MapRunItems {
+    /// The array ItemsPath selected from the state input.
+    Inline(Vec<Value>),
+    /// An `ItemReader`: its `Resource`, `ReaderConfig` and evaluated `Parameters`. `max_items`
+    /// is `MaxItems`/`MaxItemsPath` as resolved (an integer; its sign is the reader's to judge,
+    /// since AWS fails a negative value only after `MapRunStarted`).
+    Reader { resource: String, config: Box<ReaderConfig>, parameters: Value, max_items: Option<i64> },
+}
+
+/// `ItemBatcher`, resolved.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Batching {
+    pub max_items_per_batch: Option<u64>,
+    pub max_input_bytes_per_batch: Option<u64>,
+    /// `BatchInput`, evaluated against the Map's effective input.
+    pub batch_input: Option<Value>,
+}
+
+/// `ToleratedFailureCount` / `ToleratedFailurePercentage`, resolved.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Tolerance {
+    pub count: Option<u64>,
+    pub percentage: Option<f64>,
+}
+
+impl Tolerance {
+    /// Whether `failed` failed or timed-out items out of `total` exceed the threshold. With
+    /// neither field set any failure does; with one or both set, breaching either does
+    /// (features.md §2.7: "failed% > ToleratedFailurePercentage or failed > ToleratedFailureCount").
+    pub fn exceeded(&self, failed: u64, total: u64) -> bool {
+        if failed == 0 {
+            return false;
+        }
+        if self.count.is_none() && self.percentage.is_none() {
+            return true;
+        }
+        let over_count = self.count.is_some_and(|count| failed > count);
+        let over_percentage =
+            self.percentage.is_some_and(|pct| total > 0 && (failed as f64) * 100.0 / (total as f64) > pct);
+        over_count || over_percentage
+    }
+
+    /// The failure a map run ends with when the threshold is exceeded.
+    pub fn failure() -> Failure {
+        Failure::new(
+            names::EXCEED_TOLERATED_FAILURE_THRESHOLD,
+            "The specified tolerated failure threshold was exceeded",
+        )
+    }
+}
+
+/// `ResultWriter`, with its `Parameters` evaluated (`{"Bucket", "Prefix"}`).
+#[derive(Clone, Debug)]
+pub struct ResultWriterRequest {
+    pub writer: ResultWriter,
+    pub parameters: Value,
+}
+
+/// How each item becomes its child's input: the `ItemSelector` (or deprecated `Parameters`)
+/// evaluated with `$` = the Map's effective input and `$$.Map.Item` = the item. It carries a
+/// snapshot of what the template may read (Context Object, variables), so that whoever runs
+/// the children — this process or a worker — evaluates it the same way.
+#[derive(Clone, Debug)]
+pub struct ItemSelection {
+    pub template: Option<PayloadTemplate>,
+    pub input: Value,
+    pub execution: ExecutionContext,
+    pub state_name: String,
+    pub entered_time: String,
+    pub variables: HashMap<String, Value>,
+    /// `An error occurred while executing the state ...` prefix for `States.Runtime` causes.
+    pub cause_prefix: String,
+}
+
+/// One item as the reader gives it, with what `$$.Map.Item` shows of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MapItem {
+    pub index: u64,
+    pub value: Value,
+    /// `$$.Map.Item.Key`, when iterating a JSON object.
+    pub key: Option<String>,
+    /// `$$.Map.Item.Source` (`S3://bucket/key`), for items read by an ItemReader.
+    pub source: Option<String>,
+}
+
+impl ItemSelection {
+    /// The child input of one item (before batching).
+    pub fn select(&self, item: MapItem) -> Result<Value, Failure> {
+        let Some(template) = &self.template else { return Ok(item.value) };
+        let mut map_item = Map::with_capacity(4);
+        map_item.insert("Index".into(), json!(item.index));
+        map_item.insert("Value".into(), item.value);
+        if let Some(key) = item.key {
+            map_item.insert("Key".into(), Value::String(key));
+        }
+        if let Some(source) = item.source {
+            map_item.insert("Source".into(), Value::String(source));
+        }
+        let map_item = Value::Object(map_item);
+        let mut scope = Scope::default();
+        for (name, value) in &self.variables {
+            scope.set(name.clone(), value.clone());
+        }
+        let random = || rand::random::<u64>();
+        let eval = Eval {
+            state: StateContext {
+                execution: &self.execution,
+                state_name: &self.state_name,
+                entered_time: &self.entered_time,
+                retry_count: 0,
+                task_token: None,
+                map_item: Some(&map_item),
+            },
+            scope: &scope,
+            random: &random,
+            cause_prefix: self.cause_prefix.clone(),
+        };
+        eval.template(template, &self.input)
+    }
+}
+
+/// The child input of a batch: `{"Items": [...], "BatchInput": {...}}`, `BatchInput` only
+/// when configured (features.md §2.5).
+pub fn batch_input(items: Vec<Value>, batching: &Batching) -> Value {
+    let mut input = Map::with_capacity(2);
+    input.insert("Items".into(), Value::Array(items));
+    if let Some(batch_input) = &batching.batch_input {
+        input.insert("BatchInput".into(), batch_input.clone());
+    }
+    Value::Object(input)
+}
+
+/// Everything a map run needs, resolved by the interpreter.
+#[derive(Clone)]
+pub struct MapRunRequest {
+    /// `arn:aws:states:<region>:<account>:mapRun:<machine>/<label>:<id>`.
+    pub map_run_arn: String,
+    pub execution_arn: String,
+    pub state_machine_name: String,
+    pub state_name: String,
+    pub label: Option<String>,
+    pub items: MapRunItems,
+    pub selection: ItemSelection,
+    pub batching: Option<Batching>,
+    /// The ItemProcessor as a state machine of its own: children are executions.
+    pub processor: Arc<StateMachine>,
+    pub execution_type: StateMachineType,
+    /// 0: no limit beyond the executor's own (AWS: 10,000).
+    pub max_concurrency: u64,
+    pub tolerance: Tolerance,
+    pub result_writer: Option<ResultWriterRequest>,
+    pub region: String,
+    pub account: String,
+    /// The parent's clock, task invoker and randomness; children run with them.
+    pub environment: Environment,
+}
+
+/// Runs map runs. `Ok` is the Map state's result (the array of child outputs, or
+/// `{MapRunArn, ResultWriterDetails}` with a ResultWriter); `Err` fails the Map state (and
+/// goes through its Retry and Catch): `States.ItemReaderFailed`,
+/// `States.ExceedToleratedFailureThreshold`, `States.ResultWriterFailed`, ...
+pub trait MapRunExecutor: Send + Sync {
+    fn run(&self, request: MapRunRequest) -> BoxFuture<'static, Result<Value, Failure>>;
+}
+
+/// The ARN of a map run: the Label, or the state's name, identifies it within the machine.
+pub fn map_run_arn(region: &str, account: &str, machine: &str, label: &str, id: &str) -> String {
+    format!("arn:aws:states:{region}:{account}:mapRun:{machine}/{label}:{id}")
+}
+
+/// The ARN of a child execution of a map run.
+pub fn child_execution_arn(
+    region: &str,
+    account: &str,
+    kind: StateMachineType,
+    machine: &str,
+    label: &str,
+    name: &str,
+) -> String {
+    let noun = match kind {
+        StateMachineType::Standard => "execution",
+        StateMachineType::Express => "express",
+    };
+    format!("arn:aws:states:{region}:{account}:{noun}:{machine}/{label}:{name}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tolerance_thresholds() {
+        let none = Tolerance::default();
+        assert!(!none.exceeded(0, 10));
+        assert!(none.exceeded(1, 10));
+        let count = Tolerance { count: Some(1), percentage: None };
+        assert!(!count.exceeded(1, 10));
+        assert!(count.exceeded(2, 10));
+        // 20 of 1021 items failed under 5%: the run succeeds (AWS's DescribeMapRun example).
+        let pct = Tolerance { count: None, percentage: Some(5.0) };
+        assert!(!pct.exceeded(20, 1021));
+        assert!(pct.exceeded(52, 1021));
+        let both = Tolerance { count: Some(100), percentage: Some(1.0) };
+        assert!(both.exceeded(20, 1021));
+        assert!(!Tolerance { count: None, percentage: Some(100.0) }.exceeded(10, 10));
+    }
+
+    #[test]
+    fn batch_input_has_items_and_optional_batch_input() {
+        let plain = batch_input(vec![json!(1), json!(2)], &Batching::default());
+        assert_eq!(plain, json!({"Items": [1, 2]}));
+        let with = batch_input(vec![json!(1)], &Batching { batch_input: Some(json!({"k": 1})), ..Batching::default() });
+        assert_eq!(with, json!({"Items": [1], "BatchInput": {"k": 1}}));
+    }
+
+    #[test]
+    fn item_selection_sees_the_item_the_input_and_variables() {
+        let template =
+            PayloadTemplate::compile(&json!({"v.$": "$$.Map.Item.Value", "i.$": "$$.Map.Item.Index", "in.$": "$.a", "x.$": "$x", "s.$": "$$.Map.Item.Source"}))
+                .unwrap();
+        let selection = ItemSelection {
+            template: Some(template),
+            input: json!({"a": 1}),
+            execution: ExecutionContext { execution: json!({}), state_machine: json!({}) },
+            state_name: "M".into(),
+            entered_time: "t".into(),
+            variables: HashMap::from([("x".to_string(), json!("var"))]),
+            cause_prefix: String::new(),
+        };
+        let item = MapItem { index: 3, value: json!("row"), key: None, source: Some("S3://b/k".into()) };
+        assert_eq!(selection.select(item).unwrap(), json!({"v": "row", "i": 3, "in": 1, "x": "var", "s": "S3://b/k"}));
+    }
+}

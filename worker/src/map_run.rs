@@ -1,0 +1,374 @@
+//! Runs a Distributed Map's map run in this process: items from the ItemReader (or the state
+//! input), child inputs through ItemSelector and ItemBatcher, child executions with the `asl`
+//! interpreter at most MaxConcurrency at a time, the tolerated-failure threshold, and the
+//! ResultWriter's files (features.md §2). This is the embedded default behind `stepmap run`;
+//! a cluster dispatches the same children to workers through the coordinator.
+//!
+//! Children run in item order as far as the result is concerned. When the threshold is
+//! exceeded no further child starts: the items not yet started become PENDING records.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::stream::{self, BoxStream};
+use futures::{FutureExt, StreamExt};
+use serde_json::{json, Value};
+use stepmap_asl::failure::Failure;
+use stepmap_asl::interpreter::{run_execution, ExecutionOutcome, ExecutionSpec, ExecutionStatus};
+use stepmap_asl::map_run::{
+    batch_input, child_execution_arn, Batching, MapItem, MapRunExecutor, MapRunItems, MapRunRequest, Tolerance,
+};
+use stepmap_asl::timestamp;
+use stepmap_storage::result_writer::PayloadDetails;
+use stepmap_storage::{
+    ChildExecutionResult, ItemReader, ItemReaderSpec, ResultWriter, ResultWriterSpec, StagedBatch, Stores,
+};
+
+/// AWS's ceiling on parallel children of one map run ("MaxConcurrency 0 ⇒ up to 10,000").
+const MAX_PARALLEL_CHILDREN: usize = 10_000;
+
+/// A batch is capped at 256 KiB when ItemBatcher sets no byte limit (features.md §2.5).
+const DEFAULT_MAX_BATCH_BYTES: u64 = 256 * 1024;
+
+/// Runs map runs with the interpreter in this process.
+pub struct LocalMapRunExecutor {
+    stores: Arc<Stores>,
+    /// Whether children may run on other threads of the tokio runtime. Under a virtual clock
+    /// they must stay on the polling thread, which is what lets the clock know when the whole
+    /// execution is idle.
+    parallel: bool,
+}
+
+impl LocalMapRunExecutor {
+    pub fn new(stores: Arc<Stores>, parallel: bool) -> LocalMapRunExecutor {
+        LocalMapRunExecutor { stores, parallel }
+    }
+}
+
+impl MapRunExecutor for LocalMapRunExecutor {
+    fn run(&self, request: MapRunRequest) -> BoxFuture<'static, Result<Value, Failure>> {
+        let stores = self.stores.clone();
+        let parallel = self.parallel;
+        async move { MapRun { request, stores, parallel }.run().await }.boxed()
+    }
+}
+
+/// One child's input and what it stands for.
+struct ChildInput {
+    /// 0-based position among the children (the batch number when batching).
+    ordinal: u64,
+    input: Value,
+    items: u64,
+}
+
+/// How one child ended, in result-file form.
+struct ChildResult {
+    items: u64,
+    output: Option<Value>,
+    record: ChildExecutionResult,
+}
+
+struct MapRun {
+    request: MapRunRequest,
+    stores: Arc<Stores>,
+    parallel: bool,
+}
+
+impl MapRun {
+    async fn run(self) -> Result<Value, Failure> {
+        let writer = match &self.request.result_writer {
+            Some(w) if w.writer.resource.is_some() => {
+                let spec = ResultWriterSpec::new(&w.writer, &w.parameters).map_err(|e| e.failure())?;
+                Some(ResultWriter::new(self.stores.clone(), spec, self.request.map_run_arn.clone(), 0))
+            }
+            _ => None,
+        };
+        let items = self.items().await?;
+        let children = self.child_inputs(items);
+        let limit = match self.request.max_concurrency {
+            0 => MAX_PARALLEL_CHILDREN,
+            n => (n as usize).min(MAX_PARALLEL_CHILDREN),
+        };
+        let this = Arc::new(self);
+        let runs = children.map({
+            let this = this.clone();
+            move |child| {
+                let this = this.clone();
+                async move {
+                    let child = child?;
+                    let run = this.clone().run_child(child);
+                    if this.parallel {
+                        tokio::spawn(run)
+                            .await
+                            .map_err(|e| Failure::runtime(format!("a child execution panicked: {e}")))
+                    } else {
+                        Ok(run.await)
+                    }
+                }
+            }
+        });
+        let mut runs = runs.buffered(limit);
+        let tolerance = this.request.tolerance;
+        let (mut total_items, mut failed_items) = (0u64, 0u64);
+        let mut results: Vec<ChildResult> = Vec::new();
+        let mut exceeded = false;
+        while let Some(result) = runs.next().await {
+            let result = result?;
+            total_items += result.items;
+            if result.record.status != stepmap_storage::result_writer::ChildStatus::Succeeded {
+                failed_items += result.items;
+            }
+            results.push(result);
+            // A count threshold can be judged before every item is known; a percentage only
+            // at the end, against the total.
+            if tolerance.percentage.is_none() && tolerance.exceeded(failed_items, u64::MAX) {
+                exceeded = true;
+                break;
+            }
+        }
+        // Items never started: the rest of the stream, in order.
+        let mut pending = Vec::new();
+        if exceeded {
+            drop(runs);
+        }
+        if exceeded && writer.is_some() {
+            let mut rest = this.child_inputs_after(results.len() as u64).await?;
+            while let Some(child) = rest.next().await {
+                pending.push(ChildExecutionResult::pending(&child?.input));
+            }
+        }
+        let exceeded = exceeded || tolerance.exceeded(failed_items, total_items);
+        if let Some(writer) = writer {
+            let records: Vec<ChildExecutionResult> = results.iter().map(|r| r.record.clone()).collect();
+            let staged = StagedBatch { batch: 0, attempt: 0 };
+            writer.stage_batch(staged, &records).await.map_err(|e| e.failure())?;
+            writer.finalize(&[staged], &pending).await.map_err(|e| e.failure())?;
+            if exceeded {
+                return Err(Tolerance::failure());
+            }
+            return Ok(writer.state_output());
+        }
+        if exceeded {
+            return Err(Tolerance::failure());
+        }
+        Ok(Value::Array(results.into_iter().map(|r| r.output.unwrap_or_else(|| r.record.to_value())).collect()))
+    }
+
+    /// The items, as a stream, with their `$$.Map.Item` context.
+    async fn items(&self) -> Result<BoxStream<'static, Result<MapItem, Failure>>, Failure> {
+        match &self.request.items {
+            MapRunItems::Inline(values) => {
+                let values = values.clone();
+                Ok(stream::iter(
+                    values
+                        .into_iter()
+                        .enumerate()
+                        .map(|(index, value)| Ok(MapItem { index: index as u64, value, key: None, source: None })),
+                )
+                .boxed())
+            }
+            MapRunItems::Reader { resource, config, parameters, max_items } => {
+                let max_items = match max_items {
+                    Some(n) => stepmap_storage::item_reader::resolve_max_items(&json!(n), "MaxItems")
+                        .map_err(|e| e.failure())?,
+                    None => None,
+                };
+                let spec = ItemReaderSpec::new(resource, config, parameters, max_items).map_err(|e| e.failure())?;
+                let reader = ItemReader::open(self.stores.clone(), spec).await.map_err(|e| e.failure())?;
+                Ok(reader
+                    .items()
+                    .map(|item| {
+                        item.map(|item| MapItem {
+                            index: item.index,
+                            value: item.value,
+                            key: item.key,
+                            source: Some(item.source.to_string()),
+                        })
+                        .map_err(|e| e.failure())
+                    })
+                    .boxed())
+            }
+        }
+    }
+
+    /// Child inputs in order: one per item, or one per batch.
+    fn child_inputs(
+        &self,
+        items: BoxStream<'static, Result<MapItem, Failure>>,
+    ) -> BoxStream<'static, Result<ChildInput, Failure>> {
+        let selection = Arc::new(self.request.selection.clone());
+        let selected = items.map(move |item| item.and_then(|item| selection.select(item)));
+        match self.request.batching.clone() {
+            None => selected
+                .enumerate()
+                .map(|(ordinal, input)| input.map(|input| ChildInput { ordinal: ordinal as u64, input, items: 1 }))
+                .boxed(),
+            Some(batching) => batches(selected, batching),
+        }
+    }
+
+    /// The child inputs from ordinal `skip` on (the items a stopped run never started).
+    async fn child_inputs_after(&self, skip: u64) -> Result<BoxStream<'static, Result<ChildInput, Failure>>, Failure> {
+        let items = self.items().await?;
+        Ok(self.child_inputs(items).skip(skip as usize).boxed())
+    }
+
+    async fn run_child(self: Arc<Self>, child: ChildInput) -> ChildResult {
+        let request = &self.request;
+        let label = request.label.clone().unwrap_or_else(|| request.state_name.clone());
+        let name = uuid::Uuid::new_v4().to_string();
+        let machine_name = format!("{}/{label}", request.state_machine_name);
+        let mut spec = ExecutionSpec::new(
+            &machine_name,
+            &name,
+            request.execution_type,
+            &request.account,
+            &request.region,
+            child.input.clone(),
+        );
+        spec.execution_arn = child_execution_arn(
+            &request.region,
+            &request.account,
+            request.execution_type,
+            &request.state_machine_name,
+            &label,
+            &name,
+        );
+        let outcome = run_execution(request.processor.clone(), spec.clone(), request.environment.clone()).await;
+        tracing::debug!(child = child.ordinal, status = outcome.status.as_str(), "child execution ended");
+        child_result(&spec, &child, outcome)
+    }
+}
+
+/// The result-file record of a finished child.
+fn child_result(spec: &ExecutionSpec, child: &ChildInput, outcome: ExecutionOutcome) -> ChildResult {
+    use stepmap_storage::result_writer::ChildStatus;
+    let status = match outcome.status {
+        ExecutionStatus::Succeeded => ChildStatus::Succeeded,
+        ExecutionStatus::Failed => ChildStatus::Failed,
+        ExecutionStatus::TimedOut => ChildStatus::TimedOut,
+        ExecutionStatus::Aborted => ChildStatus::Aborted,
+    };
+    let output_text = outcome.output.as_ref().map(|o| o.to_string());
+    let record = ChildExecutionResult {
+        cause: outcome.cause.clone(),
+        error: outcome.error.clone(),
+        execution_arn: Some(spec.execution_arn.clone()),
+        input: child.input.to_string(),
+        input_details: PayloadDetails { included: true },
+        name: Some(spec.execution_name.clone()),
+        output: output_text,
+        output_details: outcome.output.as_ref().map(|_| PayloadDetails { included: true }),
+        redrive_count: Some(0),
+        redrive_status: Some(if status == ChildStatus::Succeeded { "NOT_REDRIVABLE" } else { "REDRIVABLE" }.into()),
+        redrive_status_reason: None,
+        start_date: Some(timestamp::format(outcome.start_time)),
+        state_machine_arn: Some(spec.state_machine_arn.clone()),
+        status,
+        stop_date: Some(timestamp::format(outcome.stop_time)),
+    };
+    let output = if status == ChildStatus::Succeeded { outcome.output } else { None };
+    ChildResult { items: child.items, output, record }
+}
+
+/// Groups selected items into batches of at most MaxItemsPerBatch items and
+/// MaxInputBytesPerBatch bytes of serialized items (a single larger item is a batch of its
+/// own rather than an error).
+fn batches(
+    selected: impl futures::Stream<Item = Result<Value, Failure>> + Send + 'static,
+    batching: Batching,
+) -> BoxStream<'static, Result<ChildInput, Failure>> {
+    let max_items = batching.max_items_per_batch.unwrap_or(u64::MAX).max(1);
+    let max_bytes = batching.max_input_bytes_per_batch.unwrap_or(DEFAULT_MAX_BATCH_BYTES);
+    struct State<S> {
+        selected: std::pin::Pin<Box<S>>,
+        held: Option<(Value, u64)>,
+        ordinal: u64,
+        done: bool,
+    }
+    let state = State { selected: Box::pin(selected), held: None, ordinal: 0, done: false };
+    stream::unfold(state, move |mut state| {
+        let batching = batching.clone();
+        async move {
+            if state.done && state.held.is_none() {
+                return None;
+            }
+            let mut items = Vec::new();
+            let mut bytes = 0u64;
+            loop {
+                let next = match state.held.take() {
+                    Some(held) => Some(held),
+                    None if state.done => None,
+                    None => match state.selected.next().await {
+                        Some(Ok(value)) => {
+                            let size = serde_json::to_string(&value).map_or(0, |s| s.len() as u64);
+                            Some((value, size))
+                        }
+                        Some(Err(failure)) => {
+                            state.done = true;
+                            return Some((Err(failure), state));
+                        }
+                        None => {
+                            state.done = true;
+                            None
+                        }
+                    },
+                };
+                let Some((value, size)) = next else { break };
+                if !items.is_empty() && bytes + size > max_bytes {
+                    state.held = Some((value, size));
+                    break;
+                }
+                bytes += size;
+                items.push(value);
+                if items.len() as u64 >= max_items {
+                    break;
+                }
+            }
+            if items.is_empty() {
+                return None;
+            }
+            let count = items.len() as u64;
+            let child = ChildInput { ordinal: state.ordinal, input: batch_input(items, &batching), items: count };
+            state.ordinal += 1;
+            Some((Ok(child), state))
+        }
+    })
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stepmap_asl::failure::names;
+
+    fn collect(values: Vec<Value>, batching: Batching) -> Vec<(Value, u64)> {
+        let stream = stream::iter(values.into_iter().map(Ok));
+        futures::executor::block_on(
+            batches(stream, batching).map(|c| c.map(|c| (c.input, c.items))).collect::<Vec<_>>(),
+        )
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
+    }
+
+    #[test]
+    fn batches_honour_item_and_byte_limits() {
+        let values: Vec<Value> = (0..5).map(|i| json!(i)).collect();
+        let by_items = collect(values.clone(), Batching { max_items_per_batch: Some(2), ..Batching::default() });
+        assert_eq!(by_items.iter().map(|(_, n)| *n).collect::<Vec<_>>(), vec![2, 2, 1]);
+        assert_eq!(by_items[0].0, json!({"Items": [0, 1]}));
+        // Each item serializes to 1 byte: 3 bytes per batch.
+        let by_bytes = collect(values, Batching { max_input_bytes_per_batch: Some(3), ..Batching::default() });
+        assert_eq!(by_bytes.iter().map(|(_, n)| *n).collect::<Vec<_>>(), vec![3, 2]);
+    }
+
+    #[test]
+    fn failures_end_the_batch_stream() {
+        let stream = stream::iter(vec![Ok(json!(1)), Err(Failure::new(names::ITEM_READER_FAILED, "bad row"))]);
+        let out = futures::executor::block_on(
+            batches(stream, Batching { max_items_per_batch: Some(10), ..Batching::default() }).collect::<Vec<_>>(),
+        );
+        assert!(out[0].is_err());
+    }
+}

@@ -24,7 +24,7 @@ use tokio::time::MissedTickBehavior;
 
 use crate::error::{Error, Result};
 use crate::node_id::NodeId;
-use crate::node_status::NodeStatus;
+use crate::node_status::{NodeStatus, Role};
 use crate::proposal::{Applied, PendingProposals, PendingReads, ProposalId, ReadFn};
 use crate::raft_config::RaftConfig;
 use crate::raft_storage::RaftStorage;
@@ -170,6 +170,11 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
                 format!("the node failed: {error}")
             }
         };
+        // A stopped node leads nothing: handles that outlive it must not send clients here.
+        self.status.send_modify(|status| {
+            status.role = Role::Follower;
+            status.leader = None;
+        });
         self.proposals.abandon(&reason);
         let node_id = self.node_id;
         self.reads.fail_all(|| Error::Stopped { node_id });

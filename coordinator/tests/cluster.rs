@@ -69,6 +69,14 @@ scenario!(grpc_message_loss_and_reordering, Grpc, 3, scenarios::message_loss_and
 scenario!(in_process_five_nodes_tolerate_two_failures, InProcess, 5, scenarios::five_nodes_tolerate_two_failures);
 scenario!(grpc_five_nodes_tolerate_two_failures, Grpc, 5, scenarios::five_nodes_tolerate_two_failures);
 
+scenario!(
+    in_process_leader_crash_during_concurrent_proposals,
+    InProcess,
+    3,
+    scenarios::leader_crash_during_concurrent_proposals
+);
+scenario!(grpc_leader_crash_during_concurrent_proposals, Grpc, 3, scenarios::leader_crash_during_concurrent_proposals);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_admin_service_answers_with_leader_hint() {
     init_tracing();

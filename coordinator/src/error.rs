@@ -57,8 +57,9 @@ pub enum Error {
         source: raft::Error,
     },
 
-    #[error("cannot decode {what}: {source}")]
-    Decode {
+    /// A rust-protobuf message (raft-rs's types) could not be encoded or decoded.
+    #[error("cannot encode or decode {what}: {source}")]
+    Codec {
         what: &'static str,
         #[source]
         source: protobuf::ProtobufError,
@@ -66,9 +67,6 @@ pub enum Error {
 
     #[error("state machine cannot restore snapshot at index {index}: {message}")]
     Restore { index: u64, message: String },
-
-    #[error("transport to {peer}: {message}")]
-    Transport { peer: String, message: String },
 }
 
 fn leader_display(leader_id: Option<NodeId>, leader_address: &Option<String>) -> String {
@@ -105,12 +103,10 @@ impl From<Error> for tonic::Status {
                 }
                 status
             }
-            Error::ProposalDropped { .. } | Error::Stopped { .. } | Error::Transport { .. } => {
-                tonic::Status::unavailable(message)
-            }
+            Error::ProposalDropped { .. } | Error::Stopped { .. } => tonic::Status::unavailable(message),
             Error::ProposalOutcomeUnknown { .. } | Error::Timeout { .. } => tonic::Status::deadline_exceeded(message),
             Error::Config { .. } => tonic::Status::invalid_argument(message),
-            Error::Engine { .. } | Error::Raft { .. } | Error::Decode { .. } | Error::Restore { .. } => {
+            Error::Engine { .. } | Error::Raft { .. } | Error::Codec { .. } | Error::Restore { .. } => {
                 tonic::Status::internal(message)
             }
         }

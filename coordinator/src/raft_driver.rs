@@ -393,11 +393,11 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
                     // tool, and is applied as raft-rs requires so the log stays consistent.
                     let conf_state = if entry.get_entry_type() == EntryType::EntryConfChange {
                         let change = ConfChange::parse_from_bytes(&entry.data)
-                            .map_err(|source| Error::Decode { what: "conf change", source })?;
+                            .map_err(|source| Error::Codec { what: "conf change", source })?;
                         self.raw.apply_conf_change(&change)
                     } else {
                         let change = ConfChangeV2::parse_from_bytes(&entry.data)
-                            .map_err(|source| Error::Decode { what: "conf change", source })?;
+                            .map_err(|source| Error::Codec { what: "conf change", source })?;
                         self.raw.apply_conf_change(&change)
                     }
                     .map_err(|source| Error::Raft { source })?;

@@ -20,7 +20,6 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
 use raft_engine::{Command, Engine, LogBatch, MessageExt, ReadableSize};
@@ -373,16 +372,6 @@ impl raft::Storage for RaftStorage {
     }
 }
 
-/// Encodes a raft-rs message for the wire (rust-protobuf 2 encoding).
-pub fn encode_message(message: &raft::eraftpb::Message) -> Result<Vec<u8>> {
-    message.write_to_bytes().map_err(|source| Error::Decode { what: "raft message", source })
-}
-
-/// Decodes a raft-rs message from the wire.
-pub fn decode_message(bytes: &[u8]) -> Result<raft::eraftpb::Message> {
-    raft::eraftpb::Message::parse_from_bytes(bytes).map_err(|source| Error::Decode { what: "raft message", source })
-}
-
 #[cfg(test)]
 mod tests {
     use raft::Storage as _;
@@ -476,13 +465,5 @@ mod tests {
         assert_eq!((storage.first_index().unwrap(), storage.last_index().unwrap()), (21, 21));
         assert_eq!(storage.hard_state().commit, 21);
         assert_eq!(storage.snapshot_index(), 20);
-    }
-
-    #[test]
-    fn messages_round_trip_through_bytes() {
-        let mut message = raft::eraftpb::Message { from: 1, to: 2, term: 7, ..Default::default() };
-        message.set_msg_type(raft::eraftpb::MessageType::MsgHeartbeat);
-        let decoded = decode_message(&encode_message(&message).unwrap()).unwrap();
-        assert_eq!(decoded, message);
     }
 }

@@ -24,9 +24,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
-use super::{is_snapshot, Mailbox, Reporter, Transport};
+use super::{decode_message, encode_message, is_snapshot, Mailbox, Reporter, Transport};
 use crate::node_id::NodeId;
-use crate::raft_storage::{decode_message, encode_message};
 
 /// Largest Raft message accepted or sent over gRPC; bounds snapshot size (tonic's default
 /// limit of 4 MiB would be too small for a state-machine snapshot).

@@ -1,0 +1,352 @@
+//! CSV records as AWS parses them ("How Step Functions parses input CSV files", features.md
+//! §2.3):
+//!
+//! * fields are separated by `CSVDelimiter` (COMMA, PIPE, SEMICOLON, SPACE, TAB), records by
+//!   newlines (`\n`, `\r\n` or `\r`); every value is a string;
+//! * a field that starts with `"` is quoted: it may contain delimiters and newlines; `""` is one
+//!   literal quote, inside quotes and outside (AWS's own example turns the unquoted field
+//!   `{""MyKey"":""MyValue""}` into `{"MyKey":"MyValue"}`);
+//! * a backslash escapes a backslash, a double quote or the delimiter, inside or outside
+//!   quotes; a backslash before any other character is silently removed (that character keeps
+//!   its meaning, so `\` before a newline does not join lines);
+//! * fewer fields than headers ⇒ the missing keys get `""`; more ⇒ the extras are dropped;
+//! * header values are keys verbatim (`0`, `True`, `{}`, even `""`); duplicates are refused
+//!   with AWS's cause "CSV headers cannot contain duplicates.";
+//! * an empty line (including the one after a trailing newline) is no record; a line of spaces
+//!   is a record.
+//!
+//! The `csv` crate cannot express these escape rules (its escape character only works inside
+//! quotes), so the tokenizer is this small state machine. The same machine frames records (to
+//! plan batches without building values) and splits fields, so both always agree on where a
+//! record ends. Interpretations where AWS is silent: text after a closing quote is appended to
+//! the field (`"ab"cd` ⇒ `abcd`), a single quote inside an unquoted field is literal, and a file
+//! that ends inside quotes is malformed.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::text::{Frame, FrameError, Framer, Step};
+use crate::error::{Result, StorageError};
+
+/// AWS's cause text for duplicate header names [OBS 2023-09].
+pub const DUPLICATE_HEADERS: &str = "CSV headers cannot contain duplicates.";
+
+/// `CSVDelimiter`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CsvDelimiter {
+    #[default]
+    Comma,
+    Pipe,
+    Semicolon,
+    Space,
+    Tab,
+}
+
+impl CsvDelimiter {
+    pub fn parse(name: &str) -> Option<CsvDelimiter> {
+        Some(match name {
+            "COMMA" => CsvDelimiter::Comma,
+            "PIPE" => CsvDelimiter::Pipe,
+            "SEMICOLON" => CsvDelimiter::Semicolon,
+            "SPACE" => CsvDelimiter::Space,
+            "TAB" => CsvDelimiter::Tab,
+            _ => return None,
+        })
+    }
+
+    pub fn byte(self) -> u8 {
+        match self {
+            CsvDelimiter::Comma => b',',
+            CsvDelimiter::Pipe => b'|',
+            CsvDelimiter::Semicolon => b';',
+            CsvDelimiter::Space => b' ',
+            CsvDelimiter::Tab => b'\t',
+        }
+    }
+}
+
+/// Where the column names come from (`CSVHeaderLocation`, `CSVHeaders`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CsvHeader {
+    /// The first record of each object is the header.
+    FirstRow,
+    /// Given in the definition (`CSVHeaders`); every record is an item.
+    Given(Vec<String>),
+}
+
+/// Checks a header row: names are used verbatim, but must be unique.
+pub fn check_headers(headers: &[String]) -> Result<()> {
+    let mut seen = HashSet::with_capacity(headers.len());
+    if headers.iter().all(|h| seen.insert(h.as_str())) {
+        Ok(())
+    } else {
+        Err(StorageError::reader_config(DUPLICATE_HEADERS))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    FieldStart,
+    Unquoted,
+    UnquotedEscape,
+    /// A `"` inside an unquoted field: `""` or a literal quote.
+    UnquotedQuote,
+    Quoted,
+    QuotedEscape,
+    /// A `"` inside a quoted field: `""` or the closing quote.
+    QuotedQuote,
+}
+
+/// What the machine did with one byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    /// The byte is field content.
+    Keep,
+    /// The byte is syntax (an opening quote, an escaping backslash).
+    Skip,
+    /// The byte ends a field.
+    EndField,
+    /// The byte (a newline) ends the record.
+    EndRecord,
+    /// A pending `"` is content; the byte must be stepped again.
+    QuoteThenAgain,
+}
+
+#[inline(always)]
+fn step(state: &mut State, delimiter: u8, b: u8) -> Action {
+    let newline = b == b'\n' || b == b'\r';
+    match *state {
+        State::FieldStart | State::Unquoted => {
+            if b == delimiter {
+                *state = State::FieldStart;
+                Action::EndField
+            } else if newline {
+                *state = State::FieldStart;
+                Action::EndRecord
+            } else if b == b'\\' {
+                *state = State::UnquotedEscape;
+                Action::Skip
+            } else if b == b'"' {
+                *state = if *state == State::FieldStart { State::Quoted } else { State::UnquotedQuote };
+                Action::Skip
+            } else {
+                *state = State::Unquoted;
+                Action::Keep
+            }
+        }
+        State::UnquotedQuote => {
+            *state = State::Unquoted;
+            if b == b'"' {
+                Action::Keep
+            } else {
+                Action::QuoteThenAgain
+            }
+        }
+        State::UnquotedEscape => {
+            if newline {
+                // Newlines are not escapable: the backslash is dropped, the record ends.
+                *state = State::FieldStart;
+                Action::EndRecord
+            } else {
+                *state = State::Unquoted;
+                Action::Keep
+            }
+        }
+        State::Quoted => match b {
+            b'"' => {
+                *state = State::QuotedQuote;
+                Action::Skip
+            }
+            b'\\' => {
+                *state = State::QuotedEscape;
+                Action::Skip
+            }
+            _ => Action::Keep,
+        },
+        State::QuotedEscape => {
+            *state = State::Quoted;
+            Action::Keep
+        }
+        State::QuotedQuote => {
+            if b == b'"' {
+                *state = State::Quoted;
+                Action::Keep
+            } else if b == delimiter {
+                *state = State::FieldStart;
+                Action::EndField
+            } else if newline {
+                *state = State::FieldStart;
+                Action::EndRecord
+            } else if b == b'\\' {
+                *state = State::UnquotedEscape;
+                Action::Skip
+            } else {
+                *state = State::Unquoted;
+                Action::Keep
+            }
+        }
+    }
+}
+
+/// Finds record boundaries.
+pub(crate) struct CsvFramer {
+    delimiter: u8,
+    state: State,
+    /// Start of the current record in the buffer (after skipped empty lines).
+    start: usize,
+    /// Scan position in the buffer.
+    pos: usize,
+}
+
+impl CsvFramer {
+    pub fn new(delimiter: CsvDelimiter) -> Self {
+        CsvFramer { delimiter: delimiter.byte(), state: State::FieldStart, start: 0, pos: 0 }
+    }
+}
+
+impl Framer for CsvFramer {
+    fn next(&mut self, buf: &[u8], eof: bool) -> std::result::Result<Step, FrameError> {
+        // Empty lines between records are no records.
+        if self.pos == self.start {
+            while self.start < buf.len() && (buf[self.start] == b'\n' || buf[self.start] == b'\r') {
+                self.start += 1;
+            }
+            self.pos = self.start;
+        }
+        let delimiter = self.delimiter;
+        let mut state = self.state;
+        let mut pos = self.pos;
+        while pos < buf.len() {
+            // Fast path: plain field bytes.
+            if state == State::Unquoted || state == State::Quoted {
+                let stop = if state == State::Quoted {
+                    memchr::memchr2(b'"', b'\\', &buf[pos..])
+                } else {
+                    buf[pos..]
+                        .iter()
+                        .position(|&b| b == delimiter || b == b'\n' || b == b'\r' || b == b'\\' || b == b'"')
+                };
+                match stop {
+                    Some(n) => pos += n,
+                    None => {
+                        pos = buf.len();
+                        break;
+                    }
+                }
+            }
+            let action = step(&mut state, delimiter, buf[pos]);
+            if action == Action::QuoteThenAgain {
+                continue;
+            }
+            pos += 1;
+            if action == Action::EndRecord {
+                let frame =
+                    Frame { start: self.start, end: pos - 1, value_start: self.start, member: false, next: pos };
+                self.state = State::FieldStart;
+                self.start = 0;
+                self.pos = 0;
+                return Ok(Step::Record(frame));
+            }
+        }
+        self.state = state;
+        self.pos = pos;
+        if !eof {
+            let consumed = self.start;
+            self.start = 0;
+            self.pos -= consumed;
+            return Ok(Step::NeedMore { consumed });
+        }
+        if matches!(state, State::Quoted | State::QuotedEscape) {
+            return Err(FrameError::new(self.start, "the file ends inside a quoted field"));
+        }
+        if self.start < buf.len() {
+            let frame =
+                Frame { start: self.start, end: buf.len(), value_start: self.start, member: false, next: buf.len() };
+            self.state = State::FieldStart;
+            self.start = 0;
+            self.pos = 0;
+            return Ok(Step::Record(frame));
+        }
+        Ok(Step::End { consumed: buf.len() })
+    }
+}
+
+/// Splits one record (without its newline) into fields.
+pub(crate) fn split_fields(record: &[u8], delimiter: u8, fields: &mut Vec<String>) -> std::result::Result<(), String> {
+    fields.clear();
+    let mut state = State::FieldStart;
+    let mut field: Vec<u8> = Vec::new();
+    let finish = |field: &mut Vec<u8>, fields: &mut Vec<String>| {
+        let text = String::from_utf8(std::mem::take(field))
+            .map_err(|e| format!("field {} is not valid UTF-8: {e}", fields.len() + 1))?;
+        fields.push(text);
+        Ok::<(), String>(())
+    };
+    let mut i = 0;
+    while i < record.len() {
+        if state == State::Unquoted {
+            let run = record[i..]
+                .iter()
+                .position(|&b| b == delimiter || b == b'\\' || b == b'\n' || b == b'\r' || b == b'"')
+                .unwrap_or(record.len() - i);
+            field.extend_from_slice(&record[i..i + run]);
+            i += run;
+            if i == record.len() {
+                break;
+            }
+        }
+        let b = record[i];
+        i += 1;
+        match step(&mut state, delimiter, b) {
+            Action::Keep => field.push(b),
+            Action::Skip => {}
+            Action::QuoteThenAgain => {
+                field.push(b'"');
+                i -= 1;
+            }
+            Action::EndField => finish(&mut field, fields)?,
+            // A record handed to this function has no record-ending newline.
+            Action::EndRecord => return Err("unexpected end of record".into()),
+        }
+    }
+    if state == State::UnquotedQuote {
+        field.push(b'"');
+    }
+    finish(&mut field, fields)
+}
+
+/// Turns records into items: `{header: value}` with AWS's missing / extra column rules.
+#[derive(Clone, Debug)]
+pub(crate) struct CsvRows {
+    pub delimiter: u8,
+    pub headers: Arc<[String]>,
+    fields: Vec<String>,
+}
+
+impl CsvRows {
+    pub fn new(delimiter: CsvDelimiter, headers: Arc<[String]>) -> Self {
+        CsvRows { delimiter: delimiter.byte(), headers, fields: Vec::new() }
+    }
+
+    pub fn item(&mut self, record: &[u8]) -> std::result::Result<Value, String> {
+        split_fields(record, self.delimiter, &mut self.fields)?;
+        let mut map = Map::with_capacity(self.headers.len());
+        let mut values = self.fields.drain(..);
+        for header in self.headers.iter() {
+            map.insert(header.clone(), Value::String(values.next().unwrap_or_default()));
+        }
+        Ok(Value::Object(map))
+    }
+}
+
+/// Reads a header record into names.
+pub(crate) fn header_names(record: &[u8], delimiter: CsvDelimiter) -> std::result::Result<Vec<String>, String> {
+    let mut fields = Vec::new();
+    split_fields(record, delimiter.byte(), &mut fields)?;
+    Ok(fields)
+}

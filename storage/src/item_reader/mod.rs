@@ -1,0 +1,327 @@
+//! ItemReader: the items of a Distributed Map, read from storage with bounded memory
+//! (features.md §2.3).
+//!
+//! [`ItemReader::items`] reads the whole source in order (what AWS iterates);
+//! [`ItemReader::plan`](crate::batch_plan) cuts the same sequence into batch descriptors and
+//! [`ItemReader::batch_items`] reads exactly one descriptor's items. Reading every descriptor of
+//! a plan yields the items of one sequential read, in order (checked by property tests).
+
+pub mod csv;
+pub mod json;
+pub mod jsonl;
+pub mod listing;
+pub mod manifest;
+pub mod max_items;
+pub mod parquet;
+pub mod spec;
+pub(crate) mod text;
+mod text_object;
+
+use std::sync::Arc;
+
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use serde_json::Value;
+
+pub use self::csv::{CsvDelimiter, CsvHeader};
+pub use self::manifest::InventoryManifest;
+pub use self::max_items::resolve_max_items;
+pub use self::spec::{DataFormat, ItemReaderSpec, ItemSource};
+pub(crate) use self::text_object::ScanNeeds;
+use self::text_object::TextCursor;
+use crate::batch_plan::{BatchDescriptor, Extent, SourceObject};
+use crate::error::{Result, StorageError};
+use crate::item::{listing_source, object_source, Item};
+use crate::store::Stores;
+
+/// Where a scanned record lies in its object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Position {
+    /// Decompressed bytes `start..end`, starting on 1-based `line` (0 when not counted).
+    Text { start: u64, end: u64, line: u64, member: bool },
+    /// Row `row` of row group `row_group`.
+    Row { row_group: usize, row: u64 },
+    /// A listed key.
+    Key { key: String },
+}
+
+/// A record found by a cursor, with its value when the caller asked for values.
+#[derive(Clone, Debug)]
+pub(crate) struct Scanned {
+    pub position: Position,
+    pub key: Option<String>,
+    pub value: Option<Value>,
+}
+
+/// A piece of the source read by one cursor.
+#[derive(Clone, Debug)]
+pub(crate) enum Unit {
+    /// A whole data object.
+    Object(SourceObject),
+    /// The objects under a prefix, as items (listObjectsV2 without transformation).
+    Listing { bucket: String, prefix: String },
+    /// One extent of a batch descriptor.
+    Extent(Extent),
+}
+
+/// Reads one unit.
+pub(crate) enum Cursor {
+    Text(Box<TextCursor>),
+    Parquet(Box<parquet::ParquetCursor>),
+    Listing(listing::ListingCursor),
+}
+
+impl Cursor {
+    pub async fn next_chunk(&mut self, out: &mut Vec<Scanned>) -> Result<bool> {
+        match self {
+            Cursor::Text(c) => c.next_chunk(out).await,
+            Cursor::Parquet(c) => c.next_chunk(out).await,
+            Cursor::Listing(c) => c.next_chunk(out).await,
+        }
+    }
+}
+
+/// The part of an opened ItemReader that cursors need; shared by the streams it hands out.
+#[derive(Debug)]
+pub(crate) struct ReadContext {
+    pub stores: Arc<Stores>,
+    pub spec: ItemReaderSpec,
+    /// The format of the data objects (`None` for a plain listing).
+    pub format: Option<DataFormat>,
+    /// The data files of a manifest source.
+    pub manifest_files: Vec<crate::ObjectRef>,
+}
+
+impl ReadContext {
+    fn format(&self) -> Result<&DataFormat> {
+        self.format.as_ref().ok_or_else(|| StorageError::Descriptor { message: "the source has no data format".into() })
+    }
+
+    /// Opens a cursor; `needs` says what the caller uses (values, line numbers).
+    pub async fn open(&self, unit: &Unit, needs: ScanNeeds) -> Result<Cursor> {
+        match unit {
+            Unit::Object(object) => {
+                let store = self.stores.bucket(&object.bucket)?;
+                let format = self.format()?;
+                if *format == DataFormat::Parquet {
+                    return Ok(Cursor::Parquet(Box::new(
+                        parquet::ParquetCursor::open(&store, &object.key, 0, 0, None).await?,
+                    )));
+                }
+                let condition = object.condition();
+                Ok(Cursor::Text(Box::new(TextCursor::whole(&store, &object.key, format, &condition, needs).await?)))
+            }
+            Unit::Listing { bucket, prefix } => {
+                Ok(Cursor::Listing(listing::ListingCursor::open(&self.stores.bucket(bucket)?, prefix, None, None)))
+            }
+            Unit::Extent(Extent::Text { object, compression, start, end, first_line, member, .. }) => {
+                let store = self.stores.bucket(&object.bucket)?;
+                let cursor = TextCursor::range(
+                    &store,
+                    &object.key,
+                    self.format()?,
+                    *compression,
+                    *start..*end,
+                    *first_line,
+                    *member,
+                    &object.condition(),
+                    needs,
+                )
+                .await?;
+                Ok(Cursor::Text(Box::new(cursor)))
+            }
+            Unit::Extent(Extent::Rows { object, row_group, skip, items }) => {
+                let store = self.stores.bucket(&object.bucket)?;
+                let cursor = parquet::ParquetCursor::open(&store, &object.key, *row_group, *skip, Some(*items)).await?;
+                if let (Some(expected), Some(actual)) = (&object.etag, cursor.etag()) {
+                    if expected != actual {
+                        return Err(StorageError::SourceChanged {
+                            object: object.object().to_string(),
+                            expected_etag: expected.clone(),
+                        });
+                    }
+                }
+                Ok(Cursor::Parquet(Box::new(cursor)))
+            }
+            Unit::Extent(Extent::Listing { bucket, prefix, start_after, items }) => {
+                let store = self.stores.bucket(bucket)?;
+                Ok(Cursor::Listing(listing::ListingCursor::open(&store, prefix, start_after.as_deref(), Some(*items))))
+            }
+        }
+    }
+
+    /// `$$.Map.Item.Source` of the items of `unit`.
+    pub(crate) fn source(&self, unit: &Unit) -> Arc<str> {
+        match unit {
+            Unit::Object(o) => object_source(&o.bucket, &o.key),
+            Unit::Listing { bucket, .. } | Unit::Extent(Extent::Listing { bucket, .. }) => listing_source(bucket),
+            Unit::Extent(Extent::Text { object, .. } | Extent::Rows { object, .. }) => {
+                object_source(&object.bucket, &object.key)
+            }
+        }
+    }
+
+    /// The units of a sequential read: whole objects (or the listing), in source order.
+    pub fn units(self: &Arc<Self>) -> BoxStream<'static, Result<Unit>> {
+        match &self.spec.source {
+            ItemSource::Object { bucket, key, version_id, .. } => {
+                let object = SourceObject {
+                    bucket: bucket.clone(),
+                    key: key.clone(),
+                    etag: None,
+                    version_id: version_id.clone(),
+                };
+                stream::iter([Ok(Unit::Object(object))]).boxed()
+            }
+            ItemSource::S3Inventory { .. } | ItemSource::AthenaManifest { .. } => {
+                let units: Vec<Result<Unit>> = self
+                    .manifest_files
+                    .iter()
+                    .map(|o| Ok(Unit::Object(SourceObject::new(&o.bucket, &o.key))))
+                    .collect();
+                stream::iter(units).boxed()
+            }
+            ItemSource::Listing { bucket, prefix } => {
+                stream::iter([Ok(Unit::Listing { bucket: bucket.clone(), prefix: prefix.clone() })]).boxed()
+            }
+            ItemSource::ListingFlattened { bucket, prefix, .. } => match self.stores.bucket(bucket) {
+                Ok(store) => {
+                    let bucket = bucket.clone();
+                    listing::objects(&store, prefix)
+                        .map_ok(move |meta| {
+                            let mut object = SourceObject::new(&bucket, meta.location.as_ref());
+                            object.etag = meta.e_tag;
+                            Unit::Object(object)
+                        })
+                        .boxed()
+                }
+                Err(e) => stream::iter([Err(e)]).boxed(),
+            },
+        }
+    }
+}
+
+/// An ItemReader opened on its stores: manifests are read once here.
+#[derive(Clone, Debug)]
+pub struct ItemReader {
+    pub(crate) context: Arc<ReadContext>,
+}
+
+impl ItemReader {
+    /// Prepares reading `spec`: resolves the data format and, for manifest sources, reads the
+    /// manifest (so that workers reading batch descriptors know an inventory's columns).
+    pub async fn open(stores: Arc<Stores>, spec: ItemReaderSpec) -> Result<ItemReader> {
+        let (format, manifest_files) = match &spec.source {
+            ItemSource::Object { format, .. } | ItemSource::ListingFlattened { format, .. } => {
+                (Some(format.clone()), Vec::new())
+            }
+            ItemSource::Listing { .. } => (None, Vec::new()),
+            ItemSource::S3Inventory { bucket, key, .. } => {
+                let manifest = manifest::read_inventory_manifest(&stores.bucket(bucket)?, key).await?;
+                // Inventory data files are CSV without a header row (features.md §2.3).
+                let format =
+                    DataFormat::Csv { header: CsvHeader::Given(manifest.schema), delimiter: CsvDelimiter::Comma };
+                (Some(format), manifest.files)
+            }
+            ItemSource::AthenaManifest { bucket, key, format, .. } => {
+                let files = manifest::read_athena_manifest(&stores.bucket(bucket)?, key).await?;
+                (Some(format.clone()), files)
+            }
+        };
+        Ok(ItemReader { context: Arc::new(ReadContext { stores, spec, format, manifest_files }) })
+    }
+
+    pub fn spec(&self) -> &ItemReaderSpec {
+        &self.context.spec
+    }
+
+    /// Every item of the source, in order, honouring `MaxItems`.
+    pub fn items(&self) -> BoxStream<'static, Result<Item>> {
+        let units = self.context.units();
+        unit_items(self.context.clone(), units, 0, self.context.spec.max_items)
+    }
+
+    /// The items of one batch descriptor of this reader's plan, in order, with their indices
+    /// in the whole source. Fails when the descriptor's objects changed since planning.
+    pub fn batch_items(&self, descriptor: &BatchDescriptor) -> BoxStream<'static, Result<Item>> {
+        let units: Vec<Result<Unit>> = descriptor.extents.iter().cloned().map(|e| Ok(Unit::Extent(e))).collect();
+        let expected = descriptor.items;
+        let inner = unit_items(self.context.clone(), stream::iter(units).boxed(), descriptor.first_index, None);
+        // A descriptor that does not hold exactly its item count was not planned from this
+        // source (or the source changed in a way its ETag did not show).
+        stream::try_unfold((inner, 0u64), move |(mut inner, seen)| async move {
+            match inner.next().await {
+                Some(Ok(item)) if seen < expected => Ok(Some((item, (inner, seen + 1)))),
+                Some(Ok(_)) => {
+                    Err(StorageError::Descriptor { message: format!("the batch holds more than its {expected} items") })
+                }
+                Some(Err(e)) => Err(e),
+                None if seen == expected => Ok(None),
+                None => {
+                    Err(StorageError::Descriptor { message: format!("the batch holds {seen} items, not {expected}") })
+                }
+            }
+        })
+        .boxed()
+    }
+}
+
+/// Reads `units` in order into items numbered from `first_index`, at most `limit` of them.
+fn unit_items(
+    context: Arc<ReadContext>,
+    units: BoxStream<'static, Result<Unit>>,
+    first_index: u64,
+    limit: Option<u64>,
+) -> BoxStream<'static, Result<Item>> {
+    struct State {
+        context: Arc<ReadContext>,
+        units: BoxStream<'static, Result<Unit>>,
+        cursor: Option<(Cursor, Arc<str>)>,
+        index: u64,
+        remaining: Option<u64>,
+        scanned: Vec<Scanned>,
+    }
+    let state = State { context, units, cursor: None, index: first_index, remaining: limit, scanned: Vec::new() };
+    stream::try_unfold(state, |mut st| async move {
+        loop {
+            if st.remaining == Some(0) {
+                return Ok(None);
+            }
+            let (cursor, source) = match st.cursor.as_mut() {
+                Some(open) => open,
+                None => {
+                    let Some(unit) = st.units.next().await else { return Ok(None) };
+                    let unit = unit?;
+                    let cursor = st.context.open(&unit, ScanNeeds { values: true, lines: false }).await?;
+                    st.cursor.insert((cursor, st.context.source(&unit)))
+                }
+            };
+            st.scanned.clear();
+            let more = cursor.next_chunk(&mut st.scanned).await?;
+            let source = source.clone();
+            if !more {
+                st.cursor = None;
+            }
+            if st.scanned.is_empty() {
+                continue;
+            }
+            let take = st.remaining.map_or(st.scanned.len(), |r| (r as usize).min(st.scanned.len()));
+            let mut items = Vec::with_capacity(take);
+            for scanned in st.scanned.drain(..take) {
+                items.push(Item {
+                    index: st.index,
+                    key: scanned.key,
+                    value: scanned.value.unwrap_or(Value::Null),
+                    source: source.clone(),
+                });
+                st.index += 1;
+            }
+            if let Some(r) = st.remaining.as_mut() {
+                *r -= take as u64;
+            }
+            return Ok(Some((items, st)));
+        }
+    })
+    .map_ok(|items| stream::iter(items.into_iter().map(Ok)))
+    .try_flatten()
+    .boxed()
+}

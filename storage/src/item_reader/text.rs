@@ -1,0 +1,343 @@
+//! Streaming text objects (CSV, JSON, JSONL) with bounded memory.
+//!
+//! A [`TextScan`] pulls an object's bytes (optionally a byte range), decompresses them when the
+//! object is GZIP or ZSTD, and hands the bytes to a [`Framer`], which finds record boundaries
+//! without building values. Memory is one input chunk plus the record that straddles it.
+//!
+//! Offsets are positions in the *decompressed* text. A range `[start, end)` of an uncompressed
+//! object is fetched with a ranged GET; a compressed object is decompressed from its beginning
+//! and the bytes before `start` are dropped (a gzip stream cannot be entered in the middle).
+
+use std::cell::Cell;
+use std::ops::Range;
+
+use futures::StreamExt;
+
+use crate::compression::{Compression, DecompressError, Decompressor};
+use crate::error::{Position, Result, StorageError};
+use crate::store::{BucketStore, ByteStream, ReadCondition};
+use crate::ObjectRef;
+
+/// UTF-8 byte order mark, dropped at the start of a text object (AWS: UNCONFIRMED).
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// One record found by a framer, as positions in the buffer passed to [`Framer::next`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Frame {
+    pub start: usize,
+    pub end: usize,
+    /// Where the value starts (JSON object members: after `"key":`; otherwise `start`).
+    pub value_start: usize,
+    /// The record is a JSON object member (`"key": value`).
+    pub member: bool,
+    /// How many bytes of the buffer the caller must consume after using the record.
+    pub next: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    Record(Frame),
+    /// No complete record in the buffer: consume `consumed` bytes and supply more input.
+    NeedMore {
+        consumed: usize,
+    },
+    /// No more records: consume `consumed` bytes; the rest of the input is not needed.
+    End {
+        consumed: usize,
+    },
+}
+
+/// Why a framer rejected its input; `at` is a position in the buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct FrameError {
+    pub at: usize,
+    pub message: String,
+}
+
+impl FrameError {
+    pub fn new(at: usize, message: impl Into<String>) -> Self {
+        FrameError { at, message: message.into() }
+    }
+}
+
+/// Splits text into records, resumably: it may be called again with the same bytes (minus the
+/// consumed prefix) plus more input, and positions its state relative to the buffer start.
+///
+/// Contract: after every call the caller consumes exactly the bytes the step names
+/// (`Frame::next`, `consumed`); `eof` says that no more input will follow the buffer.
+pub(crate) trait Framer: Send {
+    fn next(&mut self, buf: &[u8], eof: bool) -> Result<Step, FrameError>;
+}
+
+/// Counts lines lazily, only up to positions somebody asks about (errors, batch boundaries):
+/// every byte is counted at most once.
+pub(crate) struct Lines<'a> {
+    buf: &'a [u8],
+    buf_start: u64,
+    counted: &'a Cell<(u64, u64)>,
+}
+
+impl Lines<'_> {
+    /// The 1-based line of the byte at `offset` (offsets asked must not decrease).
+    pub fn line_at(&self, offset: u64) -> u64 {
+        let (mut at, mut line) = self.counted.get();
+        if offset > at {
+            let from = (at.saturating_sub(self.buf_start)) as usize;
+            let to = ((offset - self.buf_start) as usize).min(self.buf.len());
+            if from < to {
+                line += memchr::memchr_iter(b'\n', &self.buf[from..to]).count() as u64;
+            }
+            at = offset;
+            self.counted.set((at, line));
+        }
+        line
+    }
+}
+
+/// A record handed to a visitor.
+pub(crate) struct Record<'a> {
+    pub bytes: &'a [u8],
+    /// Offset of the value inside `bytes` (JSON members).
+    pub value_start: usize,
+    pub member: bool,
+    /// Offsets of the record in the decompressed text.
+    pub start: u64,
+    pub end: u64,
+    pub lines: Lines<'a>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    Stop,
+}
+
+/// A pull-based scan over one text object or one range of it.
+pub(crate) struct TextScan {
+    object: ObjectRef,
+    format: &'static str,
+    stream: Option<ByteStream>,
+    decompressor: Option<Decompressor>,
+    compression: Compression,
+    /// Decompressed offsets kept for framing; the rest is dropped.
+    window: Range<u64>,
+    /// Decompressed offset of the next byte the decompressor produces.
+    produced: u64,
+    buf: Vec<u8>,
+    head: usize,
+    /// Decompressed offset of `buf[0]`.
+    buf_start: u64,
+    /// (offset, line) counted so far.
+    counted: Cell<(u64, u64)>,
+    eof: bool,
+    strip_bom: bool,
+    /// First bytes held back until the codec can be recognised.
+    sniffed: Vec<u8>,
+}
+
+impl TextScan {
+    /// Opens `object` (the whole object when `window` is `None`) with compression sniffed from
+    /// its first bytes when `compression` is `None`. `first_line` is the line at the window start.
+    pub async fn open(
+        store: &BucketStore,
+        key: &str,
+        format: &'static str,
+        compression: Option<Compression>,
+        window: Option<Range<u64>>,
+        first_line: u64,
+        condition: &ReadCondition,
+    ) -> Result<(TextScan, Option<String>)> {
+        let object = store.object(key);
+        let whole = window.is_none();
+        let window = window.unwrap_or(0..u64::MAX);
+        // An uncompressed range is fetched as such; a compressed one from the start.
+        let fetch = match compression {
+            Some(Compression::None) if !whole => Some(window.clone()),
+            _ => None,
+        };
+        let produced = fetch.as_ref().map_or(0, |r| r.start);
+        let (meta, stream) = store.open(key, fetch, condition).await?;
+        let mut scan = TextScan {
+            object,
+            format,
+            stream: Some(stream),
+            decompressor: None,
+            compression: compression.unwrap_or_default(),
+            window: window.clone(),
+            produced,
+            buf: Vec::new(),
+            head: 0,
+            buf_start: window.start,
+            counted: Cell::new((window.start, first_line)),
+            eof: false,
+            strip_bom: window.start == 0,
+            sniffed: Vec::new(),
+        };
+        if let Some(c) = compression {
+            scan.decompressor = Some(scan.decompressor_for(c)?);
+        }
+        Ok((scan, meta.e_tag))
+    }
+
+    pub fn object(&self) -> &ObjectRef {
+        &self.object
+    }
+
+    /// The codec of the object (after the first bytes were read, when it was sniffed).
+    pub fn compression(&self) -> Compression {
+        self.compression
+    }
+
+    fn decompressor_for(&self, compression: Compression) -> Result<Decompressor> {
+        Decompressor::new(compression).map_err(|e| StorageError::Decompression {
+            object: self.object.to_string(),
+            codec: compression.name(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Runs the framer over the buffered bytes, visiting records, and reads one more chunk when
+    /// the framer needs it. Returns `false` once the scan is over (end of records, or the
+    /// visitor stopped it).
+    pub async fn step<F: Framer + ?Sized>(
+        &mut self,
+        framer: &mut F,
+        visit: &mut (dyn FnMut(Record<'_>) -> Result<Flow> + Send),
+    ) -> Result<bool> {
+        loop {
+            let data = &self.buf[self.head..];
+            let step = framer.next(data, self.eof).map_err(|e| self.malformed(e))?;
+            match step {
+                Step::Record(frame) => {
+                    let base = self.buf_start + self.head as u64;
+                    let record = Record {
+                        bytes: &data[frame.start..frame.end],
+                        value_start: frame.value_start - frame.start,
+                        member: frame.member,
+                        start: base + frame.start as u64,
+                        end: base + frame.end as u64,
+                        lines: Lines { buf: &self.buf, buf_start: self.buf_start, counted: &self.counted },
+                    };
+                    let flow = visit(record)?;
+                    self.head += frame.next;
+                    if flow == Flow::Stop {
+                        return Ok(false);
+                    }
+                }
+                Step::NeedMore { consumed } => {
+                    self.head += consumed;
+                    if self.eof {
+                        return Err(self.malformed(FrameError::new(0, "unexpected end of input")));
+                    }
+                    self.fill().await?;
+                    return Ok(true);
+                }
+                Step::End { consumed } => {
+                    self.head += consumed;
+                    return Ok(false);
+                }
+            }
+        }
+    }
+
+    /// The line of the byte at `offset` (for error messages outside a visit).
+    pub fn line_at(&self, offset: u64) -> u64 {
+        Lines { buf: &self.buf, buf_start: self.buf_start, counted: &self.counted }.line_at(offset)
+    }
+
+    pub fn malformed(&self, e: FrameError) -> StorageError {
+        let byte = self.buf_start + (self.head + e.at) as u64;
+        StorageError::Malformed {
+            object: self.object.to_string(),
+            format: self.format,
+            position: Position::Text { line: Some(self.line_at(byte)), byte },
+            message: e.message,
+        }
+    }
+
+    /// Reads the next chunk (or notes the end of input).
+    async fn fill(&mut self) -> Result<()> {
+        // Compact: drop consumed bytes, counting their lines first.
+        if self.head > 0 {
+            let drained_end = self.buf_start + self.head as u64;
+            self.line_at(drained_end);
+            self.buf.drain(..self.head);
+            self.buf_start = drained_end;
+            self.head = 0;
+        }
+        self.fill_once().await?;
+        if self.strip_bom {
+            while self.buf.len() < BOM.len() && !self.eof {
+                self.fill_once().await?;
+            }
+            if self.buf.starts_with(BOM) {
+                self.head = BOM.len();
+            }
+            self.strip_bom = false;
+        }
+        Ok(())
+    }
+
+    async fn fill_once(&mut self) -> Result<()> {
+        let Some(stream) = self.stream.as_mut() else {
+            self.eof = true;
+            return Ok(());
+        };
+        let next = stream.next().await;
+        let object = self.object.to_string();
+        let (window, produced, buf) = (&self.window, &mut self.produced, &mut self.buf);
+        let mut sink = |bytes: &[u8]| keep_window(window, produced, buf, bytes);
+        let ended = next.is_none();
+        let mut input = match next {
+            Some(chunk) => chunk?,
+            None => bytes::Bytes::new(),
+        };
+        if self.decompressor.is_none() {
+            // The codec is recognised from the first 4 bytes, however the store chunks them.
+            self.sniffed.extend_from_slice(&input);
+            if self.sniffed.len() < 4 && !ended {
+                return Ok(());
+            }
+            self.compression = Compression::sniff(&self.sniffed);
+            self.decompressor = Some(Decompressor::new(self.compression).map_err(|e| StorageError::Decompression {
+                object: object.clone(),
+                codec: self.compression.name(),
+                message: e.to_string(),
+            })?);
+            input = bytes::Bytes::from(std::mem::take(&mut self.sniffed));
+        }
+        let codec = self.compression.name();
+        let decompress_error = |e: DecompressError| match e {
+            DecompressError::Codec(e) => {
+                StorageError::Decompression { object: object.clone(), codec, message: e.to_string() }
+            }
+            DecompressError::Sink(e) => e,
+        };
+        if let Some(d) = self.decompressor.as_mut() {
+            d.push(&input, &mut sink).map_err(decompress_error)?;
+            if ended {
+                d.finish(&mut sink).map_err(decompress_error)?;
+            }
+        }
+        if ended || self.produced >= self.window.end {
+            // The input ended, or the window is complete: stop reading the object.
+            self.stream = None;
+            self.eof = true;
+        }
+        Ok(())
+    }
+}
+
+/// Appends the part of `bytes` (which start at decompressed offset `produced`) that lies in
+/// `window`.
+fn keep_window(window: &Range<u64>, produced: &mut u64, buf: &mut Vec<u8>, bytes: &[u8]) -> Result<()> {
+    let start = *produced;
+    let end = start + bytes.len() as u64;
+    *produced = end;
+    let from = window.start.max(start);
+    let to = window.end.min(end);
+    if from < to {
+        buf.extend_from_slice(&bytes[(from - start) as usize..(to - start) as usize]);
+    }
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! Reading the records of one text data object (CSV, JSON, JSONL): the whole object, or one
+//! byte range of it as a batch descriptor names it.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::csv::{check_headers, header_names, CsvFramer, CsvHeader, CsvRows};
+use super::json::{parse_element, parse_pointer, JsonFramer};
+use super::jsonl::JsonlFramer;
+use super::text::{Flow, Framer, Record, TextScan};
+use super::{Position as ScannedPosition, Scanned};
+use crate::compression::Compression;
+use crate::error::{Position, Result, StorageError};
+use crate::item_reader::spec::DataFormat;
+use crate::store::{BucketStore, ReadCondition};
+
+enum Rows {
+    /// CSV whose first record is still to be read as the header.
+    CsvHeaderPending {
+        delimiter: super::csv::CsvDelimiter,
+    },
+    Csv(CsvRows),
+    Json,
+    Jsonl,
+}
+
+/// What the caller needs from each record.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ScanNeeds {
+    /// Build the item's value.
+    pub values: bool,
+    /// Count lines (for batch descriptors).
+    pub lines: bool,
+}
+
+pub(crate) struct TextCursor {
+    scan: TextScan,
+    framer: Box<dyn Framer>,
+    rows: Rows,
+    needs: ScanNeeds,
+    etag: Option<String>,
+}
+
+impl TextCursor {
+    /// Opens a whole object.
+    pub async fn whole(
+        store: &BucketStore,
+        key: &str,
+        format: &DataFormat,
+        condition: &ReadCondition,
+        needs: ScanNeeds,
+    ) -> Result<TextCursor> {
+        let (framer, rows): (Box<dyn Framer>, Rows) = match format {
+            DataFormat::Csv { header: CsvHeader::FirstRow, delimiter } => {
+                (Box::new(CsvFramer::new(*delimiter)), Rows::CsvHeaderPending { delimiter: *delimiter })
+            }
+            DataFormat::Csv { header: CsvHeader::Given(headers), delimiter } => {
+                (Box::new(CsvFramer::new(*delimiter)), Rows::Csv(CsvRows::new(*delimiter, Arc::from(headers.clone()))))
+            }
+            DataFormat::Json { items_pointer } => {
+                let pointer =
+                    parse_pointer(items_pointer.as_deref().unwrap_or("")).map_err(StorageError::reader_config)?;
+                (Box::new(JsonFramer::document(pointer)), Rows::Json)
+            }
+            DataFormat::Jsonl => (Box::new(JsonlFramer::new()), Rows::Jsonl),
+            DataFormat::Parquet => return Err(StorageError::reader_config("PARQUET is not a text format")),
+        };
+        let (scan, etag) = TextScan::open(store, key, format.name(), None, None, 1, condition).await?;
+        Ok(TextCursor { scan, framer, rows, needs, etag })
+    }
+
+    /// Opens the records in decompressed bytes `start..end` (`first_line` is the line of
+    /// `start`). A CSV whose header is its first row gets the header from the object's start.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn range(
+        store: &BucketStore,
+        key: &str,
+        format: &DataFormat,
+        compression: Compression,
+        range: std::ops::Range<u64>,
+        first_line: u64,
+        member: bool,
+        condition: &ReadCondition,
+        needs: ScanNeeds,
+    ) -> Result<TextCursor> {
+        let (framer, rows): (Box<dyn Framer>, Rows) = match format {
+            DataFormat::Csv { header, delimiter } => {
+                let headers = match header {
+                    CsvHeader::Given(headers) => headers.clone(),
+                    CsvHeader::FirstRow => read_csv_header(store, key, *delimiter, compression, condition).await?,
+                };
+                (Box::new(CsvFramer::new(*delimiter)), Rows::Csv(CsvRows::new(*delimiter, Arc::from(headers))))
+            }
+            DataFormat::Json { .. } => (Box::new(JsonFramer::range(member)), Rows::Json),
+            DataFormat::Jsonl => (Box::new(JsonlFramer::new()), Rows::Jsonl),
+            DataFormat::Parquet => return Err(StorageError::reader_config("PARQUET is not a text format")),
+        };
+        let (scan, etag) =
+            TextScan::open(store, key, format.name(), Some(compression), Some(range), first_line, condition).await?;
+        Ok(TextCursor { scan, framer, rows, needs, etag })
+    }
+
+    pub fn compression(&self) -> Compression {
+        self.scan.compression()
+    }
+
+    /// The object's ETag as the read saw it.
+    pub fn etag(&self) -> Option<&str> {
+        self.etag.as_deref()
+    }
+
+    /// Appends the records of the next chunk to `out`; false once the object is done.
+    pub async fn next_chunk(&mut self, out: &mut Vec<Scanned>) -> Result<bool> {
+        let TextCursor { scan, framer, rows, needs, .. } = self;
+        let object = scan.object().to_string();
+        let format = match rows {
+            Rows::CsvHeaderPending { .. } | Rows::Csv(_) => "CSV",
+            Rows::Json => "JSON",
+            Rows::Jsonl => "JSONL",
+        };
+        let needs = *needs;
+        let mut visit = |record: Record<'_>| -> Result<Flow> {
+            let malformed = |record: &Record<'_>, message: String| StorageError::Malformed {
+                object: object.clone(),
+                format,
+                position: Position::Text { line: Some(record.lines.line_at(record.start)), byte: record.start },
+                message,
+            };
+            if let Rows::CsvHeaderPending { delimiter } = rows {
+                let names = header_names(record.bytes, *delimiter).map_err(|m| malformed(&record, m))?;
+                check_headers(&names)?;
+                *rows = Rows::Csv(CsvRows::new(*delimiter, Arc::from(names)));
+                return Ok(Flow::Continue);
+            }
+            let line = if needs.lines { record.lines.line_at(record.start) } else { 0 };
+            let (key, value) = if needs.values {
+                let (key, value) = match rows {
+                    Rows::Csv(csv) => (None, csv.item(record.bytes)),
+                    Rows::Json => match parse_element(record.bytes, record.value_start, record.member) {
+                        Ok((key, value)) => (key, Ok(value)),
+                        Err(e) => (None, Err(e)),
+                    },
+                    Rows::Jsonl => (None, serde_json::from_slice::<Value>(record.bytes).map_err(|e| e.to_string())),
+                    Rows::CsvHeaderPending { .. } => (None, Err("no header".to_string())),
+                };
+                (key, Some(value.map_err(|m| malformed(&record, m))?))
+            } else {
+                (None, None)
+            };
+            out.push(Scanned {
+                position: ScannedPosition::Text { start: record.start, end: record.end, line, member: record.member },
+                key,
+                value,
+            });
+            Ok(Flow::Continue)
+        };
+        scan.step(framer.as_mut(), &mut visit).await
+    }
+}
+
+/// Reads the header row of a CSV object (its first record).
+async fn read_csv_header(
+    store: &BucketStore,
+    key: &str,
+    delimiter: super::csv::CsvDelimiter,
+    compression: Compression,
+    condition: &ReadCondition,
+) -> Result<Vec<String>> {
+    let (mut scan, _) = TextScan::open(store, key, "CSV", Some(compression), None, 1, condition).await?;
+    let mut framer = CsvFramer::new(delimiter);
+    let mut header: Option<std::result::Result<Vec<String>, (u64, String)>> = None;
+    let mut visit = |record: Record<'_>| -> Result<Flow> {
+        header = Some(header_names(record.bytes, delimiter).map_err(|m| (record.start, m)));
+        Ok(Flow::Stop)
+    };
+    while scan.step(&mut framer, &mut visit).await? {}
+    match header {
+        Some(Ok(names)) => {
+            check_headers(&names)?;
+            Ok(names)
+        }
+        Some(Err((byte, message))) => Err(StorageError::Malformed {
+            object: scan.object().to_string(),
+            format: "CSV",
+            position: Position::Text { line: Some(1), byte },
+            message,
+        }),
+        None => Err(StorageError::Descriptor { message: format!("{} has no header row", scan.object()) }),
+    }
+}

@@ -1,0 +1,20 @@
+#![doc = include_str!("../README.md")]
+
+pub mod batch_plan;
+pub mod compression;
+pub mod error;
+pub mod item;
+pub mod item_reader;
+mod result_file;
+pub mod result_writer;
+pub mod store;
+
+pub use batch_plan::{BatchDescriptor, BatchLimits, Extent, ItemSizer, PlanSummary, SourceObject};
+pub use compression::Compression;
+pub use error::{Position, StorageError};
+pub use item::Item;
+pub use item_reader::{ItemReader, ItemReaderSpec, ItemSource};
+pub use result_writer::{
+    ChildExecutionResult, ChildStatus, ResultManifest, ResultWriter, ResultWriterSpec, StagedBatch, Transformation,
+};
+pub use store::{BucketStore, ObjectRef, S3Config, StoreConfig, Stores};

@@ -1,0 +1,410 @@
+//! ResultWriter: a Map Run's results in AWS's layout and schema (features.md §2.8).
+//!
+//! ```text
+//! <Prefix>/<mapRunId>/manifest.json        written last, lists every file with its size
+//! <Prefix>/<mapRunId>/SUCCEEDED_<n>.json   succeeded children
+//! <Prefix>/<mapRunId>/FAILED_<n>.json      failed, timed-out and aborted children
+//! <Prefix>/<mapRunId>/PENDING_<n>.json     items never started (the run failed or was aborted)
+//! ```
+//!
+//! A redriven Map Run writes under `<Prefix>/<mapRunId>/Redrive-<k>/`. A `/` is inserted after a
+//! Prefix that lacks one.
+//!
+//! Writing happens in two steps so that it is idempotent:
+//!
+//! 1. workers **stage** each batch's records under a key derived from (batch, attempt)
+//!    ([`ResultWriter::stage_batch`]); writing the same batch attempt again replaces the object;
+//! 2. the finaliser **writes the result files** from the staged batches the Map Run accepted,
+//!    each batch once, in batch order, then `manifest.json`, then removes the staging objects
+//!    ([`ResultWriter::finalize`]). Running it again produces the same files.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::error::{Result, StorageError};
+use crate::result_file::ResultFiles;
+pub use crate::result_file::{OutputType, ParquetLayout, ResultFileRef};
+use crate::store::Stores;
+
+/// Where staged batch results live until the result files are written (removed afterwards).
+const STAGING: &str = ".stepmap-staging";
+
+/// AWS's result file size limit; overflow continues in the next file.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+
+/// `WriterConfig.Transformation`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Transformation {
+    /// Full execution records (the default when exporting to S3).
+    #[default]
+    None,
+    /// Just the child outputs.
+    Compact,
+    /// The child outputs, array outputs concatenated into one flat sequence.
+    Flatten,
+}
+
+impl Transformation {
+    /// The entries a succeeded child contributes to the SUCCEEDED files (and to the state
+    /// output). Failed and pending children are always full records [DG-writer].
+    pub fn entries(self, record: &ChildExecutionResult) -> Vec<Value> {
+        let output = || {
+            record
+                .output
+                .as_deref()
+                .map_or(Value::Null, |text| serde_json::from_str(text).unwrap_or(Value::String(text.to_string())))
+        };
+        match self {
+            Transformation::None => vec![record.to_value()],
+            Transformation::Compact => vec![output()],
+            Transformation::Flatten => match output() {
+                Value::Array(items) => items,
+                other => vec![other],
+            },
+        }
+    }
+}
+
+/// A resolved ResultWriter.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ResultWriterSpec {
+    pub bucket: String,
+    pub prefix: String,
+    pub output_type: OutputType,
+    pub transformation: Transformation,
+    /// Size at which a result file is closed and the next begun (5 GB on AWS).
+    pub max_file_bytes: u64,
+}
+
+impl ResultWriterSpec {
+    /// Resolves a `ResultWriter` with S3 export from its evaluated `Parameters`
+    /// (`{"Bucket", "Prefix"}`) and its `WriterConfig`.
+    pub fn new(writer: &stepmap_asl::model::ResultWriter, parameters: &Value) -> Result<ResultWriterSpec> {
+        let bad = |message: String| StorageError::WriterConfig { message };
+        let field = |name: &str, required: bool| -> Result<Option<String>> {
+            match parameters.get(name) {
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                None | Some(Value::Null) if !required => Ok(None),
+                None | Some(Value::Null) => {
+                    Err(bad(format!("The ResultWriter Parameters must contain the field '{name}'")))
+                }
+                Some(other) => Err(bad(format!("The ResultWriter field '{name}' must be a string, but was: {other}"))),
+            }
+        };
+        if let Some(resource) = &writer.resource {
+            if !resource.ends_with(":s3:putObject") {
+                return Err(bad(format!("ResultWriter Resource {resource:?} is not s3:putObject")));
+            }
+        }
+        let bucket = field("Bucket", true)?.unwrap_or_default();
+        let prefix = field("Prefix", false)?.unwrap_or_default();
+        let config = writer.writer_config.clone().unwrap_or_default();
+        let output_type = match config.output_type.as_deref() {
+            None | Some("JSON") => OutputType::Json,
+            Some("JSONL") => OutputType::Jsonl,
+            Some("PARQUET") => OutputType::Parquet,
+            Some(other) => return Err(bad(format!("WriterConfig.OutputType {other:?} is not one of JSON, JSONL"))),
+        };
+        let transformation = match config.transformation.as_deref() {
+            None | Some("NONE") => Transformation::None,
+            Some("COMPACT") => Transformation::Compact,
+            Some("FLATTEN") => Transformation::Flatten,
+            Some(other) => {
+                return Err(bad(format!("WriterConfig.Transformation {other:?} is not one of NONE, COMPACT, FLATTEN")))
+            }
+        };
+        Ok(ResultWriterSpec { bucket, prefix, output_type, transformation, max_file_bytes: DEFAULT_MAX_FILE_BYTES })
+    }
+}
+
+/// `Status` of a child execution in the result files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ChildStatus {
+    Succeeded,
+    Failed,
+    TimedOut,
+    Aborted,
+    Pending,
+}
+
+impl ChildStatus {
+    /// The result file category: FAILED holds failed, timed-out and aborted children.
+    pub fn category(self) -> &'static str {
+        match self {
+            ChildStatus::Succeeded => "SUCCEEDED",
+            ChildStatus::Failed | ChildStatus::TimedOut | ChildStatus::Aborted => "FAILED",
+            ChildStatus::Pending => "PENDING",
+        }
+    }
+}
+
+/// `{"Included": true}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PayloadDetails {
+    pub included: bool,
+}
+
+/// One child execution as AWS records it in the result files (Transformation NONE). `Input`
+/// and `Output` are JSON *texts* [DG-writer; 3P floci#1823]; fields are in AWS's (alphabetical)
+/// order; absent fields are omitted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ChildExecutionResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_arn: Option<String>,
+    pub input: String,
+    pub input_details: PayloadDetails,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_details: Option<PayloadDetails>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redrive_count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redrive_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redrive_status_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_date: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_machine_arn: Option<String>,
+    pub status: ChildStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_date: Option<String>,
+}
+
+impl ChildExecutionResult {
+    /// The record of an item that never started: `{"Input", "InputDetails", "Status": "PENDING"}`
+    /// (features.md §2.8, UNCONFIRMED beyond these fields).
+    pub fn pending(input: &Value) -> Self {
+        ChildExecutionResult {
+            cause: None,
+            error: None,
+            execution_arn: None,
+            input: input.to_string(),
+            input_details: PayloadDetails { included: true },
+            name: None,
+            output: None,
+            output_details: None,
+            redrive_count: None,
+            redrive_status: None,
+            redrive_status_reason: None,
+            start_date: None,
+            state_machine_arn: None,
+            status: ChildStatus::Pending,
+            stop_date: None,
+        }
+    }
+
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// `manifest.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ResultManifest {
+    pub destination_bucket: String,
+    pub map_run_arn: String,
+    pub result_files: ResultFileSet,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultFileSet {
+    #[serde(rename = "FAILED")]
+    pub failed: Vec<ResultFileRef>,
+    #[serde(rename = "PENDING")]
+    pub pending: Vec<ResultFileRef>,
+    #[serde(rename = "SUCCEEDED")]
+    pub succeeded: Vec<ResultFileRef>,
+}
+
+/// A staged batch the finaliser should include.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StagedBatch {
+    pub batch: u64,
+    pub attempt: u64,
+}
+
+/// Writes one Map Run's results.
+#[derive(Clone, Debug)]
+pub struct ResultWriter {
+    stores: Arc<Stores>,
+    spec: ResultWriterSpec,
+    map_run_arn: String,
+    redrive_count: u32,
+}
+
+impl ResultWriter {
+    /// `map_run_arn` ends in `:<mapRunId>`; `redrive_count > 0` writes under `Redrive-<k>/`.
+    pub fn new(
+        stores: Arc<Stores>,
+        spec: ResultWriterSpec,
+        map_run_arn: impl Into<String>,
+        redrive_count: u32,
+    ) -> Self {
+        ResultWriter { stores, spec, map_run_arn: map_run_arn.into(), redrive_count }
+    }
+
+    pub fn spec(&self) -> &ResultWriterSpec {
+        &self.spec
+    }
+
+    fn map_run_id(&self) -> &str {
+        self.map_run_arn.rsplit(':').next().unwrap_or(&self.map_run_arn)
+    }
+
+    /// `<Prefix>/<mapRunId>/` (and `Redrive-<k>/`), ending in `/`.
+    pub fn directory(&self) -> String {
+        let prefix = self.spec.prefix.trim_end_matches('/');
+        let mut directory = if prefix.is_empty() {
+            format!("{}/", self.map_run_id())
+        } else {
+            format!("{prefix}/{}/", self.map_run_id())
+        };
+        if self.redrive_count > 0 {
+            directory.push_str(&format!("Redrive-{}/", self.redrive_count));
+        }
+        directory
+    }
+
+    pub fn manifest_key(&self) -> String {
+        format!("{}manifest.json", self.directory())
+    }
+
+    /// The Map state's output when results go to S3 (features.md §2.8).
+    pub fn state_output(&self) -> Value {
+        json!({
+            "MapRunArn": self.map_run_arn,
+            "ResultWriterDetails": { "Bucket": self.spec.bucket, "Key": self.manifest_key() },
+        })
+    }
+
+    fn staging_key(&self, staged: StagedBatch) -> String {
+        format!("{}{STAGING}/batch-{:012}-{}.jsonl", self.directory(), staged.batch, staged.attempt)
+    }
+
+    /// Stages the records of one batch attempt; writing the same attempt again replaces it.
+    pub async fn stage_batch(&self, staged: StagedBatch, records: &[ChildExecutionResult]) -> Result<String> {
+        let mut text = Vec::new();
+        for record in records {
+            serde_json::to_writer(&mut text, record).map_err(|e| StorageError::Write {
+                bucket: self.spec.bucket.clone(),
+                key: self.staging_key(staged),
+                message: e.to_string(),
+            })?;
+            text.push(b'\n');
+        }
+        let key = self.staging_key(staged);
+        self.stores.bucket(&self.spec.bucket)?.put(&key, Bytes::from(text)).await?;
+        Ok(key)
+    }
+
+    /// Writes the result files from the staged batches (each batch once, in batch order, the
+    /// named attempt) and the records of never-started items, then `manifest.json`; finally
+    /// removes the staging objects. Returns the manifest.
+    pub async fn finalize(&self, batches: &[StagedBatch], pending: &[ChildExecutionResult]) -> Result<ResultManifest> {
+        let store = self.stores.bucket(&self.spec.bucket)?;
+        let directory = self.directory();
+        // The manifest is written after every result file: if it exists, an earlier run of this
+        // effect completed, and only its clean-up may be missing.
+        match store.get_bytes(&self.manifest_key()).await {
+            Ok(bytes) => {
+                if let Ok(manifest) = serde_json::from_slice::<ResultManifest>(&bytes) {
+                    self.remove_staging(&store).await?;
+                    return Ok(manifest);
+                }
+            }
+            Err(StorageError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let layout = match self.spec.transformation {
+            Transformation::None => ParquetLayout::Records,
+            _ => ParquetLayout::Outputs,
+        };
+        let files = |category, layout| {
+            ResultFiles::new(
+                store.clone(),
+                directory.clone(),
+                category,
+                self.spec.output_type,
+                layout,
+                self.spec.max_file_bytes,
+            )
+        };
+        let mut succeeded = files("SUCCEEDED", layout);
+        let mut failed = files("FAILED", ParquetLayout::Records);
+        let mut pending_files = files("PENDING", ParquetLayout::Records);
+        // One attempt per batch, in batch order.
+        let chosen: BTreeMap<u64, StagedBatch> = batches.iter().map(|b| (b.batch, *b)).collect();
+        for staged in chosen.values() {
+            let key = self.staging_key(*staged);
+            let bytes = store.get_bytes(&key).await?;
+            for (number, line) in bytes.split(|&b| b == b'\n').enumerate() {
+                if line.is_empty() {
+                    continue;
+                }
+                let record: ChildExecutionResult = serde_json::from_slice(line).map_err(|e| StorageError::Write {
+                    bucket: self.spec.bucket.clone(),
+                    key: key.clone(),
+                    message: format!("staged record {} is invalid: {e}", number + 1),
+                })?;
+                match record.status {
+                    ChildStatus::Succeeded => {
+                        for entry in self.spec.transformation.entries(&record) {
+                            succeeded.push(&entry).await?;
+                        }
+                    }
+                    ChildStatus::Pending => pending_files.push(&record.to_value()).await?,
+                    _ => failed.push(&record.to_value()).await?,
+                }
+            }
+        }
+        for record in pending {
+            pending_files.push(&record.to_value()).await?;
+        }
+        let manifest = ResultManifest {
+            destination_bucket: self.spec.bucket.clone(),
+            map_run_arn: self.map_run_arn.clone(),
+            result_files: ResultFileSet {
+                failed: failed.finish().await?,
+                pending: pending_files.finish().await?,
+                succeeded: succeeded.finish().await?,
+            },
+        };
+        let text = serde_json::to_vec(&manifest).map_err(|e| StorageError::Write {
+            bucket: self.spec.bucket.clone(),
+            key: self.manifest_key(),
+            message: e.to_string(),
+        })?;
+        store.put(&self.manifest_key(), Bytes::from(text)).await?;
+        self.remove_staging(&store).await?;
+        Ok(manifest)
+    }
+
+    /// Deletes every staged object, including attempts the run did not accept.
+    async fn remove_staging(&self, store: &crate::BucketStore) -> Result<()> {
+        let staging = format!("{}{STAGING}/", self.directory());
+        let mut staged = store.list_sorted(&staging, None);
+        while let Some(meta) = futures::StreamExt::next(&mut staged).await {
+            store.delete(meta?.location.as_ref()).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,102 @@
+//! ResultWriter configuration and record shapes (features.md §2.8), without a store.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use stepmap_storage::result_writer::{ChildExecutionResult, ChildStatus, OutputType, PayloadDetails};
+use stepmap_storage::{ResultWriter, ResultWriterSpec, StoreConfig, Stores, Transformation};
+
+fn model(value: serde_json::Value) -> stepmap_asl::model::ResultWriter {
+    serde_json::from_value(value).unwrap()
+}
+
+#[test]
+fn writer_config_and_errors() {
+    let spec = ResultWriterSpec::new(
+        &model(json!({"Resource": "arn:aws:states:::s3:putObject", "WriterConfig": {"Transformation": "FLATTEN", "OutputType": "JSONL"}})),
+        &json!({"Bucket": "b", "Prefix": "p"}),
+    )
+    .unwrap();
+    assert_eq!((spec.transformation, spec.output_type), (Transformation::Flatten, OutputType::Jsonl));
+    assert_eq!(spec.max_file_bytes, 5 * 1024 * 1024 * 1024);
+    for (writer, parameters) in [
+        (json!({"Resource": "arn:aws:states:::s3:getObject"}), json!({"Bucket": "b"})),
+        (json!({"Resource": "arn:aws:states:::s3:putObject"}), json!({"Prefix": "p"})),
+        (json!({"WriterConfig": {"OutputType": "CSV"}}), json!({"Bucket": "b"})),
+        (json!({"WriterConfig": {"Transformation": "ZIP"}}), json!({"Bucket": "b"})),
+    ] {
+        let failure = ResultWriterSpec::new(&model(writer), &parameters).unwrap_err().failure();
+        assert_eq!(failure.error.as_deref(), Some("States.ResultWriterFailed"));
+    }
+}
+
+#[test]
+fn prefix_layout_and_state_output() {
+    let stores = Arc::new(Stores::new(StoreConfig::Memory));
+    let arn = "arn:aws:states:us-east-2:123456789012:mapRun:csvProcess/Map:ad9b5f27-090b-3ac6-9beb-243cd77144a7";
+    let spec =
+        |prefix: &str| ResultWriterSpec::new(&model(json!({})), &json!({"Bucket": "dest", "Prefix": prefix})).unwrap();
+    // A `/` is inserted when the Prefix lacks one (sigpwned 2023; LocalStack recordings).
+    let garbage = ResultWriter::new(stores.clone(), spec("garbage"), arn, 0);
+    assert_eq!(garbage.manifest_key(), "garbage/ad9b5f27-090b-3ac6-9beb-243cd77144a7/manifest.json");
+    let slash = ResultWriter::new(stores.clone(), spec("csvProcessJobs/"), arn, 0);
+    assert_eq!(
+        slash.state_output(),
+        json!({
+            "MapRunArn": arn,
+            "ResultWriterDetails": {"Bucket": "dest", "Key": "csvProcessJobs/ad9b5f27-090b-3ac6-9beb-243cd77144a7/manifest.json"}
+        })
+    );
+    let redriven = ResultWriter::new(stores, spec("jobs"), arn, 2);
+    assert_eq!(redriven.directory(), "jobs/ad9b5f27-090b-3ac6-9beb-243cd77144a7/Redrive-2/");
+}
+
+#[test]
+fn records_follow_aws_schema_and_transformations() {
+    let record = ChildExecutionResult {
+        cause: None,
+        error: None,
+        execution_arn: Some("arn:aws:states:us-east-1:1:execution:sm/Map:n1".into()),
+        input: json!({"Items": [1]}).to_string(),
+        input_details: PayloadDetails { included: true },
+        name: Some("n1".into()),
+        output: Some(json!([[1, 2], 3]).to_string()),
+        output_details: Some(PayloadDetails { included: true }),
+        redrive_count: Some(0),
+        redrive_status: Some("NOT_REDRIVABLE".into()),
+        redrive_status_reason: Some("Execution is SUCCEEDED and cannot be redriven".into()),
+        start_date: Some("2025-01-01T00:00:00.000Z".into()),
+        state_machine_arn: Some("arn:aws:states:us-east-1:1:stateMachine:sm/Map".into()),
+        status: ChildStatus::Succeeded,
+        stop_date: Some("2025-01-01T00:00:01.000Z".into()),
+    };
+    let value = record.to_value();
+    let keys: Vec<_> = value.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(
+        keys,
+        [
+            "ExecutionArn",
+            "Input",
+            "InputDetails",
+            "Name",
+            "Output",
+            "OutputDetails",
+            "RedriveCount",
+            "RedriveStatus",
+            "RedriveStatusReason",
+            "StartDate",
+            "StateMachineArn",
+            "Status",
+            "StopDate"
+        ]
+    );
+    assert_eq!(value["Input"], "{\"Items\":[1]}");
+    assert_eq!(value["InputDetails"], json!({"Included": true}));
+    assert_eq!(Transformation::None.entries(&record), vec![value]);
+    assert_eq!(Transformation::Compact.entries(&record), vec![json!([[1, 2], 3])]);
+    assert_eq!(Transformation::Flatten.entries(&record), vec![json!([1, 2]), json!(3)]);
+    let pending = ChildExecutionResult::pending(&json!({"Items": [7]})).to_value();
+    assert_eq!(pending, json!({"Input": "{\"Items\":[7]}", "InputDetails": {"Included": true}, "Status": "PENDING"}));
+    assert_eq!(ChildStatus::TimedOut.category(), "FAILED");
+    assert_eq!(ChildStatus::Aborted.category(), "FAILED");
+}

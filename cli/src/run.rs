@@ -93,15 +93,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     // Bucket B, key K is the file <data-dir>/B/K; without --data-dir, the working directory.
     let data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from("."));
     let stores = Arc::new(Stores::new(StoreConfig::Local { data_dir }));
+    let slots = LocalMapRunExecutor::default_slots();
     let outcome = if args.time_skipping {
         let clock = VirtualClock::new(chrono::Utc::now());
         // Under virtual time, children stay on the polling thread so the clock sees idleness.
-        let map_runs = Arc::new(LocalMapRunExecutor::new(stores, false));
+        let map_runs = Arc::new(LocalMapRunExecutor::new(stores, slots, false));
         let env = Environment::new(Arc::new(clock.clone()), invoker).with_map_runs(map_runs);
         let _context = runtime.enter();
         clock.block_on(interpreter::run_execution(machine, spec.clone(), env))
     } else {
-        let map_runs = Arc::new(LocalMapRunExecutor::new(stores, true));
+        let map_runs = Arc::new(LocalMapRunExecutor::new(stores, slots, true));
         let env = Environment::new(Arc::new(SystemClock), invoker).with_map_runs(map_runs);
         runtime.block_on(interpreter::run_execution(machine, spec.clone(), env))
     };

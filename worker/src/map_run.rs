@@ -19,7 +19,7 @@ use stepmap_asl::map_run::{
     batch_input, child_execution_arn, Batching, MapItem, MapRunExecutor, MapRunItems, MapRunRequest, Tolerance,
 };
 use stepmap_asl::timestamp;
-use stepmap_storage::result_writer::PayloadDetails;
+use stepmap_storage::result_writer::{ChildStatus, PayloadDetails};
 use stepmap_storage::{
     ChildExecutionResult, ItemReader, ItemReaderSpec, ResultWriter, ResultWriterSpec, StagedBatch, Stores,
 };
@@ -33,6 +33,9 @@ const DEFAULT_MAX_BATCH_BYTES: u64 = 256 * 1024;
 /// Runs map runs with the interpreter in this process.
 pub struct LocalMapRunExecutor {
     stores: Arc<Stores>,
+    /// How many children run at once at most, whatever MaxConcurrency allows: this process
+    /// is the whole worker fleet (default: one slot per core).
+    slots: usize,
     /// Whether children may run on other threads of the tokio runtime. Under a virtual clock
     /// they must stay on the polling thread, which is what lets the clock know when the whole
     /// execution is idle.
@@ -40,16 +43,21 @@ pub struct LocalMapRunExecutor {
 }
 
 impl LocalMapRunExecutor {
-    pub fn new(stores: Arc<Stores>, parallel: bool) -> LocalMapRunExecutor {
-        LocalMapRunExecutor { stores, parallel }
+    pub fn new(stores: Arc<Stores>, slots: usize, parallel: bool) -> LocalMapRunExecutor {
+        LocalMapRunExecutor { stores, slots: slots.max(1), parallel }
+    }
+
+    /// One slot per core.
+    pub fn default_slots() -> usize {
+        std::thread::available_parallelism().map_or(1, usize::from)
     }
 }
 
 impl MapRunExecutor for LocalMapRunExecutor {
     fn run(&self, request: MapRunRequest) -> BoxFuture<'static, Result<Value, Failure>> {
         let stores = self.stores.clone();
-        let parallel = self.parallel;
-        async move { MapRun { request, stores, parallel }.run().await }.boxed()
+        let (slots, parallel) = (self.slots, self.parallel);
+        async move { MapRun { request, stores, slots, parallel }.run().await }.boxed()
     }
 }
 
@@ -71,6 +79,7 @@ struct ChildResult {
 struct MapRun {
     request: MapRunRequest,
     stores: Arc<Stores>,
+    slots: usize,
     parallel: bool,
 }
 
@@ -88,7 +97,8 @@ impl MapRun {
         let limit = match self.request.max_concurrency {
             0 => MAX_PARALLEL_CHILDREN,
             n => (n as usize).min(MAX_PARALLEL_CHILDREN),
-        };
+        }
+        .min(self.slots);
         let this = Arc::new(self);
         let runs = children.map({
             let this = this.clone();
@@ -110,15 +120,23 @@ impl MapRun {
         let mut runs = runs.buffered(limit);
         let tolerance = this.request.tolerance;
         let (mut total_items, mut failed_items) = (0u64, 0u64);
-        let mut results: Vec<ChildResult> = Vec::new();
+        // With a ResultWriter, records are staged in chunks as children end, so memory stays
+        // bounded; without one, the outputs are the state's result and are kept.
+        let mut staging = writer.as_ref().map(Staging::new);
+        let mut outputs: Vec<Value> = Vec::new();
+        let mut children_done = 0u64;
         let mut exceeded = false;
         while let Some(result) = runs.next().await {
             let result = result?;
+            children_done += 1;
             total_items += result.items;
-            if result.record.status != stepmap_storage::result_writer::ChildStatus::Succeeded {
+            if result.record.status != ChildStatus::Succeeded {
                 failed_items += result.items;
             }
-            results.push(result);
+            match &mut staging {
+                Some(staging) => staging.push(result.record).await?,
+                None => outputs.push(result.output.unwrap_or_else(|| result.record.to_value())),
+            }
             // A count threshold can be judged before every item is known; a percentage only
             // at the end, against the total.
             if tolerance.percentage.is_none() && tolerance.exceeded(failed_items, u64::MAX) {
@@ -126,23 +144,18 @@ impl MapRun {
                 break;
             }
         }
-        // Items never started: the rest of the stream, in order.
-        let mut pending = Vec::new();
-        if exceeded {
-            drop(runs);
-        }
-        if exceeded && writer.is_some() {
-            let mut rest = this.child_inputs_after(results.len() as u64).await?;
-            while let Some(child) = rest.next().await {
-                pending.push(ChildExecutionResult::pending(&child?.input));
-            }
-        }
+        drop(runs);
         let exceeded = exceeded || tolerance.exceeded(failed_items, total_items);
-        if let Some(writer) = writer {
-            let records: Vec<ChildExecutionResult> = results.iter().map(|r| r.record.clone()).collect();
-            let staged = StagedBatch { batch: 0, attempt: 0 };
-            writer.stage_batch(staged, &records).await.map_err(|e| e.failure())?;
-            writer.finalize(&[staged], &pending).await.map_err(|e| e.failure())?;
+        if let (Some(writer), Some(mut staging)) = (&writer, staging) {
+            if exceeded {
+                // Children never started (or stopped with the run) are PENDING.
+                let mut rest = this.child_inputs_after(children_done).await?;
+                while let Some(child) = rest.next().await {
+                    staging.push(ChildExecutionResult::pending(&child?.input)).await?;
+                }
+            }
+            let staged = staging.finish().await?;
+            writer.finalize(&staged, &[]).await.map_err(|e| e.failure())?;
             if exceeded {
                 return Err(Tolerance::failure());
             }
@@ -151,7 +164,7 @@ impl MapRun {
         if exceeded {
             return Err(Tolerance::failure());
         }
-        Ok(Value::Array(results.into_iter().map(|r| r.output.unwrap_or_else(|| r.record.to_value())).collect()))
+        Ok(Value::Array(outputs))
     }
 
     /// The items, as a stream, with their `$$.Map.Item` context.
@@ -242,7 +255,6 @@ impl MapRun {
 
 /// The result-file record of a finished child.
 fn child_result(spec: &ExecutionSpec, child: &ChildInput, outcome: ExecutionOutcome) -> ChildResult {
-    use stepmap_storage::result_writer::ChildStatus;
     let status = match outcome.status {
         ExecutionStatus::Succeeded => ChildStatus::Succeeded,
         ExecutionStatus::Failed => ChildStatus::Failed,
@@ -269,6 +281,49 @@ fn child_result(spec: &ExecutionSpec, child: &ChildInput, outcome: ExecutionOutc
     };
     let output = if status == ChildStatus::Succeeded { outcome.output } else { None };
     ChildResult { items: child.items, output, record }
+}
+
+/// Stages result records in chunks of about [`STAGING_CHUNK_BYTES`].
+struct Staging<'w> {
+    writer: &'w ResultWriter,
+    chunk: Vec<ChildExecutionResult>,
+    bytes: usize,
+    staged: Vec<StagedBatch>,
+}
+
+/// How much record text a staged chunk holds before it is written.
+const STAGING_CHUNK_BYTES: usize = 8 * 1024 * 1024;
+
+impl<'w> Staging<'w> {
+    fn new(writer: &'w ResultWriter) -> Self {
+        Staging { writer, chunk: Vec::new(), bytes: 0, staged: Vec::new() }
+    }
+
+    async fn push(&mut self, record: ChildExecutionResult) -> Result<(), Failure> {
+        self.bytes += record.input.len() + record.output.as_ref().map_or(0, String::len) + 256;
+        self.chunk.push(record);
+        if self.bytes >= STAGING_CHUNK_BYTES {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), Failure> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        let staged = StagedBatch { batch: self.staged.len() as u64, attempt: 0 };
+        self.writer.stage_batch(staged, &self.chunk).await.map_err(|e| e.failure())?;
+        self.staged.push(staged);
+        self.chunk.clear();
+        self.bytes = 0;
+        Ok(())
+    }
+
+    async fn finish(mut self) -> Result<Vec<StagedBatch>, Failure> {
+        self.flush().await?;
+        Ok(self.staged)
+    }
 }
 
 /// Groups selected items into batches of at most MaxItemsPerBatch items and

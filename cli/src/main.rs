@@ -3,6 +3,7 @@
 
 mod definition;
 mod input;
+mod progress;
 mod run;
 mod validate;
 

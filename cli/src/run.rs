@@ -18,7 +18,7 @@ use stepmap_worker::function_registry::FunctionRegistry;
 use stepmap_worker::invoker::LocalInvoker;
 use stepmap_worker::LocalMapRunExecutor;
 
-use crate::{definition, input, EXIT_USAGE};
+use crate::{definition, input, progress, EXIT_USAGE};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -92,17 +92,25 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let machine = Arc::new(machine);
     // Bucket B, key K is the file <data-dir>/B/K; without --data-dir, the working directory.
     let data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from("."));
-    let stores = Arc::new(Stores::new(StoreConfig::Local { data_dir }));
+    let stores = Arc::new(Stores::new(StoreConfig::Local { data_dir: data_dir.clone() }));
     let slots = LocalMapRunExecutor::default_slots();
+    let progress = progress::observer(&data_dir);
+    let executor = |parallel: bool| {
+        let executor = LocalMapRunExecutor::new(stores.clone(), slots, parallel);
+        Arc::new(match progress.clone() {
+            Some(observer) => executor.with_progress(observer),
+            None => executor,
+        })
+    };
     let outcome = if args.time_skipping {
         let clock = VirtualClock::new(chrono::Utc::now());
         // Under virtual time, children stay on the polling thread so the clock sees idleness.
-        let map_runs = Arc::new(LocalMapRunExecutor::new(stores, slots, false));
+        let map_runs = executor(false);
         let env = Environment::new(Arc::new(clock.clone()), invoker).with_map_runs(map_runs);
         let _context = runtime.enter();
         clock.block_on(interpreter::run_execution(machine, spec.clone(), env))
     } else {
-        let map_runs = Arc::new(LocalMapRunExecutor::new(stores, slots, true));
+        let map_runs = executor(true);
         let env = Environment::new(Arc::new(SystemClock), invoker).with_map_runs(map_runs);
         runtime.block_on(interpreter::run_execution(machine, spec.clone(), env))
     };

@@ -15,4 +15,4 @@ pub mod map_run;
 pub use error::WorkerError;
 pub use function_registry::{FunctionRef, FunctionRegistry, FunctionSpec, FunctionTarget};
 pub use invoker::LocalInvoker;
-pub use map_run::LocalMapRunExecutor;
+pub use map_run::{LocalMapRunExecutor, MapRunProgress, ProgressObserver};

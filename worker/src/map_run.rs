@@ -30,8 +30,26 @@ const MAX_PARALLEL_CHILDREN: usize = 10_000;
 /// A batch is capped at 256 KiB when ItemBatcher sets no byte limit (features.md §2.5).
 const DEFAULT_MAX_BATCH_BYTES: u64 = 256 * 1024;
 
+/// What a map run has done so far, for progress displays.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MapRunProgress {
+    pub map_run_arn: String,
+    /// Items in children that ended, and how many of them failed (or timed out).
+    pub items_done: u64,
+    pub items_failed: u64,
+    pub children_done: u64,
+    /// Set once the run has ended: where its results are, `bucket/key` of the manifest when
+    /// a ResultWriter wrote them.
+    pub finished: bool,
+    pub manifest: Option<String>,
+}
+
+/// Receives [`MapRunProgress`] as children end (from the task running the map run).
+pub type ProgressObserver = Arc<dyn Fn(&MapRunProgress) + Send + Sync>;
+
 /// Runs map runs with the interpreter in this process.
 pub struct LocalMapRunExecutor {
+    progress: Option<ProgressObserver>,
     stores: Arc<Stores>,
     /// How many children run at once at most, whatever MaxConcurrency allows: this process
     /// is the whole worker fleet (default: one slot per core).
@@ -44,7 +62,13 @@ pub struct LocalMapRunExecutor {
 
 impl LocalMapRunExecutor {
     pub fn new(stores: Arc<Stores>, slots: usize, parallel: bool) -> LocalMapRunExecutor {
-        LocalMapRunExecutor { stores, slots: slots.max(1), parallel }
+        LocalMapRunExecutor { stores, slots: slots.max(1), parallel, progress: None }
+    }
+
+    /// Reports progress to `observer` as children end.
+    pub fn with_progress(mut self, observer: ProgressObserver) -> LocalMapRunExecutor {
+        self.progress = Some(observer);
+        self
     }
 
     /// One slot per core.
@@ -56,8 +80,8 @@ impl LocalMapRunExecutor {
 impl MapRunExecutor for LocalMapRunExecutor {
     fn run(&self, request: MapRunRequest) -> BoxFuture<'static, Result<Value, Failure>> {
         let stores = self.stores.clone();
-        let (slots, parallel) = (self.slots, self.parallel);
-        async move { MapRun { request, stores, slots, parallel }.run().await }.boxed()
+        let (slots, parallel, progress) = (self.slots, self.parallel, self.progress.clone());
+        async move { MapRun { request, stores, slots, parallel, progress }.run().await }.boxed()
     }
 }
 
@@ -81,6 +105,7 @@ struct MapRun {
     stores: Arc<Stores>,
     slots: usize,
     parallel: bool,
+    progress: Option<ProgressObserver>,
 }
 
 impl MapRun {
@@ -137,6 +162,7 @@ impl MapRun {
                 Some(staging) => staging.push(result.record).await?,
                 None => outputs.push(result.output.unwrap_or_else(|| result.record.to_value())),
             }
+            this.report(children_done, total_items, failed_items, None);
             // A count threshold can be judged before every item is known; a percentage only
             // at the end, against the total.
             if tolerance.percentage.is_none() && tolerance.exceeded(failed_items, u64::MAX) {
@@ -156,15 +182,32 @@ impl MapRun {
             }
             let staged = staging.finish().await?;
             writer.finalize(&staged, &[]).await.map_err(|e| e.failure())?;
+            let manifest = format!("{}/{}", writer.spec().bucket, writer.manifest_key());
+            this.report(children_done, total_items, failed_items, Some(Some(manifest)));
             if exceeded {
                 return Err(Tolerance::failure());
             }
             return Ok(writer.state_output());
         }
+        this.report(children_done, total_items, failed_items, Some(None));
         if exceeded {
             return Err(Tolerance::failure());
         }
         Ok(Value::Array(outputs))
+    }
+
+    /// `finished`: `Some(manifest)` once the run has ended.
+    fn report(&self, children_done: u64, items_done: u64, items_failed: u64, finished: Option<Option<String>>) {
+        if let Some(observer) = &self.progress {
+            observer(&MapRunProgress {
+                map_run_arn: self.request.map_run_arn.clone(),
+                items_done,
+                items_failed,
+                children_done,
+                finished: finished.is_some(),
+                manifest: finished.flatten(),
+            });
+        }
     }
 
     /// The items, as a stream, with their `$$.Map.Item` context.

@@ -75,7 +75,8 @@ pub fn load(definition: Value) -> Arc<StateMachine> {
 pub fn execute(machine: &Arc<StateMachine>, input: &Value) -> ExecutionOutcome {
     let clock = VirtualClock::new(chrono::Utc::now());
     let env = Environment::new(Arc::new(clock.clone()), Arc::new(EchoInvoker));
-    let spec = ExecutionSpec::new("bench", "run", StateMachineType::Standard, "123456789012", "us-east-1", input.clone());
+    let spec =
+        ExecutionSpec::new("bench", "run", StateMachineType::Standard, "123456789012", "us-east-1", input.clone());
     clock.block_on(run_execution(machine.clone(), spec, env))
 }
 

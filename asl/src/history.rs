@@ -1,10 +1,13 @@
 //! Execution history in AWS's GetExecutionHistory shape (features.md §2.10).
 
-use std::sync::Mutex;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use serde::de::Error as _;
 use serde::ser::SerializeMap;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{json, Value};
 
 /// One event: `id` is 1-based and sequential; `previous_event_id` links an event to the one
@@ -51,16 +54,67 @@ impl Serialize for HistoryEvent {
     }
 }
 
+/// The inverse of `Serialize`: reads an event in AWS's GetExecutionHistory shape, taking the
+/// one `...EventDetails` field as the details whatever its name.
+impl<'de> Deserialize<'de> for HistoryEvent {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut map = serde_json::Map::<String, Value>::deserialize(deserializer)?;
+        let id = map.get("id").and_then(Value::as_u64).ok_or_else(|| D::Error::missing_field("id"))?;
+        let previous_event_id = map.get("previousEventId").and_then(Value::as_u64).unwrap_or(0);
+        let timestamp = map
+            .get("timestamp")
+            .and_then(Value::as_str)
+            .and_then(crate::timestamp::parse)
+            .ok_or_else(|| D::Error::missing_field("timestamp"))?
+            .with_timezone(&Utc);
+        let event_type =
+            map.get("type").and_then(Value::as_str).ok_or_else(|| D::Error::missing_field("type"))?.to_string();
+        let details_key = map.keys().find(|key| key.ends_with("EventDetails")).cloned();
+        let details = details_key.and_then(|key| map.remove(&key));
+        Ok(HistoryEvent { id, previous_event_id, timestamp, event_type, details })
+    }
+}
+
+/// Where events go as they are recorded, for a caller that must make each one durable before
+/// the execution moves on (the coordinator commits them through Raft).
+///
+/// Contract: [`EventSink::record`] is called synchronously, in event id order, as each event
+/// is recorded. The interpreter awaits the returned futures, in the same order, before it
+/// enters the next state, before any Task invocation or Map Run, before any sleep (Wait,
+/// retry interval) and before the execution's result is returned. A future that never
+/// completes (the sink can no longer make events durable, e.g. the node lost leadership)
+/// stalls the execution there; its owner is expected to drop it.
+pub trait EventSink: Send + Sync {
+    fn record(&self, event: &HistoryEvent) -> BoxFuture<'static, ()>;
+}
+
 /// Collects the events of one execution. Safe to share between concurrently running
 /// branches.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct History {
     events: Mutex<Vec<HistoryEvent>>,
+    sink: Option<Arc<dyn EventSink>>,
+    /// The sink's futures not yet awaited, in event id order.
+    pending: Mutex<VecDeque<BoxFuture<'static, ()>>>,
+    /// Serialises [`History::flush`] so that concurrent branches await the sink's futures in
+    /// id order, never one ahead of an earlier one.
+    flushing: futures::lock::Mutex<()>,
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History").field("events", &self.events).field("sink", &self.sink.is_some()).finish()
+    }
 }
 
 impl History {
     pub fn new() -> History {
         History::default()
+    }
+
+    /// A history that hands every event to `sink` as it is recorded.
+    pub fn with_sink(sink: Option<Arc<dyn EventSink>>) -> History {
+        History { sink, ..History::default() }
     }
 
     /// Appends an event and returns its id.
@@ -73,8 +127,33 @@ impl History {
     ) -> u64 {
         let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
         let id = events.len() as u64 + 1;
-        events.push(HistoryEvent { id, previous_event_id, timestamp, event_type: event_type.into(), details });
+        let event = HistoryEvent { id, previous_event_id, timestamp, event_type: event_type.into(), details };
+        if let Some(sink) = &self.sink {
+            // Under the events lock, so that the sink sees ids in order.
+            let commit = sink.record(&event);
+            self.pending.lock().unwrap_or_else(|e| e.into_inner()).push_back(commit);
+        }
+        events.push(event);
         id
+    }
+
+    /// Awaits the sink's futures for every event recorded so far (a no-op without a sink).
+    pub async fn flush(&self) {
+        if self.sink.is_none() {
+            return;
+        }
+        let _serialised = self.flushing.lock().await;
+        loop {
+            let next = self.pending.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+            let Some(commit) = next else { return };
+            // If this flush is dropped mid-way (an execution timeout won the race), the future
+            // goes back to the front so that the next flush awaits it first.
+            let mut in_flight = InFlight { history: self, commit: Some(commit) };
+            if let Some(commit) = in_flight.commit.as_mut() {
+                commit.await;
+            }
+            in_flight.commit = None;
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -91,6 +170,19 @@ impl History {
 
     pub fn into_events(self) -> Vec<HistoryEvent> {
         self.events.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+struct InFlight<'a> {
+    history: &'a History,
+    commit: Option<BoxFuture<'static, ()>>,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(commit) = self.commit.take() {
+            self.history.pending.lock().unwrap_or_else(|e| e.into_inner()).push_front(commit);
+        }
     }
 }
 
@@ -116,5 +208,41 @@ mod tests {
         assert_eq!(events[1]["stateEnteredEventDetails"]["name"], "A");
         assert_eq!(events[1]["previousEventId"], 1);
         assert_eq!(events[2]["type"], "MapStateSucceeded");
+        let back: Vec<HistoryEvent> = serde_json::from_value(events).unwrap();
+        let original = history.snapshot();
+        assert_eq!(back.len(), 3);
+        assert_eq!(back[1].details, original[1].details);
+        assert_eq!(back[1].previous_event_id, 1);
+        assert_eq!(back[2].details, None);
+        assert_eq!(crate::timestamp::format(back[0].timestamp), crate::timestamp::format(now));
+    }
+
+    struct Recorder {
+        seen: Arc<Mutex<Vec<u64>>>,
+        awaited: Arc<Mutex<Vec<u64>>>,
+    }
+
+    impl EventSink for Recorder {
+        fn record(&self, event: &HistoryEvent) -> BoxFuture<'static, ()> {
+            self.seen.lock().unwrap().push(event.id);
+            let awaited = self.awaited.clone();
+            let id = event.id;
+            Box::pin(async move { awaited.lock().unwrap().push(id) })
+        }
+    }
+
+    #[test]
+    fn sink_sees_events_at_record_time_and_flush_awaits_them_in_order() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let awaited = Arc::new(Mutex::new(Vec::new()));
+        let history = History::with_sink(Some(Arc::new(Recorder { seen: seen.clone(), awaited: awaited.clone() })));
+        history.record(Utc::now(), 0, "ExecutionStarted", None);
+        history.record(Utc::now(), 1, "PassStateEntered", None);
+        assert_eq!(*seen.lock().unwrap(), vec![1, 2]);
+        assert!(awaited.lock().unwrap().is_empty(), "futures are lazy until flushed");
+        futures::executor::block_on(history.flush());
+        assert_eq!(*awaited.lock().unwrap(), vec![1, 2]);
+        futures::executor::block_on(history.flush());
+        assert_eq!(*awaited.lock().unwrap(), vec![1, 2], "each future is awaited once");
     }
 }

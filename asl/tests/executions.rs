@@ -67,6 +67,7 @@ fn execute_with(definition: Value, input: Value, invoker: FakeInvoker) -> Execut
             move || counter.fetch_add(0x9E37_79B9, Ordering::Relaxed) as u64
         }),
         map_runs: None,
+        events: None,
     };
     let spec = ExecutionSpec::new("machine", "exec", StateMachineType::Standard, "123456789012", "us-east-1", input);
     clock.block_on(run_execution(machine, spec, env))

@@ -13,6 +13,7 @@ use super::map::max_concurrency;
 use super::parallel::AttemptFailure;
 use super::runner::{failure_details, Exit, Runner, Visit};
 use super::scope::Scope;
+use super::Environment;
 use crate::failure::Failure;
 use crate::map_run::{
     map_run_arn, Batching, ItemSelection, MapRunItems, MapRunRequest, ResultWriterRequest, Tolerance,
@@ -85,11 +86,13 @@ impl Runner {
                 },
                 region: self.spec.region.clone(),
                 account: self.spec.account.clone(),
-                environment: self.env.clone(),
+                // Children keep their history to themselves: the parent's event sink is not theirs.
+                environment: Environment { events: None, ..self.env.clone() },
             }
         };
         let map_run_arn = request.map_run_arn.clone();
         self.record(visit, "MapRunStarted", Some(json!({"mapRunArn": map_run_arn})));
+        self.history.flush().await;
         let result = match executor.run(request).await {
             Ok(result) => result,
             Err(failure) => {

@@ -24,7 +24,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::clock::Clock;
-use crate::history::HistoryEvent;
+use crate::history::{EventSink, HistoryEvent};
 use crate::map_run::MapRunExecutor;
 use crate::model::{StateMachine, StateMachineType};
 use crate::task::TaskInvoker;
@@ -92,12 +92,23 @@ pub struct Environment {
     pub random: RandomSource,
     /// Runs Distributed Map states; without one, such a state fails with `States.Runtime`.
     pub map_runs: Option<Arc<dyn MapRunExecutor>>,
+    /// Receives every history event of this execution as it is recorded, and gates progress
+    /// on it (see [`EventSink`]): the coordinator commits each event through Raft before the
+    /// execution proceeds. `None` (the default) keeps the history in memory only. Child
+    /// executions of a Distributed Map never inherit it.
+    pub events: Option<Arc<dyn EventSink>>,
 }
 
 impl Environment {
     /// An environment with thread-local OS-seeded randomness.
     pub fn new(clock: Arc<dyn Clock>, invoker: Arc<dyn TaskInvoker>) -> Environment {
-        Environment { clock, invoker, random: Arc::new(rand::random::<u64>), map_runs: None }
+        Environment { clock, invoker, random: Arc::new(rand::random::<u64>), map_runs: None, events: None }
+    }
+
+    /// The same environment, handing history events to `sink`.
+    pub fn with_events(mut self, sink: Arc<dyn EventSink>) -> Environment {
+        self.events = Some(sink);
+        self
     }
 
     /// The same environment, running Distributed Maps with `executor`.
@@ -144,4 +155,73 @@ pub struct ExecutionOutcome {
 /// Runs an execution to its end.
 pub async fn run_execution(machine: Arc<StateMachine>, spec: ExecutionSpec, env: Environment) -> ExecutionOutcome {
     runner::Runner::new(machine, spec, env).run().await
+}
+
+#[cfg(test)]
+mod event_sink_tests {
+    use std::sync::Mutex;
+
+    use futures::future::BoxFuture;
+    use serde_json::json;
+
+    use super::*;
+    use crate::clock::VirtualClock;
+    use crate::failure::Failure;
+    use crate::history::EventSink;
+    use crate::task::TaskRequest;
+
+    /// Records which events were handed over and which of their futures completed.
+    #[derive(Default)]
+    struct Ledger {
+        recorded: Mutex<Vec<(u64, String)>>,
+        committed: Mutex<Vec<u64>>,
+    }
+
+    struct Sink(Arc<Ledger>);
+
+    impl EventSink for Sink {
+        fn record(&self, event: &HistoryEvent) -> BoxFuture<'static, ()> {
+            self.0.recorded.lock().unwrap().push((event.id, event.event_type.clone()));
+            let ledger = self.0.clone();
+            let id = event.id;
+            Box::pin(async move { ledger.committed.lock().unwrap().push(id) })
+        }
+    }
+
+    /// Checks, when the task runs, that every event recorded so far has been committed.
+    struct CheckingInvoker(Arc<Ledger>);
+
+    impl TaskInvoker for CheckingInvoker {
+        fn invoke(&self, _request: TaskRequest) -> BoxFuture<'static, Result<Value, Failure>> {
+            let recorded = self.0.recorded.lock().unwrap().len() as u64;
+            let committed = self.0.committed.lock().unwrap().clone();
+            assert_eq!(committed, (1..=recorded).collect::<Vec<_>>(), "a task ran before its events were committed");
+            Box::pin(async { Ok(json!({"done": true})) })
+        }
+    }
+
+    #[test]
+    fn every_event_reaches_the_sink_and_is_committed_before_the_execution_proceeds() {
+        let definition = json!({
+            "StartAt": "P",
+            "States": {
+                "P": {"Type": "Pass", "Next": "W"},
+                "W": {"Type": "Wait", "Seconds": 5, "Next": "T"},
+                "T": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:f", "End": true}
+            }
+        });
+        let machine = Arc::new(StateMachine::from_value(definition).unwrap());
+        let ledger = Arc::new(Ledger::default());
+        let clock = VirtualClock::new(chrono::Utc::now());
+        let env = Environment::new(Arc::new(clock.clone()), Arc::new(CheckingInvoker(ledger.clone())))
+            .with_events(Arc::new(Sink(ledger.clone())));
+        let spec = ExecutionSpec::new("m", "e", StateMachineType::Standard, "123456789012", "us-east-1", json!({}));
+        let outcome = clock.block_on(run_execution(machine, spec, env));
+        assert_eq!(outcome.status, ExecutionStatus::Succeeded);
+        let recorded = ledger.recorded.lock().unwrap().clone();
+        let ids: Vec<u64> = recorded.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, (1..=outcome.history.len() as u64).collect::<Vec<_>>());
+        assert_eq!(recorded.last().unwrap().1, "ExecutionSucceeded");
+        assert_eq!(*ledger.committed.lock().unwrap(), ids, "every event committed once, in order");
+    }
 }

@@ -37,6 +37,9 @@ pub(crate) struct Visit<'a> {
     pub name: &'a str,
     pub entered_id: u64,
     pub entered_time: String,
+    /// `entered_time` as a time: relative Wait delays count from it (so that a replayed
+    /// execution, whose clock answers the recorded entry time, resumes a wait where it was).
+    pub entered_at: chrono::DateTime<chrono::Utc>,
     /// The id of the last event recorded on this path of the execution.
     pub last_event: u64,
     pub retry_count: u64,
@@ -72,7 +75,8 @@ impl Runner {
             execution,
             state_machine: json!({ "Id": spec.state_machine_arn, "Name": spec.state_machine_name }),
         };
-        Runner { machine, spec, env, history: History::new(), exec_ctx, failed_state: Mutex::new(None) }
+        let history = History::with_sink(env.events.clone());
+        Runner { machine, spec, env, history, exec_ctx, failed_state: Mutex::new(None) }
     }
 
     pub(crate) async fn run(self) -> ExecutionOutcome {
@@ -124,6 +128,7 @@ impl Runner {
                 (ExecutionStatus::TimedOut, None, Some(failure))
             }
         };
+        self.history.flush().await;
         let failed_state = self.failed_state.lock().unwrap_or_else(|e| e.into_inner()).take();
         ExecutionOutcome {
             status,
@@ -185,9 +190,13 @@ impl Runner {
             name,
             entered_id,
             entered_time: timestamp::format(entered),
+            entered_at: entered,
             last_event: entered_id,
             retry_count: 0,
         };
+        // Every event so far (the previous state's exit, this entry) is durable before the
+        // state does anything (EventSink contract).
+        self.history.flush().await;
         let result = match state {
             State::Pass(s) => self.pass(&visit, s, input, scope),
             State::Choice(s) => self.choice(&visit, s, input, scope),
@@ -258,6 +267,7 @@ impl Runner {
     }
 
     pub(crate) async fn sleep(&self, duration: Duration) {
+        self.history.flush().await;
         let delta = chrono::TimeDelta::from_std(duration).unwrap_or(chrono::TimeDelta::MAX);
         let deadline =
             self.env.clock.now().checked_add_signed(delta).unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);

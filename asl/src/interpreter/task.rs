@@ -165,6 +165,7 @@ impl Runner {
             region: self.spec.region.clone(),
             account: self.spec.account.clone(),
         };
+        self.history.flush().await;
         let outcome = {
             let _work = ExternalWork::start(&*self.env.clock);
             let invocation = self.env.invoker.invoke(request);

@@ -24,7 +24,7 @@ impl Runner {
         let (effective, deadline, assigned) = {
             let eval = self.eval(visit, scope, None);
             let effective = eval.select_path(&s.input_path, &input)?;
-            let now = self.env.clock.now();
+            let now = visit.entered_at;
             let deadline: DateTime<Utc> = if let Some(seconds) = &s.seconds {
                 let seconds = seconds.as_i64().unwrap_or_default();
                 now + TimeDelta::seconds(seconds.clamp(0, MAX_DELAY_SECONDS))
@@ -93,6 +93,7 @@ impl Runner {
             };
             (effective, deadline, assigned)
         };
+        self.history.flush().await;
         self.env.clock.sleep_until(deadline).await;
         let eval = self.eval(visit, scope, None);
         let output = eval.select_path_owned(&s.output_path, effective)?;

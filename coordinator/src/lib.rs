@@ -4,6 +4,8 @@
 //! - [`RaftNode`] — start a node, propose commands, read linearizably, watch its status.
 //! - [`StateMachine`] — what the log drives; pure `apply`, `snapshot`, `restore`.
 //! - [`transport`] — how Raft messages travel: in process (with fault filters) or over gRPC.
+//! - [`state`] — the replicated state: state machines, executions and their history,
+//!   activities and task tokens, the Map Run ledger.
 //! - [`RaftStorage`] — raft-rs `Storage` over raft-engine, fsynced.
 
 mod admin_service;
@@ -16,6 +18,7 @@ mod raft_driver;
 mod raft_node;
 mod raft_storage;
 mod slog_bridge;
+pub mod state;
 mod state_machine;
 pub mod transport;
 

@@ -1,0 +1,141 @@
+//! The commands the Raft log carries and what `apply` answers. Serialised as JSON inside
+//! log entries. Every time, id and random seed in a command was stamped by the leader that
+//! proposed it: `apply` reads no clock and draws no random numbers (DESIGN.md §3).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use stepmap_asl::history::HistoryEvent;
+use stepmap_asl::model::StateMachineType;
+
+use super::activity_record::{TaskTokenOutcome, TaskTokenRecord};
+use super::api_error::ApiError;
+use super::arn::{ActivityArn, ExecutionArn, StateMachineArn};
+use super::execution_record::ExecutionRecord;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command")]
+pub enum Command {
+    /// Idempotent for the same name, definition, type and role (as on AWS); otherwise a
+    /// second machine of that name is `StateMachineAlreadyExists`.
+    CreateStateMachine {
+        arn: StateMachineArn,
+        name: String,
+        definition: String,
+        machine_type: StateMachineType,
+        role_arn: String,
+        date: DateTime<Utc>,
+        revision_id: String,
+    },
+    UpdateStateMachine {
+        arn: StateMachineArn,
+        definition: Option<String>,
+        role_arn: Option<String>,
+        date: DateTime<Utc>,
+        revision_id: String,
+    },
+    /// Removes the machine. Executions already running keep their own copy of the
+    /// definition and run to their end.
+    DeleteStateMachine {
+        arn: StateMachineArn,
+    },
+    /// Standard: idempotent while the execution with this name runs with the same input;
+    /// otherwise `ExecutionAlreadyExists` (AWS StartExecution).
+    StartExecution {
+        arn: ExecutionArn,
+        input: String,
+        date: DateTime<Utc>,
+        seed: u64,
+    },
+    /// History events of a running execution, in id order (see `ExecutionRecord::append`).
+    RecordEvents {
+        arn: ExecutionArn,
+        events: Vec<HistoryEvent>,
+    },
+    /// Closes a running execution with an `ExecutionAborted` event.
+    StopExecution {
+        arn: ExecutionArn,
+        error: Option<String>,
+        cause: Option<String>,
+        date: DateTime<Utc>,
+    },
+    /// The final record of an execution that ran in memory (StartSyncExecution).
+    RecordExpressExecution {
+        record: Box<ExecutionRecord>,
+    },
+    CreateActivity {
+        arn: ActivityArn,
+        name: String,
+        date: DateTime<Utc>,
+    },
+    DeleteActivity {
+        arn: ActivityArn,
+    },
+    IssueTaskToken {
+        record: Box<TaskTokenRecord>,
+    },
+    CompleteTaskToken {
+        token: String,
+        outcome: TaskTokenOutcome,
+        date: DateTime<Utc>,
+    },
+    HeartbeatTaskToken {
+        token: String,
+        date: DateTime<Utc>,
+    },
+}
+
+/// What `apply` answers for a command it accepted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "response")]
+pub enum Response {
+    StateMachineCreated {
+        arn: StateMachineArn,
+        creation_date: DateTime<Utc>,
+    },
+    StateMachineUpdated {
+        update_date: DateTime<Utc>,
+        revision_id: String,
+    },
+    StateMachineDeleted,
+    /// `created` is false when the start was a repeat of a running execution's.
+    ExecutionStarted {
+        arn: ExecutionArn,
+        start_date: DateTime<Utc>,
+        created: bool,
+    },
+    EventsRecorded {
+        last_event_id: u64,
+    },
+    ExecutionStopped {
+        stop_date: DateTime<Utc>,
+    },
+    ExpressExecutionRecorded,
+    ActivityCreated {
+        arn: ActivityArn,
+        creation_date: DateTime<Utc>,
+    },
+    ActivityDeleted,
+    TaskTokenIssued,
+    TaskTokenUpdated,
+}
+
+/// The response bytes of one applied command.
+pub type Outcome = Result<Response, ApiError>;
+
+impl Command {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("commands serialise to JSON")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+pub fn encode_outcome(outcome: &Outcome) -> Vec<u8> {
+    serde_json::to_vec(outcome).expect("responses serialise to JSON")
+}
+
+pub fn decode_outcome(bytes: &[u8]) -> Result<Outcome, serde_json::Error> {
+    serde_json::from_slice(bytes)
+}

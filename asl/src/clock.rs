@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::Thread;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -39,9 +40,10 @@ impl Clock for SystemClock {
     }
 }
 
-/// Virtual time that stands still while the execution works and jumps to the next timer
-/// when it is idle: every branch is either sleeping on this clock or finished, and no
-/// external work is in flight. Drive the execution with [`VirtualClock::block_on`].
+/// Virtual time that jumps to the next timer when the execution is idle — every branch is
+/// either sleeping on this clock or finished, and no external work is in flight — and
+/// otherwise flows at the wall clock's pace (a task timeout racing a running task fires after
+/// the real seconds, as `--time-skipping` promises: only idle time is skipped). Drive the execution with [`VirtualClock::block_on`].
 pub struct VirtualClock {
     state: Mutex<VirtualState>,
 }
@@ -90,6 +92,7 @@ impl VirtualClock {
         let waker = Waker::from(signal.clone());
         let mut cx = Context::from_waker(&waker);
         let mut future = std::pin::pin!(future);
+        let mut last_real = Instant::now();
         loop {
             signal.woken.store(false, Ordering::SeqCst);
             if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
@@ -98,24 +101,44 @@ impl VirtualClock {
             if signal.woken.load(Ordering::SeqCst) {
                 continue;
             }
-            let wakers = {
+            let (wakers, park_for) = {
                 let mut state = self.lock();
-                if state.external_work > 0 || state.sleepers.is_empty() {
-                    Vec::new()
+                let elapsed = last_real.elapsed();
+                last_real = Instant::now();
+                if state.external_work > 0 {
+                    // Not idle: time flows as it does on the wall clock, so that a timeout
+                    // racing a running task fires when it would for real; it never jumps.
+                    state.now += chrono::TimeDelta::from_std(elapsed).unwrap_or_default();
+                    let due = state.take_due();
+                    let next = state.sleepers.keys().next().map(|(deadline, _)| *deadline);
+                    let park_for = next.map(|deadline| (deadline - state.now).to_std().unwrap_or_default());
+                    (due, park_for)
+                } else if state.sleepers.is_empty() {
+                    (Vec::new(), None)
                 } else {
                     let (deadline, _) = *state.sleepers.keys().next().expect("non-empty");
                     if deadline > state.now {
                         state.now = deadline;
                     }
-                    state.take_due()
+                    (state.take_due(), None)
                 }
             };
-            if wakers.is_empty() {
-                while !signal.woken.load(Ordering::SeqCst) {
-                    std::thread::park();
-                }
-            } else {
+            if !wakers.is_empty() {
                 wakers.into_iter().for_each(Waker::wake);
+                continue;
+            }
+            match park_for {
+                // Wake at the next deadline at the latest, to let it pass in real time.
+                Some(duration) => {
+                    if !signal.woken.load(Ordering::SeqCst) {
+                        std::thread::park_timeout(duration);
+                    }
+                }
+                None => {
+                    while !signal.woken.load(Ordering::SeqCst) {
+                        std::thread::park();
+                    }
+                }
             }
         }
     }
@@ -221,7 +244,7 @@ mod tests {
     }
 
     #[test]
-    fn time_stands_still_during_external_work() {
+    fn time_does_not_jump_during_external_work() {
         let start = Utc::now();
         let clock = VirtualClock::new(start);
         let (tx, rx) = futures::channel::oneshot::channel::<()>();
@@ -239,7 +262,23 @@ mod tests {
             matches!(result, futures::future::Either::Left(_))
         });
         worker.join().unwrap();
-        assert!(outcome, "the external work must win: virtual time may not pass while it runs");
-        assert_eq!(clock.now(), start);
+        assert!(outcome, "the external work must win: virtual time may not jump while it runs");
+        assert!(clock.now() < start + TimeDelta::seconds(10));
+    }
+
+    #[test]
+    fn a_timeout_racing_external_work_fires_in_real_time() {
+        let start = Utc::now();
+        let clock = VirtualClock::new(start);
+        clock.external_work_started();
+        let (_tx, rx) = futures::channel::oneshot::channel::<()>();
+        let c = clock.clone();
+        let timed_out = clock.block_on(async move {
+            let timeout = c.sleep_until(start + TimeDelta::milliseconds(50));
+            futures::pin_mut!(timeout);
+            matches!(futures::future::select(rx, timeout).await, futures::future::Either::Right(_))
+        });
+        assert!(timed_out, "the deadline passes while the work is still running");
+        assert!(clock.now() >= start + TimeDelta::milliseconds(50));
     }
 }

@@ -83,7 +83,9 @@ impl Runner {
         let results = futures::future::try_join_all(branches)
             .await
             .map_err(|failure| AttemptFailure { failure, started: true })?;
-        self.record(visit, "ParallelStateSucceeded", None);
+        // AWS records no ParallelStateSucceeded (none in any recorded history): the state's
+        // exit follows the last branch event.
+        visit.last_event = self.history.len() as u64;
         let result = Value::Array(results);
         let eval = self.eval(visit, scope, None);
         let selected = match &s.result_selector {

@@ -276,48 +276,86 @@ impl Framer for CsvFramer {
     }
 }
 
-/// Splits one record (without its newline) into fields.
-pub(crate) fn split_fields(record: &[u8], delimiter: u8, fields: &mut Vec<String>) -> std::result::Result<(), String> {
-    fields.clear();
+/// Splits one record (without its newline) into fields, calling `field(index, text)` for each.
+/// `scratch` is reused between records; a field without quotes or escapes is passed straight
+/// from the record.
+pub(crate) fn split_fields(
+    record: &[u8],
+    delimiter: u8,
+    scratch: &mut Vec<u8>,
+    field: &mut dyn FnMut(usize, &str) -> std::result::Result<(), String>,
+) -> std::result::Result<(), String> {
     let mut state = State::FieldStart;
-    let mut field: Vec<u8> = Vec::new();
-    let finish = |field: &mut Vec<u8>, fields: &mut Vec<String>| {
-        let text = String::from_utf8(std::mem::take(field))
-            .map_err(|e| format!("field {} is not valid UTF-8: {e}", fields.len() + 1))?;
-        fields.push(text);
-        Ok::<(), String>(())
+    let mut index = 0;
+    // Start of the current field when it is still a plain slice of the record.
+    let mut plain: Option<usize> = Some(0);
+    scratch.clear();
+    let emit = |index: usize, bytes: &[u8], field: &mut dyn FnMut(usize, &str) -> std::result::Result<(), String>| {
+        let text = std::str::from_utf8(bytes).map_err(|e| format!("field {} is not valid UTF-8: {e}", index + 1))?;
+        field(index, text)
     };
     let mut i = 0;
     while i < record.len() {
-        if state == State::Unquoted {
-            let run = record[i..]
+        // Runs of plain content.
+        let run_end = match state {
+            State::Unquoted => record[i..]
                 .iter()
                 .position(|&b| b == delimiter || b == b'\\' || b == b'\n' || b == b'\r' || b == b'"')
-                .unwrap_or(record.len() - i);
-            field.extend_from_slice(&record[i..i + run]);
-            i += run;
+                .map_or(record.len(), |n| i + n),
+            State::Quoted => memchr::memchr2(b'"', b'\\', &record[i..]).map_or(record.len(), |n| i + n),
+            _ => i,
+        };
+        if run_end > i {
+            if plain.is_none() {
+                scratch.extend_from_slice(&record[i..run_end]);
+            }
+            i = run_end;
             if i == record.len() {
                 break;
             }
         }
         let b = record[i];
-        i += 1;
-        match step(&mut state, delimiter, b) {
-            Action::Keep => field.push(b),
-            Action::Skip => {}
-            Action::QuoteThenAgain => {
-                field.push(b'"');
-                i -= 1;
+        let action = step(&mut state, delimiter, b);
+        match action {
+            Action::Keep => {
+                if plain.is_none() {
+                    scratch.push(b);
+                }
             }
-            Action::EndField => finish(&mut field, fields)?,
+            Action::Skip | Action::QuoteThenAgain => {
+                // Syntax inside the field: from here on, the field is built in `scratch`.
+                if let Some(start) = plain.take() {
+                    scratch.extend_from_slice(&record[start..i]);
+                }
+                if action == Action::QuoteThenAgain {
+                    scratch.push(b'"');
+                    continue;
+                }
+            }
+            Action::EndField => {
+                match plain {
+                    Some(start) => emit(index, &record[start..i], field)?,
+                    None => emit(index, scratch, field)?,
+                }
+                scratch.clear();
+                index += 1;
+                plain = Some(i + 1);
+            }
             // A record handed to this function has no record-ending newline.
             Action::EndRecord => return Err("unexpected end of record".into()),
         }
+        i += 1;
     }
     if state == State::UnquotedQuote {
-        field.push(b'"');
+        if let Some(start) = plain.take() {
+            scratch.extend_from_slice(&record[start..i]);
+        }
+        scratch.push(b'"');
     }
-    finish(&mut field, fields)
+    match plain {
+        Some(start) => emit(index, &record[start..], field),
+        None => emit(index, scratch, field),
+    }
 }
 
 /// Turns records into items: `{header: value}` with AWS's missing / extra column rules.
@@ -325,20 +363,25 @@ pub(crate) fn split_fields(record: &[u8], delimiter: u8, fields: &mut Vec<String
 pub(crate) struct CsvRows {
     pub delimiter: u8,
     pub headers: Arc<[String]>,
-    fields: Vec<String>,
+    scratch: Vec<u8>,
 }
 
 impl CsvRows {
     pub fn new(delimiter: CsvDelimiter, headers: Arc<[String]>) -> Self {
-        CsvRows { delimiter: delimiter.byte(), headers, fields: Vec::new() }
+        CsvRows { delimiter: delimiter.byte(), headers, scratch: Vec::new() }
     }
 
     pub fn item(&mut self, record: &[u8]) -> std::result::Result<Value, String> {
-        split_fields(record, self.delimiter, &mut self.fields)?;
-        let mut map = Map::with_capacity(self.headers.len());
-        let mut values = self.fields.drain(..);
-        for header in self.headers.iter() {
-            map.insert(header.clone(), Value::String(values.next().unwrap_or_default()));
+        let headers = &self.headers;
+        let mut map = Map::with_capacity(headers.len());
+        split_fields(record, self.delimiter, &mut self.scratch, &mut |index, text| {
+            if let Some(header) = headers.get(index) {
+                map.insert(header.clone(), Value::String(text.to_string()));
+            }
+            Ok(())
+        })?;
+        for header in headers.iter().skip(map.len()) {
+            map.insert(header.clone(), Value::String(String::new()));
         }
         Ok(Value::Object(map))
     }
@@ -346,7 +389,10 @@ impl CsvRows {
 
 /// Reads a header record into names.
 pub(crate) fn header_names(record: &[u8], delimiter: CsvDelimiter) -> std::result::Result<Vec<String>, String> {
-    let mut fields = Vec::new();
-    split_fields(record, delimiter.byte(), &mut fields)?;
-    Ok(fields)
+    let mut names = Vec::new();
+    split_fields(record, delimiter.byte(), &mut Vec::new(), &mut |_, text| {
+        names.push(text.to_string());
+        Ok(())
+    })?;
+    Ok(names)
 }

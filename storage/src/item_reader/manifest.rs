@@ -68,8 +68,11 @@ pub async fn read_athena_manifest(store: &BucketStore, key: &str) -> Result<Vec<
     let bytes = store.get_bytes(key).await?;
     let text = std::str::from_utf8(&bytes).map_err(|e| malformed(&object, "Athena manifest", e.to_string()))?;
     let mut files = Vec::new();
-    for (number, line) in text.lines().enumerate() {
-        let line = line.trim();
+    let mut byte = 0u64;
+    for (number, raw) in text.split_inclusive('\n').enumerate() {
+        let line_start = byte;
+        byte += raw.len() as u64;
+        let line = raw.trim();
         if line.is_empty() {
             continue;
         }
@@ -81,7 +84,7 @@ pub async fn read_athena_manifest(store: &BucketStore, key: &str) -> Result<Vec<
                 return Err(StorageError::Malformed {
                     object: object.to_string(),
                     format: "Athena manifest",
-                    position: Position::Text { line: Some(number as u64 + 1), byte: 0 },
+                    position: Position::Text { line: Some(number as u64 + 1), byte: line_start },
                     message: format!("{line:?} is not an s3://bucket/key URI"),
                 })
             }

@@ -17,7 +17,8 @@ pub mod spec;
 pub(crate) mod text;
 mod text_object;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use serde_json::Value;
@@ -80,6 +81,9 @@ impl Cursor {
     }
 }
 
+/// A CSV object's header row, as of one ETag.
+pub(crate) type HeaderKey = (crate::ObjectRef, Option<String>);
+
 /// The part of an opened ItemReader that cursors need; shared by the streams it hands out.
 #[derive(Debug)]
 pub(crate) struct ReadContext {
@@ -89,6 +93,9 @@ pub(crate) struct ReadContext {
     pub format: Option<DataFormat>,
     /// The data files of a manifest source.
     pub manifest_files: Vec<crate::ObjectRef>,
+    /// Header rows of CSV objects read for batch descriptors, by object and ETag: a worker
+    /// reads each header once, not once per batch.
+    pub csv_headers: Mutex<HashMap<HeaderKey, Arc<[String]>>>,
 }
 
 impl ReadContext {
@@ -115,10 +122,41 @@ impl ReadContext {
             }
             Unit::Extent(Extent::Text { object, compression, start, end, first_line, member, .. }) => {
                 let store = self.stores.bucket(&object.bucket)?;
+                let format = self.format()?;
+                let csv_headers = match format {
+                    DataFormat::Csv { header: CsvHeader::FirstRow, delimiter } => {
+                        let cache_key = (object.object(), object.etag.clone());
+                        let cached =
+                            self.csv_headers.lock().unwrap_or_else(|p| p.into_inner()).get(&cache_key).cloned();
+                        match cached {
+                            Some(headers) => Some(headers),
+                            None => {
+                                let headers: Arc<[String]> = Arc::from(
+                                    text_object::read_csv_header(
+                                        &store,
+                                        &object.key,
+                                        *delimiter,
+                                        *compression,
+                                        &object.condition(),
+                                    )
+                                    .await?,
+                                );
+                                let mut cache = self.csv_headers.lock().unwrap_or_else(|p| p.into_inner());
+                                if cache.len() >= 1024 {
+                                    cache.clear();
+                                }
+                                cache.insert(cache_key, headers.clone());
+                                Some(headers)
+                            }
+                        }
+                    }
+                    _ => None,
+                };
                 let cursor = TextCursor::range(
                     &store,
                     &object.key,
-                    self.format()?,
+                    format,
+                    csv_headers,
                     *compression,
                     *start..*end,
                     *first_line,
@@ -227,7 +265,8 @@ impl ItemReader {
                 (Some(format.clone()), files)
             }
         };
-        Ok(ItemReader { context: Arc::new(ReadContext { stores, spec, format, manifest_files }) })
+        let csv_headers = Mutex::new(HashMap::new());
+        Ok(ItemReader { context: Arc::new(ReadContext { stores, spec, format, manifest_files, csv_headers }) })
     }
 
     pub fn spec(&self) -> &ItemReaderSpec {
@@ -279,10 +318,23 @@ fn unit_items(
         index: u64,
         remaining: Option<u64>,
         scanned: Vec<Scanned>,
+        /// Items read but not yet handed out; its capacity is reused from chunk to chunk.
+        ready: std::collections::VecDeque<Item>,
     }
-    let state = State { context, units, cursor: None, index: first_index, remaining: limit, scanned: Vec::new() };
+    let state = State {
+        context,
+        units,
+        cursor: None,
+        index: first_index,
+        remaining: limit,
+        scanned: Vec::new(),
+        ready: std::collections::VecDeque::new(),
+    };
     stream::try_unfold(state, |mut st| async move {
         loop {
+            if let Some(item) = st.ready.pop_front() {
+                return Ok(Some((item, st)));
+            }
             if st.remaining == Some(0) {
                 return Ok(None);
             }
@@ -297,31 +349,19 @@ fn unit_items(
             };
             st.scanned.clear();
             let more = cursor.next_chunk(&mut st.scanned).await?;
-            let source = source.clone();
-            if !more {
-                st.cursor = None;
-            }
-            if st.scanned.is_empty() {
-                continue;
-            }
             let take = st.remaining.map_or(st.scanned.len(), |r| (r as usize).min(st.scanned.len()));
-            let mut items = Vec::with_capacity(take);
             for scanned in st.scanned.drain(..take) {
-                items.push(Item {
-                    index: st.index,
-                    key: scanned.key,
-                    value: scanned.value.unwrap_or(Value::Null),
-                    source: source.clone(),
-                });
+                let value = scanned.value.unwrap_or(Value::Null);
+                st.ready.push_back(Item { index: st.index, key: scanned.key, value, source: source.clone() });
                 st.index += 1;
             }
             if let Some(r) = st.remaining.as_mut() {
                 *r -= take as u64;
             }
-            return Ok(Some((items, st)));
+            if !more {
+                st.cursor = None;
+            }
         }
     })
-    .map_ok(|items| stream::iter(items.into_iter().map(Ok)))
-    .try_flatten()
     .boxed()
 }

@@ -30,7 +30,7 @@ use crate::store::BucketStore;
 const MAX_ROW_GROUP_BYTES: i64 = 256 * 1024 * 1024;
 const MAX_FOOTER_BYTES: u64 = 5 * 1024 * 1024;
 /// Rows decoded at a time.
-const BATCH_ROWS: usize = 1024;
+const BATCH_ROWS: usize = 256;
 
 /// Ranged reads of one object for the Parquet decoder (object_store's own adapter in the
 /// parquet crate is deprecated in favour of implementing this trait).

@@ -109,6 +109,8 @@ pub(crate) struct Record<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Flow {
     Continue,
+    /// Hand the records so far to the caller; the scan goes on at the next call.
+    Pause,
     Stop,
 }
 
@@ -197,8 +199,8 @@ impl TextScan {
     }
 
     /// Runs the framer over the buffered bytes, visiting records, and reads one more chunk when
-    /// the framer needs it. Returns `false` once the scan is over (end of records, or the
-    /// visitor stopped it).
+    /// the framer needs it (or returns early when the visitor pauses). Returns `false` once the
+    /// scan is over (end of records, or the visitor stopped it).
     pub async fn step<F: Framer + ?Sized>(
         &mut self,
         framer: &mut F,
@@ -220,8 +222,10 @@ impl TextScan {
                     };
                     let flow = visit(record)?;
                     self.head += frame.next;
-                    if flow == Flow::Stop {
-                        return Ok(false);
+                    match flow {
+                        Flow::Continue => {}
+                        Flow::Pause => return Ok(true),
+                        Flow::Stop => return Ok(false),
                     }
                 }
                 Step::NeedMore { consumed } => {

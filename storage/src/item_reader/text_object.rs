@@ -15,6 +15,9 @@ use crate::error::{Position, Result, StorageError};
 use crate::item_reader::spec::DataFormat;
 use crate::store::{BucketStore, ReadCondition};
 
+/// Records handed over per step.
+const RECORDS_PER_STEP: usize = 256;
+
 enum Rows {
     /// CSV whose first record is still to be read as the header.
     CsvHeaderPending {
@@ -71,12 +74,13 @@ impl TextCursor {
     }
 
     /// Opens the records in decompressed bytes `start..end` (`first_line` is the line of
-    /// `start`). A CSV whose header is its first row gets the header from the object's start.
+    /// `start`). `csv_headers` are the column names of a CSV object (its first row, or given).
     #[allow(clippy::too_many_arguments)]
     pub async fn range(
         store: &BucketStore,
         key: &str,
         format: &DataFormat,
+        csv_headers: Option<Arc<[String]>>,
         compression: Compression,
         range: std::ops::Range<u64>,
         first_line: u64,
@@ -86,11 +90,14 @@ impl TextCursor {
     ) -> Result<TextCursor> {
         let (framer, rows): (Box<dyn Framer>, Rows) = match format {
             DataFormat::Csv { header, delimiter } => {
-                let headers = match header {
-                    CsvHeader::Given(headers) => headers.clone(),
-                    CsvHeader::FirstRow => read_csv_header(store, key, *delimiter, compression, condition).await?,
+                let headers = match (csv_headers, header) {
+                    (Some(headers), _) => headers,
+                    (None, CsvHeader::Given(headers)) => Arc::from(headers.clone()),
+                    (None, CsvHeader::FirstRow) => {
+                        Arc::from(read_csv_header(store, key, *delimiter, compression, condition).await?)
+                    }
                 };
-                (Box::new(CsvFramer::new(*delimiter)), Rows::Csv(CsvRows::new(*delimiter, Arc::from(headers))))
+                (Box::new(CsvFramer::new(*delimiter)), Rows::Csv(CsvRows::new(*delimiter, headers)))
             }
             DataFormat::Json { .. } => (Box::new(JsonFramer::range(member)), Rows::Json),
             DataFormat::Jsonl => (Box::new(JsonlFramer::new()), Rows::Jsonl),
@@ -120,6 +127,7 @@ impl TextCursor {
             Rows::Jsonl => "JSONL",
         };
         let needs = *needs;
+        let mut batch = 0;
         let mut visit = |record: Record<'_>| -> Result<Flow> {
             let malformed = |record: &Record<'_>, message: String| StorageError::Malformed {
                 object: object.clone(),
@@ -153,14 +161,17 @@ impl TextCursor {
                 key,
                 value,
             });
-            Ok(Flow::Continue)
+            // Small hand-overs keep few values alive at a time (the allocator works much
+            // faster on a small, recycled working set than on a chunk's worth of items).
+            batch += 1;
+            Ok(if batch >= RECORDS_PER_STEP { Flow::Pause } else { Flow::Continue })
         };
         scan.step(framer.as_mut(), &mut visit).await
     }
 }
 
 /// Reads the header row of a CSV object (its first record).
-async fn read_csv_header(
+pub(crate) async fn read_csv_header(
     store: &BucketStore,
     key: &str,
     delimiter: super::csv::CsvDelimiter,

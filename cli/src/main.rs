@@ -11,6 +11,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of the system allocator: a map run allocates and frees many small JSON
+/// values from several threads, where glibc's malloc spent a fifth of the time.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// stepmap — a self-hosted engine for the Amazon States Language.
 #[derive(Parser)]
 #[command(name = "stepmap", version, about, propagate_version = true)]

@@ -7,15 +7,24 @@ use prost::Message as _;
 use stepmap_proto::v1::LeaderHint;
 
 use crate::node_id::NodeId;
+use crate::state::ApiError;
 
 /// Metadata key carrying the leader's address on a not-leader status, so that clients can
 /// retry there without decoding the details.
 pub const LEADER_ADDRESS_METADATA: &str = "x-stepmap-leader-address";
 /// Metadata key carrying the leader's node id on a not-leader status.
 pub const LEADER_ID_METADATA: &str = "x-stepmap-leader-id";
+/// Metadata key carrying the AWS exception name (`ExecutionDoesNotExist`, ...) of a refused
+/// request; the status message starts with the same name.
+pub const EXCEPTION_METADATA: &str = "x-stepmap-exception";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The request or command was refused with an AWS exception (a response of the
+    /// replicated state, or a request that failed validation before reaching it).
+    #[error(transparent)]
+    Api(#[from] ApiError),
+
     /// This node is not the leader. Followers answer with a hint instead of forwarding
     /// (DESIGN.md §3); `leader_id`/`leader_address` are `None` while no leader is known
     /// (e.g. during an election).
@@ -86,6 +95,24 @@ impl From<Error> for tonic::Status {
     fn from(error: Error) -> Self {
         let message = error.to_string();
         match error {
+            Error::Api(api) => {
+                let code = match &api {
+                    ApiError::StateMachineDoesNotExist { .. }
+                    | ApiError::ExecutionDoesNotExist { .. }
+                    | ApiError::ActivityDoesNotExist { .. }
+                    | ApiError::TaskDoesNotExist => tonic::Code::NotFound,
+                    ApiError::StateMachineAlreadyExists { .. }
+                    | ApiError::ExecutionAlreadyExists { .. }
+                    | ApiError::ActivityAlreadyExists { .. } => tonic::Code::AlreadyExists,
+                    ApiError::ExecutionNotRunning { .. } | ApiError::TaskTimedOut => tonic::Code::FailedPrecondition,
+                    _ => tonic::Code::InvalidArgument,
+                };
+                let mut status = tonic::Status::new(code, message);
+                status
+                    .metadata_mut()
+                    .insert(EXCEPTION_METADATA, tonic::metadata::MetadataValue::from_static(api.exception_name()));
+                status
+            }
             Error::NotLeader { leader_id, leader_address, .. } => {
                 let hint = LeaderHint {
                     leader_id: leader_id.map_or(0, NodeId::get),
@@ -113,6 +140,11 @@ impl From<Error> for tonic::Status {
     }
 }
 
+/// The AWS exception name carried by a refused request's status, if `status` is one.
+pub fn exception_name(status: &tonic::Status) -> Option<&str> {
+    status.metadata().get(EXCEPTION_METADATA).and_then(|value| value.to_str().ok())
+}
+
 /// The leader hint carried by a not-leader status, if `status` is one.
 pub fn leader_hint(status: &tonic::Status) -> Option<LeaderHint> {
     if status.code() != tonic::Code::FailedPrecondition {
@@ -138,5 +170,17 @@ mod tests {
         assert_eq!(hint.leader_id, 1);
         assert_eq!(hint.leader_address, "127.0.0.1:7300");
         assert_eq!(status.metadata().get(LEADER_ADDRESS_METADATA).unwrap(), "127.0.0.1:7300");
+        assert_eq!(exception_name(&status), None);
+    }
+
+    #[test]
+    fn api_errors_carry_the_aws_exception_name() {
+        let status = tonic::Status::from(Error::from(ApiError::ExecutionDoesNotExist { arn: "arn:x".into() }));
+        assert_eq!(status.code(), tonic::Code::NotFound);
+        assert_eq!(exception_name(&status), Some("ExecutionDoesNotExist"));
+        assert!(status.message().starts_with("ExecutionDoesNotExist: "), "{}", status.message());
+        let status = tonic::Status::from(Error::from(ApiError::validation("maxResults", "must be at most 1000")));
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert_eq!(exception_name(&status), Some("ValidationException"));
     }
 }

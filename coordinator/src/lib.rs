@@ -3,16 +3,20 @@
 //!
 //! - [`RaftNode`] — start a node, propose commands, read linearizably, watch its status.
 //! - [`StateMachine`] — what the log drives; pure `apply`, `snapshot`, `restore`.
+//! - [`driver`] — the leader's execution driver: runs executions with the `asl` interpreter,
+//!   committing every history event, and resumes them by replay after a change of leader.
 //! - [`transport`] — how Raft messages travel: in process (with fault filters) or over gRPC.
 //! - [`state`] — the replicated state: state machines, executions and their history,
 //!   activities and task tokens, the Map Run ledger.
 //! - [`RaftStorage`] — raft-rs `Storage` over raft-engine, fsynced.
 
 mod admin_service;
+pub mod driver;
 mod error;
 mod node_id;
 mod node_status;
 mod proposal;
+mod proposer;
 mod raft_config;
 mod raft_driver;
 mod raft_node;
@@ -23,10 +27,13 @@ mod state_machine;
 pub mod transport;
 
 pub use admin_service::RaftAdminService;
-pub use error::{leader_hint, Error, Result, LEADER_ADDRESS_METADATA, LEADER_ID_METADATA};
+pub use error::{
+    exception_name, leader_hint, Error, Result, EXCEPTION_METADATA, LEADER_ADDRESS_METADATA, LEADER_ID_METADATA,
+};
 pub use node_id::NodeId;
 pub use node_status::{NodeStatus, Role};
 pub use proposal::{Applied, ProposalId};
+pub use proposer::{propose, CoordinatorNode};
 pub use raft_config::RaftConfig;
 pub use raft_node::RaftNode;
 pub use raft_storage::RaftStorage;

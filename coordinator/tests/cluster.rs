@@ -5,6 +5,7 @@
 
 mod cluster {
     pub mod admin;
+    pub mod executions;
     pub mod harness;
     pub mod kv;
     pub mod network;
@@ -81,4 +82,10 @@ scenario!(grpc_leader_crash_during_concurrent_proposals, Grpc, 3, scenarios::lea
 async fn grpc_admin_service_answers_with_leader_hint() {
     init_tracing();
     cluster::admin::admin_service_answers_with_leader_hint().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_executions_survive_a_leader_crash() {
+    init_tracing();
+    cluster::executions::executions_survive_a_leader_crash().await;
 }

@@ -1,0 +1,242 @@
+//! The execution driver (DESIGN.md §3 "Parent executions"): on the leader, every RUNNING
+//! execution is run by the `asl` interpreter, with each history event committed through
+//! Raft before the execution proceeds (STANDARD semantics).
+//!
+//! - When this node becomes leader (a new term), it reads the running executions
+//!   linearizably and continues each one by deterministic replay (`replay.rs`).
+//! - When it stops leading, it drops every execution it drives; the next leader continues
+//!   them from what was committed.
+//! - EXPRESS executions started with StartExecution run without per-event commits; their
+//!   history is committed once, at the end. After a change of leader they start over (AWS's
+//!   at-least-once Express semantics).
+
+mod event_commit;
+mod replay;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use stepmap_asl::clock::SystemClock;
+use stepmap_asl::interpreter::{run_execution, Environment, ExecutionOutcome, ExecutionSpec};
+use stepmap_asl::model::{StateMachine, StateMachineType};
+use stepmap_asl::task::TaskInvoker;
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+
+pub use event_commit::RaftEventSink;
+pub use replay::{seeded_random, Replay, ReplayClock, ReplayInvoker};
+
+use crate::error::Error;
+use crate::proposer::{propose, CoordinatorNode};
+use crate::state::{Command, ExecutionArn, ExecutionRecord};
+
+/// Drives executions while this node leads. Cheap to clone.
+#[derive(Clone)]
+pub struct ExecutionDriver {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    node: CoordinatorNode,
+    invoker: Arc<dyn TaskInvoker>,
+    /// The executions driven here, with the term they were started in.
+    running: Mutex<HashMap<ExecutionArn, AbortHandle>>,
+    watcher: Mutex<Option<AbortHandle>>,
+}
+
+impl ExecutionDriver {
+    /// Starts watching `node`'s leadership. Task states run through `invoker`.
+    pub fn start(node: CoordinatorNode, invoker: Arc<dyn TaskInvoker>) -> Self {
+        let inner = Arc::new(Inner { node, invoker, running: Mutex::new(HashMap::new()), watcher: Mutex::new(None) });
+        let driver = Self { inner };
+        let watcher = tokio::spawn(driver.clone().watch_leadership());
+        *driver.inner.watcher.lock().unwrap_or_else(|e| e.into_inner()) = Some(watcher.abort_handle());
+        driver
+    }
+
+    async fn watch_leadership(self) {
+        let mut status = self.inner.node.watch_status();
+        let mut led_term = None;
+        loop {
+            let (leader, term) = {
+                let status = status.borrow_and_update();
+                (status.is_leader(), status.term)
+            };
+            match (leader, led_term) {
+                (true, Some(t)) if t == term => {}
+                (true, _) => {
+                    self.abort_all();
+                    led_term = Some(term);
+                    tokio::spawn(self.clone().resume_all(term));
+                }
+                (false, Some(_)) => {
+                    led_term = None;
+                    self.abort_all();
+                }
+                (false, None) => {}
+            }
+            if status.changed().await.is_err() {
+                self.abort_all();
+                return;
+            }
+        }
+    }
+
+    /// Continues every running execution, once this leader's state is current (ReadIndex).
+    async fn resume_all(self, term: u64) {
+        let running = loop {
+            let status = self.inner.node.status();
+            if !status.is_leader() || status.term != term {
+                return;
+            }
+            match self.inner.node.read(|state| state.running_executions()).await {
+                Ok((_, running)) => break running,
+                Err(Error::Timeout { .. }) => continue,
+                Err(error) => {
+                    tracing::info!(%error, "cannot list running executions to resume");
+                    return;
+                }
+            }
+        };
+        tracing::info!(count = running.len(), term, "resuming running executions");
+        for record in running {
+            self.launch(record);
+        }
+    }
+
+    /// Drives `record` here unless it already is. Call only on the leader, with a record
+    /// read after its start was committed.
+    pub fn launch(&self, record: ExecutionRecord) {
+        let mut running = self.inner.running.lock().unwrap_or_else(|e| e.into_inner());
+        if running.get(&record.arn).is_some_and(|handle| !handle.is_finished()) {
+            return;
+        }
+        let arn = record.arn.clone();
+        let handle = tokio::spawn(self.clone().drive(record));
+        running.insert(arn, handle.abort_handle());
+    }
+
+    /// Stops driving `arn` here (it was stopped).
+    pub fn cancel(&self, arn: &ExecutionArn) {
+        if let Some(handle) = self.inner.running.lock().unwrap_or_else(|e| e.into_inner()).remove(arn) {
+            handle.abort();
+        }
+    }
+
+    /// How many executions this node drives now.
+    pub fn driven(&self) -> usize {
+        self.inner.running.lock().unwrap_or_else(|e| e.into_inner()).values().filter(|h| !h.is_finished()).count()
+    }
+
+    fn abort_all(&self) {
+        for (_, handle) in self.inner.running.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+            handle.abort();
+        }
+    }
+
+    /// Stops the driver and every execution it drives (they stay RUNNING in the state).
+    pub fn shutdown(&self) {
+        if let Some(watcher) = self.inner.watcher.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            watcher.abort();
+        }
+        self.abort_all();
+    }
+
+    async fn drive(self, record: ExecutionRecord) {
+        let arn = record.arn.clone();
+        match record.machine_type {
+            StateMachineType::Standard => self.drive_standard(record).await,
+            StateMachineType::Express => self.drive_express(record).await,
+        }
+        self.inner.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&arn);
+    }
+
+    async fn drive_standard(&self, record: ExecutionRecord) {
+        let Some((machine, spec)) = prepare(&record) else {
+            self.close_unrunnable(&record).await;
+            return;
+        };
+        let replay = Replay::new(record.history.clone());
+        let stop = Arc::new(Notify::new());
+        let sink = RaftEventSink::new(self.inner.node.clone(), record.arn.clone(), replay.clone(), stop.clone());
+        let env = Environment {
+            clock: Arc::new(ReplayClock { replay: replay.clone() }),
+            invoker: Arc::new(ReplayInvoker { replay, inner: self.inner.invoker.clone() }),
+            random: seeded_random(record.seed),
+            map_runs: None,
+            events: Some(Arc::new(sink)),
+        };
+        tokio::select! {
+            outcome = run_execution(machine, spec, env) => {
+                tracing::debug!(execution = %record.arn, status = outcome.status.as_str(), "execution ended");
+            }
+            () = stop.notified() => {
+                tracing::debug!(execution = %record.arn, "execution no longer driven here");
+            }
+        }
+    }
+
+    async fn drive_express(&self, record: ExecutionRecord) {
+        let Some((machine, spec)) = prepare(&record) else {
+            self.close_unrunnable(&record).await;
+            return;
+        };
+        let env = Environment {
+            random: seeded_random(record.seed),
+            ..Environment::new(Arc::new(SystemClock), self.inner.invoker.clone())
+        };
+        let outcome = run_execution(machine, spec, env).await;
+        let command = Command::RecordEvents { arn: record.arn.clone(), events: outcome.history };
+        if let Err(error) = propose(&self.inner.node, &command).await {
+            tracing::info!(execution = %record.arn, %error, "cannot record the Express execution's end");
+        }
+    }
+
+    /// A definition that no longer loads (it was accepted by an older build) fails the
+    /// execution instead of leaving it RUNNING forever.
+    async fn close_unrunnable(&self, record: &ExecutionRecord) {
+        let id = record.history.len() as u64 + 1;
+        let failed = stepmap_asl::history::HistoryEvent {
+            id,
+            previous_event_id: id - 1,
+            timestamp: chrono::Utc::now(),
+            event_type: "ExecutionFailed".into(),
+            details: Some(serde_json::json!({
+                "error": "States.Runtime",
+                "cause": "The execution's definition or input cannot be loaded by this coordinator.",
+            })),
+        };
+        let command = Command::RecordEvents { arn: record.arn.clone(), events: vec![failed] };
+        if let Err(error) = propose(&self.inner.node, &command).await {
+            tracing::info!(execution = %record.arn, %error, "cannot fail an unrunnable execution");
+        }
+    }
+}
+
+/// The interpreter's view of an execution record: its machine and spec.
+pub fn prepare(record: &ExecutionRecord) -> Option<(Arc<StateMachine>, ExecutionSpec)> {
+    let machine = StateMachine::from_json(&record.definition).ok()?;
+    let input: Value = serde_json::from_str(&record.input).ok()?;
+    let parts: Vec<&str> = record.arn.as_str().split(':').collect();
+    let spec = ExecutionSpec {
+        execution_arn: record.arn.to_string(),
+        execution_name: record.name.clone(),
+        state_machine_arn: record.state_machine_arn.to_string(),
+        state_machine_name: record.state_machine_arn.name().to_owned(),
+        role_arn: record.role_arn.clone(),
+        machine_type: record.machine_type,
+        region: parts.get(3).copied().unwrap_or_default().to_owned(),
+        account: parts.get(4).copied().unwrap_or_default().to_owned(),
+        input,
+    };
+    Some((Arc::new(machine), spec))
+}
+
+/// Runs an execution in memory to its end, for StartSyncExecution (EXPRESS): no per-event
+/// commits; the caller records the final result.
+pub async fn run_in_memory(record: &ExecutionRecord, invoker: Arc<dyn TaskInvoker>) -> Option<ExecutionOutcome> {
+    let (machine, spec) = prepare(record)?;
+    let env = Environment { random: seeded_random(record.seed), ..Environment::new(Arc::new(SystemClock), invoker) };
+    Some(run_execution(machine, spec, env).await)
+}

@@ -175,7 +175,7 @@ impl Batches<'_> {
     ) -> Result<()> {
         if let Some((batch, bytes)) = &self.current {
             let over_items = batch.items >= self.max_items;
-            let over_bytes = self.max_bytes.is_some_and(|max| bytes + 1 + size > max);
+            let over_bytes = self.max_bytes.is_some_and(|max| bytes.saturating_add(1).saturating_add(size) > max);
             if over_items || over_bytes {
                 self.close()?;
             }
@@ -187,7 +187,7 @@ impl Batches<'_> {
         if !continued {
             batch.extents.push(start());
         }
-        *bytes += size + u64::from(batch.items > 0);
+        *bytes = bytes.saturating_add(size).saturating_add(u64::from(batch.items > 0));
         batch.items += 1;
         self.next_index += 1;
         self.summary.items += 1;

@@ -94,7 +94,7 @@ async fn open_builder(
         .get_range(&path, meta.size - 8..meta.size)
         .await
         .map_err(|e| StorageError::read(&store.object(key), e))?;
-    if &tail[4..] != b"PAR1" {
+    if tail.len() != 8 || &tail[4..] != b"PAR1" {
         return Err(parquet_error(&object, Position::Object, "not a Parquet object (no PAR1 magic at its end)"));
     }
     let footer = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as u64;
@@ -208,8 +208,69 @@ impl ParquetCursor {
     }
 }
 
-/// Encodes each row of `batch` as a JSON object.
+/// Encodes each row of `batch` as a JSON object. Scalar columns are converted directly; other
+/// types (dates, timestamps, decimals, lists, structs, maps, binary, …) go through arrow-json.
 fn rows_to_json(batch: &RecordBatch) -> std::result::Result<Vec<Value>, String> {
+    let schema = batch.schema();
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (index, column) in batch.columns().iter().enumerate() {
+        let values = match scalar_values(column) {
+            Some(values) => values,
+            None => {
+                let single = RecordBatch::try_new(
+                    Arc::new(arrow_schema::Schema::new(vec![schema.field(index).clone()])),
+                    vec![column.clone()],
+                )
+                .map_err(|e| e.to_string())?;
+                encoded_values(&single)?
+            }
+        };
+        columns.push(values.into_iter());
+    }
+    let names: Vec<&String> = schema.fields().iter().map(|f| f.name()).collect();
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    for _ in 0..batch.num_rows() {
+        let mut row = serde_json::Map::with_capacity(names.len());
+        for (name, column) in names.iter().zip(columns.iter_mut()) {
+            row.insert((*name).clone(), column.next().unwrap_or(Value::Null));
+        }
+        rows.push(Value::Object(row));
+    }
+    Ok(rows)
+}
+
+/// The values of a column of a common scalar type, as arrow-json would encode them.
+fn scalar_values(column: &arrow_array::ArrayRef) -> Option<Vec<Value>> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::*;
+    use arrow_array::{Array, ArrowPrimitiveType, PrimitiveArray};
+    use arrow_schema::DataType;
+    fn primitive<T: ArrowPrimitiveType>(array: &PrimitiveArray<T>, f: impl Fn(T::Native) -> Value) -> Vec<Value> {
+        array.iter().map(|v| v.map_or(Value::Null, &f)).collect()
+    }
+    let float = |v: f64| serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number);
+    Some(match column.data_type() {
+        DataType::Null => vec![Value::Null; column.len()],
+        DataType::Boolean => column.as_boolean().iter().map(|v| v.map_or(Value::Null, Value::Bool)).collect(),
+        DataType::Int8 => primitive(column.as_primitive::<Int8Type>(), |v| Value::from(v)),
+        DataType::Int16 => primitive(column.as_primitive::<Int16Type>(), |v| Value::from(v)),
+        DataType::Int32 => primitive(column.as_primitive::<Int32Type>(), |v| Value::from(v)),
+        DataType::Int64 => primitive(column.as_primitive::<Int64Type>(), |v| Value::from(v)),
+        DataType::UInt8 => primitive(column.as_primitive::<UInt8Type>(), |v| Value::from(v)),
+        DataType::UInt16 => primitive(column.as_primitive::<UInt16Type>(), |v| Value::from(v)),
+        DataType::UInt32 => primitive(column.as_primitive::<UInt32Type>(), |v| Value::from(v)),
+        DataType::UInt64 => primitive(column.as_primitive::<UInt64Type>(), |v| Value::from(v)),
+        DataType::Float32 => primitive(column.as_primitive::<Float32Type>(), |v| float(f64::from(v))),
+        DataType::Float64 => primitive(column.as_primitive::<Float64Type>(), float),
+        DataType::Utf8 => column.as_string::<i32>().iter().map(|v| v.map_or(Value::Null, Value::from)).collect(),
+        DataType::LargeUtf8 => column.as_string::<i64>().iter().map(|v| v.map_or(Value::Null, Value::from)).collect(),
+        DataType::Utf8View => column.as_string_view().iter().map(|v| v.map_or(Value::Null, Value::from)).collect(),
+        _ => return None,
+    })
+}
+
+/// Encodes a one-column batch with arrow-json and returns the column's values.
+fn encoded_values(batch: &RecordBatch) -> std::result::Result<Vec<Value>, String> {
     use arrow_json::writer::{LineDelimited, WriterBuilder};
     let mut writer = WriterBuilder::new().with_explicit_nulls(true).build::<_, LineDelimited>(Vec::new());
     writer.write(batch).map_err(|e| e.to_string())?;
@@ -217,6 +278,9 @@ fn rows_to_json(batch: &RecordBatch) -> std::result::Result<Vec<Value>, String> 
     let text = writer.into_inner();
     text.split(|&b| b == b'\n')
         .filter(|line| !line.is_empty())
-        .map(|line| serde_json::from_slice(line).map_err(|e| e.to_string()))
+        .map(|line| {
+            let row: serde_json::Map<String, Value> = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+            Ok(row.into_iter().next().map_or(Value::Null, |(_, v)| v))
+        })
         .collect()
 }

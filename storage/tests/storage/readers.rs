@@ -332,7 +332,7 @@ fn read_bytes(stores: &Arc<Stores>, body: Vec<u8>, config: Value) -> Result<usiz
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     /// Any bytes in any format end in items or an error, never a panic.
     #[test]
@@ -351,4 +351,36 @@ proptest! {
         ][format].clone();
         let _ = read_bytes(&stores, body, config);
     }
+}
+
+#[tokio::test]
+async fn parquet_typed_columns_become_json_values() {
+    use arrow_array::builder::{Int32Builder, ListBuilder};
+    use arrow_array::{ArrayRef, Date32Array, RecordBatch, StringArray, UInt8Array};
+    use parquet::arrow::ArrowWriter;
+    let mut list = ListBuilder::new(Int32Builder::new());
+    list.values().append_value(1);
+    list.values().append_value(2);
+    list.append(true);
+    list.append(false);
+    let columns: [(&str, ArrayRef); 4] = [
+        ("day", Arc::new(Date32Array::from(vec![Some(19724), None]))),
+        ("numbers", Arc::new(list.finish())),
+        ("small", Arc::new(UInt8Array::from(vec![7, 255]))),
+        ("text", Arc::new(StringArray::from(vec![Some("é\"x"), None]))),
+    ];
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    let backend = Backend::memory();
+    put(&backend.stores, BUCKET, "typed.parquet", writer.into_inner().unwrap()).await;
+    let spec =
+        spec("getObject", json!({"InputType": "PARQUET"}), json!({"Bucket": BUCKET, "Key": "typed.parquet"}), None);
+    assert_eq!(
+        values(&backend.stores, spec).await,
+        vec![
+            json!({"day": "2024-01-02", "numbers": [1, 2], "small": 7, "text": "é\"x"}),
+            json!({"day": null, "numbers": null, "small": 255, "text": null}),
+        ]
+    );
 }

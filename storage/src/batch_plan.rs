@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::compression::Compression;
 use crate::error::Result;
 use crate::item::Item;
-use crate::item_reader::{Cursor, DataFormat, ItemReader, Position, ScanNeeds, Unit};
+use crate::item_reader::{Cursor, DataFormat, ItemReader, RecordPosition, ScanNeeds, Unit};
 use crate::store::{ObjectRef, ReadCondition};
 
 /// `{"Items":[]}`: the bytes of a batch input without items or `BatchInput`.
@@ -280,7 +280,7 @@ impl ItemReader {
                         _ => 0,
                     };
                     match (&unit, record.position) {
-                        (Unit::Object(object), Position::Text { start, end, line, member }) => {
+                        (Unit::Object(object), RecordPosition::Text { start, end, line, member }) => {
                             let object = SourceObject { etag: etag.clone(), ..object.clone() };
                             batches.add(
                                 size,
@@ -303,11 +303,11 @@ impl ItemReader {
                                 },
                             )?;
                         }
-                        (Unit::Object(object), Position::Row { row_group, row }) => {
+                        (Unit::Object(object), RecordPosition::Row { row_group, row }) => {
                             let object = SourceObject { etag: etag.clone(), ..object.clone() };
                             batches.add(size, |e| extend_rows(e, &object), || rows_extent(&object, row_group, row))?;
                         }
-                        (Unit::Listing { bucket, prefix }, Position::Key { key }) => {
+                        (Unit::Listing { bucket, prefix }, RecordPosition::Key { key }) => {
                             let start_after = previous_key.replace(key);
                             batches.add(
                                 size,

@@ -133,7 +133,6 @@ impl Decompressor {
             Decompressor::Zstd(state) => {
                 // `run` drains the decoder's output whenever it fills, so nothing is pending;
                 // the last hint says whether the final frame was complete.
-                let _ = sink;
                 if state.hint != 0 {
                     return Err(DecompressError::Codec(std::io::Error::new(
                         std::io::ErrorKind::UnexpectedEof,

@@ -14,7 +14,7 @@ use futures::StreamExt;
 use object_store::ObjectMeta;
 use serde_json::{json, Value};
 
-use super::{Position as ScannedPosition, Scanned};
+use super::{RecordPosition, Scanned};
 use crate::error::Result;
 use crate::store::BucketStore;
 
@@ -53,7 +53,7 @@ impl ListingCursor {
             let Some(meta) = self.stream.next().await else { return Ok(false) };
             let meta = meta?;
             out.push(Scanned {
-                position: ScannedPosition::Key { key: meta.location.to_string() },
+                position: RecordPosition::Key { key: meta.location.to_string() },
                 key: None,
                 value: Some(listing_item(&meta)),
             });

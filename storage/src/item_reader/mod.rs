@@ -36,7 +36,7 @@ use crate::store::Stores;
 
 /// Where a scanned record lies in its object.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Position {
+pub(crate) enum RecordPosition {
     /// Decompressed bytes `start..end`, starting on 1-based `line` (0 when not counted).
     Text { start: u64, end: u64, line: u64, member: bool },
     /// Row `row` of row group `row_group`.
@@ -48,7 +48,7 @@ pub(crate) enum Position {
 /// A record found by a cursor, with its value when the caller asked for values.
 #[derive(Clone, Debug)]
 pub(crate) struct Scanned {
-    pub position: Position,
+    pub position: RecordPosition,
     pub key: Option<String>,
     pub value: Option<Value>,
 }

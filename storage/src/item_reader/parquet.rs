@@ -22,7 +22,7 @@ use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use serde_json::Value;
 
-use super::{Position as ScannedPosition, Scanned};
+use super::{RecordPosition, Scanned};
 use crate::error::{Position, Result, StorageError};
 use crate::store::BucketStore;
 
@@ -198,7 +198,7 @@ impl ParquetCursor {
                 self.row_in_group = 0;
             }
             out.push(Scanned {
-                position: ScannedPosition::Row { row_group: self.current_group(), row: self.row_in_group },
+                position: RecordPosition::Row { row_group: self.current_group(), row: self.row_in_group },
                 key: None,
                 value: Some(value),
             });

@@ -9,7 +9,7 @@ use super::csv::{check_headers, header_names, CsvFramer, CsvHeader, CsvRows};
 use super::json::{parse_element, parse_pointer, JsonFramer};
 use super::jsonl::JsonlFramer;
 use super::text::{Flow, Framer, Record, TextScan};
-use super::{Position as ScannedPosition, Scanned};
+use super::{RecordPosition, Scanned};
 use crate::compression::Compression;
 use crate::error::{Position, Result, StorageError};
 use crate::item_reader::spec::DataFormat;
@@ -157,7 +157,7 @@ impl TextCursor {
                 (None, None)
             };
             out.push(Scanned {
-                position: ScannedPosition::Text { start: record.start, end: record.end, line, member: record.member },
+                position: RecordPosition::Text { start: record.start, end: record.end, line, member: record.member },
                 key,
                 value,
             });

@@ -3,6 +3,7 @@
 //!
 //! - [`RaftNode`] — start a node, propose commands, read linearizably, watch its status.
 //! - [`StateMachine`] — what the log drives; pure `apply`, `snapshot`, `restore`.
+//! - [`api`] — the `stepmap.v1.States` gRPC service (AWS operations) and its client.
 //! - [`driver`] — the leader's execution driver: runs executions with the `asl` interpreter,
 //!   committing every history event, and resumes them by replay after a change of leader.
 //! - [`transport`] — how Raft messages travel: in process (with fault filters) or over gRPC.
@@ -11,6 +12,7 @@
 //! - [`RaftStorage`] — raft-rs `Storage` over raft-engine, fsynced.
 
 mod admin_service;
+pub mod api;
 pub mod driver;
 mod error;
 mod node_id;

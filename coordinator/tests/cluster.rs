@@ -5,6 +5,7 @@
 
 mod cluster {
     pub mod admin;
+    pub mod api;
     pub mod executions;
     pub mod harness;
     pub mod kv;
@@ -88,4 +89,10 @@ async fn grpc_admin_service_answers_with_leader_hint() {
 async fn in_process_executions_survive_a_leader_crash() {
     init_tracing();
     cluster::executions::executions_survive_a_leader_crash().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_every_states_operation_through_the_client() {
+    init_tracing();
+    cluster::api::every_operation_through_the_grpc_client().await;
 }

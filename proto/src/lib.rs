@@ -3,8 +3,8 @@
 //! The `.proto` files under `proto/stepmap/v1/` are the source of truth; this crate only
 //! compiles them (see `build.rs`). Nothing hand-written lives here besides this module tree.
 
-/// Package `stepmap.v1`: Raft transport and administration today; the execution API
-/// (AWS Step Functions operations) joins it in further files of the same package.
+/// Package `stepmap.v1`: Raft transport and administration (`raft.proto`) and the execution
+/// API with AWS Step Functions' operations (`states.proto`).
 pub mod v1 {
     tonic::include_proto!("stepmap.v1");
 }

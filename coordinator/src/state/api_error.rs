@@ -12,17 +12,17 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "exception")]
 pub enum ApiError {
-    #[error("InvalidName: {message}")]
+    #[error("InvalidName: {field}: {message}")]
     InvalidName { field: String, message: String },
-    #[error("InvalidArn: {message}")]
+    #[error("InvalidArn: {field}: {message}")]
     InvalidArn { field: String, message: String },
-    #[error("ValidationException: {message}")]
+    #[error("ValidationException: {field}: {message}")]
     ValidationException { field: String, message: String },
     #[error("InvalidDefinition: {message}")]
     InvalidDefinition { message: String },
     #[error("InvalidExecutionInput: {message}")]
     InvalidExecutionInput { message: String },
-    #[error("InvalidToken: {message}")]
+    #[error("InvalidToken: {field}: {message}")]
     InvalidToken { field: String, message: String },
     #[error("InvalidOutput: {message}")]
     InvalidOutput { message: String },

@@ -184,11 +184,17 @@ impl BucketStore {
     /// The store path of a key. Keys that object_store cannot address (empty segments, `.`,
     /// `..`, a trailing `/`) are refused rather than silently rewritten.
     pub fn path(&self, key: &str) -> Result<Path> {
-        Path::parse(key).map_err(|e| StorageError::InvalidKey {
-            bucket: self.name.clone(),
-            key: key.to_string(),
-            reason: e.to_string(),
-        })
+        let invalid =
+            |reason: String| StorageError::InvalidKey { bucket: self.name.clone(), key: key.to_string(), reason };
+        if key.is_empty() {
+            return Err(invalid("empty key".to_string()));
+        }
+        let path = Path::parse(key).map_err(|e| invalid(e.to_string()))?;
+        // `Path::parse` drops a leading or trailing `/`; such a key would silently become another.
+        if path.as_ref() != key {
+            return Err(invalid("a key cannot begin or end with '/' here".to_string()));
+        }
+        Ok(path)
     }
 
     pub fn object(&self, key: &str) -> ObjectRef {

@@ -152,8 +152,11 @@ impl ResultFiles {
         };
         // JSON: `,` before every entry but the first, `]` at the end; JSONL: a newline each.
         let added = text.len() as u64 + 1;
+        // Parquet files are measured by the encoder (bytes written plus the open row group;
+        // rows still buffered for the next row group are not counted, so the limit holds to
+        // within one row group).
         let full = self.open.as_ref().is_some_and(|f| {
-            let size = f.bytes + f.parquet.as_ref().map_or(0, |w| (w.bytes_written() + w.in_progress_size()) as u64);
+            let size = f.parquet.as_ref().map_or(f.bytes, |w| (w.bytes_written() + w.in_progress_size()) as u64);
             f.entries > 0 && size + added + 1 > self.max_file_bytes
         });
         if full {

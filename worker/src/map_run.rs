@@ -118,7 +118,11 @@ impl MapRun {
             _ => None,
         };
         let items = self.items().await?;
-        let children = self.child_inputs(items);
+        let mut children = self.child_inputs(items);
+        if self.parallel {
+            // Reading and ItemSelector run on their own task, ahead of the children.
+            children = read_ahead(children, 2 * self.slots);
+        }
         let limit = match self.request.max_concurrency {
             0 => MAX_PARALLEL_CHILDREN,
             n => (n as usize).min(MAX_PARALLEL_CHILDREN),
@@ -294,6 +298,20 @@ impl MapRun {
         tracing::debug!(child = child.ordinal, status = outcome.status.as_str(), "child execution ended");
         child_result(&spec, &child, outcome)
     }
+}
+
+/// Polls `stream` on a task of its own, `depth` elements ahead of the consumer: reading
+/// and parsing items then overlaps with running children and writing results.
+fn read_ahead<T: Send + 'static>(mut stream: BoxStream<'static, T>, depth: usize) -> BoxStream<'static, T> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(depth);
+    tokio::spawn(async move {
+        while let Some(element) = stream.next().await {
+            if sender.send(element).await.is_err() {
+                break; // the map run stopped consuming
+            }
+        }
+    });
+    stream::unfold(receiver, |mut receiver| async move { receiver.recv().await.map(|e| (e, receiver)) }).boxed()
 }
 
 /// The result-file record of a finished child.

@@ -42,7 +42,7 @@ pub fn ten_state_workflow() -> Value {
         "States": {
             "Prepare": {"Type": "Pass", "Parameters": {"id.$": "$.order.id", "qty.$": "States.StringToJson($.order.qty)",
                         "lines.$": "$.order.lines", "tags.$": "States.StringSplit($.order.tags, ',')"},
-                        "Assign": {"orderId.$": "$.order.id"}, "Next": "Route"},
+                        "Assign": {"orderId.$": "$.id"}, "Next": "Route"},
             "Route": {"Type": "Choice", "Choices": [
                 {"Variable": "$.qty", "NumericGreaterThan": 10, "Next": "Bulk"}], "Default": "Price"},
             "Bulk": {"Type": "Pass", "Result": true, "ResultPath": "$.bulk", "Next": "Price"},

@@ -1,0 +1,219 @@
+//! `stepmap coordinator --config <file>`: one coordinator of a 1-, 3- or 5-node cluster,
+//! serving the Raft transport, the `stepmap.v1.States` API and `RaftAdmin` on one port.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use stepmap_coordinator::api::StatesService;
+use stepmap_coordinator::driver::ExecutionDriver;
+use stepmap_coordinator::state::{ArnScope, ReplicatedState};
+use stepmap_coordinator::transport::{GrpcTransport, RaftTransportService};
+use stepmap_coordinator::{NodeId, RaftAdminService, RaftConfig, RaftNode};
+use stepmap_worker::function_registry::FunctionRegistry;
+use stepmap_worker::invoker::LocalInvoker;
+use tokio_stream::wrappers::TcpListenerStream;
+
+#[derive(Args)]
+pub struct CoordinatorArgs {
+    /// The configuration file (TOML). Without one, the defaults: a single node on 127.0.0.1:7300.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Print the effective configuration (file, then STEPMAP_* overrides) as TOML and exit.
+    #[arg(long = "dump-config")]
+    dump_config: bool,
+}
+
+/// The coordinator's configuration file. Every field has a default; unknown fields are
+/// refused. Environment overrides: `STEPMAP_NODE_ID`, `STEPMAP_LISTEN`, `STEPMAP_DATA_DIR`,
+/// `STEPMAP_PEERS` (`1=host:port,2=host:port,...`), `STEPMAP_REGION`, `STEPMAP_ACCOUNT`,
+/// `STEPMAP_FUNCTIONS`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoordinatorConfig {
+    /// This node's Raft id (1, 2, ...), a key of `peers`.
+    pub node_id: u64,
+    /// Where this node serves Raft, the API and administration.
+    pub listen: String,
+    /// Every voter's address by node id, this node's included (1, 3 or 5). Empty: this node
+    /// alone, at `listen`.
+    pub peers: BTreeMap<String, String>,
+    /// The Raft log and snapshots (raft-engine).
+    pub data_dir: PathBuf,
+    /// Region and account in the ARNs this cluster mints.
+    pub region: String,
+    pub account: String,
+    /// Function registry (JSON or TOML) for Lambda Task states run by the coordinator.
+    pub functions: Option<PathBuf>,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        let scope = ArnScope::default();
+        Self {
+            node_id: 1,
+            listen: "127.0.0.1:7300".into(),
+            peers: BTreeMap::new(),
+            data_dir: PathBuf::from("stepmap-data"),
+            region: scope.region,
+            account: scope.account,
+            functions: None,
+        }
+    }
+}
+
+impl CoordinatorConfig {
+    /// Reads `path` (if any), then applies the environment overrides.
+    pub fn load(path: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the configuration '{}'", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("invalid configuration '{}'", path.display()))?
+            }
+            None => CoordinatorConfig::default(),
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        if let Some(id) = var("STEPMAP_NODE_ID") {
+            self.node_id = id.parse().with_context(|| format!("STEPMAP_NODE_ID '{id}' is not a number"))?;
+        }
+        if let Some(listen) = var("STEPMAP_LISTEN") {
+            self.listen = listen;
+        }
+        if let Some(dir) = var("STEPMAP_DATA_DIR") {
+            self.data_dir = dir.into();
+        }
+        if let Some(peers) = var("STEPMAP_PEERS") {
+            self.peers = peers
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .map(|peer| {
+                    peer.split_once('=')
+                        .map(|(id, address)| (id.trim().to_owned(), address.trim().to_owned()))
+                        .with_context(|| format!("STEPMAP_PEERS entry '{peer}' is not ID=HOST:PORT"))
+                })
+                .collect::<anyhow::Result<_>>()?;
+        }
+        if let Some(region) = var("STEPMAP_REGION") {
+            self.region = region;
+        }
+        if let Some(account) = var("STEPMAP_ACCOUNT") {
+            self.account = account;
+        }
+        if let Some(functions) = var("STEPMAP_FUNCTIONS") {
+            self.functions = Some(functions.into());
+        }
+        Ok(())
+    }
+
+    /// The voters by id; `{node_id: listen}` when none are configured.
+    pub fn peers(&self) -> anyhow::Result<BTreeMap<NodeId, String>> {
+        if self.peers.is_empty() {
+            let id = NodeId::new(self.node_id).context("node_id must not be 0")?;
+            return Ok(BTreeMap::from([(id, self.listen.clone())]));
+        }
+        self.peers
+            .iter()
+            .map(|(id, address)| {
+                let id = id
+                    .parse()
+                    .ok()
+                    .and_then(NodeId::new)
+                    .with_context(|| format!("peers: '{id}' is not a node id (1, 2, ...)"))?;
+                Ok((id, address.clone()))
+            })
+            .collect()
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let id = NodeId::new(self.node_id).context("node_id must not be 0")?;
+        anyhow::ensure!(
+            self.listen.parse::<std::net::SocketAddr>().is_ok(),
+            "listen: '{}' is not HOST:PORT with an IP address",
+            self.listen
+        );
+        RaftConfig::new(id, self.peers()?, &self.data_dir).validate()?;
+        anyhow::ensure!(!self.region.is_empty() && !self.account.is_empty(), "region and account must not be empty");
+        Ok(())
+    }
+}
+
+pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<u8> {
+    let config = CoordinatorConfig::load(args.config.as_deref())?;
+    if args.dump_config {
+        print!("{}", toml::to_string(&config)?);
+        return Ok(0);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(serve(config))?;
+    Ok(0)
+}
+
+async fn serve(config: CoordinatorConfig) -> anyhow::Result<()> {
+    let id = NodeId::new(config.node_id).context("node_id must not be 0")?;
+    let peers = config.peers()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create the data directory '{}'", config.data_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let raft = RaftConfig::new(id, peers.clone(), &config.data_dir);
+    let node = RaftNode::start(raft, ReplicatedState::default(), GrpcTransport::new(id, &peers))?;
+    let transport = RaftTransportService::new();
+    transport.attach(node.mailbox());
+    let registry = match &config.functions {
+        Some(path) => FunctionRegistry::load(path)?,
+        None => FunctionRegistry::new(),
+    };
+    let invoker = Arc::new(LocalInvoker::new(registry)?);
+    let driver = ExecutionDriver::start(node.clone(), invoker.clone());
+    let scope = ArnScope { region: config.region.clone(), account: config.account.clone() };
+    let states = StatesService::new(node.clone(), driver, scope, invoker);
+    tracing::info!(node = %id, listen = %config.listen, "coordinator serving");
+    eprintln!("stepmap coordinator {id} listening on {}", config.listen);
+    tonic::transport::Server::builder()
+        .add_service(transport.into_server())
+        .add_service(states.into_server())
+        .add_service(RaftAdminService::new(node).into_server())
+        .serve_with_incoming(TcpListenerStream::new(listener))
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_file_and_environment() {
+        let config: CoordinatorConfig = toml::from_str(
+            "node_id = 2\n[peers]\n1 = \"127.0.0.1:7301\"\n2 = \"127.0.0.1:7302\"\n3 = \"127.0.0.1:7303\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.node_id, 2);
+        assert_eq!(config.listen, "127.0.0.1:7300");
+        assert_eq!(config.peers().unwrap().len(), 3);
+        assert!(toml::from_str::<CoordinatorConfig>("nodeid = 2").is_err(), "unknown fields are refused");
+        let mut config = CoordinatorConfig::default();
+        config
+            .apply_env(|name| match name {
+                "STEPMAP_PEERS" => Some("1=127.0.0.1:1,2=127.0.0.1:2,3=127.0.0.1:3".into()),
+                "STEPMAP_LISTEN" => Some("127.0.0.1:1".into()),
+                _ => None,
+            })
+            .unwrap();
+        config.validate().unwrap();
+        let round_trip: CoordinatorConfig = toml::from_str(&toml::to_string(&config).unwrap()).unwrap();
+        assert_eq!(round_trip, config);
+        config.node_id = 4;
+        assert!(config.validate().is_err(), "a node outside its peers is refused");
+    }
+}

@@ -1,9 +1,11 @@
-//! The function registry behind `--functions <FILE>`: which local command or HTTP endpoint
-//! plays the part of each Lambda function a state machine names.
+//! The function registry behind `--functions <FILE>`: which local command, pool of warm
+//! Lambda runtime processes or HTTP endpoint plays the part of each Lambda function a state
+//! machine names.
 //!
 //! ```json
 //! {"functions": {
 //!     "resize": {"command": ["python3", "resize.py"], "env": {"MODE": "fast"}, "timeout_seconds": 30},
+//!     "transform": {"runtime": ["python3", "-m", "awslambdaric", "handler.transform"], "concurrency": 2},
 //!     "notify": {"endpoint": "http://127.0.0.1:9000"}
 //! }}
 //! ```
@@ -25,6 +27,10 @@ pub enum FunctionTarget {
     /// A local command: event JSON on stdin; exit 0 with the result on stdout, or exit 1 with
     /// `{"errorType", "errorMessage", "stackTrace"}` on stdout.
     Command { argv: Vec<String>, env: BTreeMap<String, String> },
+    /// A pool of `concurrency` long-lived processes, each a Lambda runtime that polls the
+    /// Lambda Runtime API stepmap serves for it (`AWS_LAMBDA_RUNTIME_API`), kept warm across
+    /// invocations and restarted when they die (see `invoker::warm_pool`).
+    Runtime { argv: Vec<String>, env: BTreeMap<String, String>, concurrency: usize },
     /// A base URL speaking the Lambda Invoke API
     /// (`POST {endpoint}/2015-03-31/functions/{name}/invocations`).
     Endpoint { url: String },
@@ -47,6 +53,22 @@ impl FunctionSpec {
     {
         FunctionSpec {
             target: FunctionTarget::Command { argv: argv.into_iter().map(Into::into).collect(), env: BTreeMap::new() },
+            timeout: None,
+        }
+    }
+
+    /// A warm runtime pool of `concurrency` processes (at least one) running `argv`.
+    pub fn runtime<I, S>(argv: I, concurrency: usize) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        FunctionSpec {
+            target: FunctionTarget::Runtime {
+                argv: argv.into_iter().map(Into::into).collect(),
+                env: BTreeMap::new(),
+                concurrency: concurrency.max(1),
+            },
             timeout: None,
         }
     }
@@ -124,7 +146,9 @@ pub struct FunctionRegistry {
 #[serde(deny_unknown_fields)]
 struct FunctionEntry {
     command: Option<Vec<String>>,
+    runtime: Option<Vec<String>>,
     endpoint: Option<String>,
+    concurrency: Option<u64>,
     #[serde(default)]
     env: BTreeMap<String, String>,
     timeout_seconds: Option<f64>,
@@ -252,16 +276,30 @@ impl FunctionEntry {
             Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
             Some(t) => return Err(format!("timeout_seconds must be a positive number, got {t}")),
         };
-        let target = match (self.command, self.endpoint) {
-            (Some(argv), None) => {
+        if self.concurrency.is_some() && self.runtime.is_none() {
+            return Err("concurrency applies to runtime pools only".into());
+        }
+        let target = match (self.command, self.runtime, self.endpoint) {
+            (Some(argv), None, None) => {
                 if argv.first().is_none_or(|program| program.is_empty()) {
                     return Err("command must name a program: [\"program\", \"arg\", ...]".into());
                 }
                 FunctionTarget::Command { argv, env: self.env }
             }
-            (None, Some(url)) => {
+            (None, Some(argv), None) => {
+                if argv.first().is_none_or(|program| program.is_empty()) {
+                    return Err("runtime must name a program: [\"program\", \"arg\", ...]".into());
+                }
+                let concurrency = match self.concurrency {
+                    None => default_concurrency(),
+                    Some(n) if (1..=MAX_CONCURRENCY).contains(&n) => n as usize,
+                    Some(n) => return Err(format!("concurrency must be between 1 and {MAX_CONCURRENCY}, got {n}")),
+                };
+                FunctionTarget::Runtime { argv, env: self.env, concurrency }
+            }
+            (None, None, Some(url)) => {
                 if !self.env.is_empty() {
-                    return Err("env applies to commands only, not to endpoints".into());
+                    return Err("env applies to commands and runtimes only, not to endpoints".into());
                 }
                 match reqwest::Url::parse(&url) {
                     Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
@@ -275,9 +313,31 @@ impl FunctionEntry {
                 }
                 FunctionTarget::Endpoint { url }
             }
-            (Some(_), Some(_)) => return Err("give either command or endpoint, not both".into()),
-            (None, None) => return Err("give a command ([argv...]) or an endpoint (URL)".into()),
+            (None, None, None) => {
+                return Err("give a command ([argv...]), a runtime ([argv...]) or an endpoint (URL)".into())
+            }
+            (command, runtime, endpoint) => {
+                let given: Vec<&str> =
+                    [("command", command.is_some()), ("runtime", runtime.is_some()), ("endpoint", endpoint.is_some())]
+                        .into_iter()
+                        .filter_map(|(name, present)| present.then_some(name))
+                        .collect();
+                return Err(match given.as_slice() {
+                    [a, b] => format!("give either {a} or {b}, not both"),
+                    _ => "give only one of command, runtime and endpoint".to_string(),
+                });
+            }
         };
         Ok(FunctionSpec { target, timeout })
     }
+}
+
+/// The most processes one runtime pool may have; a guard against typos, far above what a
+/// machine runs usefully.
+const MAX_CONCURRENCY: u64 = 1024;
+
+/// A runtime pool without `concurrency` has one process per available CPU: warm handlers are
+/// meant for CPU-bound batch work, which gains nothing from more processes than cores.
+fn default_concurrency() -> usize {
+    std::thread::available_parallelism().map(usize::from).unwrap_or(1)
 }

@@ -2,7 +2,8 @@
 //! machine (see README.md).
 //!
 //! * [`FunctionRegistry`]: the `--functions` file, mapping Lambda function names to local
-//!   commands or Lambda-compatible HTTP endpoints.
+//!   commands, pools of warm Lambda runtimes (served through the Lambda Runtime API) or
+//!   Lambda-compatible HTTP endpoints.
 //! * [`LocalInvoker`]: a [`stepmap_asl::task::TaskInvoker`] running Lambda function ARNs,
 //!   `arn:aws:states:::lambda:invoke` and `arn:aws:states:::http:invoke`.
 //! * [`LocalMapRunExecutor`]: runs Distributed Map runs in this process (the embedded default).

@@ -32,7 +32,7 @@ use super::lambda::{Invocation, RawInvocation};
 use super::{compact_json, task_timeout, Deadline};
 
 /// Lambda's `LogResult` holds the last 4 KB of the log.
-const LOG_TAIL_BYTES: usize = 4096;
+pub(crate) const LOG_TAIL_BYTES: usize = 4096;
 
 /// Runs one invocation of a command function.
 pub async fn run(
@@ -167,15 +167,21 @@ fn raw(
 
 /// A function error Lambda itself would raise (the runtime died, timed out, ...).
 fn runtime_error(invocation: &Invocation<'_>, error_type: &str, message: &str) -> RawInvocation {
+    raw(invocation, runtime_error_payload(&invocation.request_id, error_type, message), true, None)
+}
+
+/// The error object Lambda returns for an error of its own (`Runtime.ExitError`,
+/// `Sandbox.Timedout`, ...): `{"errorType", "errorMessage": "RequestId: <id> Error: <message>"}`.
+pub(crate) fn runtime_error_payload(request_id: &str, error_type: &str, message: &str) -> Vec<u8> {
     let payload = json!({
         "errorType": error_type,
-        "errorMessage": format!("RequestId: {} Error: {message}", invocation.request_id),
+        "errorMessage": format!("RequestId: {request_id} Error: {message}"),
     });
-    raw(invocation, compact_json(&payload).into_bytes(), true, None)
+    compact_json(&payload).into_bytes()
 }
 
 /// `exit status 3` / `signal: killed`, as Lambda words runtime exits.
-fn describe_exit(status: ExitStatus) -> String {
+pub(crate) fn describe_exit(status: ExitStatus) -> String {
     if let Some(code) = status.code() {
         return format!("exit status {code}");
     }
@@ -228,20 +234,21 @@ async fn forward_stderr(stderr: Option<tokio::process::ChildStderr>, function: S
 
 /// Kills the command's process group on timeout, or when the invocation is dropped before
 /// the command finished (the interpreter gave up on it), so that nothing outlives its task.
-struct ProcessGroup {
+pub(crate) struct ProcessGroup {
     pgid: Option<u32>,
 }
 
 impl ProcessGroup {
-    fn new(pid: Option<u32>) -> Self {
+    /// `pid` must be the leader of a group created for it (`process_group(0)`).
+    pub(crate) fn new(pid: Option<u32>) -> Self {
         ProcessGroup { pgid: pid }
     }
 
-    fn disarm(&mut self) {
+    pub(crate) fn disarm(&mut self) {
         self.pgid = None;
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let Some(pgid) = self.pgid.take() else {
             return;
         };

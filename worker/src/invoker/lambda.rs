@@ -182,6 +182,18 @@ async fn call_function(
     match &spec.target {
         FunctionTarget::Command { argv, env } => command::run(argv, env, invocation).await,
         FunctionTarget::Endpoint { url } => lambda_endpoint::invoke(&inner.http, url, invocation).await,
+        FunctionTarget::Runtime { .. } => {
+            // The ARN the runtime sees as `Lambda-Runtime-Invoked-Function-Arn`: what the
+            // caller named, completed with the execution's region and account.
+            let invoked_arn = format!(
+                "arn:aws:lambda:{}:{}:function:{name}{}",
+                invocation.region,
+                reference.account.as_deref().unwrap_or(&request.account),
+                reference.qualifier.as_deref().map(|q| format!(":{q}")).unwrap_or_default()
+            );
+            let pool = inner.warm_pool(name, invocation.region, &invocation.request_id)?;
+            pool.invoke(invocation, invoked_arn, request.timeout, spec.timeout).await
+        }
     }
 }
 
@@ -340,7 +352,7 @@ fn invoke_response(raw: &RawInvocation) -> Value {
 
 /// An X-Ray style trace header (`Root=1-<time>-<96 random bits>;Parent=...;Sampled=0`), only
 /// so that the header has the usual form.
-fn trace_id() -> String {
+pub(crate) fn trace_id() -> String {
     let seconds = chrono::Utc::now().timestamp().max(0);
     let random = uuid::Uuid::new_v4().simple().to_string();
     format!("Root=1-{seconds:08x}-{};Parent={};Sampled=0", &random[..24], &random[16..32])

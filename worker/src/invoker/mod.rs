@@ -2,7 +2,7 @@
 //!
 //! | resource | runs through |
 //! |---|---|
-//! | `arn:aws:lambda:<region>:<account>:function:<name>` | [`lambda`]: the registry's command or endpoint; result = the payload |
+//! | `arn:aws:lambda:<region>:<account>:function:<name>` | [`lambda`]: the registry's command, warm runtime pool ([`warm_pool`]) or endpoint; result = the payload |
 //! | `arn:aws:states:::lambda:invoke` | [`lambda`]: same functions; result = AWS's Invoke response shape |
 //! | `arn:aws:states:::http:invoke` | [`http_task`] |
 //!
@@ -13,9 +13,12 @@ pub mod command;
 pub mod http_task;
 pub mod lambda;
 pub mod lambda_endpoint;
+pub mod runtime_api;
+pub mod warm_pool;
 
+use std::collections::BTreeMap;
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -26,13 +29,16 @@ use stepmap_asl::resource::{IntegrationPattern, Resource};
 use stepmap_asl::task::{TaskInvoker, TaskRequest};
 
 use crate::error::WorkerError;
-use crate::function_registry::FunctionRegistry;
+use crate::function_registry::{FunctionRegistry, FunctionTarget};
+use crate::invoker::warm_pool::WarmPool;
 
 /// The largest task result Step Functions accepts: 256 KiB of UTF-8.
 pub const MAX_RESULT_BYTES: usize = 256 * 1024;
 
 /// Runs Task states locally: Lambda functions through the [`FunctionRegistry`], HTTP tasks
-/// directly. Cheap to clone; clones share the registry and the HTTP connection pool.
+/// directly. Cheap to clone; clones share the registry, the HTTP connection pool and the warm
+/// runtime pools. The runtime pools are shut down (their processes killed) when the last
+/// clone is dropped.
 #[derive(Clone)]
 pub struct LocalInvoker {
     inner: Arc<Inner>,
@@ -41,6 +47,10 @@ pub struct LocalInvoker {
 pub(crate) struct Inner {
     pub(crate) registry: FunctionRegistry,
     pub(crate) http: reqwest::Client,
+    /// One pool per `runtime` function, started by the function's first invocation: a pool
+    /// lives on the tokio runtime its invocations run on, which `new` may not have, and a
+    /// function that is never called costs no processes.
+    warm_pools: BTreeMap<String, OnceLock<WarmPool>>,
 }
 
 impl LocalInvoker {
@@ -51,7 +61,14 @@ impl LocalInvoker {
             .user_agent(concat!("stepmap/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(WorkerError::HttpClient)?;
-        Ok(LocalInvoker { inner: Arc::new(Inner { registry, http }) })
+        let warm_pools = registry
+            .names()
+            .filter(|name| {
+                registry.lookup(name).is_some_and(|(_, spec)| matches!(spec.target, FunctionTarget::Runtime { .. }))
+            })
+            .map(|name| (name.to_string(), OnceLock::new()))
+            .collect();
+        Ok(LocalInvoker { inner: Arc::new(Inner { registry, http, warm_pools }) })
     }
 
     pub fn registry(&self) -> &FunctionRegistry {
@@ -78,6 +95,24 @@ impl TaskInvoker for LocalInvoker {
 }
 
 impl Inner {
+    /// The warm pool of the registered `runtime` function `name`, started on first use on the
+    /// current tokio runtime; `region` becomes its processes' `AWS_REGION`.
+    pub(crate) fn warm_pool(&self, name: &str, region: &str, request_id: &str) -> Result<&WarmPool, Failure> {
+        let spec = self.registry.lookup(name).map(|(_, spec)| spec);
+        match (self.warm_pools.get(name), spec.map(|spec| &spec.target)) {
+            (Some(cell), Some(FunctionTarget::Runtime { argv, env, concurrency })) => {
+                Ok(cell.get_or_init(|| WarmPool::start(name, argv, env, *concurrency, region)))
+            }
+            // The pools are made from the same registry; this guards programmatic misuse.
+            _ => Err(lambda::service_failure(
+                "ServiceException",
+                &format!("function {name} has no warm runtime pool"),
+                500,
+                request_id,
+            )),
+        }
+    }
+
     async fn dispatch(&self, request: TaskRequest) -> Result<Value, Failure> {
         tracing::debug!(
             state = %request.state_name,

@@ -3,3 +3,4 @@
 
 mod invokers;
 mod map_runs;
+mod warm_handlers;

@@ -15,8 +15,9 @@
 //!   a process that exits while it holds an invocation (or before its first `next`, failing
 //!   the invocation that waited for it) → `Runtime.ExitError`, or the error it posted to
 //!   `init/error` (e.g. `Runtime.ImportModuleError`); the function's `timeout_seconds`
-//!   (counted from the moment a slot takes the invocation, so a cold start counts) → the
-//!   process group is killed, `Sandbox.Timedout`; a response or error body over 6 MB →
+//!   (counted from the hand-over of the event, as Lambda counts it; a cold start may take
+//!   Lambda's 10 s init limit on top) → the process group is killed, `Sandbox.Timedout`; a
+//!   response or error body over 6 MB →
 //!   `Function.ResponseSizeTooLarge`.
 //! * The state's `TimeoutSeconds` (`States.Timeout`) and an abandoned call (the interpreter
 //!   dropped it) kill the process that runs the invocation, like for commands, so that nothing
@@ -57,6 +58,10 @@ use super::{compact_json, task_timeout};
 /// The deadline a runtime is told about when neither the function nor the state sets a
 /// timeout: Lambda's maximum function timeout (not enforced, only reported).
 const MAX_FUNCTION_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// Lambda's limit on a function's init phase. Here it only extends the function timeout of an
+/// invocation that waits for a cold process (see [`Assigned::deadline`]).
+const INIT_LIMIT: Duration = Duration::from_secs(10);
 
 /// Runtime API calls buffered between one process's HTTP connections and its slot.
 const CALL_BUFFER: usize = 16;
@@ -189,35 +194,50 @@ impl std::fmt::Debug for WarmPool {
 /// An invocation a slot has taken from the queue.
 struct Assigned {
     job: Job,
-    /// When the function's own timeout runs out.
-    deadline: Option<Instant>,
-    /// The `Lambda-Runtime-Deadline-Ms` header: the earlier of the function's and the state's
-    /// deadlines, else Lambda's maximum timeout.
-    deadline_ms: u64,
-    /// Whether the process has received the event (answered its `next` poll).
-    delivered: bool,
+    assigned_at: Instant,
+    /// When the process received the event (answered its `next` poll).
+    delivered_at: Option<Instant>,
 }
 
 impl Assigned {
     fn new(job: Job) -> Assigned {
+        Assigned { job, assigned_at: Instant::now(), delivered_at: None }
+    }
+
+    fn delivered(&self) -> bool {
+        self.delivered_at.is_some()
+    }
+
+    /// When the function's own timeout runs out, as Lambda counts it: from the hand-over of the
+    /// event. An event waiting for a process that is still initialising also allows for
+    /// Lambda's init phase ([`INIT_LIMIT`] from the process start), so a slow cold start is not
+    /// a timeout; one waiting for a ready process counts from when the slot took it.
+    fn deadline(&self, runtime: &RuntimeState) -> Option<Instant> {
+        let limit = self.job.function_timeout?;
+        Some(match self.delivered_at {
+            Some(delivered_at) => delivered_at + limit,
+            None if !runtime.ready => runtime.started.max(self.assigned_at) + INIT_LIMIT + limit,
+            None => self.assigned_at + limit,
+        })
+    }
+
+    /// Marks the event handed over now and builds what the runtime receives. The
+    /// `Lambda-Runtime-Deadline-Ms` header is the earlier of the function's and the state's
+    /// deadlines, else Lambda's maximum timeout.
+    fn deliver(&mut self) -> NextInvocation {
         let now = Instant::now();
-        let deadline = job.function_timeout.map(|limit| now + limit);
-        let remaining = [deadline, job.task_deadline]
+        self.delivered_at = Some(now);
+        let remaining = [self.job.function_timeout.map(|limit| now + limit), self.job.task_deadline]
             .into_iter()
             .flatten()
             .min()
             .map(|at| at.saturating_duration_since(now))
             .unwrap_or(MAX_FUNCTION_TIMEOUT);
         let epoch_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default() + remaining;
-        let deadline_ms = u64::try_from(epoch_ms.as_millis()).unwrap_or(u64::MAX);
-        Assigned { job, deadline, deadline_ms, delivered: false }
-    }
-
-    fn next_invocation(&self) -> NextInvocation {
         NextInvocation {
             request_id: self.job.request_id.clone(),
             event: self.job.event.clone(),
-            deadline_ms: self.deadline_ms,
+            deadline_ms: u64::try_from(epoch_ms.as_millis()).unwrap_or(u64::MAX),
             invoked_function_arn: self.job.invoked_function_arn.clone(),
             trace_id: trace_id(),
         }
@@ -270,8 +290,8 @@ struct Slot {
 }
 
 /// The state of one process as seen through its Runtime API.
-#[derive(Default)]
 struct RuntimeState {
+    started: Instant,
     /// It has polled `next` at least once: its initialisation is over.
     ready: bool,
     /// What it posted to `init/error`, as the error payload to report.
@@ -360,21 +380,21 @@ impl Slot {
         // dropped (pool shut down) or returns early.
         let mut group = ProcessGroup::new(child.id());
         tracing::debug!(function = %self.config.function, slot = self.index, pid = ?child.id(), "runtime started");
-        let mut runtime = RuntimeState::default();
+        let mut runtime = RuntimeState { started: Instant::now(), ready: false, init_error: None, waiting: None };
 
         loop {
             // Hand the taken event to the process as soon as it polls for one.
-            if let Some(assigned) = self.job.as_mut().filter(|assigned| !assigned.delivered) {
+            if let Some(assigned) = self.job.as_mut().filter(|assigned| !assigned.delivered()) {
                 if let Some(waiting) = runtime.waiting.take() {
+                    lock(&logs).start(assigned.job.want_log);
                     // A failed send means the poll's connection went away: keep the event
                     // for the process's next poll.
-                    if waiting.send(assigned.next_invocation()).is_ok() {
-                        assigned.delivered = true;
-                        lock(&logs).start(assigned.job.want_log);
+                    if waiting.send(assigned.deliver()).is_err() {
+                        assigned.delivered_at = None;
                     }
                 }
             }
-            let deadline = self.job.as_ref().and_then(|assigned| assigned.deadline);
+            let deadline = self.job.as_ref().and_then(|assigned| assigned.deadline(&runtime));
             tokio::select! {
                 status = child.wait() => {
                     // Reaped: from here on the group id may be reused, so never signal it.
@@ -402,7 +422,7 @@ impl Slot {
                     return End::Ended { was_ready: runtime.ready };
                 }
                 () = abandoned(&mut self.job) => {
-                    let delivered = self.job.take().is_some_and(|assigned| assigned.delivered);
+                    let delivered = self.job.take().is_some_and(|assigned| assigned.delivered());
                     if delivered {
                         // The caller gave up on a running event (TimeoutSeconds, or the
                         // execution stopped): stop the work too, as for commands.
@@ -456,11 +476,11 @@ impl Slot {
     /// waits for the replacement instead.
     fn on_exit(&mut self, description: &str, runtime: &mut RuntimeState, logs: &Arc<StdMutex<LogTail>>) {
         tracing::warn!(function = %self.config.function, slot = self.index, exit = description, ready = runtime.ready, "runtime exited");
-        let Some(assigned) = self.job.take_if(|assigned| assigned.delivered || !runtime.ready) else {
+        let Some(assigned) = self.job.take_if(|assigned| assigned.delivered() || !runtime.ready) else {
             return;
         };
         let log = lock(logs).take();
-        match runtime.init_error.take().filter(|_| !assigned.delivered) {
+        match runtime.init_error.take().filter(|_| !assigned.delivered()) {
             Some(payload) => assigned.finish(payload, true, log),
             None => assigned.fail("Runtime.ExitError", &format!("Runtime exited with error: {description}"), log),
         }
@@ -469,7 +489,7 @@ impl Slot {
     async fn on_call(&mut self, call: RuntimeCall, runtime: &mut RuntimeState, logs: &Arc<StdMutex<LogTail>>) {
         match call {
             RuntimeCall::Next { reply } => {
-                if let Some(assigned) = self.job.take_if(|assigned| assigned.delivered) {
+                if let Some(assigned) = self.job.take_if(|assigned| assigned.delivered()) {
                     // The runtime moved on without answering the event it had.
                     let log = lock(logs).take();
                     let message = "Runtime polled for the next invocation without answering this one";
@@ -522,7 +542,7 @@ impl Slot {
         logs: &Arc<StdMutex<LogTail>>,
         finish: impl FnOnce(Assigned, Option<String>),
     ) -> Verdict {
-        match self.job.take_if(|assigned| assigned.delivered && assigned.job.request_id == request_id) {
+        match self.job.take_if(|assigned| assigned.delivered() && assigned.job.request_id == request_id) {
             Some(assigned) => {
                 if assigned.job.want_log {
                     settle(logs).await;

@@ -36,6 +36,8 @@ if os.environ.get("MODE") == "init-error":
     post("/init/error", {"errorMessage": "cannot import things", "errorType": "Runtime.ImportModuleError", "stackTrace": []},
          "Runtime.ImportModuleError")
     sys.exit(1)
+if os.environ.get("MODE") == "slow-init":
+    time.sleep(1)
 
 while True:
     with urllib.request.urlopen(API + "/invocation/next") as response:
@@ -343,7 +345,11 @@ async fn warm_handler_timeouts_kill_and_replace_the_process() -> Result<()> {
     let invoker = invoker(vec![
         ("limited", script.spec(1).with_timeout(Duration::from_millis(1500))),
         ("unlimited", script.spec(1)),
+        ("slow-start", with_env(script.spec(1).with_timeout(Duration::from_millis(500)), "MODE", "slow-init")),
     ])?;
+
+    // A cold start is not part of the function timeout (Lambda's init phase is separate).
+    run(&invoker, request(&function_arn("slow-start"), json!({}))).await?;
 
     // The function's own timeout: Sandbox.Timedout, the process is killed and replaced.
     let first = pid_of(&run(&invoker, request(&function_arn("limited"), json!({}))).await?)?;

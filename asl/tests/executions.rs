@@ -68,6 +68,7 @@ fn execute_with(definition: Value, input: Value, invoker: FakeInvoker) -> Execut
         }),
         map_runs: None,
         events: None,
+        history_payloads: true,
     };
     let spec = ExecutionSpec::new("machine", "exec", StateMachineType::Standard, "123456789012", "us-east-1", input);
     clock.block_on(run_execution(machine, spec, env))

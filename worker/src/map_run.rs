@@ -81,7 +81,16 @@ impl MapRunExecutor for LocalMapRunExecutor {
     fn run(&self, request: MapRunRequest) -> BoxFuture<'static, Result<Value, Failure>> {
         let stores = self.stores.clone();
         let (slots, parallel, progress) = (self.slots, self.parallel, self.progress.clone());
-        async move { MapRun { request, stores, slots, parallel, progress }.run().await }.boxed()
+        let records = match request.result_writer.as_ref() {
+            Some(w) if w.writer.resource.is_some() => {
+                match w.writer.writer_config.as_ref().and_then(|c| c.transformation.as_deref()) {
+                    None | Some("NONE") => SucceededRecords::Full,
+                    Some(_) => SucceededRecords::Output,
+                }
+            }
+            _ => SucceededRecords::None,
+        };
+        async move { MapRun { request, stores, slots, parallel, progress, records }.run().await }.boxed()
     }
 }
 
@@ -106,6 +115,7 @@ struct MapRun {
     slots: usize,
     parallel: bool,
     progress: Option<ProgressObserver>,
+    records: SucceededRecords,
 }
 
 impl MapRun {
@@ -278,14 +288,12 @@ impl MapRun {
         let label = request.label.clone().unwrap_or_else(|| request.state_name.clone());
         let name = uuid::Uuid::new_v4().to_string();
         let machine_name = format!("{}/{label}", request.state_machine_name);
-        let mut spec = ExecutionSpec::new(
-            &machine_name,
-            &name,
-            request.execution_type,
-            &request.account,
-            &request.region,
-            child.input.clone(),
-        );
+        // The input's text is taken before the input moves into the execution: records of
+        // failed children always show it, succeeded ones only in NONE results.
+        let input_text = child.input.to_string();
+        let ChildInput { ordinal, input, items } = child;
+        let mut spec =
+            ExecutionSpec::new(&machine_name, &name, request.execution_type, &request.account, &request.region, input);
         spec.execution_arn = child_execution_arn(
             &request.region,
             &request.account,
@@ -294,10 +302,34 @@ impl MapRun {
             &label,
             &name,
         );
-        let outcome = run_execution(request.processor.clone(), spec.clone(), request.environment.clone()).await;
-        tracing::debug!(child = child.ordinal, status = outcome.status.as_str(), "child execution ended");
-        child_result(&spec, &child, outcome)
+        let identity = ChildIdentity {
+            execution_arn: spec.execution_arn.clone(),
+            name,
+            state_machine_arn: spec.state_machine_arn.clone(),
+        };
+        // Children's histories are not kept by this executor: their events need no payloads.
+        let environment = request.environment.clone().without_history_payloads();
+        let outcome = run_execution(request.processor.clone(), spec, environment).await;
+        tracing::debug!(child = ordinal, status = outcome.status.as_str(), "child execution ended");
+        child_result(identity, input_text, items, self.records, outcome)
     }
+}
+
+/// Which records a map run needs of its succeeded children.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SucceededRecords {
+    /// No ResultWriter: the outputs are the result; records only for failed children.
+    None,
+    /// COMPACT / FLATTEN results: the output text.
+    Output,
+    /// NONE results: the whole record.
+    Full,
+}
+
+struct ChildIdentity {
+    execution_arn: String,
+    name: String,
+    state_machine_arn: String,
 }
 
 /// Polls `stream` on a task of its own, `depth` elements ahead of the consumer: reading
@@ -315,33 +347,44 @@ fn read_ahead<T: Send + 'static>(mut stream: BoxStream<'static, T>, depth: usize
 }
 
 /// The result-file record of a finished child.
-fn child_result(spec: &ExecutionSpec, child: &ChildInput, outcome: ExecutionOutcome) -> ChildResult {
+fn child_result(
+    identity: ChildIdentity,
+    input_text: String,
+    items: u64,
+    records: SucceededRecords,
+    outcome: ExecutionOutcome,
+) -> ChildResult {
     let status = match outcome.status {
         ExecutionStatus::Succeeded => ChildStatus::Succeeded,
         ExecutionStatus::Failed => ChildStatus::Failed,
         ExecutionStatus::TimedOut => ChildStatus::TimedOut,
         ExecutionStatus::Aborted => ChildStatus::Aborted,
     };
-    let output_text = outcome.output.as_ref().map(|o| o.to_string());
+    let succeeded = status == ChildStatus::Succeeded;
+    let output_text = match (succeeded, records) {
+        (true, SucceededRecords::None) => None,
+        _ => outcome.output.as_ref().map(|o| o.to_string()),
+    };
+    let input = if succeeded && records != SucceededRecords::Full { String::new() } else { input_text };
     let record = ChildExecutionResult {
         cause: outcome.cause.clone(),
         error: outcome.error.clone(),
-        execution_arn: Some(spec.execution_arn.clone()),
-        input: child.input.to_string(),
+        execution_arn: Some(identity.execution_arn),
+        input,
         input_details: PayloadDetails { included: true },
-        name: Some(spec.execution_name.clone()),
+        name: Some(identity.name),
+        output_details: output_text.as_ref().map(|_| PayloadDetails { included: true }),
         output: output_text,
-        output_details: outcome.output.as_ref().map(|_| PayloadDetails { included: true }),
         redrive_count: Some(0),
-        redrive_status: Some(if status == ChildStatus::Succeeded { "NOT_REDRIVABLE" } else { "REDRIVABLE" }.into()),
+        redrive_status: Some(if succeeded { "NOT_REDRIVABLE" } else { "REDRIVABLE" }.into()),
         redrive_status_reason: None,
         start_date: Some(timestamp::format(outcome.start_time)),
-        state_machine_arn: Some(spec.state_machine_arn.clone()),
+        state_machine_arn: Some(identity.state_machine_arn),
         status,
         stop_date: Some(timestamp::format(outcome.stop_time)),
     };
-    let output = if status == ChildStatus::Succeeded { outcome.output } else { None };
-    ChildResult { items: child.items, output, record }
+    let output = if succeeded { outcome.output } else { None };
+    ChildResult { items, output, record }
 }
 
 /// Stages result records in chunks of about [`STAGING_CHUNK_BYTES`].

@@ -97,17 +97,34 @@ pub struct Environment {
     /// execution proceeds. `None` (the default) keeps the history in memory only. Child
     /// executions of a Distributed Map never inherit it.
     pub events: Option<Arc<dyn EventSink>>,
+    /// Whether history events carry the states' inputs and outputs (AWS's shape). Map run
+    /// children whose history nobody reads turn it off: serializing every payload several
+    /// times per state is most of their cost. Event types, ids and errors are kept.
+    pub history_payloads: bool,
 }
 
 impl Environment {
     /// An environment with thread-local OS-seeded randomness.
     pub fn new(clock: Arc<dyn Clock>, invoker: Arc<dyn TaskInvoker>) -> Environment {
-        Environment { clock, invoker, random: Arc::new(rand::random::<u64>), map_runs: None, events: None }
+        Environment {
+            clock,
+            invoker,
+            random: Arc::new(rand::random::<u64>),
+            map_runs: None,
+            events: None,
+            history_payloads: true,
+        }
     }
 
     /// The same environment, handing history events to `sink`.
     pub fn with_events(mut self, sink: Arc<dyn EventSink>) -> Environment {
         self.events = Some(sink);
+        self
+    }
+
+    /// The same environment, recording history events without input and output payloads.
+    pub fn without_history_payloads(mut self) -> Environment {
+        self.history_payloads = false;
         self
     }
 

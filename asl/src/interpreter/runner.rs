@@ -60,13 +60,13 @@ enum Step {
 impl Runner {
     pub(crate) fn new(machine: Arc<StateMachine>, spec: ExecutionSpec, env: Environment) -> Runner {
         let start = timestamp::format(env.clock.now());
-        let mut execution = json!({
-            "Id": spec.execution_arn,
-            "Input": spec.input,
-            "Name": spec.execution_name,
-            "RoleArn": spec.role_arn,
-            "StartTime": start,
-        });
+        let mut execution = Map::with_capacity(6);
+        execution.insert("Id".into(), spec.execution_arn.clone().into());
+        execution.insert("Input".into(), spec.input.clone());
+        execution.insert("Name".into(), spec.execution_name.clone().into());
+        execution.insert("RoleArn".into(), spec.role_arn.clone().into());
+        execution.insert("StartTime".into(), start.into());
+        let mut execution = Value::Object(execution);
         // Express executions cannot be redriven, and AWS gives them no RedriveCount.
         if spec.machine_type == StateMachineType::Standard {
             execution["RedriveCount"] = json!(0);
@@ -85,12 +85,11 @@ impl Runner {
             start_time,
             0,
             "ExecutionStarted",
-            Some(json!({
-                "input": compact(&self.spec.input),
-                "inputDetails": not_truncated(),
-                "roleArn": self.spec.role_arn,
-                "stateMachineArn": self.spec.state_machine_arn,
-            })),
+            Some(self.with_payload(
+                json!({"roleArn": self.spec.role_arn, "stateMachineArn": self.spec.state_machine_arn}),
+                "input",
+                &self.spec.input,
+            )),
         );
         let mut scope = Scope::default();
         let mut last = started;
@@ -114,7 +113,7 @@ impl Runner {
                     now,
                     last,
                     "ExecutionSucceeded",
-                    Some(json!({"output": compact(&output), "outputDetails": not_truncated()})),
+                    Some(self.with_payload(json!({}), "output", &output)),
                 );
                 (ExecutionStatus::Succeeded, Some(output), None)
             }
@@ -184,7 +183,7 @@ impl Runner {
             entered,
             *last,
             format!("{}StateEntered", state.type_name()),
-            Some(json!({"name": name, "input": compact(&input), "inputDetails": not_truncated()})),
+            Some(self.with_payload(json!({"name": name}), "input", &input)),
         );
         let mut visit = Visit {
             name,
@@ -215,8 +214,9 @@ impl Runner {
                 return Err(failure);
             }
         };
-        let output_text = compact(&exit.output);
-        if output_text.len() > MAX_PAYLOAD_BYTES {
+        let output_text = self.env.history_payloads.then(|| compact(&exit.output));
+        let output_len = output_text.as_ref().map_or_else(|| payload_len(&exit.output), String::len);
+        if output_len > MAX_PAYLOAD_BYTES {
             return Err(Failure::new(
                 names::DATA_LIMIT_EXCEEDED,
                 format!(
@@ -224,7 +224,11 @@ impl Runner {
                 ),
             ));
         }
-        let mut details = json!({"name": name, "output": output_text, "outputDetails": not_truncated()});
+        let mut details = json!({"name": name});
+        if let Some(text) = output_text {
+            details["output"] = text.into();
+            details["outputDetails"] = not_truncated();
+        }
         if !exit.assigned.is_empty() {
             let assigned: Map<String, Value> =
                 exit.assigned.iter().map(|(k, v)| (k.clone(), Value::String(compact(v)))).collect();
@@ -244,6 +248,16 @@ impl Runner {
             Transition::Next(next) => Step::Next(next, exit.output),
             Transition::End => Step::End(exit.output),
         })
+    }
+
+    /// `details` with `key` (`input` / `output`) and its `...Details` added, unless this
+    /// execution records no payloads.
+    pub(crate) fn with_payload(&self, mut details: Value, key: &str, payload: &Value) -> Value {
+        if self.env.history_payloads {
+            details[key] = compact(payload).into();
+            details[format!("{key}Details")] = not_truncated();
+        }
+        details
     }
 
     /// The evaluation context of a state visit.
@@ -389,4 +403,21 @@ pub(crate) fn failure_details(failure: &Failure) -> Value {
         details.insert("cause".into(), cause.clone().into());
     }
     Value::Object(details)
+}
+
+/// The length of `value` as compact JSON, without building the text.
+fn payload_len(value: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
 }

@@ -12,7 +12,6 @@ use super::runner::{failure_details, Exit, Runner, Visit};
 use super::scope::Scope;
 use crate::clock::Clock;
 use crate::failure::{names, Failure};
-use crate::history::not_truncated;
 use crate::model::{TaskState, Transition};
 use crate::resource::{IntegrationPattern, Resource};
 use crate::task::TaskRequest;
@@ -133,10 +132,8 @@ impl Runner {
 
         let events = TaskEvents::of(resource);
         let (resource_type, resource_name) = resource_fields(resource, &s.resource);
-        let parameters_text = compact(&parameters);
         let scheduled = if events.lambda {
-            let mut details =
-                json!({"resource": s.resource, "input": parameters_text, "inputDetails": not_truncated()});
+            let mut details = self.with_payload(json!({"resource": s.resource}), "input", &parameters);
             if let Some(t) = timeout {
                 details["timeoutInSeconds"] = t.into();
             }
@@ -144,8 +141,11 @@ impl Runner {
         } else {
             let mut details = json!({
                 "resourceType": resource_type, "resource": resource_name,
-                "region": self.spec.region, "parameters": parameters_text,
+                "region": self.spec.region,
             });
+            if self.env.history_payloads {
+                details["parameters"] = compact(&parameters).into();
+            }
             if let Some(t) = timeout {
                 details["timeoutInSeconds"] = t.into();
             }
@@ -204,7 +204,7 @@ impl Runner {
         self.record(
             visit,
             &events.name("Succeeded"),
-            Some(with_resource(json!({"output": compact(&result), "outputDetails": not_truncated()}))),
+            Some(with_resource(self.with_payload(json!({}), "output", &result))),
         );
 
         let eval = self.eval(visit, scope, None);

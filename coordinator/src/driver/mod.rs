@@ -166,6 +166,7 @@ impl ExecutionDriver {
             random: seeded_random(record.seed),
             map_runs: None,
             events: Some(Arc::new(sink)),
+            history_payloads: true,
         };
         tokio::select! {
             outcome = run_execution(machine, spec, env) => {

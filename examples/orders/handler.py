@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
-"""The orders batch handler, a Lambda-style function that stepmap runs as a local command.
+"""The orders batch handler: an AWS Lambda handler (`handler.handler`), kept warm by stepmap
+through the Lambda Runtime API (see functions.json and lambda_runtime.py); `python3 handler.py`
+runs it as a one-process-per-call command instead (event on stdin, result on stdout).
 
 Event: {"Items": [row, ...], "BatchInput": {...}} (a Distributed Map batch). Each row has been
 typed by the workflow's ItemSelector. Returns the transformed rows: order_id, upper-cased
 country, total = qty x unit_price rounded to 2 places, flag = status is CANCELLED.
 
-Protocol: the event JSON on stdin; success = exit 0 and the result JSON on stdout; failure =
-exit 1 and {"errorType", "errorMessage"} on stdout (stepmap surfaces it as AWS surfaces a
-Lambda error). A row whose quantity or price is not a number fails its whole batch, as any
-error does in a Distributed Map batch; the workflow tolerates a share of such failures.
+A row whose quantity or price is not a number raises InvalidOrder, which fails its whole batch
+as any error does in a Distributed Map batch; the workflow tolerates a share of such failures.
 """
 import json
 import sys
@@ -28,7 +28,19 @@ def transform(row):
     }
 
 
+class InvalidOrder(Exception):
+    """Lambda reports the exception's class name as the error type."""
+
+
+def handler(event, context):
+    try:
+        return [transform(row) for row in event["Items"]]
+    except ValueError as error:
+        raise InvalidOrder(str(error)) from None
+
+
 def main():
+    """The command protocol: exit 0 with the result, or exit 1 with a Lambda error object."""
     event = json.load(sys.stdin)
     try:
         result = [transform(row) for row in event["Items"]]

@@ -11,14 +11,14 @@ use serde_json::{json, Value};
 use super::data_flow::Eval;
 use super::map::max_concurrency;
 use super::parallel::AttemptFailure;
-use super::runner::{failure_details, Exit, Runner, Visit};
+use super::runner::{failure_details, Exit, ResultFields, Runner, Visit};
 use super::scope::Scope;
 use super::Environment;
 use crate::failure::Failure;
 use crate::map_run::{
     map_run_arn, Batching, ItemSelection, MapRunItems, MapRunRequest, ResultWriterRequest, Tolerance,
 };
-use crate::model::{ItemBatcher, MapState, StateMachine, StateMachineType, Transition};
+use crate::model::{ItemBatcher, MapState, StateMachine, StateMachineType};
 
 impl Runner {
     pub(super) async fn distributed_map_attempt(
@@ -102,18 +102,14 @@ impl Runner {
         };
         self.record(visit, "MapRunSucceeded", None);
         self.record(visit, "MapStateSucceeded", None);
-        let eval = self.eval(visit, scope, None);
-        let selected = match &s.result_selector {
-            Some(template) => eval.template(template, &result)?,
-            None => result.clone(),
+        let fields = ResultFields {
+            result_selector: s.result_selector.as_ref(),
+            assign: s.assign.as_ref(),
+            result_path: &s.result_path,
+            output_path: &s.output_path,
+            next: &s.next,
         };
-        let assigned = match &s.assign {
-            Some(assign) => eval.assign(assign, &result)?,
-            None => Vec::new(),
-        };
-        let output = eval.apply_result_path(&s.result_path, input.clone(), selected)?;
-        let output = eval.select_path_owned(&s.output_path, output)?;
-        Ok(Exit { output, transition: Transition::from_fields(&s.next), assigned })
+        Ok(self.result_exit(visit, scope, fields, input.clone(), result)?)
     }
 
     /// A UUID from the execution's randomness, so that a replayed execution names its map

@@ -10,11 +10,11 @@ use serde_json::{json, Value};
 use super::data_flow::{compact, Eval};
 use super::parallel::AttemptFailure;
 use super::retry::{find_catcher, RetryCounters};
-use super::runner::{Exit, Runner, Visit};
+use super::runner::{Exit, ResultFields, Runner, Visit};
 use super::scope::Scope;
 use crate::failure::Failure;
 use crate::history::History;
-use crate::model::{MapState, Transition};
+use crate::model::MapState;
 
 /// Records `MapIterationAborted` for an iteration that is dropped before it finished
 /// (another iteration failed and the Map state stopped the rest).
@@ -145,18 +145,14 @@ impl Runner {
             .map_err(|failure| AttemptFailure { failure, started: true })?;
         visit.last_event = self.history.record(self.env.clock.now(), started, "MapStateSucceeded", None);
         let result = Value::Array(results);
-        let eval = self.eval(visit, scope, None);
-        let selected = match &s.result_selector {
-            Some(template) => eval.template(template, &result)?,
-            None => result.clone(),
+        let fields = ResultFields {
+            result_selector: s.result_selector.as_ref(),
+            assign: s.assign.as_ref(),
+            result_path: &s.result_path,
+            output_path: &s.output_path,
+            next: &s.next,
         };
-        let assigned = match &s.assign {
-            Some(assign) => eval.assign(assign, &result)?,
-            None => Vec::new(),
-        };
-        let output = eval.apply_result_path(&s.result_path, input.clone(), selected)?;
-        let output = eval.select_path_owned(&s.output_path, output)?;
-        Ok(Exit { output, transition: Transition::from_fields(&s.next), assigned })
+        Ok(self.result_exit(visit, scope, fields, input.clone(), result)?)
     }
 }
 

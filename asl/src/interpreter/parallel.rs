@@ -7,10 +7,10 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::retry::{find_catcher, RetryCounters};
-use super::runner::{Exit, Runner, Visit};
+use super::runner::{Exit, ResultFields, Runner, Visit};
 use super::scope::Scope;
 use crate::failure::Failure;
-use crate::model::{ParallelState, Transition};
+use crate::model::ParallelState;
 
 /// A failed attempt, and whether it got as far as `...StateStarted` (only then does AWS
 /// record a `...StateFailed` event).
@@ -87,17 +87,13 @@ impl Runner {
         // exit follows the last branch event.
         visit.last_event = self.history.len() as u64;
         let result = Value::Array(results);
-        let eval = self.eval(visit, scope, None);
-        let selected = match &s.result_selector {
-            Some(template) => eval.template(template, &result)?,
-            None => result.clone(),
+        let fields = ResultFields {
+            result_selector: s.result_selector.as_ref(),
+            assign: s.assign.as_ref(),
+            result_path: &s.result_path,
+            output_path: &s.output_path,
+            next: &s.next,
         };
-        let assigned = match &s.assign {
-            Some(assign) => eval.assign(assign, &result)?,
-            None => Vec::new(),
-        };
-        let output = eval.apply_result_path(&s.result_path, input.clone(), selected)?;
-        let output = eval.select_path_owned(&s.output_path, output)?;
-        Ok(Exit { output, transition: Transition::from_fields(&s.next), assigned })
+        Ok(self.result_exit(visit, scope, fields, input.clone(), result)?)
     }
 }

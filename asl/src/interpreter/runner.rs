@@ -15,8 +15,8 @@ use super::{choice, Environment, ExecutionOutcome, ExecutionSpec, ExecutionStatu
 use crate::failure::{names, Failure};
 use crate::history::{not_truncated, History};
 use crate::model::{
-    Catcher, ChoiceState, FailState, PassState, State, StateBlock, StateMachine, StateMachineType, SucceedState,
-    Transition,
+    AssignTemplate, Catcher, ChoiceState, FailState, PassState, PathField, PayloadTemplate, State, StateBlock,
+    StateMachine, StateMachineType, SucceedState, Transition,
 };
 use crate::timestamp;
 
@@ -43,6 +43,15 @@ pub(crate) struct Visit<'a> {
     /// The id of the last event recorded on this path of the execution.
     pub last_event: u64,
     pub retry_count: u64,
+}
+
+/// The fields that shape the output of a state producing a result (Task, Parallel, Map).
+pub(crate) struct ResultFields<'a> {
+    pub result_selector: Option<&'a PayloadTemplate>,
+    pub assign: Option<&'a AssignTemplate>,
+    pub result_path: &'a PathField,
+    pub output_path: &'a PathField,
+    pub next: &'a Option<String>,
 }
 
 /// How a state ended when it did not fail.
@@ -248,6 +257,31 @@ impl Runner {
             Transition::Next(next) => Step::Next(next, exit.output),
             Transition::End => Step::End(exit.output),
         })
+    }
+
+    /// The exit of a state that produced `result` (features.md §1.4): ResultSelector and
+    /// Assign both see the raw result; ResultPath merges the selection into the raw input;
+    /// OutputPath selects the output.
+    pub(crate) fn result_exit(
+        &self,
+        visit: &Visit<'_>,
+        scope: &Scope,
+        fields: ResultFields<'_>,
+        raw_input: Value,
+        result: Value,
+    ) -> Result<Exit, Failure> {
+        let eval = self.eval(visit, scope, None);
+        let assigned = match fields.assign {
+            Some(assign) => eval.assign(assign, &result)?,
+            None => Vec::new(),
+        };
+        let selected = match fields.result_selector {
+            Some(template) => eval.template(template, &result)?,
+            None => result,
+        };
+        let output = eval.apply_result_path(fields.result_path, raw_input, selected)?;
+        let output = eval.select_path_owned(fields.output_path, output)?;
+        Ok(Exit { output, transition: Transition::from_fields(fields.next), assigned })
     }
 
     /// `details` with `key` (`input` / `output`) and its `...Details` added, unless this

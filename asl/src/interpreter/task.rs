@@ -8,11 +8,11 @@ use serde_json::{json, Value};
 
 use super::data_flow::compact;
 use super::retry::{find_catcher, RetryCounters};
-use super::runner::{failure_details, Exit, Runner, Visit};
+use super::runner::{failure_details, Exit, ResultFields, Runner, Visit};
 use super::scope::Scope;
 use crate::clock::Clock;
 use crate::failure::{names, Failure};
-use crate::model::{TaskState, Transition};
+use crate::model::TaskState;
 use crate::resource::{IntegrationPattern, Resource};
 use crate::task::TaskRequest;
 
@@ -207,17 +207,13 @@ impl Runner {
             Some(with_resource(self.with_payload(json!({}), "output", &result))),
         );
 
-        let eval = self.eval(visit, scope, None);
-        let selected = match &s.result_selector {
-            Some(template) => eval.template(template, &result)?,
-            None => result.clone(),
+        let fields = ResultFields {
+            result_selector: s.result_selector.as_ref(),
+            assign: s.assign.as_ref(),
+            result_path: &s.result_path,
+            output_path: &s.output_path,
+            next: &s.next,
         };
-        let assigned = match &s.assign {
-            Some(assign) => eval.assign(assign, &result)?,
-            None => Vec::new(),
-        };
-        let output = eval.apply_result_path(&s.result_path, input.clone(), selected)?;
-        let output = eval.select_path_owned(&s.output_path, output)?;
-        Ok(Exit { output, transition: Transition::from_fields(&s.next), assigned })
+        self.result_exit(visit, scope, fields, input.clone(), result)
     }
 }

@@ -277,8 +277,25 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
         }
     }
 
-    /// One or more passes of the Ready loop, in the documented order (module docs).
+    /// One or more passes of the Ready loop, in the documented order (module docs), until
+    /// nothing is ready, including what starting a batch of reads makes ready.
     async fn on_ready(&mut self) -> Result<()> {
+        loop {
+            self.ready_passes().await?;
+            // Starting a batch of reads makes a Ready (the leader's heartbeats; a single voter
+            // confirms at once): handle it now, not at the next tick or message.
+            self.start_reads();
+            if !self.raw.has_ready() {
+                break;
+            }
+        }
+        self.reads.serve(self.applied, &self.state);
+        self.maybe_snapshot().await?;
+        self.publish_status();
+        Ok(())
+    }
+
+    async fn ready_passes(&mut self) -> Result<()> {
         while self.raw.has_ready() {
             let mut ready = self.raw.ready();
             if let Some(soft) = ready.ss() {
@@ -322,10 +339,6 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
             // 7.
             self.raw.advance_apply();
         }
-        self.start_reads();
-        self.reads.serve(self.applied, &self.state);
-        self.maybe_snapshot().await?;
-        self.publish_status();
         Ok(())
     }
 

@@ -96,3 +96,33 @@ async fn grpc_every_states_operation_through_the_client() {
     init_tracing();
     cluster::api::every_operation_through_the_grpc_client().await;
 }
+
+/// A linearizable read is served as soon as the leader has confirmed it, not at the next tick:
+/// in virtual time (which only moves when every task waits on a timer) it takes no time at
+/// all, while a tick is a whole second.
+#[tokio::test(start_paused = true)]
+async fn read_index_does_not_wait_for_a_tick() {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use stepmap_coordinator::transport::InProcessNetwork;
+    use stepmap_coordinator::{NodeId, RaftConfig, RaftNode, StateMachine};
+
+    init_tracing();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let id = NodeId::new(1).expect("non-zero");
+    let mut config = RaftConfig::new(id, BTreeMap::from([(id, "in-process/1".to_owned())]), dir.path());
+    config.tick_interval = Duration::from_secs(1);
+    let network = InProcessNetwork::new();
+    let node = RaftNode::start(config, cluster::kv::Kv::default(), network.transport()).expect("start");
+    network.register(node.mailbox());
+    node.wait_for(Duration::from_secs(60), |status| status.is_leader()).await.expect("leader");
+    node.propose(cluster::kv::put("a", "1")).await.expect("propose");
+    for _ in 0..3 {
+        let start = tokio::time::Instant::now();
+        let (_, value) = node.read(|kv| kv.query(b"a")).await.expect("read");
+        assert_eq!(value, b"1");
+        assert_eq!(start.elapsed(), Duration::ZERO, "the read waited for a tick");
+    }
+    node.shutdown().await;
+}

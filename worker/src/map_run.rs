@@ -147,7 +147,8 @@ impl MapRun {
                     let child = child?;
                     let run = this.clone().run_child(child);
                     if this.parallel {
-                        tokio::spawn(run)
+                        // Aborted when the map run stops waiting for it (the run failed).
+                        AbortOnDrop(tokio::spawn(run))
                             .await
                             .map_err(|e| Failure::runtime(format!("a child execution panicked: {e}")))
                     } else {
@@ -177,9 +178,11 @@ impl MapRun {
                 None => outputs.push(result.output.unwrap_or_else(|| result.record.to_value())),
             }
             this.report(children_done, total_items, failed_items, None);
-            // A count threshold can be judged before every item is known; a percentage only
-            // at the end, against the total.
-            if tolerance.percentage.is_none() && tolerance.exceeded(failed_items, u64::MAX) {
+            // A count threshold can be judged before every item is known (and breaching it
+            // fails the run whatever the percentage); a percentage only at the end.
+            let count_only = Tolerance { count: tolerance.count, percentage: None };
+            let judged_early = tolerance.count.is_some() || tolerance.percentage.is_none();
+            if judged_early && count_only.exceeded(failed_items, u64::MAX) {
                 exceeded = true;
                 break;
             }
@@ -330,6 +333,23 @@ struct ChildIdentity {
     execution_arn: String,
     name: String,
     state_machine_arn: String,
+}
+
+/// A spawned child execution that is aborted when nobody waits for it any more.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Polls `stream` on a task of its own, `depth` elements ahead of the consumer: reading

@@ -193,3 +193,23 @@ async fn without_a_writer_the_result_is_the_child_outputs_in_order() -> Result<(
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn either_threshold_breached_fails_the_run() -> Result<()> {
+    // 100 rows, 10 bad: within 50% but over a count of 5, and the other way round.
+    for (tolerance, succeeds) in [
+        (json!({"ToleratedFailurePercentage": 50, "ToleratedFailureCount": 5}), false),
+        (json!({"ToleratedFailurePercentage": 5, "ToleratedFailureCount": 50}), false),
+        (json!({"ToleratedFailurePercentage": 10, "ToleratedFailureCount": 10}), true),
+    ] {
+        let dir = tempfile::tempdir()?;
+        write_csv(dir.path(), 100, 10)?;
+        let outcome = run(dir.path(), workflow(tolerance.clone(), None, 0), 2).await?;
+        assert_eq!(outcome.status == ExecutionStatus::Succeeded, succeeds, "{tolerance}: {:?}", outcome.cause);
+        let (succeeded, failed, pending) = result_files(dir.path())?;
+        let mut all: Vec<u64> = ids(&succeeded).into_iter().chain(ids(&failed)).chain(ids(&pending)).collect();
+        all.sort_unstable();
+        assert_eq!(all, (1..=100).collect::<Vec<_>>(), "{tolerance}: every item exactly once");
+    }
+    Ok(())
+}

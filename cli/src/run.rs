@@ -54,6 +54,10 @@ pub struct RunArgs {
     /// execution is otherwise idle.
     #[arg(long = "time-skipping")]
     time_skipping: bool,
+    /// Distributed Map children run at once at most (within MaxConcurrency). Default: one per
+    /// core.
+    #[arg(long, env = "STEPMAP_SLOTS", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    slots: Option<u32>,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
@@ -93,7 +97,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     // Bucket B, key K is the file <data-dir>/B/K; without --data-dir, the working directory.
     let data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from("."));
     let stores = Arc::new(Stores::new(StoreConfig::Local { data_dir: data_dir.clone() }));
-    let slots = LocalMapRunExecutor::default_slots();
+    let slots = args.slots.map_or_else(LocalMapRunExecutor::default_slots, |n| n as usize);
     let progress = progress::observer(&data_dir);
     let executor = |parallel: bool| {
         let executor = LocalMapRunExecutor::new(stores.clone(), slots, parallel);

@@ -408,19 +408,25 @@ fn child_result(
 }
 
 /// Stages result records in chunks of about [`STAGING_CHUNK_BYTES`].
-struct Staging<'w> {
-    writer: &'w ResultWriter,
+struct Staging {
+    writer: ResultWriter,
     chunk: Vec<ChildExecutionResult>,
     bytes: usize,
     staged: Vec<StagedBatch>,
+    /// Chunks being written on tasks of their own (serializing a chunk is CPU work that
+    /// would otherwise hold up the map run's loop); awaited before the result files.
+    writes: Vec<AbortOnDrop<Result<(), Failure>>>,
 }
 
 /// How much record text a staged chunk holds before it is written.
 const STAGING_CHUNK_BYTES: usize = 8 * 1024 * 1024;
 
-impl<'w> Staging<'w> {
-    fn new(writer: &'w ResultWriter) -> Self {
-        Staging { writer, chunk: Vec::new(), bytes: 0, staged: Vec::new() }
+/// How many chunk writes may be in flight at once (memory stays bounded).
+const STAGING_WRITES_IN_FLIGHT: usize = 2;
+
+impl Staging {
+    fn new(writer: &ResultWriter) -> Self {
+        Staging { writer: writer.clone(), chunk: Vec::new(), bytes: 0, staged: Vec::new(), writes: Vec::new() }
     }
 
     async fn push(&mut self, record: ChildExecutionResult) -> Result<(), Failure> {
@@ -436,18 +442,32 @@ impl<'w> Staging<'w> {
         if self.chunk.is_empty() {
             return Ok(());
         }
+        while self.writes.len() >= STAGING_WRITES_IN_FLIGHT {
+            let oldest = self.writes.remove(0);
+            joined(oldest.await)?;
+        }
         let staged = StagedBatch { batch: self.staged.len() as u64, attempt: 0 };
-        self.writer.stage_batch(staged, &self.chunk).await.map_err(|e| e.failure())?;
+        let (writer, chunk) = (self.writer.clone(), std::mem::take(&mut self.chunk));
+        self.writes.push(AbortOnDrop(tokio::spawn(async move {
+            writer.stage_batch(staged, &chunk).await.map(drop).map_err(|e| e.failure())
+        })));
         self.staged.push(staged);
-        self.chunk.clear();
         self.bytes = 0;
         Ok(())
     }
 
     async fn finish(mut self) -> Result<Vec<StagedBatch>, Failure> {
         self.flush().await?;
+        for write in std::mem::take(&mut self.writes) {
+            joined(write.await)?;
+        }
         Ok(self.staged)
     }
+}
+
+/// The outcome of a spawned write.
+fn joined(result: Result<Result<(), Failure>, tokio::task::JoinError>) -> Result<(), Failure> {
+    result.map_err(|e| Failure::runtime(format!("writing results failed: {e}")))?
 }
 
 /// Groups selected items into batches of at most MaxItemsPerBatch items and

@@ -34,9 +34,13 @@ def main():
                          "country", "status", "created_at", "note"])
         for order_id in range(1, args.rows + 1):
             note = ", ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 6)))[:80].ljust(20, ".")
+            # Values are drawn in the order of the shared generator, so the same seed gives the
+            # same rows (only a planted bad row differs).
+            customer_id = rng.randint(1, 50_000)
+            sku = f"SKU-{rng.randint(0, 99_999):05d}"
             qty = rng.randint(1, 10)
             writer.writerow([
-                order_id, rng.randint(1, 50_000), f"SKU-{rng.randint(0, 99_999):05d}",
+                order_id, customer_id, sku,
                 "n/a" if args.bad_every and order_id % args.bad_every == 0 else qty,
                 f"{rng.randint(100, 99_999) / 100:.2f}", rng.choice(CURRENCIES), rng.choice(COUNTRIES),
                 rng.choice(STATUSES),

@@ -15,6 +15,7 @@ pub use error::{Position, StorageError};
 pub use item::Item;
 pub use item_reader::{ItemReader, ItemReaderSpec, ItemSource};
 pub use result_writer::{
-    ChildExecutionResult, ChildStatus, ResultManifest, ResultWriter, ResultWriterSpec, StagedBatch, Transformation,
+    ChildExecutionResult, ChildStatus, DirectResults, ResultManifest, ResultWriter, ResultWriterSpec, StagedBatch,
+    Transformation,
 };
 pub use store::{BucketStore, ObjectRef, S3Config, StoreConfig, Stores};

@@ -70,6 +70,17 @@ impl Transformation {
     }
 }
 
+impl Transformation {
+    /// The entries a succeeded child's output contributes under COMPACT / FLATTEN (for NONE the
+    /// entry is the whole record, see [`Transformation::entries`]).
+    pub fn output_entries(self, output: Value) -> Vec<Value> {
+        match (self, output) {
+            (Transformation::Flatten, Value::Array(items)) => items,
+            (_, other) => vec![other],
+        }
+    }
+}
+
 /// A resolved ResultWriter.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -398,6 +409,33 @@ impl ResultWriter {
         Ok(manifest)
     }
 
+    /// Result files written as children end, without staging: for a map run whose children
+    /// all run in this process (the embedded default), where no batch can be reported twice.
+    /// The manifest is written by [`DirectResults::finish`], after every result file.
+    pub fn direct(&self) -> Result<DirectResults> {
+        let store = self.stores.bucket(&self.spec.bucket)?;
+        let layout = match self.spec.transformation {
+            Transformation::None => ParquetLayout::Records,
+            _ => ParquetLayout::Outputs,
+        };
+        let files = |category, layout| {
+            ResultFiles::new(
+                store.clone(),
+                self.directory(),
+                category,
+                self.spec.output_type,
+                layout,
+                self.spec.max_file_bytes,
+            )
+        };
+        Ok(DirectResults {
+            writer: self.clone(),
+            succeeded: files("SUCCEEDED", layout),
+            failed: files("FAILED", ParquetLayout::Records),
+            pending: files("PENDING", ParquetLayout::Records),
+        })
+    }
+
     /// Deletes every staged object, including attempts the run did not accept.
     async fn remove_staging(&self, store: &crate::BucketStore) -> Result<()> {
         let staging = format!("{}{STAGING}/", self.directory());
@@ -406,5 +444,56 @@ impl ResultWriter {
             store.delete(meta?.location.as_ref()).await?;
         }
         Ok(())
+    }
+}
+
+/// The result files of one map run, written as records arrive (see [`ResultWriter::direct`]).
+pub struct DirectResults {
+    writer: ResultWriter,
+    succeeded: ResultFiles,
+    failed: ResultFiles,
+    pending: ResultFiles,
+}
+
+impl DirectResults {
+    /// Writes one child's record. `output` is a succeeded child's output as a value: under
+    /// COMPACT / FLATTEN it is written without going through the record's text.
+    pub async fn push(&mut self, record: &ChildExecutionResult, output: Option<Value>) -> Result<()> {
+        match record.status {
+            ChildStatus::Succeeded => {
+                let transformation = self.writer.spec.transformation;
+                let entries = match (transformation, output) {
+                    (Transformation::None, _) | (_, None) => transformation.entries(record),
+                    (_, Some(output)) => transformation.output_entries(output),
+                };
+                for entry in entries {
+                    self.succeeded.push(&entry).await?;
+                }
+                Ok(())
+            }
+            ChildStatus::Pending => self.pending.push(&record.to_value()).await,
+            _ => self.failed.push(&record.to_value()).await,
+        }
+    }
+
+    /// Closes the files and writes `manifest.json`.
+    pub async fn finish(self) -> Result<ResultManifest> {
+        let manifest = ResultManifest {
+            destination_bucket: self.writer.spec.bucket.clone(),
+            map_run_arn: self.writer.map_run_arn.clone(),
+            result_files: ResultFileSet {
+                failed: self.failed.finish().await?,
+                pending: self.pending.finish().await?,
+                succeeded: self.succeeded.finish().await?,
+            },
+        };
+        let key = self.writer.manifest_key();
+        let text = serde_json::to_vec(&manifest).map_err(|e| StorageError::Write {
+            bucket: self.writer.spec.bucket.clone(),
+            key: key.clone(),
+            message: e.to_string(),
+        })?;
+        self.writer.stores.bucket(&self.writer.spec.bucket)?.put(&key, Bytes::from(text)).await?;
+        Ok(manifest)
     }
 }

@@ -20,9 +20,7 @@ use stepmap_asl::map_run::{
 };
 use stepmap_asl::timestamp;
 use stepmap_storage::result_writer::{ChildStatus, PayloadDetails};
-use stepmap_storage::{
-    ChildExecutionResult, ItemReader, ItemReaderSpec, ResultWriter, ResultWriterSpec, StagedBatch, Stores,
-};
+use stepmap_storage::{ChildExecutionResult, ItemReader, ItemReaderSpec, ResultWriter, ResultWriterSpec, Stores};
 
 /// AWS's ceiling on parallel children of one map run ("MaxConcurrency 0 ⇒ up to 10,000").
 const MAX_PARALLEL_CHILDREN: usize = 10_000;
@@ -160,9 +158,9 @@ impl MapRun {
         let mut runs = runs.buffered(limit);
         let tolerance = this.request.tolerance;
         let (mut total_items, mut failed_items) = (0u64, 0u64);
-        // With a ResultWriter, records are staged in chunks as children end, so memory stays
-        // bounded; without one, the outputs are the state's result and are kept.
-        let mut staging = writer.as_ref().map(Staging::new);
+        // With a ResultWriter, results are written as children end, so memory stays bounded;
+        // without one, the outputs are the state's result and are kept.
+        let mut results = writer.as_ref().map(ResultsTask::start).transpose()?;
         let mut outputs: Vec<Value> = Vec::new();
         let mut children_done = 0u64;
         let mut exceeded = false;
@@ -173,8 +171,8 @@ impl MapRun {
             if result.record.status != ChildStatus::Succeeded {
                 failed_items += result.items;
             }
-            match &mut staging {
-                Some(staging) => staging.push(result.record).await?,
+            match &mut results {
+                Some(results) => results.push(result.record, result.output).await?,
                 None => outputs.push(result.output.unwrap_or_else(|| result.record.to_value())),
             }
             this.report(children_done, total_items, failed_items, None);
@@ -189,17 +187,15 @@ impl MapRun {
         }
         drop(runs);
         let exceeded = exceeded || tolerance.exceeded(failed_items, total_items);
-        if let (Some(writer), Some(mut staging)) = (&writer, staging) {
+        if let (Some(writer), Some(mut results)) = (&writer, results) {
             if exceeded {
                 // Children never started (or stopped with the run) are PENDING.
                 let mut rest = this.child_inputs_after(children_done).await?;
                 while let Some(child) = rest.next().await {
-                    staging.push(ChildExecutionResult::pending(&child?.input)).await?;
+                    results.push(ChildExecutionResult::pending(&child?.input), None).await?;
                 }
             }
-            let staged = staging.finish().await?;
-            writer.finalize(&staged, &[]).await.map_err(|e| e.failure())?;
-            let manifest = format!("{}/{}", writer.spec().bucket, writer.manifest_key());
+            let manifest = results.finish().await?;
             this.report(children_done, total_items, failed_items, Some(Some(manifest)));
             if exceeded {
                 return Err(Tolerance::failure());
@@ -323,7 +319,7 @@ impl MapRun {
 enum SucceededRecords {
     /// No ResultWriter: the outputs are the result; records only for failed children.
     None,
-    /// COMPACT / FLATTEN results: the output text.
+    /// COMPACT / FLATTEN results: the output (as a value).
     Output,
     /// NONE results: the whole record.
     Full,
@@ -381,8 +377,9 @@ fn child_result(
         ExecutionStatus::Aborted => ChildStatus::Aborted,
     };
     let succeeded = status == ChildStatus::Succeeded;
+    // COMPACT / FLATTEN results take a succeeded child's output as a value, not as text.
     let output_text = match (succeeded, records) {
-        (true, SucceededRecords::None) => None,
+        (true, SucceededRecords::None | SucceededRecords::Output) => None,
         _ => outcome.output.as_ref().map(|o| o.to_string()),
     };
     let input = if succeeded && records != SucceededRecords::Full { String::new() } else { input_text };
@@ -407,67 +404,42 @@ fn child_result(
     ChildResult { items, output, record }
 }
 
-/// Stages result records in chunks of about [`STAGING_CHUNK_BYTES`].
-struct Staging {
-    writer: ResultWriter,
-    chunk: Vec<ChildExecutionResult>,
-    bytes: usize,
-    staged: Vec<StagedBatch>,
-    /// Chunks being written on tasks of their own (serializing a chunk is CPU work that
-    /// would otherwise hold up the map run's loop); awaited before the result files.
-    writes: Vec<AbortOnDrop<Result<(), Failure>>>,
+/// Writes the result files on a task of its own as children end (serialising results is CPU
+/// work that would otherwise hold up the map run's loop); the channel keeps memory bounded.
+struct ResultsTask {
+    sender: tokio::sync::mpsc::Sender<(ChildExecutionResult, Option<Value>)>,
+    task: AbortOnDrop<Result<String, Failure>>,
 }
 
-/// How much record text a staged chunk holds before it is written.
-const STAGING_CHUNK_BYTES: usize = 8 * 1024 * 1024;
-
-/// How many chunk writes may be in flight at once (memory stays bounded).
-const STAGING_WRITES_IN_FLIGHT: usize = 2;
-
-impl Staging {
-    fn new(writer: &ResultWriter) -> Self {
-        Staging { writer: writer.clone(), chunk: Vec::new(), bytes: 0, staged: Vec::new(), writes: Vec::new() }
+impl ResultsTask {
+    /// Returns the task; it ends with the manifest's `bucket/key`.
+    fn start(writer: &ResultWriter) -> Result<ResultsTask, Failure> {
+        let mut results = writer.direct().map_err(|e| e.failure())?;
+        let manifest = format!("{}/{}", writer.spec().bucket, writer.manifest_key());
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<(ChildExecutionResult, Option<Value>)>(64);
+        let task = AbortOnDrop(tokio::spawn(async move {
+            while let Some((record, output)) = receiver.recv().await {
+                results.push(&record, output).await.map_err(|e| e.failure())?;
+            }
+            results.finish().await.map_err(|e| e.failure())?;
+            Ok(manifest)
+        }));
+        Ok(ResultsTask { sender, task })
     }
 
-    async fn push(&mut self, record: ChildExecutionResult) -> Result<(), Failure> {
-        self.bytes += record.input.len() + record.output.as_ref().map_or(0, String::len) + 256;
-        self.chunk.push(record);
-        if self.bytes >= STAGING_CHUNK_BYTES {
-            self.flush().await?;
-        }
-        Ok(())
-    }
-
-    async fn flush(&mut self) -> Result<(), Failure> {
-        if self.chunk.is_empty() {
+    async fn push(&mut self, record: ChildExecutionResult, output: Option<Value>) -> Result<(), Failure> {
+        if self.sender.send((record, output)).await.is_err() {
+            // The task stopped on a write error; `finish` reports it.
             return Ok(());
         }
-        while self.writes.len() >= STAGING_WRITES_IN_FLIGHT {
-            let oldest = self.writes.remove(0);
-            joined(oldest.await)?;
-        }
-        let staged = StagedBatch { batch: self.staged.len() as u64, attempt: 0 };
-        let (writer, chunk) = (self.writer.clone(), std::mem::take(&mut self.chunk));
-        self.writes.push(AbortOnDrop(tokio::spawn(async move {
-            writer.stage_batch(staged, &chunk).await.map(drop).map_err(|e| e.failure())
-        })));
-        self.staged.push(staged);
-        self.bytes = 0;
         Ok(())
     }
 
-    async fn finish(mut self) -> Result<Vec<StagedBatch>, Failure> {
-        self.flush().await?;
-        for write in std::mem::take(&mut self.writes) {
-            joined(write.await)?;
-        }
-        Ok(self.staged)
+    /// Waits for every result file and the manifest.
+    async fn finish(self) -> Result<String, Failure> {
+        drop(self.sender);
+        self.task.await.map_err(|e| Failure::runtime(format!("writing results failed: {e}")))?
     }
-}
-
-/// The outcome of a spawned write.
-fn joined(result: Result<Result<(), Failure>, tokio::task::JoinError>) -> Result<(), Failure> {
-    result.map_err(|e| Failure::runtime(format!("writing results failed: {e}")))?
 }
 
 /// Groups selected items into batches of at most MaxItemsPerBatch items and

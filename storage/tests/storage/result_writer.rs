@@ -100,3 +100,74 @@ fn records_follow_aws_schema_and_transformations() {
     assert_eq!(ChildStatus::TimedOut.category(), "FAILED");
     assert_eq!(ChildStatus::Aborted.category(), "FAILED");
 }
+
+fn record(status: ChildStatus, input: serde_json::Value, output: Option<serde_json::Value>) -> ChildExecutionResult {
+    ChildExecutionResult {
+        cause: None,
+        error: (status != ChildStatus::Succeeded).then(|| "Boom".to_string()),
+        execution_arn: Some("arn:aws:states:us-east-1:1:execution:m/l:c".into()),
+        input: input.to_string(),
+        input_details: PayloadDetails { included: true },
+        name: Some("c".into()),
+        output: output.as_ref().map(|o| o.to_string()),
+        output_details: output.as_ref().map(|_| PayloadDetails { included: true }),
+        redrive_count: Some(0),
+        redrive_status: None,
+        redrive_status_reason: None,
+        start_date: None,
+        state_machine_arn: None,
+        status,
+        stop_date: None,
+    }
+}
+
+/// Writing results directly (the in-process executor) gives the files that staging then
+/// finalising gives, for every transformation.
+#[tokio::test]
+async fn direct_results_match_staged_results() {
+    let records = vec![
+        record(ChildStatus::Succeeded, json!({"Items": [1, 2]}), Some(json!([{"a": 1}, {"a": 2}]))),
+        record(ChildStatus::Failed, json!({"Items": [3]}), None),
+        record(ChildStatus::Succeeded, json!({"Items": [4]}), Some(json!({"b": 4}))),
+        ChildExecutionResult::pending(&json!({"Items": [5]})),
+    ];
+    for transformation in ["NONE", "COMPACT", "FLATTEN"] {
+        let writer_model = model(json!({"Resource": "arn:aws:states:::s3:putObject",
+            "WriterConfig": {"Transformation": transformation, "OutputType": "JSONL"}}));
+        let read_all = |stores: Arc<Stores>, manifest: stepmap_storage::ResultManifest| async move {
+            let store = stores.bucket("dest").unwrap();
+            let mut texts = Vec::new();
+            for file in manifest
+                .result_files
+                .succeeded
+                .iter()
+                .chain(&manifest.result_files.failed)
+                .chain(&manifest.result_files.pending)
+            {
+                texts.push(String::from_utf8(store.get_bytes(&file.key).await.unwrap().to_vec()).unwrap());
+            }
+            texts
+        };
+        let spec = ResultWriterSpec::new(&writer_model, &json!({"Bucket": "dest", "Prefix": "out"})).unwrap();
+        let arn = "arn:aws:states:us-east-1:1:mapRun:m/l:run-1";
+        let staged_stores = Arc::new(Stores::new(StoreConfig::Memory));
+        let staged = ResultWriter::new(staged_stores.clone(), spec.clone(), arn, 0);
+        let batch = stepmap_storage::StagedBatch { batch: 0, attempt: 0 };
+        staged.stage_batch(batch, &records).await.unwrap();
+        let staged_manifest = staged.finalize(&[batch], &[]).await.unwrap();
+        let direct_stores = Arc::new(Stores::new(StoreConfig::Memory));
+        let direct = ResultWriter::new(direct_stores.clone(), spec, arn, 0);
+        let mut results = direct.direct().unwrap();
+        for r in &records {
+            let output = r.output.as_deref().map(|t| serde_json::from_str(t).unwrap());
+            results.push(r, output).await.unwrap();
+        }
+        let direct_manifest = results.finish().await.unwrap();
+        assert_eq!(direct_manifest, staged_manifest, "{transformation}");
+        assert_eq!(
+            read_all(direct_stores, direct_manifest).await,
+            read_all(staged_stores, staged_manifest).await,
+            "{transformation}"
+        );
+    }
+}

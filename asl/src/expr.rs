@@ -22,6 +22,9 @@ pub struct PathExpr {
     pub text: String,
     pub root: PathRoot,
     pub path: JsonPath,
+    /// For `$$.Map.Item...`: the rest of the path, applied to the item's context directly
+    /// (an ItemSelector evaluates such paths once per item; building `$$` each time is waste).
+    pub map_item: Option<JsonPath>,
 }
 
 impl PathExpr {
@@ -44,7 +47,8 @@ impl PathExpr {
             return Err(syntax("a path must start with '$'"));
         };
         let path = JsonPath::parse(&format!("${rest}"))?;
-        Ok(PathExpr { text: text.to_string(), root, path })
+        let map_item = if root == PathRoot::Context { path.after_names(&["Map", "Item"]) } else { None };
+        Ok(PathExpr { text: text.to_string(), root, path, map_item })
     }
 
     /// Whether `text` looks like a path (starts with `$`).

@@ -38,6 +38,9 @@ impl Eval<'_> {
         match &expr.root {
             PathRoot::Input => select(input),
             PathRoot::Context => {
+                if let (Some(item), Some(path)) = (self.state.map_item, &expr.map_item) {
+                    return path.select(item).map_err(|e| Unresolved::Missing(e.message));
+                }
                 let only_map = self.state.map_item.is_some() && expr.text.starts_with("$$.Map");
                 select(&self.state.to_value(only_map))
             }

@@ -81,6 +81,23 @@ impl JsonPath {
         }
     }
 
+    /// The rest of this path after the leading single-name steps `names`, e.g. `$.Value.qty`
+    /// for `$.Map.Item.Value.qty` and `["Map", "Item"]`; `None` when it does not start so.
+    pub fn after_names(&self, names: &[&str]) -> Option<JsonPath> {
+        if self.tokens.len() < names.len() {
+            return None;
+        }
+        for (token, name) in self.tokens.iter().zip(names) {
+            match token {
+                Token::Property(n) if n.len() == 1 && n[0] == *name => {}
+                _ => return None,
+            }
+        }
+        let tokens = self.tokens[names.len()..].to_vec();
+        let definite = select::is_definite(&tokens);
+        Some(JsonPath { text: token::render(&tokens), tokens, definite })
+    }
+
     /// Writes `value` at the (reference) path, creating intermediate objects as needed
     /// (ResultPath semantics). `$` replaces the root.
     pub fn assign(&self, root: &mut Value, value: Value) -> Result<(), PathError> {

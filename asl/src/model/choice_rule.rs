@@ -93,7 +93,10 @@ pub enum Operand {
     Path(PathExpr),
 }
 
+/// A Choice condition. `Test` is the large variant; conditions are built once per definition,
+/// so boxing it would only add indirection to every evaluation.
 #[derive(Clone, Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Condition {
     And(Vec<Condition>),
     Or(Vec<Condition>),

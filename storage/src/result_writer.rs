@@ -332,7 +332,6 @@ impl ResultWriter {
     /// removes the staging objects. Returns the manifest.
     pub async fn finalize(&self, batches: &[StagedBatch], pending: &[ChildExecutionResult]) -> Result<ResultManifest> {
         let store = self.stores.bucket(&self.spec.bucket)?;
-        let directory = self.directory();
         // The manifest is written after every result file: if it exists, an earlier run of this
         // effect completed, and only its clean-up may be missing.
         match store.get_bytes(&self.manifest_key()).await {
@@ -345,23 +344,7 @@ impl ResultWriter {
             Err(StorageError::NotFound { .. }) => {}
             Err(e) => return Err(e),
         }
-        let layout = match self.spec.transformation {
-            Transformation::None => ParquetLayout::Records,
-            _ => ParquetLayout::Outputs,
-        };
-        let files = |category, layout| {
-            ResultFiles::new(
-                store.clone(),
-                directory.clone(),
-                category,
-                self.spec.output_type,
-                layout,
-                self.spec.max_file_bytes,
-            )
-        };
-        let mut succeeded = files("SUCCEEDED", layout);
-        let mut failed = files("FAILED", ParquetLayout::Records);
-        let mut pending_files = files("PENDING", ParquetLayout::Records);
+        let mut results = self.direct()?;
         // One attempt per batch, in batch order.
         let chosen: BTreeMap<u64, StagedBatch> = batches.iter().map(|b| (b.batch, *b)).collect();
         for staged in chosen.values() {
@@ -376,35 +359,13 @@ impl ResultWriter {
                     key: key.clone(),
                     message: format!("staged record {} is invalid: {e}", number + 1),
                 })?;
-                match record.status {
-                    ChildStatus::Succeeded => {
-                        for entry in self.spec.transformation.entries(&record) {
-                            succeeded.push(&entry).await?;
-                        }
-                    }
-                    ChildStatus::Pending => pending_files.push(&record.to_value()).await?,
-                    _ => failed.push(&record.to_value()).await?,
-                }
+                results.push(&record, None).await?;
             }
         }
         for record in pending {
-            pending_files.push(&record.to_value()).await?;
+            results.push(record, None).await?;
         }
-        let manifest = ResultManifest {
-            destination_bucket: self.spec.bucket.clone(),
-            map_run_arn: self.map_run_arn.clone(),
-            result_files: ResultFileSet {
-                failed: failed.finish().await?,
-                pending: pending_files.finish().await?,
-                succeeded: succeeded.finish().await?,
-            },
-        };
-        let text = serde_json::to_vec(&manifest).map_err(|e| StorageError::Write {
-            bucket: self.spec.bucket.clone(),
-            key: self.manifest_key(),
-            message: e.to_string(),
-        })?;
-        store.put(&self.manifest_key(), Bytes::from(text)).await?;
+        let manifest = results.finish().await?;
         self.remove_staging(&store).await?;
         Ok(manifest)
     }

@@ -7,7 +7,6 @@
 //! writing results (ResultWriter) belong to the executor: in-process for `stepmap run`, on the
 //! worker fleet for a cluster.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -16,8 +15,8 @@ use serde_json::{json, Map, Value};
 use crate::failure::{names, Failure};
 use crate::interpreter::context_object::{ExecutionContext, StateContext};
 use crate::interpreter::data_flow::Eval;
-use crate::interpreter::scope::Scope;
 use crate::interpreter::Environment;
+use crate::interpreter::Scope;
 use crate::model::{PayloadTemplate, ReaderConfig, ResultWriter, StateMachine, StateMachineType};
 
 /// Where the items of a map run come from.
@@ -91,7 +90,8 @@ pub struct ItemSelection {
     pub execution: ExecutionContext,
     pub state_name: String,
     pub entered_time: String,
-    pub variables: HashMap<String, Value>,
+    /// The variables the template may read (the Map state's scope; cheap to clone).
+    pub variables: Scope,
     /// `An error occurred while executing the state ...` prefix for `States.Runtime` causes.
     pub cause_prefix: String,
 }
@@ -121,10 +121,6 @@ impl ItemSelection {
             map_item.insert("Source".into(), Value::String(source));
         }
         let map_item = Value::Object(map_item);
-        let mut scope = Scope::default();
-        for (name, value) in &self.variables {
-            scope.set(name.clone(), value.clone());
-        }
         let random = || rand::random::<u64>();
         let eval = Eval {
             state: StateContext {
@@ -135,7 +131,7 @@ impl ItemSelection {
                 task_token: None,
                 map_item: Some(&map_item),
             },
-            scope: &scope,
+            scope: &self.variables,
             random: &random,
             cause_prefix: self.cause_prefix.clone(),
         };
@@ -248,7 +244,11 @@ mod tests {
             execution: ExecutionContext { execution: json!({}), state_machine: json!({}) },
             state_name: "M".into(),
             entered_time: "t".into(),
-            variables: HashMap::from([("x".to_string(), json!("var"))]),
+            variables: {
+                let mut scope = Scope::default();
+                scope.set("x".to_string(), json!("var"));
+                scope
+            },
             cause_prefix: String::new(),
         };
         let item = MapItem { index: 3, value: json!("row"), key: None, source: Some("S3://b/k".into()) };

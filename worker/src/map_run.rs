@@ -12,21 +12,21 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use futures::stream::{self, BoxStream};
 use futures::{FutureExt, StreamExt};
-use serde_json::{json, Value};
+use serde_json::Value;
 use stepmap_asl::failure::Failure;
 use stepmap_asl::interpreter::{run_execution, ExecutionOutcome, ExecutionSpec, ExecutionStatus};
 use stepmap_asl::map_run::{
     batch_input, child_execution_arn, Batching, MapItem, MapRunExecutor, MapRunItems, MapRunRequest, Tolerance,
 };
 use stepmap_asl::timestamp;
+use stepmap_storage::batch_plan::DEFAULT_MAX_INPUT_BYTES;
 use stepmap_storage::result_writer::{ChildStatus, PayloadDetails};
-use stepmap_storage::{ChildExecutionResult, ItemReader, ItemReaderSpec, ResultWriter, ResultWriterSpec, Stores};
+use stepmap_storage::{
+    ChildExecutionResult, ItemReader, ItemReaderSpec, ResultWriter, ResultWriterSpec, StorageError, Stores,
+};
 
 /// AWS's ceiling on parallel children of one map run ("MaxConcurrency 0 ⇒ up to 10,000").
 const MAX_PARALLEL_CHILDREN: usize = 10_000;
-
-/// A batch is capped at 256 KiB when ItemBatcher sets no byte limit (features.md §2.5).
-const DEFAULT_MAX_BATCH_BYTES: u64 = 256 * 1024;
 
 /// What a map run has done so far, for progress displays.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -237,9 +237,11 @@ impl MapRun {
                 .boxed())
             }
             MapRunItems::Reader { resource, config, parameters, max_items } => {
-                let max_items = match max_items {
-                    Some(n) => stepmap_storage::item_reader::resolve_max_items(&json!(n), "MaxItems")
-                        .map_err(|e| e.failure())?,
+                // The interpreter resolved an integer; its sign is judged here, after
+                // MapRunStarted, as AWS does. 0 means every item.
+                let max_items = match *max_items {
+                    Some(n) if n < 0 => return Err(StorageError::MaxItemsNotPositive { value: n }.failure()),
+                    Some(n) => Some(n as u64).filter(|n| *n > 0),
                     None => None,
                 };
                 let spec = ItemReaderSpec::new(resource, config, parameters, max_items).map_err(|e| e.failure())?;
@@ -450,7 +452,7 @@ fn batches(
     batching: Batching,
 ) -> BoxStream<'static, Result<ChildInput, Failure>> {
     let max_items = batching.max_items_per_batch.unwrap_or(u64::MAX).max(1);
-    let max_bytes = batching.max_input_bytes_per_batch.unwrap_or(DEFAULT_MAX_BATCH_BYTES);
+    let max_bytes = batching.max_input_bytes_per_batch.unwrap_or(DEFAULT_MAX_INPUT_BYTES);
     struct State<S> {
         selected: std::pin::Pin<Box<S>>,
         held: Option<(Value, u64)>,
@@ -510,6 +512,8 @@ fn batches(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use stepmap_asl::failure::names;
 

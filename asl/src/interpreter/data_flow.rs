@@ -189,8 +189,8 @@ impl IntrinsicEnv for TemplateEnv<'_, '_> {
     }
 }
 
-/// A value as AWS shows it inside quotes in a cause: strings bare, the rest as JSON.
-fn shown(value: &Value) -> String {
+/// A value as AWS shows it in a cause (inside quotes, after `==`): strings bare, the rest as JSON.
+pub(crate) fn shown(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
         other => compact(other),

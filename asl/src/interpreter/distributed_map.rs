@@ -66,7 +66,7 @@ impl Runner {
                     execution: self.exec_ctx.clone(),
                     state_name: visit.name.to_string(),
                     entered_time: visit.entered_time.clone(),
-                    variables: scope.visible(),
+                    variables: scope.clone(),
                     cause_prefix: eval.cause_prefix.clone(),
                 },
                 batching: s.item_batcher.as_ref().map(|b| batching(&eval, b, &effective)).transpose()?,

@@ -31,6 +31,7 @@ use crate::task::TaskInvoker;
 
 pub use choice::{compare, wildcard_match};
 pub use context_object::ExecutionContext;
+pub use scope::Scope;
 
 /// Who and what an execution is: names, ARNs and input.
 #[derive(Clone, Debug)]

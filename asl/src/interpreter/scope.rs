@@ -28,11 +28,4 @@ impl Scope {
     pub fn set(&mut self, name: String, value: Value) {
         self.local.insert(name, value);
     }
-
-    /// Every variable this scope can read, inner values shadowing outer ones.
-    pub fn visible(&self) -> HashMap<String, Value> {
-        let mut all = self.outer.as_deref().map(Scope::visible).unwrap_or_default();
-        all.extend(self.local.iter().map(|(k, v)| (k.clone(), v.clone())));
-        all
-    }
 }

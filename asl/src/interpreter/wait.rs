@@ -3,7 +3,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Value;
 
-use super::data_flow::{compact, Unresolved};
+use super::data_flow::{shown, Unresolved};
 use super::runner::{Exit, Runner, Visit};
 use super::scope::Scope;
 use crate::failure::Failure;
@@ -53,7 +53,7 @@ impl Runner {
                     eval.runtime(format!(
                         "The SecondsPath parameter cannot be parsed as a long value: {} == {}",
                         path.text,
-                        display(&value)
+                        shown(&value)
                     ))
                 })?;
                 if seconds < 0 {
@@ -77,7 +77,7 @@ impl Runner {
                     eval.runtime(format!(
                         "The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {} == {}",
                         path.text,
-                        display(&value)
+                        shown(&value)
                     ))
                 })?;
                 parsed.with_timezone(&Utc)
@@ -98,13 +98,5 @@ impl Runner {
         let eval = self.eval(visit, scope, None);
         let output = eval.select_path_owned(&s.output_path, effective)?;
         Ok(Exit { output, transition: Transition::from_fields(&s.next), assigned })
-    }
-}
-
-/// A value as AWS prints it after `==`: strings bare, anything else as JSON.
-fn display(value: &Value) -> String {
-    match value {
-        Value::String(text) => text.clone(),
-        other => compact(other),
     }
 }

@@ -31,6 +31,35 @@ pub struct TaskRequest {
     /// Region and account of the execution, for ARNs an invoker builds.
     pub region: String,
     pub account: String,
+    /// `$$.Task.Token` of this attempt: set for activities and `.waitForTaskToken`
+    /// integrations, whose result arrives through SendTaskSuccess / SendTaskFailure.
+    pub task_token: Option<String>,
+    /// HeartbeatSeconds as resolved for this attempt (activities and callbacks).
+    pub heartbeat: Option<Duration>,
+    /// Where the invoker reports milestones within the attempt; the interpreter records
+    /// each as a history event (once per attempt, however often it is reported).
+    pub progress: Option<TaskProgressSender>,
+}
+
+/// A milestone of a running Task attempt that has its own history event.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TaskProgress {
+    /// An activity worker took the task (GetActivityTask): `ActivityStarted`. The task's
+    /// TimeoutSeconds and HeartbeatSeconds count from here.
+    ActivityStarted { worker_name: String },
+    /// The service call of a `.waitForTaskToken` task returned `output`: `TaskSubmitted`.
+    Submitted { output: Value },
+}
+
+pub type TaskProgressSender = futures::channel::mpsc::UnboundedSender<TaskProgress>;
+
+impl TaskRequest {
+    /// Reports `progress` to the interpreter, if it listens.
+    pub fn report(&self, progress: TaskProgress) {
+        if let Some(sender) = &self.progress {
+            let _ = sender.unbounded_send(progress);
+        }
+    }
 }
 
 /// Runs Task resources. Implementations live outside `asl` (the worker crate); tests use

@@ -9,12 +9,14 @@ use anyhow::Context;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use stepmap_coordinator::api::StatesService;
-use stepmap_coordinator::driver::ExecutionDriver;
+use stepmap_coordinator::driver::{ExecutionDriver, MapRunConfig};
 use stepmap_coordinator::state::{ArnScope, ReplicatedState};
 use stepmap_coordinator::transport::{GrpcTransport, RaftTransportService};
 use stepmap_coordinator::{NodeId, RaftAdminService, RaftConfig, RaftNode};
+use stepmap_storage::{StoreConfig, Stores};
 use stepmap_worker::function_registry::FunctionRegistry;
 use stepmap_worker::invoker::LocalInvoker;
+use stepmap_worker::LocalMapRunExecutor;
 
 #[derive(Args)]
 pub struct CoordinatorArgs {
@@ -29,7 +31,7 @@ pub struct CoordinatorArgs {
 /// The coordinator's configuration file. Every field has a default; unknown fields are
 /// refused. Environment overrides: `STEPMAP_NODE_ID`, `STEPMAP_LISTEN`, `STEPMAP_DATA_DIR`,
 /// `STEPMAP_PEERS` (`1=host:port,2=host:port,...`), `STEPMAP_REGION`, `STEPMAP_ACCOUNT`,
-/// `STEPMAP_FUNCTIONS`.
+/// `STEPMAP_FUNCTIONS`, `STEPMAP_OBJECT_STORE`, `STEPMAP_SLOTS`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CoordinatorConfig {
@@ -47,6 +49,13 @@ pub struct CoordinatorConfig {
     pub account: String,
     /// Function registry (JSON or TOML) for Lambda Task states run by the coordinator.
     pub functions: Option<PathBuf>,
+    /// Where Distributed Maps' ItemReader reads and ResultWriter writes: a directory (bucket
+    /// B, key K is the file DIR/B/K), `file://`, `s3://` or an S3-compatible `http(s)://`
+    /// endpoint (storage crate's store URLs). Default: `<data_dir>/objects`.
+    pub object_store: Option<String>,
+    /// Distributed Map children the leader runs at once at most (within MaxConcurrency).
+    /// Default: one per core.
+    pub map_run_slots: Option<usize>,
 }
 
 impl Default for CoordinatorConfig {
@@ -60,6 +69,8 @@ impl Default for CoordinatorConfig {
             region: scope.region,
             account: scope.account,
             functions: None,
+            object_store: None,
+            map_run_slots: None,
         }
     }
 }
@@ -110,6 +121,13 @@ impl CoordinatorConfig {
         if let Some(functions) = var("STEPMAP_FUNCTIONS") {
             self.functions = Some(functions.into());
         }
+        if let Some(store) = var("STEPMAP_OBJECT_STORE") {
+            self.object_store = Some(store);
+        }
+        if let Some(slots) = var("STEPMAP_SLOTS") {
+            self.map_run_slots =
+                Some(slots.parse().with_context(|| format!("STEPMAP_SLOTS '{slots}' is not a number"))?);
+        }
         Ok(())
     }
 
@@ -141,7 +159,20 @@ impl CoordinatorConfig {
         );
         RaftConfig::new(id, self.peers()?, &self.data_dir).validate()?;
         anyhow::ensure!(!self.region.is_empty() && !self.account.is_empty(), "region and account must not be empty");
+        anyhow::ensure!(
+            self.map_run_slots.is_none_or(|n| (1..=10_000).contains(&n)),
+            "map_run_slots must be between 1 and 10000"
+        );
+        self.stores()?;
         Ok(())
+    }
+
+    /// The object stores of ItemReader and ResultWriter.
+    pub fn stores(&self) -> anyhow::Result<Stores> {
+        match &self.object_store {
+            Some(url) => Stores::from_url(url).with_context(|| format!("object_store: '{url}'")),
+            None => Ok(Stores::new(StoreConfig::Local { data_dir: self.data_dir.join("objects") })),
+        }
     }
 }
 
@@ -173,7 +204,9 @@ async fn serve(config: CoordinatorConfig) -> anyhow::Result<()> {
         None => FunctionRegistry::new(),
     };
     let invoker = Arc::new(LocalInvoker::new(registry)?);
-    let driver = ExecutionDriver::start(node.clone(), invoker.clone());
+    let slots = config.map_run_slots.unwrap_or_else(LocalMapRunExecutor::default_slots);
+    let map_runs = MapRunConfig::local(Arc::new(config.stores()?), slots);
+    let driver = ExecutionDriver::start_with_map_runs(node.clone(), invoker.clone(), Some(map_runs));
     let scope = ArnScope { region: config.region.clone(), account: config.account.clone() };
     let states = StatesService::new(node.clone(), driver, scope, invoker);
     tracing::info!(node = %id, listen = %config.listen, "coordinator serving");

@@ -1,5 +1,5 @@
 //! `start-execution`, `describe-execution`, `get-execution-history`, `list-executions`,
-//! `stop-execution`: the execution verbs of the AWS CLI.
+//! `stop-execution`, `redrive-execution`: the execution verbs of the AWS CLI.
 
 use std::time::Duration;
 
@@ -79,6 +79,18 @@ pub struct StopExecutionArgs {
     endpoint: EndpointArgs,
 }
 
+#[derive(Args)]
+pub struct RedriveExecutionArgs {
+    #[arg(long = "execution-arn")]
+    execution_arn: String,
+    /// Makes a retried request idempotent (1 to 64 printable characters). Unlike the AWS CLI,
+    /// none is generated when absent.
+    #[arg(long = "client-token")]
+    client_token: Option<String>,
+    #[command(flatten)]
+    endpoint: EndpointArgs,
+}
+
 async fn describe(client: &mut StatesClient, arn: &str) -> anyhow::Result<pb::DescribeExecutionResponse> {
     let request = pb::DescribeExecutionRequest { execution_arn: arn.to_owned() };
     client
@@ -132,6 +144,12 @@ fn execution_json(e: pb::DescribeExecutionResponse) -> Value {
     insert_some(&mut out, "output", e.output);
     insert_some(&mut out, "error", e.error);
     insert_some(&mut out, "cause", e.cause);
+    if let Some(count) = e.redrive_count {
+        out["redriveCount"] = count.into();
+    }
+    insert_some(&mut out, "redriveDate", e.redrive_date);
+    insert_some(&mut out, "redriveStatus", e.redrive_status);
+    insert_some(&mut out, "redriveStatusReason", e.redrive_status_reason);
     out
 }
 
@@ -246,5 +264,20 @@ pub fn stop_execution(args: StopExecutionArgs) -> anyhow::Result<u8> {
             .map_err(describe_status)
     })?;
     print(json!({"stopDate": stopped.stop_date}));
+    Ok(0)
+}
+
+pub fn redrive_execution(args: RedriveExecutionArgs) -> anyhow::Result<u8> {
+    let request = pb::RedriveExecutionRequest { execution_arn: args.execution_arn, client_token: args.client_token };
+    let redriven = with_client(&args.endpoint, async |client| {
+        client
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.redrive_execution(request).await }
+            })
+            .await
+            .map_err(describe_status)
+    })?;
+    print(json!({"redriveDate": redriven.redrive_date}));
     Ok(0)
 }

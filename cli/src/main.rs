@@ -6,9 +6,11 @@ mod coordinator;
 mod definition;
 mod execution_verbs;
 mod input;
+mod map_run_verbs;
 mod progress;
 mod run;
 mod state_machine_verbs;
+mod task_verbs;
 mod validate;
 
 use std::process::ExitCode;
@@ -50,6 +52,30 @@ enum Command {
     ListExecutions(execution_verbs::ListExecutionsArgs),
     /// AWS StopExecution.
     StopExecution(execution_verbs::StopExecutionArgs),
+    /// AWS RedriveExecution (STANDARD executions that FAILED, TIMED_OUT or were ABORTED).
+    RedriveExecution(execution_verbs::RedriveExecutionArgs),
+    /// AWS SendTaskSuccess (completes an activity or `.waitForTaskToken` task).
+    SendTaskSuccess(task_verbs::SendTaskSuccessArgs),
+    /// AWS SendTaskFailure.
+    SendTaskFailure(task_verbs::SendTaskFailureArgs),
+    /// AWS SendTaskHeartbeat.
+    SendTaskHeartbeat(task_verbs::TaskTokenArgs),
+    /// AWS CreateActivity.
+    CreateActivity(task_verbs::CreateActivityArgs),
+    /// AWS DescribeActivity.
+    DescribeActivity(task_verbs::ActivityArnArgs),
+    /// AWS ListActivities.
+    ListActivities(task_verbs::ListActivitiesArgs),
+    /// AWS DeleteActivity.
+    DeleteActivity(task_verbs::ActivityArnArgs),
+    /// AWS GetActivityTask (long poll, up to 60 s).
+    GetActivityTask(task_verbs::GetActivityTaskArgs),
+    /// AWS DescribeMapRun.
+    DescribeMapRun(map_run_verbs::DescribeMapRunArgs),
+    /// AWS ListMapRuns.
+    ListMapRuns(map_run_verbs::ListMapRunsArgs),
+    /// AWS UpdateMapRun.
+    UpdateMapRun(map_run_verbs::UpdateMapRunArgs),
 }
 
 /// Exit codes of the CLI contract: 0 succeeded, 1 the execution ended otherwise (or the
@@ -76,6 +102,18 @@ fn main() -> ExitCode {
         Command::GetExecutionHistory(args) => execution_verbs::get_execution_history(args),
         Command::ListExecutions(args) => execution_verbs::list_executions(args),
         Command::StopExecution(args) => execution_verbs::stop_execution(args),
+        Command::RedriveExecution(args) => execution_verbs::redrive_execution(args),
+        Command::SendTaskSuccess(args) => task_verbs::send_task_success(args),
+        Command::SendTaskFailure(args) => task_verbs::send_task_failure(args),
+        Command::SendTaskHeartbeat(args) => task_verbs::send_task_heartbeat(args),
+        Command::CreateActivity(args) => task_verbs::create_activity(args),
+        Command::DescribeActivity(args) => task_verbs::describe_activity(args),
+        Command::ListActivities(args) => task_verbs::list_activities(args),
+        Command::DeleteActivity(args) => task_verbs::delete_activity(args),
+        Command::GetActivityTask(args) => task_verbs::get_activity_task(args),
+        Command::DescribeMapRun(args) => map_run_verbs::describe_map_run(args),
+        Command::ListMapRuns(args) => map_run_verbs::list_map_runs(args),
+        Command::UpdateMapRun(args) => map_run_verbs::update_map_run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -100,7 +100,8 @@ impl From<Error> for tonic::Status {
                     ApiError::StateMachineDoesNotExist { .. }
                     | ApiError::ExecutionDoesNotExist { .. }
                     | ApiError::ActivityDoesNotExist { .. }
-                    | ApiError::TaskDoesNotExist => tonic::Code::NotFound,
+                    | ApiError::TaskDoesNotExist
+                    | ApiError::ResourceNotFound { .. } => tonic::Code::NotFound,
                     ApiError::StateMachineAlreadyExists { .. }
                     | ApiError::ExecutionAlreadyExists { .. }
                     | ApiError::ActivityAlreadyExists { .. } => tonic::Code::AlreadyExists,

@@ -9,8 +9,11 @@ mod cluster {
     pub mod executions;
     pub mod harness;
     pub mod kv;
+    pub mod map_runs;
     pub mod network;
+    pub mod redrive;
     pub mod scenarios;
+    pub mod task_tokens;
 }
 
 use cluster::network::{Grpc, InProcess};
@@ -95,6 +98,48 @@ async fn in_process_executions_survive_a_leader_crash() {
 async fn grpc_every_states_operation_through_the_client() {
     init_tracing();
     cluster::api::every_operation_through_the_grpc_client().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_map_runs_through_the_client() {
+    init_tracing();
+    cluster::map_runs::map_runs_through_the_grpc_client().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_map_runs_across_a_change_of_leader() {
+    init_tracing();
+    cluster::map_runs::map_runs_across_a_change_of_leader().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_activities_through_the_client() {
+    init_tracing();
+    cluster::task_tokens::activities_through_the_grpc_client().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_callbacks_wait_for_the_task_token() {
+    init_tracing();
+    cluster::task_tokens::callbacks_wait_for_the_task_token().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_task_token_wait_survives_a_change_of_leader() {
+    init_tracing();
+    cluster::task_tokens::a_task_token_wait_survives_a_change_of_leader().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_redrive_execution_through_the_client() {
+    init_tracing();
+    cluster::redrive::redrive_through_the_grpc_client().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_redriven_execution_survives_a_change_of_leader() {
+    init_tracing();
+    cluster::redrive::a_redriven_execution_survives_a_change_of_leader().await;
 }
 
 /// A linearizable read is served as soon as the leader has confirmed it, not at the next tick:

@@ -7,7 +7,7 @@
 //! Children run in item order as far as the result is concerned. When the threshold is
 //! exceeded no further child starts: the items not yet started become PENDING records.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use futures::stream::{self, BoxStream};
@@ -45,6 +45,194 @@ pub struct MapRunProgress {
 /// Receives [`MapRunProgress`] as children end (from the task running the map run).
 pub type ProgressObserver = Arc<dyn Fn(&MapRunProgress) + Send + Sync>;
 
+/// A map-run executor whose runs can be steered while they go on (UpdateMapRun) and watched
+/// (DescribeMapRun's counters) through a [`MapRunControl`]. The coordinator runs map runs
+/// through this seam: [`LocalMapRunExecutor`] today, the worker fleet's dispatcher later.
+pub trait ControlledMapRunExecutor: Send + Sync {
+    /// Runs `request` under `control`: its MaxConcurrency and tolerances are read from
+    /// `control` as the run goes (the request's own values are ignored), and the run keeps
+    /// `control`'s counters current.
+    fn run_controlled(
+        &self,
+        request: MapRunRequest,
+        control: MapRunControl,
+    ) -> BoxFuture<'static, Result<Value, Failure>>;
+}
+
+/// Counters of one kind (items or child executions) of a map run, as AWS's
+/// `MapRunItemCounts` / `MapRunExecutionCounts` define them (features.md §2.9).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MapRunCounts {
+    /// Read, not yet started in a child (waiting for a MaxConcurrency slot, or never started
+    /// because the run failed).
+    pub pending: u64,
+    pub running: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub timed_out: u64,
+    /// In children stopped because the map run ended (failed) while they ran.
+    pub aborted: u64,
+    /// Every item (child) read so far: final once the reader reached the end.
+    pub total: u64,
+    /// Whose result was taken into the map run's result (written by the ResultWriter, or
+    /// collected into the state's output).
+    pub results_written: u64,
+}
+
+/// A map run's [`MapRunCounts`] of items and of child executions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MapRunCounters {
+    pub items: MapRunCounts,
+    pub executions: MapRunCounts,
+}
+
+impl MapRunCounters {
+    /// A child of `items` items was read.
+    fn read(&mut self, items: u64) {
+        self.add_pending(1, items);
+    }
+
+    fn add_pending(&mut self, children: u64, items: u64) {
+        self.executions.total += children;
+        self.executions.pending += children;
+        self.items.total += items;
+        self.items.pending += items;
+    }
+
+    fn started(&mut self, items: u64) {
+        self.executions.pending = self.executions.pending.saturating_sub(1);
+        self.executions.running += 1;
+        self.items.pending = self.items.pending.saturating_sub(items);
+        self.items.running += items;
+    }
+
+    fn ended(&mut self, items: u64, status: ChildStatus) {
+        self.executions.running = self.executions.running.saturating_sub(1);
+        self.items.running = self.items.running.saturating_sub(items);
+        let (executions, items_counter) = match status {
+            ChildStatus::Succeeded => (&mut self.executions.succeeded, &mut self.items.succeeded),
+            ChildStatus::Failed => (&mut self.executions.failed, &mut self.items.failed),
+            ChildStatus::TimedOut => (&mut self.executions.timed_out, &mut self.items.timed_out),
+            ChildStatus::Aborted => (&mut self.executions.aborted, &mut self.items.aborted),
+            ChildStatus::Pending => (&mut self.executions.pending, &mut self.items.pending),
+        };
+        *executions += 1;
+        *items_counter += items;
+    }
+
+    fn written(&mut self, items: u64) {
+        self.executions.results_written += 1;
+        self.items.results_written += items;
+    }
+
+    /// The run ended while children ran: they were stopped.
+    fn abort_running(&mut self) {
+        self.executions.aborted += std::mem::take(&mut self.executions.running);
+        self.items.aborted += std::mem::take(&mut self.items.running);
+    }
+}
+
+/// The live handle of one map run, shared by the run and whoever steers it: MaxConcurrency
+/// and the tolerated-failure thresholds (which UpdateMapRun changes while the run goes on)
+/// and the counters the run keeps. Cheap to clone.
+#[derive(Clone)]
+pub struct MapRunControl {
+    inner: Arc<ControlInner>,
+}
+
+struct ControlInner {
+    settings: Mutex<(u64, Tolerance)>,
+    counters: Mutex<MapRunCounters>,
+    /// Wakes children waiting for a slot when MaxConcurrency grows.
+    changed: tokio::sync::Notify,
+}
+
+impl MapRunControl {
+    /// `max_concurrency` 0 means AWS's ceiling (10,000 children).
+    pub fn new(max_concurrency: u64, tolerance: Tolerance) -> MapRunControl {
+        MapRunControl {
+            inner: Arc::new(ControlInner {
+                settings: Mutex::new((max_concurrency, tolerance)),
+                counters: Mutex::new(MapRunCounters::default()),
+                changed: tokio::sync::Notify::new(),
+            }),
+        }
+    }
+
+    pub fn max_concurrency(&self) -> u64 {
+        self.inner.settings.lock().unwrap_or_else(|e| e.into_inner()).0
+    }
+
+    /// Takes effect at once: more children start if it grew; if it shrank, no new child
+    /// starts until fewer than `max_concurrency` run (running children are not stopped).
+    pub fn set_max_concurrency(&self, max_concurrency: u64) {
+        self.inner.settings.lock().unwrap_or_else(|e| e.into_inner()).0 = max_concurrency;
+        self.inner.changed.notify_waiters();
+    }
+
+    pub fn tolerance(&self) -> Tolerance {
+        self.inner.settings.lock().unwrap_or_else(|e| e.into_inner()).1
+    }
+
+    /// Judged from the next child's end on (and at the end of the run).
+    pub fn set_tolerance(&self, tolerance: Tolerance) {
+        self.inner.settings.lock().unwrap_or_else(|e| e.into_inner()).1 = tolerance;
+    }
+
+    /// The counters as they are now.
+    pub fn counters(&self) -> MapRunCounters {
+        *self.inner.counters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn update(&self, change: impl FnOnce(&mut MapRunCounters)) {
+        change(&mut self.inner.counters.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+}
+
+/// Holds children to the map run's current MaxConcurrency (and this process's slots).
+struct ConcurrencyGate {
+    control: MapRunControl,
+    slots: usize,
+    running: Mutex<usize>,
+}
+
+impl ConcurrencyGate {
+    fn limit(&self) -> usize {
+        match self.control.max_concurrency() {
+            0 => MAX_PARALLEL_CHILDREN,
+            n => usize::try_from(n).unwrap_or(usize::MAX).min(MAX_PARALLEL_CHILDREN),
+        }
+        .min(self.slots)
+    }
+
+    /// Waits for a free slot; the slot is given back when the permit drops.
+    async fn acquire(self: &Arc<Self>) -> GatePermit {
+        loop {
+            // Registered before looking, so that a release in between is not missed.
+            let changed = self.control.inner.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+                if *running < self.limit() {
+                    *running += 1;
+                    return GatePermit(self.clone());
+                }
+            }
+            changed.await;
+        }
+    }
+}
+
+struct GatePermit(Arc<ConcurrencyGate>);
+
+impl Drop for GatePermit {
+    fn drop(&mut self) {
+        *self.0.running.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        self.0.control.inner.changed.notify_waiters();
+    }
+}
+
 /// Runs map runs with the interpreter in this process.
 pub struct LocalMapRunExecutor {
     progress: Option<ProgressObserver>,
@@ -77,6 +265,17 @@ impl LocalMapRunExecutor {
 
 impl MapRunExecutor for LocalMapRunExecutor {
     fn run(&self, request: MapRunRequest) -> BoxFuture<'static, Result<Value, Failure>> {
+        let control = MapRunControl::new(request.max_concurrency, request.tolerance);
+        self.run_controlled(request, control)
+    }
+}
+
+impl ControlledMapRunExecutor for LocalMapRunExecutor {
+    fn run_controlled(
+        &self,
+        request: MapRunRequest,
+        control: MapRunControl,
+    ) -> BoxFuture<'static, Result<Value, Failure>> {
         let stores = self.stores.clone();
         let (slots, parallel, progress) = (self.slots, self.parallel, self.progress.clone());
         let records = match request.result_writer.as_ref() {
@@ -88,7 +287,7 @@ impl MapRunExecutor for LocalMapRunExecutor {
             }
             _ => SucceededRecords::None,
         };
-        async move { MapRun { request, stores, slots, parallel, progress, records }.run().await }.boxed()
+        async move { MapRun { request, stores, slots, parallel, progress, records, control }.run().await }.boxed()
     }
 }
 
@@ -114,6 +313,8 @@ struct MapRun {
     parallel: bool,
     progress: Option<ProgressObserver>,
     records: SucceededRecords,
+    /// MaxConcurrency and the tolerances as they are now (UpdateMapRun), and the counters.
+    control: MapRunControl,
 }
 
 impl MapRun {
@@ -131,32 +332,52 @@ impl MapRun {
             // Reading and ItemSelector run on their own task, ahead of the children.
             children = read_ahead(children, 2 * self.slots);
         }
-        let limit = match self.request.max_concurrency {
-            0 => MAX_PARALLEL_CHILDREN,
-            n => (n as usize).min(MAX_PARALLEL_CHILDREN),
-        }
-        .min(self.slots);
+        // Children read so far are counted (total, pending) as they are taken from the stream.
+        let counted = self.control.clone();
+        let children = children.inspect(move |child| {
+            if let Ok(child) = child {
+                counted.update(|c| c.read(child.items));
+            }
+        });
+        // At most `slots` children are in flight; the gate holds them to MaxConcurrency, which
+        // UpdateMapRun may change while the run goes on.
+        let gate =
+            Arc::new(ConcurrencyGate { control: self.control.clone(), slots: self.slots, running: Mutex::new(0) });
+        let in_flight = self.slots.min(MAX_PARALLEL_CHILDREN);
         let this = Arc::new(self);
         let runs = children.map({
             let this = this.clone();
             move |child| {
-                let this = this.clone();
+                let (this, gate) = (this.clone(), gate.clone());
                 async move {
                     let child = child?;
+                    let permit = gate.acquire().await;
+                    let items = child.items;
+                    this.control.update(|c| c.started(items));
                     let run = this.clone().run_child(child);
-                    if this.parallel {
+                    let result = if this.parallel {
                         // Aborted when the map run stops waiting for it (the run failed).
+                        let run = async move {
+                            let result = run.await;
+                            drop(permit);
+                            result
+                        };
                         AbortOnDrop(tokio::spawn(run))
                             .await
                             .map_err(|e| Failure::runtime(format!("a child execution panicked: {e}")))
                     } else {
-                        Ok(run.await)
+                        let result = run.await;
+                        drop(permit);
+                        Ok(result)
+                    };
+                    if let Ok(result) = &result {
+                        this.control.update(|c| c.ended(items, result.record.status));
                     }
+                    result
                 }
             }
         });
-        let mut runs = runs.buffered(limit);
-        let tolerance = this.request.tolerance;
+        let mut runs = runs.buffered(in_flight);
         let (mut total_items, mut failed_items) = (0u64, 0u64);
         // With a ResultWriter, results are written as children end, so memory stays bounded;
         // without one, the outputs are the state's result and are kept.
@@ -175,7 +396,9 @@ impl MapRun {
                 Some(results) => results.push(result.record, result.output).await?,
                 None => outputs.push(result.output.unwrap_or_else(|| result.record.to_value())),
             }
+            this.control.update(|c| c.written(result.items));
             this.report(children_done, total_items, failed_items, None);
+            let tolerance = this.control.tolerance();
             // A count threshold can be judged before every item is known (and breaching it
             // fails the run whatever the percentage); a percentage only at the end.
             let count_only = Tolerance { count: tolerance.count, percentage: None };
@@ -186,14 +409,27 @@ impl MapRun {
             }
         }
         drop(runs);
-        let exceeded = exceeded || tolerance.exceeded(failed_items, total_items);
+        // Children still running were stopped with the run.
+        this.control.update(MapRunCounters::abort_running);
+        let exceeded = exceeded || this.control.tolerance().exceeded(failed_items, total_items);
         if let (Some(writer), Some(mut results)) = (&writer, results) {
             if exceeded {
                 // Children never started (or stopped with the run) are PENDING.
                 let mut rest = this.child_inputs_after(children_done).await?;
+                let (mut rest_children, mut rest_items) = (0u64, 0u64);
                 while let Some(child) = rest.next().await {
-                    results.push(ChildExecutionResult::pending(&child?.input), None).await?;
+                    let child = child?;
+                    rest_children += 1;
+                    rest_items += child.items;
+                    results.push(ChildExecutionResult::pending(&child.input), None).await?;
                 }
+                // What the run had read beyond the children it consumed is counted already;
+                // the rest joins the totals as pending.
+                this.control.update(|c| {
+                    let children = rest_children.saturating_sub(c.executions.total.saturating_sub(children_done));
+                    let items = rest_items.saturating_sub(c.items.total.saturating_sub(total_items));
+                    c.add_pending(children, items);
+                });
             }
             let manifest = results.finish().await?;
             this.report(children_done, total_items, failed_items, Some(Some(manifest)));
@@ -536,6 +772,55 @@ mod tests {
         // Each item serializes to 1 byte: 3 bytes per batch.
         let by_bytes = collect(values, Batching { max_input_bytes_per_batch: Some(3), ..Batching::default() });
         assert_eq!(by_bytes.iter().map(|(_, n)| *n).collect::<Vec<_>>(), vec![3, 2]);
+    }
+
+    #[tokio::test]
+    async fn the_gate_follows_max_concurrency_as_it_changes() {
+        let control = MapRunControl::new(1, Tolerance::default());
+        let gate = Arc::new(ConcurrencyGate { control: control.clone(), slots: 4, running: Mutex::new(0) });
+        let first = gate.acquire().await;
+        let mut second = Box::pin(gate.acquire());
+        assert!(futures::poll!(second.as_mut()).is_pending(), "MaxConcurrency 1 admits one child");
+        control.set_max_concurrency(3);
+        let second = second.await;
+        let _third = gate.acquire().await;
+        let mut fourth = Box::pin(gate.acquire());
+        assert!(futures::poll!(fourth.as_mut()).is_pending(), "MaxConcurrency 3 admits three children");
+        // Lowering it holds new children back until enough running ones end.
+        control.set_max_concurrency(2);
+        drop(first);
+        assert!(futures::poll!(fourth.as_mut()).is_pending(), "two still run under MaxConcurrency 2");
+        drop(second);
+        fourth.await;
+        // 0 is AWS's ceiling, bounded here by the slots.
+        control.set_max_concurrency(0);
+        assert_eq!(gate.limit(), 4);
+    }
+
+    #[test]
+    fn counters_follow_children_through_their_lives() {
+        let mut c = MapRunCounters::default();
+        c.read(2);
+        c.read(1);
+        c.started(2);
+        assert_eq!((c.items.pending, c.items.running, c.executions.running), (1, 2, 1));
+        c.ended(2, ChildStatus::Failed);
+        c.written(2);
+        c.started(1);
+        c.abort_running();
+        assert_eq!(
+            c.items,
+            MapRunCounts {
+                pending: 0,
+                running: 0,
+                failed: 2,
+                aborted: 1,
+                total: 3,
+                results_written: 2,
+                ..Default::default()
+            }
+        );
+        assert_eq!((c.executions.total, c.executions.failed, c.executions.aborted), (2, 1, 1));
     }
 
     #[test]

@@ -42,7 +42,12 @@ pub(crate) struct Visit<'a> {
     pub entered_at: chrono::DateTime<chrono::Utc>,
     /// The id of the last event recorded on this path of the execution.
     pub last_event: u64,
+    /// When that event was recorded: retry intervals count from the failure's event, so a
+    /// replaying leader resumes an interval where it was instead of starting it again.
+    pub last_at: chrono::DateTime<chrono::Utc>,
     pub retry_count: u64,
+    /// `$$.Task.Token` of the current Task attempt (activities and callbacks).
+    pub task_token: Option<String>,
 }
 
 /// The fields that shape the output of a state producing a result (Task, Parallel, Map).
@@ -200,7 +205,9 @@ impl Runner {
             entered_time: timestamp::format(entered),
             entered_at: entered,
             last_event: entered_id,
+            last_at: entered,
             retry_count: 0,
+            task_token: None,
         };
         // Every event so far (the previous state's exit, this entry) is durable before the
         // state does anything (EventSink contract).
@@ -302,7 +309,7 @@ impl Runner {
                 state_name: visit.name,
                 entered_time: &visit.entered_time,
                 retry_count: visit.retry_count,
-                task_token: None,
+                task_token: visit.task_token.as_deref(),
                 map_item,
             },
             scope,
@@ -322,13 +329,24 @@ impl Runner {
         self.env.clock.sleep_until(deadline).await
     }
 
+    /// Waits out a Task's retry interval of `duration`, counted from the visit's last event
+    /// (the attempt's failure), so that a replaying leader resumes the interval where it was.
+    /// (Parallel and Map retries count from now: their failure happens in a branch.)
+    pub(crate) async fn retry_sleep(&self, visit: &Visit<'_>, duration: Duration) {
+        self.history.flush().await;
+        let delta = chrono::TimeDelta::from_std(duration).unwrap_or(chrono::TimeDelta::MAX);
+        let deadline = visit.last_at.checked_add_signed(delta).unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+        self.env.clock.sleep_until(deadline).await
+    }
+
     /// A number in [0, 1) for retry jitter.
     pub(crate) fn random_fraction(&self) -> f64 {
         ((self.env.random)() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     pub(crate) fn record(&self, visit: &mut Visit<'_>, event_type: &str, details: Option<Value>) -> u64 {
-        visit.last_event = self.history.record(self.env.clock.now(), visit.last_event, event_type, details);
+        visit.last_at = self.env.clock.now();
+        visit.last_event = self.history.record(visit.last_at, visit.last_event, event_type, details);
         visit.last_event
     }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use futures::future::Either;
+use futures::{FutureExt, StreamExt};
 use serde_json::{json, Value};
 
 use super::data_flow::compact;
@@ -14,7 +14,7 @@ use crate::clock::Clock;
 use crate::failure::{names, Failure};
 use crate::model::TaskState;
 use crate::resource::{IntegrationPattern, Resource};
-use crate::task::TaskRequest;
+use crate::task::{TaskProgress, TaskRequest};
 
 /// Marks external work on the clock for as long as it lives, so virtual time stands still
 /// while a task runs.
@@ -33,23 +33,37 @@ impl Drop for ExternalWork<'_> {
     }
 }
 
-/// Names of the events of one resource kind.
-struct TaskEvents {
-    prefix: &'static str,
-    lambda: bool,
+/// Which family of history events a resource records (`LambdaFunction...`,
+/// `Activity...`, `Task...`): their names and the shape of their details.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum EventFamily {
+    Lambda,
+    Activity,
+    Task,
 }
 
-impl TaskEvents {
-    fn of(resource: &Resource) -> TaskEvents {
+impl EventFamily {
+    fn of(resource: &Resource) -> EventFamily {
         match resource {
-            Resource::LambdaFunction { .. } => TaskEvents { prefix: "LambdaFunction", lambda: true },
-            Resource::Activity { .. } => TaskEvents { prefix: "Activity", lambda: false },
-            _ => TaskEvents { prefix: "Task", lambda: false },
+            Resource::LambdaFunction { .. } => EventFamily::Lambda,
+            Resource::Activity { .. } => EventFamily::Activity,
+            _ => EventFamily::Task,
         }
     }
-    fn name(&self, suffix: &str) -> String {
-        format!("{}{suffix}", self.prefix)
+
+    fn name(self, suffix: &str) -> String {
+        let prefix = match self {
+            EventFamily::Lambda => "LambdaFunction",
+            EventFamily::Activity => "Activity",
+            EventFamily::Task => "Task",
+        };
+        format!("{prefix}{suffix}")
     }
+}
+
+/// Whether an attempt of `resource` waits for a task token (`$$.Task.Token`).
+fn uses_task_token(resource: &Resource) -> bool {
+    matches!(resource, Resource::Activity { .. }) || resource.is_callback()
 }
 
 /// `resourceType`/`resource` as AWS shows them in Task events (`lambda` / `invoke`).
@@ -85,7 +99,7 @@ impl Runner {
                 Err(failure) => failure,
             };
             if let Some(delay) = counters.next_delay(&s.retry, &failure, || self.random_fraction()) {
-                self.sleep(delay).await;
+                self.retry_sleep(visit, delay).await;
                 continue;
             }
             return match find_catcher(&s.catch, &failure) {
@@ -103,59 +117,78 @@ impl Runner {
         input: &Value,
         scope: &Scope,
     ) -> Result<Exit, Failure> {
-        let (parameters, timeout) = {
+        // The token exists before Parameters are evaluated, so that `$$.Task.Token` can be
+        // passed on; drawn from the execution's random source, it is the same when a new
+        // leader replays the execution.
+        visit.task_token = uses_task_token(resource).then(|| self.mint_task_token());
+        let (parameters, timeout, heartbeat) = {
             let eval = self.eval(visit, scope, None);
             let effective = eval.select_path(&s.input_path, input)?;
             let parameters = match &s.parameters {
                 Some(template) => eval.template(template, &effective)?,
                 None => effective,
             };
-            let timeout = match (&s.timeout_seconds, &s.timeout_seconds_path) {
-                (Some(seconds), _) => Some(*seconds),
+            let seconds = |field: &str, fixed: Option<u64>, path: Option<&crate::expr::PathExpr>| match (fixed, path) {
+                (Some(seconds), _) => Ok(Some(seconds)),
                 (None, Some(path)) => {
                     let value = eval.resolve_for_path_field(path, input)?;
-                    Some(value.as_u64().filter(|v| *v > 0).ok_or_else(|| {
+                    value.as_u64().filter(|v| *v > 0).map(Some).ok_or_else(|| {
                         eval.runtime(format!(
-                            "The TimeoutSecondsPath field refers to value \"{}\" which is not a valid positive integer: {}",
+                            "The {field} field refers to value \"{}\" which is not a valid positive integer: {}",
                             compact(&value),
                             path.text
                         ))
-                    })?)
+                    })
                 }
-                (None, None) => None,
+                (None, None) => Ok(None),
             };
-            if let Some(path) = &s.heartbeat_seconds_path {
-                eval.resolve_for_path_field(path, input)?;
-            }
-            (parameters, timeout)
+            let timeout = seconds("TimeoutSecondsPath", s.timeout_seconds, s.timeout_seconds_path.as_ref())?;
+            let heartbeat = seconds("HeartbeatSecondsPath", s.heartbeat_seconds, s.heartbeat_seconds_path.as_ref())?;
+            (parameters, timeout, heartbeat)
         };
 
-        let events = TaskEvents::of(resource);
+        let family = EventFamily::of(resource);
         let (resource_type, resource_name) = resource_fields(resource, &s.resource);
-        let scheduled = if events.lambda {
-            let mut details = self.with_payload(json!({"resource": s.resource}), "input", &parameters);
-            if let Some(t) = timeout {
-                details["timeoutInSeconds"] = t.into();
+        let mut scheduled = match family {
+            EventFamily::Lambda | EventFamily::Activity => {
+                self.with_payload(json!({"resource": s.resource}), "input", &parameters)
             }
-            details
-        } else {
-            let mut details = json!({
-                "resourceType": resource_type, "resource": resource_name,
-                "region": self.spec.region,
-            });
-            if self.env.history_payloads {
-                details["parameters"] = compact(&parameters).into();
+            EventFamily::Task => {
+                let mut details = json!({
+                    "resourceType": resource_type, "resource": resource_name,
+                    "region": self.spec.region,
+                });
+                if self.env.history_payloads {
+                    details["parameters"] = compact(&parameters).into();
+                }
+                details
             }
-            if let Some(t) = timeout {
-                details["timeoutInSeconds"] = t.into();
-            }
-            details
         };
-        self.record(visit, &events.name("Scheduled"), Some(scheduled));
-        let started =
-            if events.lambda { None } else { Some(json!({"resourceType": resource_type, "resource": resource_name})) };
-        self.record(visit, &events.name("Started"), started);
+        if let Some(t) = timeout {
+            scheduled["timeoutInSeconds"] = t.into();
+        }
+        if let (Some(h), EventFamily::Activity | EventFamily::Task) = (heartbeat, family) {
+            scheduled["heartbeatInSeconds"] = h.into();
+        }
+        self.record(visit, &family.name("Scheduled"), Some(scheduled));
+        // TimeoutSeconds counts from the Started event (for an activity: when a worker takes
+        // the task). Its time is read before recording it, which on a replay is the recorded
+        // time, so a timer survives a change of leader.
+        let mut deadline = None;
+        let start_timer = |started: chrono::DateTime<chrono::Utc>| {
+            timeout.map(|seconds| started + chrono::TimeDelta::seconds(seconds as i64))
+        };
+        if family != EventFamily::Activity {
+            let started = if family == EventFamily::Lambda {
+                None
+            } else {
+                Some(json!({"resourceType": resource_type, "resource": resource_name}))
+            };
+            deadline = start_timer(self.env.clock.now());
+            self.record(visit, &family.name("Started"), started);
+        }
 
+        let (progress, mut milestones) = futures::channel::mpsc::unbounded();
         let request = TaskRequest {
             resource_arn: s.resource.clone(),
             resource: resource.clone(),
@@ -164,26 +197,49 @@ impl Runner {
             timeout: timeout.map(Duration::from_secs),
             region: self.spec.region.clone(),
             account: self.spec.account.clone(),
+            task_token: visit.task_token.clone(),
+            heartbeat: heartbeat.map(Duration::from_secs),
+            progress: Some(progress),
         };
         self.history.flush().await;
         let outcome = {
             let _work = ExternalWork::start(&*self.env.clock);
-            let invocation = self.env.invoker.invoke(request);
-            match timeout {
-                None => Some(invocation.await),
-                Some(seconds) => {
-                    let deadline = self.env.clock.now() + chrono::TimeDelta::seconds(seconds as i64);
-                    // The timer must be able to fire while the invocation runs, so it is
-                    // registered before the work and raced against it.
-                    match futures::future::select(invocation, self.env.clock.sleep_until(deadline)).await {
-                        Either::Left((result, _)) => Some(result),
-                        Either::Right(_) => None,
+            let mut invocation = self.env.invoker.invoke(request).fuse();
+            let (mut activity_started, mut submitted) = (false, false);
+            loop {
+                let mut timer = match deadline {
+                    Some(deadline) => self.env.clock.sleep_until(deadline).fuse(),
+                    None => futures::future::pending().boxed().fuse(),
+                };
+                // Milestones first (they precede the outcome in the history), then the
+                // outcome, then the timer: an outcome that is ready wins over a due timer.
+                let milestone = futures::select_biased! {
+                    milestone = milestones.next() => milestone,
+                    result = invocation => break Some(result),
+                    () = timer => break None,
+                };
+                match milestone {
+                    Some(TaskProgress::ActivityStarted { worker_name })
+                        if family == EventFamily::Activity && !activity_started =>
+                    {
+                        activity_started = true;
+                        deadline = start_timer(self.env.clock.now());
+                        self.record(visit, "ActivityStarted", Some(json!({"workerName": worker_name})));
+                        self.history.flush().await;
                     }
+                    Some(TaskProgress::Submitted { output }) if family == EventFamily::Task && !submitted => {
+                        submitted = true;
+                        let details = json!({"resourceType": resource_type, "resource": resource_name});
+                        self.record(visit, "TaskSubmitted", Some(self.with_payload(details, "output", &output)));
+                        self.history.flush().await;
+                    }
+                    // A repeated or foreign milestone, or the invoker dropped its sender.
+                    _ => {}
                 }
             }
         };
         let with_resource = |mut details: Value| {
-            if !events.lambda {
+            if family == EventFamily::Task {
                 details["resourceType"] = resource_type.clone().into();
                 details["resource"] = resource_name.clone().into();
             }
@@ -192,18 +248,23 @@ impl Runner {
         let result = match outcome {
             None => {
                 let failure = Failure { error: Some(names::TIMEOUT.into()), cause: None };
-                self.record(visit, &events.name("TimedOut"), Some(with_resource(failure_details(&failure))));
+                self.record(visit, &family.name("TimedOut"), Some(with_resource(failure_details(&failure))));
+                return Err(failure);
+            }
+            // An invoker's timeout (e.g. a heartbeat that did not come) is a timeout too.
+            Some(Err(failure)) if matches!(failure.error_name(), names::TIMEOUT | names::HEARTBEAT_TIMEOUT) => {
+                self.record(visit, &family.name("TimedOut"), Some(with_resource(failure_details(&failure))));
                 return Err(failure);
             }
             Some(Err(failure)) => {
-                self.record(visit, &events.name("Failed"), Some(with_resource(failure_details(&failure))));
+                self.record(visit, &family.name("Failed"), Some(with_resource(failure_details(&failure))));
                 return Err(failure);
             }
             Some(Ok(result)) => result,
         };
         self.record(
             visit,
-            &events.name("Succeeded"),
+            &family.name("Succeeded"),
             Some(with_resource(self.with_payload(json!({}), "output", &result))),
         );
 
@@ -215,5 +276,12 @@ impl Runner {
             next: &s.next,
         };
         self.result_exit(visit, scope, fields, input.clone(), result)
+    }
+
+    /// A task token: 32 bytes from the execution's random source, base64url.
+    fn mint_task_token(&self) -> String {
+        use base64::Engine;
+        let bytes: Vec<u8> = (0..4).flat_map(|_| (self.env.random)().to_be_bytes()).collect();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     }
 }

@@ -26,9 +26,9 @@ use crate::state::{
 /// AWS's payload limit for execution input: 256 KiB of UTF-8.
 const MAX_INPUT_BYTES: usize = 256 * 1024;
 
-type Reply<T> = std::result::Result<GrpcResponse<T>, Status>;
+pub(super) type Reply<T> = std::result::Result<GrpcResponse<T>, Status>;
 
-fn date(time: DateTime<Utc>) -> String {
+pub(super) fn date(time: DateTime<Utc>) -> String {
     stepmap_asl::timestamp::format(time)
 }
 
@@ -42,26 +42,34 @@ fn machine_type(field: &str, text: &str) -> Result<StateMachineType, ApiError> {
 /// Serves `stepmap.v1.States` for one coordinator.
 #[derive(Clone)]
 pub struct StatesService {
-    node: CoordinatorNode,
-    driver: ExecutionDriver,
-    scope: ArnScope,
-    invoker: Arc<dyn TaskInvoker>,
+    pub(super) node: CoordinatorNode,
+    pub(super) driver: ExecutionDriver,
+    pub(super) scope: ArnScope,
+    pub(super) invoker: Arc<dyn TaskInvoker>,
+    /// How long GetActivityTask waits for a task (AWS: 60 s).
+    pub(super) activity_poll: std::time::Duration,
 }
 
 impl StatesService {
     pub fn new(node: CoordinatorNode, driver: ExecutionDriver, scope: ArnScope, invoker: Arc<dyn TaskInvoker>) -> Self {
-        Self { node, driver, scope, invoker }
+        Self { node, driver, scope, invoker, activity_poll: super::task_tokens::ACTIVITY_POLL }
+    }
+
+    /// Shortens (tests) or lengthens GetActivityTask's long poll.
+    pub fn with_activity_poll(mut self, poll: std::time::Duration) -> Self {
+        self.activity_poll = poll;
+        self
     }
 
     pub fn into_server(self) -> StatesServer<Self> {
         StatesServer::new(self)
     }
 
-    async fn read<R: Send + 'static>(&self, read: impl FnOnce(&ReplicatedState) -> R + Send + 'static) -> Result<R> {
+    pub(super) async fn read<R: Send + 'static>(&self, read: impl FnOnce(&ReplicatedState) -> R + Send + 'static) -> Result<R> {
         Ok(self.node.read(read).await?.1)
     }
 
-    async fn execution(&self, field: &'static str, arn: &str) -> Result<ExecutionRecord> {
+    pub(super) async fn execution(&self, field: &'static str, arn: &str) -> Result<ExecutionRecord> {
         let arn = ExecutionArn::parse(field, arn)?;
         let key = arn.clone();
         self.read(move |state| state.executions.get(&key).cloned())
@@ -69,7 +77,7 @@ impl StatesService {
             .ok_or_else(|| ApiError::ExecutionDoesNotExist { arn: arn.to_string() }.into())
     }
 
-    fn check_input(input: &str) -> Result<String> {
+    pub(super) fn check_input(input: &str) -> Result<String> {
         let input = if input.is_empty() { "{}" } else { input };
         if input.len() > MAX_INPUT_BYTES {
             return Err(ApiError::InvalidExecutionInput {
@@ -331,6 +339,7 @@ impl States for StatesService {
             seed: rand::random(),
             seq: 0,
             history: Vec::new(),
+            redrives: Vec::new(),
         };
         let outcome = run_in_memory(&record, self.invoker.clone())
             .await
@@ -358,6 +367,7 @@ impl States for StatesService {
         request: Request<pb::DescribeExecutionRequest>,
     ) -> Reply<pb::DescribeExecutionResponse> {
         let record = self.execution("executionArn", &request.into_inner().execution_arn).await?;
+        let redrive = self.redrive_fields(&record).await?;
         Ok(GrpcResponse::new(pb::DescribeExecutionResponse {
             execution_arn: record.arn.to_string(),
             state_machine_arn: record.state_machine_arn.to_string(),
@@ -369,6 +379,7 @@ impl States for StatesService {
             output: if record.status == ExecutionStatus::Succeeded { record.output } else { None },
             error: record.error,
             cause: record.cause,
+            ..redrive
         }))
     }
 
@@ -443,6 +454,57 @@ impl States for StatesService {
         Ok(GrpcResponse::new(pb::ListExecutionsResponse { executions, next_token }))
     }
 
+    async fn describe_map_run(&self, r: Request<pb::DescribeMapRunRequest>) -> Reply<pb::DescribeMapRunResponse> {
+        self.describe_map_run_op(r).await
+    }
+
+    async fn list_map_runs(&self, r: Request<pb::ListMapRunsRequest>) -> Reply<pb::ListMapRunsResponse> {
+        self.list_map_runs_op(r).await
+    }
+
+    async fn update_map_run(&self, r: Request<pb::UpdateMapRunRequest>) -> Reply<pb::UpdateMapRunResponse> {
+        self.update_map_run_op(r).await
+    }
+
+    async fn redrive_execution(&self, r: Request<pb::RedriveExecutionRequest>) -> Reply<pb::RedriveExecutionResponse> {
+        self.redrive_execution_op(r).await
+    }
+
+    async fn send_task_success(&self, r: Request<pb::SendTaskSuccessRequest>) -> Reply<pb::SendTaskSuccessResponse> {
+        self.send_task_success_op(r).await
+    }
+
+    async fn send_task_failure(&self, r: Request<pb::SendTaskFailureRequest>) -> Reply<pb::SendTaskFailureResponse> {
+        self.send_task_failure_op(r).await
+    }
+
+    async fn send_task_heartbeat(
+        &self,
+        r: Request<pb::SendTaskHeartbeatRequest>,
+    ) -> Reply<pb::SendTaskHeartbeatResponse> {
+        self.send_task_heartbeat_op(r).await
+    }
+
+    async fn create_activity(&self, r: Request<pb::CreateActivityRequest>) -> Reply<pb::CreateActivityResponse> {
+        self.create_activity_op(r).await
+    }
+
+    async fn describe_activity(&self, r: Request<pb::DescribeActivityRequest>) -> Reply<pb::DescribeActivityResponse> {
+        self.describe_activity_op(r).await
+    }
+
+    async fn list_activities(&self, r: Request<pb::ListActivitiesRequest>) -> Reply<pb::ListActivitiesResponse> {
+        self.list_activities_op(r).await
+    }
+
+    async fn delete_activity(&self, r: Request<pb::DeleteActivityRequest>) -> Reply<pb::DeleteActivityResponse> {
+        self.delete_activity_op(r).await
+    }
+
+    async fn get_activity_task(&self, r: Request<pb::GetActivityTaskRequest>) -> Reply<pb::GetActivityTaskResponse> {
+        self.get_activity_task_op(r).await
+    }
+
     async fn get_execution_history(
         &self,
         request: Request<pb::GetExecutionHistoryRequest>,
@@ -473,6 +535,6 @@ impl States for StatesService {
     }
 }
 
-fn unexpected(response: Response) -> Status {
+pub(super) fn unexpected(response: Response) -> Status {
     Status::internal(format!("unexpected response from the replicated state: {response:?}"))
 }

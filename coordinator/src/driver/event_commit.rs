@@ -11,6 +11,9 @@
 //! compared with the recorded ones instead, and a mismatch (a non-deterministic
 //! definition) fails the execution with `States.Runtime` rather than writing a history that
 //! contradicts itself.
+//!
+//! The interpreter numbers events from 1 on every run; after a redrive its ids are not the
+//! history's (`Replay::history_id`). Events are compared and committed with history ids.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -54,25 +57,30 @@ impl RaftEventSink {
 impl EventSink for RaftEventSink {
     fn record(&self, event: &HistoryEvent) -> BoxFuture<'static, ()> {
         self.replay.advance_to(event.id);
-        if let Some(recorded) = self.replay.recorded(event.id) {
+        let id = self.replay.history_id(event.id);
+        if let Some(recorded) = self.replay.at(id) {
             let same = recorded.event_type == event.event_type
                 && recorded.details.as_ref().and_then(|d| d.get("name"))
                     == event.details.as_ref().and_then(|d| d.get("name"));
             if same {
                 return Box::pin(std::future::ready(()));
             }
-            tracing::error!(execution = %self.arn, id = event.id, recorded = %recorded.event_type, replayed = %event.event_type, "replay diverged from the recorded history");
+            tracing::error!(execution = %self.arn, id, recorded = %recorded.event_type, replayed = %event.event_type, "replay diverged from the recorded history");
             return Box::pin(fail_diverged(
                 self.node.clone(),
                 self.arn.clone(),
                 self.replay.clone(),
                 self.stop.clone(),
-                event.id,
+                id,
             ));
         }
-        self.buffer.lock().unwrap_or_else(|e| e.into_inner()).events.push(event.clone());
-        let (node, arn, buffer, stop, id) =
-            (self.node.clone(), self.arn.clone(), self.buffer.clone(), self.stop.clone(), event.id);
+        let event = HistoryEvent {
+            id,
+            previous_event_id: self.replay.previous_id(event.id, event.previous_event_id),
+            ..event.clone()
+        };
+        self.buffer.lock().unwrap_or_else(|e| e.into_inner()).events.push(event);
+        let (node, arn, buffer, stop) = (self.node.clone(), self.arn.clone(), self.buffer.clone(), self.stop.clone());
         Box::pin(async move {
             let events = {
                 let mut batch = buffer.lock().unwrap_or_else(|e| e.into_inner());

@@ -10,7 +10,9 @@
 //!   history is committed once, at the end. After a change of leader they start over (AWS's
 //!   at-least-once Express semantics).
 
+mod callbacks;
 mod event_commit;
+mod map_runs;
 mod replay;
 
 use std::collections::HashMap;
@@ -24,7 +26,9 @@ use stepmap_asl::task::TaskInvoker;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
+pub use callbacks::{CallbackInvoker, TaskTokenSignal};
 pub use event_commit::RaftEventSink;
+pub use map_runs::{LiveMapRuns, MapRunConfig, PROGRESS_INTERVAL};
 pub use replay::{seeded_random, Replay, ReplayClock, ReplayInvoker};
 
 use crate::error::Error;
@@ -40,6 +44,10 @@ pub struct ExecutionDriver {
 struct Inner {
     node: CoordinatorNode,
     invoker: Arc<dyn TaskInvoker>,
+    /// Wakes task attempts waiting for a token (activities, callbacks).
+    signal: TaskTokenSignal,
+    /// Runs Distributed Maps (None: they fail with `States.Runtime`).
+    map_runs: Option<map_runs::MapRuns>,
     /// The executions driven here, with the term they were started in.
     running: Mutex<HashMap<ExecutionArn, AbortHandle>>,
     watcher: Mutex<Option<AbortHandle>>,
@@ -48,7 +56,24 @@ struct Inner {
 impl ExecutionDriver {
     /// Starts watching `node`'s leadership. Task states run through `invoker`.
     pub fn start(node: CoordinatorNode, invoker: Arc<dyn TaskInvoker>) -> Self {
-        let inner = Arc::new(Inner { node, invoker, running: Mutex::new(HashMap::new()), watcher: Mutex::new(None) });
+        Self::start_with_map_runs(node, invoker, None)
+    }
+
+    /// [`Self::start`], running Distributed Maps as `map_runs` says.
+    pub fn start_with_map_runs(
+        node: CoordinatorNode,
+        invoker: Arc<dyn TaskInvoker>,
+        map_runs: Option<MapRunConfig>,
+    ) -> Self {
+        let map_runs = map_runs.map(map_runs::MapRuns::new);
+        let inner = Arc::new(Inner {
+            node,
+            invoker,
+            signal: TaskTokenSignal::default(),
+            map_runs,
+            running: Mutex::new(HashMap::new()),
+            watcher: Mutex::new(None),
+        });
         let driver = Self { inner };
         let watcher = tokio::spawn(driver.clone().watch_leadership());
         *driver.inner.watcher.lock().unwrap_or_else(|e| e.into_inner()) = Some(watcher.abort_handle());
@@ -124,6 +149,11 @@ impl ExecutionDriver {
         }
     }
 
+    /// What this node's API bumps after committing a task token change.
+    pub fn task_token_signal(&self) -> TaskTokenSignal {
+        self.inner.signal.clone()
+    }
+
     /// How many executions this node drives now.
     pub fn driven(&self) -> usize {
         self.inner.running.lock().unwrap_or_else(|e| e.into_inner()).values().filter(|h| !h.is_finished()).count()
@@ -157,14 +187,23 @@ impl ExecutionDriver {
             self.close_unrunnable(&record).await;
             return;
         };
-        let replay = Replay::new(record.history.clone());
+        let replay = Replay::for_record(&record);
         let stop = Arc::new(Notify::new());
         let sink = RaftEventSink::new(self.inner.node.clone(), record.arn.clone(), replay.clone(), stop.clone());
+        let map_runs = self.map_run_executor(&record.arn, Some(replay.clone()));
         let env = Environment {
             clock: Arc::new(ReplayClock { replay: replay.clone() }),
-            invoker: Arc::new(ReplayInvoker { replay, inner: self.inner.invoker.clone() }),
+            invoker: Arc::new(ReplayInvoker {
+                replay,
+                inner: Arc::new(CallbackInvoker {
+                    node: self.inner.node.clone(),
+                    execution: record.arn.clone(),
+                    inner: self.inner.invoker.clone(),
+                    signal: self.inner.signal.clone(),
+                }),
+            }),
             random: seeded_random(record.seed),
-            map_runs: None,
+            map_runs,
             events: Some(Arc::new(sink)),
             history_payloads: true,
         };
@@ -185,6 +224,7 @@ impl ExecutionDriver {
         };
         let env = Environment {
             random: seeded_random(record.seed),
+            map_runs: self.map_run_executor(&record.arn, None),
             ..Environment::new(Arc::new(SystemClock), self.inner.invoker.clone())
         };
         let outcome = run_execution(machine, spec, env).await;

@@ -5,13 +5,25 @@
 //!
 //! - the clock's `now` is the timestamp of the event about to be recorded, and sleeps that
 //!   the first run got past (events exist after them) end at once;
-//! - a Task whose outcome was recorded (`...Succeeded` / `...Failed`) gets that outcome
-//!   instead of running again; one recorded as timed out never answers, so its timer wins;
+//! - a Task whose outcome was recorded (`...Succeeded` / `...Failed` / `...TimedOut`) gets
+//!   that outcome instead of running again, after its recorded milestones
+//!   (`ActivityStarted`, `TaskSubmitted`);
 //! - randomness comes from the execution's seed.
 //!
 //! Once the regenerated events pass the recorded ones, the environment is the real one: the
 //! wall clock, the real invoker. The sink (`event_commit.rs`) skips events already
 //! committed and checks that each regenerated one has the recorded type and state.
+//!
+//! A redriven execution is replayed the same way through the [`EventIdMap`] of its redrives
+//! (`state/redrive.rs`): the interpreter's ids up to a redrive's resume point are the
+//! recorded ones; its later ids continue after the `ExecutionRedriven` event, so the failed
+//! attempt's events are never replayed and the interpreter runs for real from the resume
+//! point. Every id the interpreter hands out ("interpreter id") is translated here.
+//!
+//! The execution's own TimeoutSeconds timer is the one sleep that spans the whole run (it
+//! races the states, so that the first run recorded events after it started says nothing
+//! about its end): it is never cut short by a replay, and it restarts with each redrive
+//! (AWS resets the state machine's timeout on redrive).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,32 +35,82 @@ use stepmap_asl::clock::{Clock, SystemClock};
 use stepmap_asl::failure::Failure;
 use stepmap_asl::history::HistoryEvent;
 use stepmap_asl::interpreter::RandomSource;
-use stepmap_asl::task::{TaskInvoker, TaskRequest};
+use stepmap_asl::task::{TaskInvoker, TaskProgress, TaskRequest};
+
+use crate::state::{EventIdMap, ExecutionRecord};
 
 /// The recorded history of one execution and how far the rerun has got through it.
 pub struct Replay {
     recorded: Vec<HistoryEvent>,
-    /// The id of the last event the rerun recorded (0 before the first).
+    /// Interpreter ids to history ids.
+    ids: EventIdMap,
+    /// When the execution was last redriven: its TimeoutSeconds counts from there.
+    redriven_at: Option<DateTime<Utc>>,
+    /// The interpreter id of the last event the rerun recorded (0 before the first).
     cursor: AtomicU64,
 }
 
 impl Replay {
+    /// The replay of a history that was never redriven.
     pub fn new(recorded: Vec<HistoryEvent>) -> Arc<Self> {
-        Arc::new(Self { recorded, cursor: AtomicU64::new(0) })
+        Arc::new(Self { recorded, ids: EventIdMap::default(), redriven_at: None, cursor: AtomicU64::new(0) })
     }
 
-    /// The recorded event with `id`, if the first run got that far.
+    /// The replay of `record`'s history, redrives included.
+    pub fn for_record(record: &ExecutionRecord) -> Arc<Self> {
+        Arc::new(Self {
+            recorded: record.history.clone(),
+            ids: EventIdMap::new(&record.redrives),
+            redriven_at: record.redrive_date(),
+            cursor: AtomicU64::new(0),
+        })
+    }
+
+    /// The recorded event that the rerun's event `id` (an interpreter id) stands for, if the
+    /// first run got that far.
     pub fn recorded(&self, id: u64) -> Option<&HistoryEvent> {
+        self.at(self.ids.history_id(id))
+    }
+
+    /// The recorded event with history id `id`.
+    pub fn at(&self, id: u64) -> Option<&HistoryEvent> {
         id.checked_sub(1).and_then(|index| self.recorded.get(index as usize))
     }
 
+    /// How many events the history holds (failed attempts and redrives included).
     pub fn recorded_len(&self) -> u64 {
         self.recorded.len() as u64
     }
 
-    /// Notes that the rerun recorded event `id`.
+    /// The history id of the rerun's event `id`.
+    pub fn history_id(&self, id: u64) -> u64 {
+        self.ids.history_id(id)
+    }
+
+    /// The history id of the `previousEventId` of the rerun's event `id`, whose interpreter
+    /// `previous` is given.
+    pub fn previous_id(&self, id: u64, previous: u64) -> u64 {
+        self.ids.previous_id(id, previous)
+    }
+
+    /// Notes that the rerun recorded event `id` (an interpreter id).
     pub fn advance_to(&self, id: u64) {
         self.cursor.fetch_max(id, Ordering::SeqCst);
+    }
+
+    /// Whether the rerun has recorded at most `ExecutionStarted`: the only sleep begun then
+    /// is the execution's TimeoutSeconds timer (the runner starts it before the first state).
+    fn at_execution_start(&self) -> bool {
+        self.cursor.load(Ordering::SeqCst) <= 1
+    }
+
+    /// The execution timeout's `deadline`, computed from the recorded start, moved to count
+    /// from the last redrive.
+    fn execution_deadline(&self, deadline: DateTime<Utc>) -> DateTime<Utc> {
+        match (self.redriven_at, self.recorded(1)) {
+            (Some(redriven), Some(started)) => redriven + (deadline - started.timestamp),
+            _ => deadline,
+        }
     }
 
     /// The next event the rerun will record, if it is still within the recorded history.
@@ -79,6 +141,9 @@ impl Clock for ReplayClock {
     }
 
     fn sleep_until(&self, deadline: DateTime<Utc>) -> BoxFuture<'static, ()> {
+        if self.replay.at_execution_start() {
+            return SystemClock.sleep_until(self.replay.execution_deadline(deadline));
+        }
         if self.replay.replaying() {
             return Box::pin(std::future::ready(()));
         }
@@ -94,19 +159,37 @@ pub struct ReplayInvoker {
 
 impl TaskInvoker for ReplayInvoker {
     fn invoke(&self, request: TaskRequest) -> BoxFuture<'static, Result<Value, Failure>> {
-        // The interpreter invokes right after recording `...Started`: the next recorded
-        // event, if any, is this attempt's outcome.
-        let Some(outcome) = self.replay.next_recorded() else { return self.inner.invoke(request) };
+        // The interpreter invokes right after recording `...Started` (an activity: after
+        // `ActivityScheduled`): the next recorded events, if any, are this attempt's
+        // milestones (`ActivityStarted`, `TaskSubmitted`), reported again so that the rerun
+        // records them, and then its outcome.
+        let mut id = self.replay.cursor.load(Ordering::SeqCst) + 1;
+        while let Some(event) = self.replay.recorded(id) {
+            let details = event.details.clone().unwrap_or_default();
+            let text = |key: &str| details.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
+            match event.event_type.as_str() {
+                "ActivityStarted" => request.report(TaskProgress::ActivityStarted { worker_name: text("workerName") }),
+                "TaskSubmitted" => request.report(TaskProgress::Submitted {
+                    output: serde_json::from_str(&text("output")).unwrap_or(Value::Null),
+                }),
+                _ => break,
+            }
+            id += 1;
+        }
+        let Some(outcome) = self.replay.recorded(id) else { return self.inner.invoke(request) };
         let details = outcome.details.clone().unwrap_or_default();
         let text = |key: &str| details.get(key).and_then(Value::as_str).map(str::to_owned);
-        if outcome.event_type.ends_with("Succeeded") {
+        let kind = outcome.event_type.as_str();
+        if kind.ends_with("Succeeded") {
             let output = text("output").and_then(|output| serde_json::from_str(&output).ok()).unwrap_or(Value::Null);
             Box::pin(std::future::ready(Ok(output)))
-        } else if outcome.event_type.ends_with("Failed") {
+        } else if kind.ends_with("Failed") || kind.ends_with("TimedOut") {
+            // A timeout answers as one (`States.Timeout`), recorded again as `...TimedOut`,
+            // whether the interpreter's timer or a missed heartbeat caused it.
             Box::pin(std::future::ready(Err(Failure { error: text("error"), cause: text("cause") })))
         } else {
-            // Timed out the first time: the interpreter's timer (already due) decides again.
-            Box::pin(std::future::pending())
+            // The attempt's outcome was never recorded: run it (again).
+            self.inner.invoke(request)
         }
     }
 }

@@ -46,6 +46,10 @@ pub enum ApiError {
     TaskDoesNotExist,
     #[error("TaskTimedOut: Task Timed Out")]
     TaskTimedOut,
+    #[error("ResourceNotFound: Resource Not Found: '{arn}'")]
+    ResourceNotFound { arn: String },
+    #[error("ExecutionNotRedrivable: {reason}: '{arn}'")]
+    ExecutionNotRedrivable { arn: String, reason: String },
 }
 
 impl ApiError {
@@ -69,6 +73,8 @@ impl ApiError {
             ApiError::ActivityAlreadyExists { .. } => "ActivityAlreadyExists",
             ApiError::TaskDoesNotExist => "TaskDoesNotExist",
             ApiError::TaskTimedOut => "TaskTimedOut",
+            ApiError::ResourceNotFound { .. } => "ResourceNotFound",
+            ApiError::ExecutionNotRedrivable { .. } => "ExecutionNotRedrivable",
         }
     }
 

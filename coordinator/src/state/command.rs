@@ -9,8 +9,9 @@ use stepmap_asl::model::StateMachineType;
 
 use super::activity_record::{TaskTokenOutcome, TaskTokenRecord};
 use super::api_error::ApiError;
-use super::arn::{ActivityArn, ExecutionArn, StateMachineArn};
+use super::arn::{ActivityArn, ExecutionArn, MapRunArn, StateMachineArn};
 use super::execution_record::ExecutionRecord;
+use super::map_run_ledger::{MapRunCounts, MapRunEnd, MapRunRecord, MapRunSettings};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "command")]
@@ -82,6 +83,54 @@ pub enum Command {
         token: String,
         date: DateTime<Utc>,
     },
+    /// GetActivityTask handed the (scheduled) task to `worker_name`; its clocks start.
+    StartActivityTask {
+        token: String,
+        worker_name: String,
+        date: DateTime<Utc>,
+    },
+    /// The service call of a `.waitForTaskToken` task returned `output`.
+    SubmitTaskToken {
+        token: String,
+        output: String,
+    },
+    /// The leader saw the token's heartbeat or timeout pass.
+    TimeOutTaskToken {
+        token: String,
+        date: DateTime<Utc>,
+    },
+    // Map runs (map_run_ledger.rs).
+    /// A Distributed Map's map run started (or, same ARN, is re-run by a new leader).
+    StartMapRun {
+        record: Box<MapRunRecord>,
+    },
+    /// The counters of a running map run (committed periodically, not per item).
+    RecordMapRunProgress {
+        arn: MapRunArn,
+        item_counts: MapRunCounts,
+        execution_counts: MapRunCounts,
+    },
+    EndMapRun {
+        arn: MapRunArn,
+        end: MapRunEnd,
+        date: DateTime<Utc>,
+        item_counts: MapRunCounts,
+        execution_counts: MapRunCounts,
+    },
+    /// AWS UpdateMapRun: `None` leaves a setting as it is.
+    UpdateMapRun {
+        arn: MapRunArn,
+        max_concurrency: Option<u64>,
+        tolerated_failure_percentage: Option<f64>,
+        tolerated_failure_count: Option<u64>,
+    },
+    // Redrive (redrive.rs).
+    /// AWS RedriveExecution: reopens a closed STANDARD execution from its unfinished state.
+    RedriveExecution {
+        arn: ExecutionArn,
+        client_token: Option<String>,
+        date: DateTime<Utc>,
+    },
 }
 
 /// What `apply` answers for a command it accepted.
@@ -117,6 +166,30 @@ pub enum Response {
     ActivityDeleted,
     TaskTokenIssued,
     TaskTokenUpdated,
+    /// GetActivityTask's answer.
+    ActivityTaskStarted {
+        token: String,
+        input: String,
+    },
+    /// The settings the map run runs with (an updated record's, when `restarted`).
+    MapRunStarted {
+        settings: MapRunSettings,
+        restarted: bool,
+    },
+    /// StartMapRun of a map run that has ended: its outcome stands.
+    MapRunAlreadyEnded {
+        record: Box<MapRunRecord>,
+    },
+    MapRunProgressRecorded,
+    MapRunEnded,
+    MapRunUpdated {
+        settings: MapRunSettings,
+    },
+    /// `redriven` is false when a repeated client token got the earlier redrive's answer.
+    ExecutionRedriven {
+        redrive_date: DateTime<Utc>,
+        redriven: bool,
+    },
 }
 
 /// The response bytes of one applied command.

@@ -3,7 +3,9 @@
 //!
 //! The history is the source of truth: the execution's status, output, error and cause
 //! follow from its terminal event (`ExecutionSucceeded`, `ExecutionFailed`,
-//! `ExecutionTimedOut`, `ExecutionAborted`) when that event is committed.
+//! `ExecutionTimedOut`, `ExecutionAborted`) when that event is committed. A redrive
+//! (`redrive.rs`) reopens a closed execution: RUNNING again, with its `ExecutionRedriven`
+//! event appended and the redrive remembered.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -13,6 +15,7 @@ use stepmap_asl::model::StateMachineType;
 
 use super::api_error::ApiError;
 use super::arn::{ExecutionArn, StateMachineArn};
+use super::redrive::Redrive;
 
 /// AWS `ExecutionStatus` (PENDING_REDRIVE joins with redrive).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -68,6 +71,9 @@ pub struct ExecutionRecord {
     /// Position in start order, for listing newest first.
     pub seq: u64,
     pub history: Vec<HistoryEvent>,
+    /// Its redrives, oldest first (absent from snapshots taken before redrive existed).
+    #[serde(default)]
+    pub redrives: Vec<Redrive>,
 }
 
 impl ExecutionRecord {
@@ -98,6 +104,30 @@ impl ExecutionRecord {
             }
         }
         Ok(last)
+    }
+
+    /// AWS `redriveCount`: how many times the execution was redriven.
+    pub fn redrive_count(&self) -> u64 {
+        self.redrives.len() as u64
+    }
+
+    /// AWS `redriveDate`: when it was last redriven.
+    pub fn redrive_date(&self) -> Option<DateTime<Utc>> {
+        self.redrives.last().map(|redrive| redrive.date)
+    }
+
+    /// Reopens a closed execution for `redrive`, whose `ExecutionRedriven` event is `event`
+    /// (the next one of the history). The result of the closed attempt is cleared: a
+    /// redriven execution is RUNNING like any other until its next end.
+    pub(super) fn reopen(&mut self, event: HistoryEvent, redrive: Redrive) {
+        debug_assert_eq!(event.id, self.history.len() as u64 + 1);
+        self.history.push(event);
+        self.redrives.push(redrive);
+        self.status = ExecutionStatus::Running;
+        self.stop_date = None;
+        self.output = None;
+        self.error = None;
+        self.cause = None;
     }
 
     /// Takes the status and result from a terminal event.

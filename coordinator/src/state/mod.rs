@@ -9,7 +9,9 @@ mod arn;
 mod command;
 mod execution_record;
 mod map_run_ledger;
+mod redrive;
 mod state_machine_record;
+mod task_tokens;
 #[cfg(test)]
 mod tests;
 
@@ -25,7 +27,10 @@ pub use api_error::ApiError;
 pub use arn::{validate_name, ActivityArn, ArnScope, ExecutionArn, MapRunArn, StateMachineArn, MAX_NAME_LENGTH};
 pub use command::{decode_outcome, encode_outcome, Command, Outcome, Response};
 pub use execution_record::{ExecutionRecord, ExecutionStatus};
-pub use map_run_ledger::{MapRunLedger, MapRunRecord, MapRunStatus};
+pub use redrive::{redrive_status, EventIdMap, Redrive, RedriveStatus};
+pub use map_run_ledger::{
+    parse_map_run_arn, MapRunCounts, MapRunEnd, MapRunLedger, MapRunRecord, MapRunSettings, MapRunStatus,
+};
 pub use state_machine_record::StateMachineRecord;
 
 /// Everything the coordinators agree on. Cloneable so that readers can take a consistent copy
@@ -91,6 +96,17 @@ impl ReplicatedState {
                 Ok(Response::StateMachineDeleted)
             }
             Command::StartExecution { arn, input, date, seed } => self.start_execution(arn, input, date, seed),
+            Command::RedriveExecution { arn, client_token, date } => self.redrive_execution(arn, client_token, date),
+            Command::StartMapRun { record } => self.start_map_run(*record),
+            Command::RecordMapRunProgress { arn, item_counts, execution_counts } => {
+                self.record_map_run_progress(&arn, item_counts, execution_counts)
+            }
+            Command::EndMapRun { arn, end, date, item_counts, execution_counts } => {
+                self.end_map_run(&arn, end, date, item_counts, execution_counts)
+            }
+            Command::UpdateMapRun { arn, max_concurrency, tolerated_failure_percentage, tolerated_failure_count } => {
+                self.update_map_run(&arn, max_concurrency, tolerated_failure_percentage, tolerated_failure_count)
+            }
             Command::RecordEvents { arn, events } => {
                 let execution = self.execution_mut(&arn)?;
                 let last_event_id = execution.append(&events)?;
@@ -140,44 +156,14 @@ impl ReplicatedState {
                 self.activities.remove(&arn);
                 Ok(Response::ActivityDeleted)
             }
-            Command::IssueTaskToken { record } => {
-                if !self.executions.contains_key(&record.execution_arn) {
-                    return Err(ApiError::ExecutionDoesNotExist { arn: record.execution_arn.to_string() });
-                }
-                if let Some(activity) = &record.activity_arn {
-                    if !self.activities.contains_key(activity) {
-                        return Err(ApiError::ActivityDoesNotExist { arn: activity.to_string() });
-                    }
-                }
-                self.task_tokens.entry(record.token.clone()).or_insert(*record);
-                Ok(Response::TaskTokenIssued)
+            Command::IssueTaskToken { record } => self.issue_task_token(*record),
+            Command::CompleteTaskToken { token, outcome, date } => self.complete_task_token(&token, outcome, date),
+            Command::HeartbeatTaskToken { token, date } => self.heartbeat_task_token(&token, date),
+            Command::StartActivityTask { token, worker_name, date } => {
+                self.start_activity_task(&token, worker_name, date)
             }
-            Command::CompleteTaskToken { token, outcome, date } => {
-                let record = self.task_tokens.get_mut(&token).ok_or(ApiError::TaskDoesNotExist)?;
-                if !record.is_open() {
-                    return Err(ApiError::TaskTimedOut);
-                }
-                if record.timeout_at.is_some_and(|deadline| date > deadline)
-                    || record.heartbeat_at.is_some_and(|deadline| date > deadline)
-                {
-                    return Err(ApiError::TaskTimedOut);
-                }
-                record.status = match outcome {
-                    TaskTokenOutcome::Succeeded { output } => TaskTokenStatus::Succeeded { output, date },
-                    TaskTokenOutcome::Failed { error, cause } => TaskTokenStatus::Failed { error, cause, date },
-                };
-                Ok(Response::TaskTokenUpdated)
-            }
-            Command::HeartbeatTaskToken { token, date } => {
-                let record = self.task_tokens.get_mut(&token).ok_or(ApiError::TaskDoesNotExist)?;
-                if !record.is_open() || record.heartbeat_at.is_some_and(|deadline| date > deadline) {
-                    return Err(ApiError::TaskTimedOut);
-                }
-                if let Some(seconds) = record.heartbeat_seconds {
-                    record.heartbeat_at = Some(date + chrono::TimeDelta::seconds(seconds as i64));
-                }
-                Ok(Response::TaskTokenUpdated)
-            }
+            Command::SubmitTaskToken { token, output } => self.submit_task_token(&token, output),
+            Command::TimeOutTaskToken { token, date } => self.time_out_task_token(&token, date),
         }
     }
 
@@ -219,6 +205,7 @@ impl ReplicatedState {
             seed,
             seq: 0,
             history: Vec::new(),
+            redrives: Vec::new(),
         };
         self.insert_execution(record);
         Ok(Response::ExecutionStarted { arn, start_date: date, created: true })

@@ -151,19 +151,28 @@ fn task_tokens_complete_once_and_respect_deadlines() {
     state.execute(start("e", "{}")).unwrap();
     let activity = ArnScope::default().activity("a");
     state.execute(Command::CreateActivity { arn: activity.clone(), name: "a".into(), date: t(0) }).unwrap();
-    let token = TaskTokenRecord {
-        token: "tok".into(),
-        execution_arn: machine().execution("e"),
-        state_name: "T".into(),
-        scheduled_event_id: 3,
-        activity_arn: Some(activity),
-        input: "{}".into(),
-        status: TaskTokenStatus::Scheduled,
-        timeout_at: Some(t(100)),
-        heartbeat_at: Some(t(10)),
-        heartbeat_seconds: Some(10),
+    let issue = |token: &str, date| {
+        let record = TaskTokenRecord::issue(
+            token.into(),
+            machine().execution("e"),
+            "T".into(),
+            Some(activity.clone()),
+            "{}".into(),
+            Some(100),
+            Some(10),
+            date,
+        );
+        Command::IssueTaskToken { record: Box::new(record) }
     };
-    state.execute(Command::IssueTaskToken { record: Box::new(token) }).unwrap();
+    state.execute(issue("tok", t(0))).unwrap();
+    // An activity's clocks start when a worker takes it, oldest task first.
+    assert_eq!(state.task_tokens["tok"].heartbeat_at, None);
+    state.execute(issue("second", t(1))).unwrap();
+    assert_eq!(state.next_activity_task(&activity).as_deref(), Some("tok"));
+    let take = |token: &str, date| Command::StartActivityTask { token: token.into(), worker_name: "w".into(), date };
+    assert!(matches!(state.execute(take("tok", t(2))), Ok(Response::ActivityTaskStarted { .. })));
+    assert_eq!(state.execute(take("tok", t(3))).unwrap_err().exception_name(), "TaskDoesNotExist");
+    assert_eq!(state.task_tokens["tok"].heartbeat_at, Some(t(12)));
     state.execute(Command::HeartbeatTaskToken { token: "tok".into(), date: t(8) }).unwrap();
     assert_eq!(state.task_tokens["tok"].heartbeat_at, Some(t(18)));
     let late = Command::CompleteTaskToken {
@@ -181,6 +190,20 @@ fn task_tokens_complete_once_and_respect_deadlines() {
     assert_eq!(state.execute(done).unwrap_err().exception_name(), "TaskTimedOut");
     let unknown = Command::HeartbeatTaskToken { token: "nope".into(), date: t(1) };
     assert_eq!(state.execute(unknown).unwrap_err().exception_name(), "TaskDoesNotExist");
+    // A token times out only once its deadline has passed; afterwards it is closed.
+    let early = Command::TimeOutTaskToken { token: "second".into(), date: t(1) };
+    assert_eq!(state.execute(early).unwrap_err().exception_name(), "ValidationException");
+    state.execute(take("second", t(20))).unwrap();
+    state.execute(Command::TimeOutTaskToken { token: "second".into(), date: t(31) }).unwrap();
+    assert!(!state.task_tokens["second"].is_open());
+    // Tokens of a closed execution cannot be completed.
+    state.execute(issue("third", t(35))).unwrap();
+    state
+        .execute(Command::StopExecution { arn: machine().execution("e"), error: None, cause: None, date: t(40) })
+        .unwrap();
+    let after_stop = Command::HeartbeatTaskToken { token: "third".into(), date: t(41) };
+    assert_eq!(state.execute(after_stop).unwrap_err().exception_name(), "TaskTimedOut");
+    assert_eq!(state.next_activity_task(&activity), None);
 }
 
 #[test]

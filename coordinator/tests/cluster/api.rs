@@ -25,15 +25,21 @@ const WAIT_PASS: &str = r#"{"StartAt":"W","States":{"W":{"Type":"Wait","Seconds"
 const LONG_WAIT: &str = r#"{"StartAt":"W","States":{"W":{"Type":"Wait","Seconds":3600,"End":true}}}"#;
 const FAIL: &str = r#"{"StartAt":"F","States":{"F":{"Type":"Fail","Error":"Oops","Cause":"on purpose"}}}"#;
 
-struct Deployment {
+pub struct Deployment {
     peers: BTreeMap<NodeId, String>,
-    nodes: Vec<(CoordinatorNode, ExecutionDriver)>,
+    pub nodes: Vec<(CoordinatorNode, ExecutionDriver)>,
     servers: Vec<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>>,
     _dirs: Vec<tempfile::TempDir>,
 }
 
 impl Deployment {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
+        Self::start_with(FunctionRegistry::new()).await
+    }
+
+    /// Three coordinators whose Task states run the functions of `registry`;
+    /// GetActivityTask polls for 1 s.
+    pub async fn start_with(registry: FunctionRegistry) -> Self {
         let mut listeners = Vec::new();
         let mut peers = BTreeMap::new();
         for id in ids(3) {
@@ -52,9 +58,10 @@ impl Deployment {
                 RaftNode::start(config, ReplicatedState::default(), GrpcTransport::new(id, &peers)).expect("start");
             let transport = RaftTransportService::new();
             transport.attach(node.mailbox());
-            let invoker = Arc::new(LocalInvoker::new(FunctionRegistry::new()).expect("invoker"));
+            let invoker = Arc::new(LocalInvoker::new(registry.clone()).expect("invoker"));
             let driver = ExecutionDriver::start(node.clone(), invoker.clone());
-            let states = StatesService::new(node.clone(), driver.clone(), ArnScope::default(), invoker);
+            let states = StatesService::new(node.clone(), driver.clone(), ArnScope::default(), invoker)
+                .with_activity_poll(Duration::from_secs(1));
             servers.push(tokio::spawn(
                 tonic::transport::Server::builder()
                     .add_service(transport.into_server())
@@ -66,7 +73,7 @@ impl Deployment {
         Self { peers, nodes, servers, _dirs: dirs }
     }
 
-    async fn follower_address(&self) -> String {
+    pub async fn follower_address(&self) -> String {
         eventually("a follower that knows the leader", || async {
             self.nodes
                 .iter()
@@ -77,7 +84,7 @@ impl Deployment {
         .await
     }
 
-    async fn shutdown(self) {
+    pub async fn shutdown(self) {
         for (node, driver) in &self.nodes {
             driver.shutdown();
             node.shutdown().await;
@@ -89,14 +96,14 @@ impl Deployment {
 }
 
 /// Asserts that `result` is refused with `exception`, and that the message names `field`.
-fn assert_refused<T: std::fmt::Debug>(result: Result<T, tonic::Status>, exception: &str, field: &str) {
+pub fn assert_refused<T: std::fmt::Debug>(result: Result<T, tonic::Status>, exception: &str, field: &str) {
     let status = result.expect_err("the request must be refused");
     assert_eq!(exception_name(&status), Some(exception), "{status:?}");
     assert!(status.message().starts_with(exception), "{}", status.message());
     assert!(status.message().contains(field), "message does not name '{field}': {}", status.message());
 }
 
-async fn create(
+pub async fn create(
     client: &mut StatesClient,
     name: &str,
     definition: &str,
@@ -116,7 +123,7 @@ async fn create(
         .await
 }
 
-async fn start(
+pub async fn start(
     client: &mut StatesClient,
     machine: &str,
     name: &str,
@@ -132,7 +139,7 @@ async fn start(
         .await
 }
 
-async fn describe(client: &mut StatesClient, arn: &str) -> Result<pb::DescribeExecutionResponse, tonic::Status> {
+pub async fn describe(client: &mut StatesClient, arn: &str) -> Result<pb::DescribeExecutionResponse, tonic::Status> {
     let request = pb::DescribeExecutionRequest { execution_arn: arn.into() };
     client
         .call(|mut c| {
@@ -142,7 +149,7 @@ async fn describe(client: &mut StatesClient, arn: &str) -> Result<pb::DescribeEx
         .await
 }
 
-async fn history(
+pub async fn history(
     client: &mut StatesClient,
     arn: &str,
     max_results: i32,
@@ -184,7 +191,7 @@ async fn list(
         .await
 }
 
-async fn wait_closed(client: &mut StatesClient, arn: &str) -> pb::DescribeExecutionResponse {
+pub async fn wait_closed(client: &mut StatesClient, arn: &str) -> pb::DescribeExecutionResponse {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let described = describe(client, arn).await.expect("describe");

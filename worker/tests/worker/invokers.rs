@@ -33,6 +33,9 @@ fn request(resource: &str, parameters: Value) -> TaskRequest {
         timeout: None,
         region: REGION.to_string(),
         account: ACCOUNT.to_string(),
+        task_token: None,
+        heartbeat: None,
+        progress: None,
     }
 }
 

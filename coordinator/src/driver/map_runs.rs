@@ -1,0 +1,333 @@
+//! Distributed Map runs of leader-driven executions: the [`MapRunExecutor`] the driver hands
+//! to the interpreter. It runs the map run's children through a
+//! [`ControlledMapRunExecutor`] (this process's [`LocalMapRunExecutor`] today; the worker
+//! fleet's dispatcher will take its place behind the same trait) and records the map run in
+//! the replicated Map Run ledger: `StartMapRun`, the counters at most every
+//! [`PROGRESS_INTERVAL`], and `EndMapRun` — committed before the interpreter records
+//! `MapRunSucceeded` / `MapRunFailed`, so a history that shows the end implies a ledger that
+//! holds it.
+//!
+//! Replay (a new leader continuing the parent): a map run whose end is recorded does not run
+//! again. A recorded `MapRunFailed` is answered from the history (as `ReplayInvoker` answers a
+//! recorded Task outcome); a recorded `MapRunSucceeded` from the ledger, which kept the run's
+//! result (the history only holds the state's output after ResultSelector/ResultPath). A map
+//! run that was RUNNING at the change of leader is started again under the same ARN (its
+//! id comes from the execution's seeded randomness): its children run from the start and
+//! its counters restart at 0, with the settings UpdateMapRun last gave it. Children that had
+//! finished run again; acceptable until the worker fleet's batch ledger lets a new leader
+//! resume a map run where it was.
+//!
+//! UpdateMapRun reaches a running map run through [`LiveMapRuns`]: the API commits the update,
+//! then applies it to the run's [`MapRunControl`] if this node drives it.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use serde_json::Value;
+use stepmap_asl::clock::SystemClock;
+use stepmap_asl::failure::Failure;
+use stepmap_asl::map_run::{MapRunExecutor, MapRunRequest, Tolerance};
+use stepmap_asl::task::TaskInvoker;
+use stepmap_storage::Stores;
+use stepmap_worker::map_run::{self as worker, ControlledMapRunExecutor, MapRunControl};
+use stepmap_worker::LocalMapRunExecutor;
+
+use super::replay::Replay;
+use super::ExecutionDriver;
+use crate::error::Error;
+use crate::proposer::{propose, CoordinatorNode};
+use crate::state::{
+    ApiError, Command, ExecutionArn, MapRunArn, MapRunCounts, MapRunEnd, MapRunRecord, MapRunSettings, Response,
+};
+
+/// How often a running map run's counters are committed (when they changed).
+pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
+/// Between retries of a commit whose outcome is unknown.
+const RETRY_BACKOFF: Duration = Duration::from_millis(50);
+
+/// What the driver runs map runs' children with.
+#[derive(Clone)]
+pub struct MapRunConfig {
+    runner: Arc<dyn ControlledMapRunExecutor>,
+}
+
+impl MapRunConfig {
+    /// Children run in this process, at most `slots` at once (within MaxConcurrency);
+    /// ItemReader and ResultWriter use `stores`.
+    pub fn local(stores: Arc<Stores>, slots: usize) -> Self {
+        Self::with_runner(Arc::new(LocalMapRunExecutor::new(stores, slots, true)))
+    }
+
+    /// Children run by `runner` (the seam for the worker fleet).
+    pub fn with_runner(runner: Arc<dyn ControlledMapRunExecutor>) -> Self {
+        Self { runner }
+    }
+}
+
+/// The map runs this node drives now, by ARN, with the settings version they run with.
+#[derive(Clone, Default)]
+pub struct LiveMapRuns {
+    runs: Arc<Mutex<HashMap<MapRunArn, (MapRunControl, u64)>>>,
+}
+
+impl LiveMapRuns {
+    /// Applies `settings` to the map run `arn` if it runs here with older ones. Returns
+    /// whether it runs here.
+    pub fn apply(&self, arn: &MapRunArn, settings: &MapRunSettings) -> bool {
+        let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((control, version)) = runs.get_mut(arn) else { return false };
+        // Versions order the updates: a map run (re)started with the ledger's settings must
+        // not be set back by an older update applied late, nor the reverse.
+        if settings.version >= *version {
+            *version = settings.version;
+            control.set_max_concurrency(settings.max_concurrency);
+            control.set_tolerance(Tolerance {
+                count: settings.tolerated_failure_count,
+                percentage: settings.tolerated_failure_percentage,
+            });
+        }
+        true
+    }
+
+    /// The live counters of a map run driven here.
+    pub fn counters(&self, arn: &MapRunArn) -> Option<worker::MapRunCounters> {
+        self.runs.lock().unwrap_or_else(|e| e.into_inner()).get(arn).map(|(control, _)| control.counters())
+    }
+
+    fn register(&self, arn: MapRunArn, control: MapRunControl) -> Registration {
+        self.runs.lock().unwrap_or_else(|e| e.into_inner()).insert(arn.clone(), (control, 0));
+        Registration { live: self.clone(), arn }
+    }
+}
+
+/// Removes a map run from [`LiveMapRuns`] when its run ends or is dropped.
+struct Registration {
+    live: LiveMapRuns,
+    arn: MapRunArn,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.live.runs.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.arn);
+    }
+}
+
+/// The driver's map-run machinery: the runner and the live runs.
+#[derive(Clone)]
+pub(super) struct MapRuns {
+    runner: Arc<dyn ControlledMapRunExecutor>,
+    live: LiveMapRuns,
+}
+
+impl MapRuns {
+    pub(super) fn new(config: MapRunConfig) -> Self {
+        Self { runner: config.runner, live: LiveMapRuns::default() }
+    }
+}
+
+impl ExecutionDriver {
+    /// The map runs this node drives (for UpdateMapRun); empty without a [`MapRunConfig`].
+    pub fn live_map_runs(&self) -> LiveMapRuns {
+        self.inner.map_runs.as_ref().map(|m| m.live.clone()).unwrap_or_default()
+    }
+
+    /// The executor of the map runs of `parent`; `recorded`: its history, when it is being
+    /// continued by replay. `None` without a [`MapRunConfig`] (a Distributed Map then fails
+    /// with `States.Runtime`).
+    pub(super) fn map_run_executor(
+        &self,
+        parent: &ExecutionArn,
+        recorded: Option<Arc<Replay>>,
+    ) -> Option<Arc<dyn MapRunExecutor>> {
+        let map_runs = self.inner.map_runs.as_ref()?;
+        Some(Arc::new(ClusterMapRunExecutor {
+            node: self.inner.node.clone(),
+            runner: map_runs.runner.clone(),
+            live: map_runs.live.clone(),
+            invoker: self.inner.invoker.clone(),
+            parent: parent.clone(),
+            recorded,
+        }))
+    }
+}
+
+/// Runs the map runs of one parent execution and records them in the ledger.
+struct ClusterMapRunExecutor {
+    node: CoordinatorNode,
+    runner: Arc<dyn ControlledMapRunExecutor>,
+    live: LiveMapRuns,
+    /// The real task invoker: children never replay (they run again from their start).
+    invoker: Arc<dyn TaskInvoker>,
+    parent: ExecutionArn,
+    recorded: Option<Arc<Replay>>,
+}
+
+/// How a recorded history shows a map run ended.
+enum RecordedEnd {
+    Succeeded,
+    Failed(Failure),
+}
+
+impl MapRunExecutor for ClusterMapRunExecutor {
+    fn run(&self, mut request: MapRunRequest) -> BoxFuture<'static, Result<Value, Failure>> {
+        let arn = MapRunArn::new(request.map_run_arn.clone());
+        match self.recorded.as_deref().and_then(|replay| recorded_end(replay, &request.map_run_arn)) {
+            Some(RecordedEnd::Failed(failure)) => return Box::pin(std::future::ready(Err(failure))),
+            // Its result is in the ledger: StartMapRun answers with the ended record below.
+            Some(RecordedEnd::Succeeded) | None => {}
+        }
+        // Children get the real clock and invoker: the parent's replay environment would answer
+        // them with the parent's recorded events. A Distributed Map inside a child runs
+        // without ledger records (its parent is not a recorded execution).
+        request.environment.clock = Arc::new(SystemClock);
+        request.environment.invoker = self.invoker.clone();
+        request.environment.map_runs = Some(Arc::new(Unrecorded(self.runner.clone())));
+        let settings = MapRunSettings {
+            max_concurrency: request.max_concurrency,
+            tolerated_failure_percentage: request.tolerance.percentage,
+            tolerated_failure_count: request.tolerance.count,
+            version: 0,
+        };
+        let record = MapRunRecord::start(arn.clone(), self.parent.clone(), settings, Utc::now());
+        let (node, runner, live) = (self.node.clone(), self.runner.clone(), self.live.clone());
+        async move {
+            let control = MapRunControl::new(request.max_concurrency, request.tolerance);
+            // Registered before the start is committed, so that no committed update misses it.
+            let _registration = live.register(arn.clone(), control.clone());
+            match commit(&node, &Command::StartMapRun { record: Box::new(record) }).await {
+                Ok(Response::MapRunStarted { settings, .. }) => {
+                    live.apply(&arn, &settings);
+                }
+                Ok(Response::MapRunAlreadyEnded { record }) => return recorded_outcome(&record),
+                Ok(other) => return Err(Failure::runtime(format!("unexpected answer to StartMapRun: {other:?}"))),
+                Err(Some(error)) => return Err(Failure::runtime(format!("the map run cannot start: {error}"))),
+                Err(None) => return std::future::pending().await,
+            }
+            tracing::debug!(map_run = %arn, "map run started");
+            let result = tokio::select! {
+                result = runner.run_controlled(request, control.clone()) => result,
+                never = report_progress(&node, &arn, &control) => match never {},
+            };
+            let counters = control.counters();
+            let end = match &result {
+                Ok(value) => MapRunEnd::Succeeded { result: value.to_string() },
+                Err(failure) => MapRunEnd::Failed { error: failure.error.clone(), cause: failure.cause.clone() },
+            };
+            let (item_counts, execution_counts) = ledger_counts(&counters);
+            let command = Command::EndMapRun { arn: arn.clone(), end, date: Utc::now(), item_counts, execution_counts };
+            match commit(&node, &command).await {
+                Ok(_) => {}
+                Err(Some(error)) => tracing::info!(map_run = %arn, %error, "cannot record the map run's end"),
+                // No longer the leader: the execution is dropped here and continued elsewhere.
+                Err(None) => return std::future::pending().await,
+            }
+            tracing::debug!(map_run = %arn, succeeded = result.is_ok(), "map run ended");
+            result
+        }
+        .boxed()
+    }
+}
+
+/// A Distributed Map inside a map run's child: run, not recorded.
+struct Unrecorded(Arc<dyn ControlledMapRunExecutor>);
+
+impl MapRunExecutor for Unrecorded {
+    fn run(&self, request: MapRunRequest) -> BoxFuture<'static, Result<Value, Failure>> {
+        let control = MapRunControl::new(request.max_concurrency, request.tolerance);
+        self.0.run_controlled(request, control)
+    }
+}
+
+/// Whether the recorded history shows the end of map run `arn`: the `MapRun...` event that
+/// follows its `MapRunStarted` on the same path of the execution.
+fn recorded_end(replay: &Replay, arn: &str) -> Option<RecordedEnd> {
+    let events = || (1..=replay.recorded_len()).filter_map(|id| replay.recorded(id));
+    let started = events().find(|e| {
+        e.event_type == "MapRunStarted"
+            && e.details.as_ref().and_then(|d| d.get("mapRunArn")).and_then(Value::as_str) == Some(arn)
+    })?;
+    let end = events().skip_while(|e| e.id <= started.id).find(|e| {
+        e.previous_event_id == started.id
+            && matches!(e.event_type.as_str(), "MapRunSucceeded" | "MapRunFailed" | "MapRunAborted")
+    })?;
+    let text = |key: &str| end.details.as_ref().and_then(|d| d.get(key)).and_then(Value::as_str).map(str::to_owned);
+    match end.event_type.as_str() {
+        "MapRunSucceeded" => Some(RecordedEnd::Succeeded),
+        "MapRunFailed" => Some(RecordedEnd::Failed(Failure { error: text("error"), cause: text("cause") })),
+        // Aborted runs ended their parent: it is not replayed.
+        _ => None,
+    }
+}
+
+/// The outcome of a map run that the ledger shows ended.
+fn recorded_outcome(record: &MapRunRecord) -> Result<Value, Failure> {
+    match &record.result {
+        Some(result) => serde_json::from_str(result).map_err(|e| {
+            Failure::runtime(format!("the recorded result of map run '{}' is unreadable: {e}", record.arn))
+        }),
+        None => Err(Failure { error: record.error.clone(), cause: record.cause.clone() }),
+    }
+}
+
+/// Commits the counters every [`PROGRESS_INTERVAL`] while they change. Never returns: the
+/// caller drops it when the run ends.
+async fn report_progress(node: &CoordinatorNode, arn: &MapRunArn, control: &MapRunControl) -> Infallible {
+    let mut committed = worker::MapRunCounters::default();
+    let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let counters = control.counters();
+        if counters == committed {
+            continue;
+        }
+        let (item_counts, execution_counts) = ledger_counts(&counters);
+        let command = Command::RecordMapRunProgress { arn: arn.clone(), item_counts, execution_counts };
+        match propose(node, &command).await {
+            Ok(_) => committed = counters,
+            // Progress is advisory: the next tick tries again, the end carries the final counts.
+            Err(error) => tracing::debug!(map_run = %arn, %error, "map run progress not recorded"),
+        }
+    }
+}
+
+fn ledger_counts(counters: &worker::MapRunCounters) -> (MapRunCounts, MapRunCounts) {
+    let convert = |c: &worker::MapRunCounts| MapRunCounts {
+        pending: c.pending,
+        running: c.running,
+        succeeded: c.succeeded,
+        failed: c.failed,
+        timed_out: c.timed_out,
+        aborted: c.aborted,
+        total: c.total,
+        results_written: c.results_written,
+        failures_not_redrivable: 0,
+        pending_redrive: 0,
+    };
+    (convert(&counters.items), convert(&counters.executions))
+}
+
+/// Commits `command`, retrying while the outcome is unknown (the map run commands are
+/// idempotent). `Err(Some(_))`: refused; `Err(None)`: this node no longer leads.
+async fn commit(node: &CoordinatorNode, command: &Command) -> Result<Response, Option<ApiError>> {
+    loop {
+        match propose(node, command).await {
+            Ok(response) => return Ok(response),
+            Err(Error::Api(error)) => return Err(Some(error)),
+            Err(Error::Timeout { .. } | Error::ProposalDropped { .. } | Error::ProposalOutcomeUnknown { .. })
+                if node.status().is_leader() =>
+            {
+                tokio::time::sleep(RETRY_BACKOFF).await;
+            }
+            Err(error) => {
+                tracing::info!(%error, "map run no longer driven here");
+                return Err(None);
+            }
+        }
+    }
+}

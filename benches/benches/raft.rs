@@ -26,7 +26,7 @@ use criterion::{Criterion, Throughput};
 use stepmap_coordinator::transport::{GrpcTransport, RaftTransportService};
 use stepmap_coordinator::{Error, NodeId, RaftConfig, RaftNode, StateMachine};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 /// Bytes per command: about a small `RecordEvents` command of the execution driver.
 const COMMAND_BYTES: usize = 256;
@@ -94,7 +94,8 @@ impl Cluster {
             servers.push(tokio::spawn(async move {
                 tonic::transport::Server::builder()
                     .add_service(service.into_server())
-                    .serve_with_incoming(TcpListenerStream::new(listener))
+                    // As `stepmap coordinator` serves: TCP_NODELAY on accepted sockets.
+                    .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
                     .await
                     .expect("raft transport server");
             }));

@@ -55,8 +55,8 @@ impl Cluster {
         let mut servers = Vec::new();
         for (id, listener) in listeners {
             let config = RaftConfig::new(id, peers.clone(), dir.path().join(format!("node-{id}")));
-            let node = RaftNode::start(config, ReplicatedState::default(), GrpcTransport::new(id, &peers))
-                .expect("start");
+            let node =
+                RaftNode::start(config, ReplicatedState::default(), GrpcTransport::new(id, &peers)).expect("start");
             let transport = RaftTransportService::new();
             transport.attach(node.mailbox());
             let invoker = Arc::new(LocalInvoker::new(FunctionRegistry::new()).expect("invoker"));

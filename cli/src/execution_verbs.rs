@@ -83,8 +83,9 @@ pub struct StopExecutionArgs {
 pub struct RedriveExecutionArgs {
     #[arg(long = "execution-arn")]
     execution_arn: String,
-    /// Makes a retried request idempotent (1 to 64 printable characters). Unlike the AWS CLI,
-    /// none is generated when absent.
+    /// Makes a repeated request idempotent (1 to 64 printable characters). Default: a random
+    /// UUID, as the AWS CLI generates one, so that the client's own retries of this call
+    /// cannot redrive twice or be refused.
     #[arg(long = "client-token")]
     client_token: Option<String>,
     #[command(flatten)]
@@ -243,6 +244,10 @@ pub fn list_executions(args: ListExecutionsArgs) -> anyhow::Result<u8> {
         .map(|e| {
             let mut out = json!({"executionArn": e.execution_arn, "stateMachineArn": e.state_machine_arn, "name": e.name, "status": e.status, "startDate": e.start_date});
             insert_some(&mut out, "stopDate", e.stop_date);
+            if let Some(count) = e.redrive_count {
+                out["redriveCount"] = count.into();
+            }
+            insert_some(&mut out, "redriveDate", e.redrive_date);
             out
         })
         .collect();
@@ -268,7 +273,8 @@ pub fn stop_execution(args: StopExecutionArgs) -> anyhow::Result<u8> {
 }
 
 pub fn redrive_execution(args: RedriveExecutionArgs) -> anyhow::Result<u8> {
-    let request = pb::RedriveExecutionRequest { execution_arn: args.execution_arn, client_token: args.client_token };
+    let client_token = Some(args.client_token.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()));
+    let request = pb::RedriveExecutionRequest { execution_arn: args.execution_arn, client_token };
     let redriven = with_client(&args.endpoint, async |client| {
         client
             .call(|mut c| {

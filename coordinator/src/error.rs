@@ -148,7 +148,9 @@ pub fn exception_name(status: &tonic::Status) -> Option<&str> {
 
 /// The leader hint carried by a not-leader status, if `status` is one.
 pub fn leader_hint(status: &tonic::Status) -> Option<LeaderHint> {
-    if status.code() != tonic::Code::FailedPrecondition {
+    // An AWS exception (e.g. TaskTimedOut, also FAILED_PRECONDITION) is an answer, not a
+    // redirect: its empty details would otherwise decode as an empty hint.
+    if status.code() != tonic::Code::FailedPrecondition || exception_name(status).is_some() {
         return None;
     }
     LeaderHint::decode(status.details()).ok()
@@ -183,5 +185,13 @@ mod tests {
         let status = tonic::Status::from(Error::from(ApiError::validation("maxResults", "must be at most 1000")));
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
         assert_eq!(exception_name(&status), Some("ValidationException"));
+    }
+
+    /// A refusal sent as FAILED_PRECONDITION is not a redirect (clients would retry it).
+    #[test]
+    fn failed_precondition_exceptions_carry_no_leader_hint() {
+        let status = tonic::Status::from(Error::from(ApiError::TaskTimedOut));
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+        assert_eq!(leader_hint(&status), None);
     }
 }

@@ -142,6 +142,12 @@ async fn grpc_redriven_execution_survives_a_change_of_leader() {
     cluster::redrive::a_redriven_execution_survives_a_change_of_leader().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_redriven_activity_gets_a_new_task_token() {
+    init_tracing();
+    cluster::redrive::a_redriven_activity_gets_a_new_task_token().await;
+}
+
 /// A linearizable read is served as soon as the leader has confirmed it, not at the next tick:
 /// in virtual time (which only moves when every task waits on a timer) it takes no time at
 /// all, while a tick is a whole second.

@@ -3,4 +3,5 @@
 //! `heavy_` (the default nextest profile skips them; `--profile ci` runs them).
 
 mod cluster;
+mod map_run_verbs;
 mod processes;

@@ -5,6 +5,7 @@
 //! has the leader drive the reopened execution at once.
 
 use chrono::Utc;
+use stepmap_asl::model::StateMachineType;
 use stepmap_proto::v1 as pb;
 use tonic::{Request, Response as GrpcResponse};
 
@@ -47,10 +48,10 @@ impl StatesService {
             other => return Err(unexpected(other)),
         };
         if redriven {
-            // Applied on this node (the leader): drive it here at once. A drive of the closed
+            // Applied on this node (the leader): drive it here at once. The drive of the closed
             // attempt may still be winding down (its last commit answered, its task not yet
-            // ended); it has nothing left to record, so it is dropped rather than waited for,
-            // which `launch` alone would do by ignoring the reopened execution.
+            // ended); `launch` alone would take it for a drive of the reopened execution and
+            // do nothing, so it is dropped first (it has nothing left to record).
             let key = arn.clone();
             if let Ok((_, Some(record))) = self.node.local_read(move |state| state.executions.get(&key).cloned()).await
             {
@@ -66,7 +67,7 @@ impl StatesService {
     /// DescribeExecution's redrive fields (the others left at their defaults); none for
     /// EXPRESS executions, which AWS never redrives.
     pub(super) async fn redrive_fields(&self, record: &ExecutionRecord) -> Result<pb::DescribeExecutionResponse> {
-        if record.machine_type == stepmap_asl::model::StateMachineType::Express {
+        if record.machine_type == StateMachineType::Express {
             return Ok(pb::DescribeExecutionResponse::default());
         }
         // Only a closed, unsuccessful execution depends on its machine still existing.

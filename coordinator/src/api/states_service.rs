@@ -65,7 +65,10 @@ impl StatesService {
         StatesServer::new(self)
     }
 
-    pub(super) async fn read<R: Send + 'static>(&self, read: impl FnOnce(&ReplicatedState) -> R + Send + 'static) -> Result<R> {
+    pub(super) async fn read<R: Send + 'static>(
+        &self,
+        read: impl FnOnce(&ReplicatedState) -> R + Send + 'static,
+    ) -> Result<R> {
         Ok(self.node.read(read).await?.1)
     }
 
@@ -448,6 +451,8 @@ impl States for StatesService {
                 status: e.status.as_str().into(),
                 start_date: date(e.start_date),
                 stop_date: e.stop_date.map(date),
+                redrive_count: Some(e.redrives.len() as u32),
+                redrive_date: e.redrives.last().map(|redrive| date(redrive.date)),
             })
             .collect();
         let next_token = next.map(|seq| encode_token("e", seq)).unwrap_or_default();

@@ -30,7 +30,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde_json::Value;
 use stepmap_asl::clock::SystemClock;
-use stepmap_asl::failure::Failure;
+use stepmap_asl::failure::{names, Failure};
 use stepmap_asl::map_run::{MapRunExecutor, MapRunRequest, Tolerance};
 use stepmap_asl::task::TaskInvoker;
 use stepmap_storage::Stores;
@@ -49,6 +49,9 @@ use crate::state::{
 pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
 /// Between retries of a commit whose outcome is unknown.
 const RETRY_BACKOFF: Duration = Duration::from_millis(50);
+/// AWS's limit on a map run's result without ResultWriter (features.md §2.8: "If > 256 KiB ⇒
+/// States.DataLimitExceeded"). It also bounds the result the ledger keeps for replay.
+const MAX_RESULT_BYTES: usize = 256 * 1024;
 
 /// What the driver runs map runs' children with.
 #[derive(Clone)]
@@ -72,7 +75,16 @@ impl MapRunConfig {
 /// The map runs this node drives now, by ARN, with the settings version they run with.
 #[derive(Clone, Default)]
 pub struct LiveMapRuns {
-    runs: Arc<Mutex<HashMap<MapRunArn, (MapRunControl, u64)>>>,
+    runs: Arc<Mutex<HashMap<MapRunArn, LiveMapRun>>>,
+}
+
+struct LiveMapRun {
+    control: MapRunControl,
+    /// The settings version applied last.
+    version: u64,
+    /// Tells this run's registration from a newer one of the same ARN (a re-launch may
+    /// register before the aborted run's future is dropped).
+    token: Arc<()>,
 }
 
 impl LiveMapRuns {
@@ -80,7 +92,7 @@ impl LiveMapRuns {
     /// whether it runs here.
     pub fn apply(&self, arn: &MapRunArn, settings: &MapRunSettings) -> bool {
         let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
-        let Some((control, version)) = runs.get_mut(arn) else { return false };
+        let Some(LiveMapRun { control, version, .. }) = runs.get_mut(arn) else { return false };
         // Versions order the updates: a map run (re)started with the ledger's settings must
         // not be set back by an older update applied late, nor the reverse.
         if settings.version >= *version {
@@ -94,14 +106,11 @@ impl LiveMapRuns {
         true
     }
 
-    /// The live counters of a map run driven here.
-    pub fn counters(&self, arn: &MapRunArn) -> Option<worker::MapRunCounters> {
-        self.runs.lock().unwrap_or_else(|e| e.into_inner()).get(arn).map(|(control, _)| control.counters())
-    }
-
     fn register(&self, arn: MapRunArn, control: MapRunControl) -> Registration {
-        self.runs.lock().unwrap_or_else(|e| e.into_inner()).insert(arn.clone(), (control, 0));
-        Registration { live: self.clone(), arn }
+        let token = Arc::new(());
+        let run = LiveMapRun { control, version: 0, token: token.clone() };
+        self.runs.lock().unwrap_or_else(|e| e.into_inner()).insert(arn.clone(), run);
+        Registration { live: self.clone(), arn, token }
     }
 }
 
@@ -109,11 +118,15 @@ impl LiveMapRuns {
 struct Registration {
     live: LiveMapRuns,
     arn: MapRunArn,
+    token: Arc<()>,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.live.runs.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.arn);
+        let mut runs = self.live.runs.lock().unwrap_or_else(|e| e.into_inner());
+        if runs.get(&self.arn).is_some_and(|run| Arc::ptr_eq(&run.token, &self.token)) {
+            runs.remove(&self.arn);
+        }
     }
 }
 
@@ -187,6 +200,10 @@ impl MapRunExecutor for ClusterMapRunExecutor {
         request.environment.clock = Arc::new(SystemClock);
         request.environment.invoker = self.invoker.clone();
         request.environment.map_runs = Some(Arc::new(Unrecorded(self.runner.clone())));
+        // Nor do they draw from the parent's seeded randomness: a replay that answers this map
+        // run from the ledger runs no children, and the parent's later draws (map run ids,
+        // States.UUID) must come out as in the first run.
+        request.environment.random = Arc::new(rand::random::<u64>);
         let settings = MapRunSettings {
             max_concurrency: request.max_concurrency,
             tolerated_failure_percentage: request.tolerance.percentage,
@@ -213,11 +230,29 @@ impl MapRunExecutor for ClusterMapRunExecutor {
                 result = runner.run_controlled(request, control.clone()) => result,
                 never = report_progress(&node, &arn, &control) => match never {},
             };
-            let counters = control.counters();
+            let result = result.and_then(|value| {
+                let text = value.to_string();
+                if text.len() > MAX_RESULT_BYTES {
+                    return Err(Failure::new(
+                        names::DATA_LIMIT_EXCEEDED,
+                        format!(
+                            "The map run's result of {} bytes exceeds the maximum of {MAX_RESULT_BYTES} bytes; use a ResultWriter.",
+                            text.len()
+                        ),
+                    ));
+                }
+                Ok((value, text))
+            });
             let end = match &result {
-                Ok(value) => MapRunEnd::Succeeded { result: value.to_string() },
+                Ok((_, text)) => MapRunEnd::Succeeded { result: text.clone() },
                 Err(failure) => MapRunEnd::Failed { error: failure.error.clone(), cause: failure.cause.clone() },
             };
+            // The run is over: a child still counted as running (the run ended on an error
+            // while it ran) was stopped with it.
+            let mut counters = control.counters();
+            for counts in [&mut counters.items, &mut counters.executions] {
+                counts.aborted += std::mem::take(&mut counts.running);
+            }
             let (item_counts, execution_counts) = ledger_counts(&counters);
             let command = Command::EndMapRun { arn: arn.clone(), end, date: Utc::now(), item_counts, execution_counts };
             match commit(&node, &command).await {
@@ -227,7 +262,7 @@ impl MapRunExecutor for ClusterMapRunExecutor {
                 Err(None) => return std::future::pending().await,
             }
             tracing::debug!(map_run = %arn, succeeded = result.is_ok(), "map run ended");
-            result
+            result.map(|(value, _)| value)
         }
         .boxed()
     }

@@ -29,7 +29,7 @@ use tokio::task::AbortHandle;
 pub use callbacks::{CallbackInvoker, TaskTokenSignal};
 pub use event_commit::RaftEventSink;
 pub use map_runs::{LiveMapRuns, MapRunConfig, PROGRESS_INTERVAL};
-pub use replay::{seeded_random, Replay, ReplayClock, ReplayInvoker};
+pub use replay::{replay_random, seeded_random, Replay, ReplayClock, ReplayInvoker};
 
 use crate::error::Error;
 use crate::proposer::{propose, CoordinatorNode};
@@ -194,7 +194,7 @@ impl ExecutionDriver {
         let env = Environment {
             clock: Arc::new(ReplayClock { replay: replay.clone() }),
             invoker: Arc::new(ReplayInvoker {
-                replay,
+                replay: replay.clone(),
                 inner: Arc::new(CallbackInvoker {
                     node: self.inner.node.clone(),
                     execution: record.arn.clone(),
@@ -202,7 +202,7 @@ impl ExecutionDriver {
                     signal: self.inner.signal.clone(),
                 }),
             }),
-            random: seeded_random(record.seed),
+            random: replay_random(replay, record.seed),
             map_runs,
             events: Some(Arc::new(sink)),
             history_payloads: true,

@@ -8,7 +8,8 @@
 //! - a Task whose outcome was recorded (`...Succeeded` / `...Failed` / `...TimedOut`) gets
 //!   that outcome instead of running again, after its recorded milestones
 //!   (`ActivityStarted`, `TaskSubmitted`);
-//! - randomness comes from the execution's seed.
+//! - randomness comes from the execution's seed (a new stream after each redrive, see
+//!   [`replay_random`]).
 //!
 //! Once the regenerated events pass the recorded ones, the environment is the real one: the
 //! wall clock, the real invoker. The sink (`event_commit.rs`) skips events already
@@ -20,10 +21,10 @@
 //! attempt's events are never replayed and the interpreter runs for real from the resume
 //! point. Every id the interpreter hands out ("interpreter id") is translated here.
 //!
-//! The execution's own TimeoutSeconds timer is the one sleep that spans the whole run (it
-//! races the states, so that the first run recorded events after it started says nothing
-//! about its end): it is never cut short by a replay, and it restarts with each redrive
-//! (AWS resets the state machine's timeout on redrive).
+//! The execution's own TimeoutSeconds timer is the one sleep that spans the whole run: it
+//! races the states, so events recorded after it began say nothing about whether it ended.
+//! A replay never cuts it short, and it restarts with each redrive (AWS resets the state
+//! machine's timeout on redrive).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -197,10 +198,126 @@ impl TaskInvoker for ReplayInvoker {
 /// SplitMix64 from the execution's seed: the same numbers on every run of the execution.
 pub fn seeded_random(seed: u64) -> RandomSource {
     let state = AtomicU64::new(seed);
+    Arc::new(move || splitmix(state.fetch_add(GOLDEN_GAMMA, Ordering::Relaxed)))
+}
+
+/// The randomness of a replayed execution: [`seeded_random`] up to its first redrive's
+/// resume point; after each redrive, a stream seeded from the seed and that redrive, chosen
+/// by the interpreter event about to be recorded. A redriven attempt therefore draws new
+/// numbers — its task tokens and Map Run names must not be the failed attempt's, which are
+/// closed — while any later replay of it draws the same ones again.
+pub fn replay_random(replay: Arc<Replay>, seed: u64) -> RandomSource {
+    // (the redrive whose stream is in use, that stream's state)
+    let stream = std::sync::Mutex::new((None::<u64>, seed));
     Arc::new(move || {
-        let mut z = state.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed).wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        let redrive = replay.ids.redrive_of(replay.cursor.load(Ordering::SeqCst) + 1);
+        let mut stream = stream.lock().unwrap_or_else(|e| e.into_inner());
+        if stream.0 != redrive {
+            let state = redrive.map_or(seed, |event_id| splitmix(seed ^ event_id.wrapping_mul(GOLDEN_GAMMA)));
+            *stream = (redrive, state);
+        }
+        let state = stream.1;
+        stream.1 = state.wrapping_add(GOLDEN_GAMMA);
+        splitmix(state)
     })
+}
+
+const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// The SplitMix64 output for the generator state `state` (before its increment).
+fn splitmix(state: u64) -> u64 {
+    let mut z = state.wrapping_add(GOLDEN_GAMMA);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use stepmap_asl::model::StateMachineType;
+
+    use super::*;
+    use crate::state::{ArnScope, ExecutionStatus, Redrive};
+
+    fn event(id: u64, event_type: &str) -> HistoryEvent {
+        HistoryEvent {
+            id,
+            previous_event_id: id - 1,
+            timestamp: Utc.timestamp_opt(1_700_000_000 + id as i64, 0).unwrap(),
+            event_type: event_type.into(),
+            details: None,
+        }
+    }
+
+    /// ExecutionStarted, TaskStateEntered, a failed attempt, redriven after event 2.
+    fn redriven_record() -> ExecutionRecord {
+        let scope = ArnScope::default();
+        let machine = scope.state_machine("m");
+        let types = ["ExecutionStarted", "TaskStateEntered", "TaskFailed", "ExecutionFailed", "ExecutionRedriven"];
+        let started = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+        ExecutionRecord {
+            arn: machine.execution("e"),
+            state_machine_arn: machine,
+            name: "e".into(),
+            machine_type: StateMachineType::Standard,
+            definition: String::new(),
+            role_arn: String::new(),
+            input: "{}".into(),
+            status: ExecutionStatus::Running,
+            start_date: started,
+            stop_date: None,
+            output: None,
+            error: None,
+            cause: None,
+            seed: 7,
+            seq: 0,
+            history: types.iter().zip(1..).map(|(t, id)| event(id, t)).collect(),
+            redrives: vec![Redrive {
+                event_id: 5,
+                resume_after: 2,
+                date: started + chrono::TimeDelta::hours(1),
+                client_token: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_redriven_attempt_draws_new_numbers_and_replays_draw_them_again() {
+        let record = redriven_record();
+        let draws = |replay: &Arc<Replay>| {
+            let random = replay_random(replay.clone(), record.seed);
+            // Drawn before the resume point's entry (e.g. in an earlier state)…
+            replay.advance_to(1);
+            let before: Vec<u64> = (0..2).map(|_| random()).collect();
+            // …and once it is recorded: the state's work (a task token) is the new attempt's.
+            replay.advance_to(2);
+            let after: Vec<u64> = (0..2).map(|_| random()).collect();
+            (before, after)
+        };
+        let (before, after) = draws(&Replay::for_record(&record));
+        let first_run = seeded_random(record.seed);
+        let first_run: Vec<u64> = (0..4).map(|_| first_run()).collect();
+        assert_eq!(before, first_run[..2], "up to the resume point, the first run's numbers");
+        assert_ne!(after, first_run[2..], "the failed attempt's numbers are not drawn again");
+        assert_eq!(draws(&Replay::for_record(&record)), (before, after), "a replay draws the same");
+    }
+
+    #[test]
+    fn the_execution_timeout_counts_from_the_last_redrive() {
+        let record = redriven_record();
+        let replay = Replay::for_record(&record);
+        let started = record.history[0].timestamp;
+        let deadline = replay.execution_deadline(started + chrono::TimeDelta::seconds(60));
+        assert_eq!(deadline, record.redrives[0].date + chrono::TimeDelta::seconds(60));
+        let replay = Replay::new(record.history.clone());
+        assert_eq!(
+            replay.execution_deadline(started + chrono::TimeDelta::seconds(60)),
+            started + chrono::TimeDelta::seconds(60)
+        );
+        // Replayed events land on their history ids; the failed attempt is skipped.
+        let replay = Replay::for_record(&record);
+        assert_eq!(replay.recorded(2).map(|e| e.event_type.as_str()), Some("TaskStateEntered"));
+        assert_eq!((replay.history_id(3), replay.recorded(3)), (6, None));
+    }
 }

@@ -27,10 +27,10 @@ pub use api_error::ApiError;
 pub use arn::{validate_name, ActivityArn, ArnScope, ExecutionArn, MapRunArn, StateMachineArn, MAX_NAME_LENGTH};
 pub use command::{decode_outcome, encode_outcome, Command, Outcome, Response};
 pub use execution_record::{ExecutionRecord, ExecutionStatus};
-pub use redrive::{redrive_status, EventIdMap, Redrive, RedriveStatus};
 pub use map_run_ledger::{
     parse_map_run_arn, MapRunCounts, MapRunEnd, MapRunLedger, MapRunRecord, MapRunSettings, MapRunStatus,
 };
+pub use redrive::{redrive_status, EventIdMap, Redrive, RedriveStatus};
 pub use state_machine_record::StateMachineRecord;
 
 /// Everything the coordinators agree on. Cloneable so that readers can take a consistent copy

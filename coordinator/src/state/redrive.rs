@@ -174,6 +174,12 @@ impl EventIdMap {
         }
     }
 
+    /// The `ExecutionRedriven` event after which interpreter event `id` is recorded (none
+    /// before the first redrive's resume point).
+    pub fn redrive_of(&self, id: u64) -> Option<u64> {
+        self.segments.iter().rev().find(|s| s.first <= id).and_then(|s| s.redriven_by)
+    }
+
     /// The interpreter id of history event `id`, if the re-run records it (it is not part of
     /// a failed attempt, nor an `ExecutionRedriven` event).
     pub fn interpreter_id(&self, id: u64) -> Option<u64> {
@@ -312,6 +318,7 @@ mod tests {
         assert_eq!(map.previous_id(6, 5), 10);
         assert_eq!(map.previous_id(7, 4), 4, "a later event pointing before the cut keeps its target");
         assert_eq!((map.interpreter_id(4), map.interpreter_id(11)), (Some(4), Some(6)));
+        assert_eq!((map.redrive_of(4), map.redrive_of(5)), (None, Some(9)));
         for failed_attempt in 5..=9 {
             assert_eq!(map.interpreter_id(failed_attempt), None, "event {failed_attempt} is never replayed");
         }

@@ -45,6 +45,12 @@ const FAILING_MAP: &str = r#"{"StartAt":"M","States":{"M":{"Type":"Map","ItemsPa
     "StartAt":"W","States":{"W":{"Type":"Wait","Seconds":2,"Next":"F"},"F":{"Type":"Fail","Error":"Bad","Cause":"on purpose"}}},
   "End":true}}}"#;
 
+/// 80 children of about 3.9 KB output each: a result above 256 KiB without ResultWriter.
+const BIG_RESULT_MAP: &str = r#"{"StartAt":"M","States":{"M":{"Type":"Map","ItemsPath":"$.items",
+  "ItemProcessor":{"ProcessorConfig":{"Mode":"DISTRIBUTED","ExecutionType":"STANDARD"},
+    "StartAt":"P","States":{"P":{"Type":"Pass","Parameters":{"r.$":"States.ArrayRange(1, 1000, 1)"},"End":true}}},
+  "End":true}}}"#;
+
 /// Children the leader runs at once at most: above every MaxConcurrency used here.
 const SLOTS: usize = 8;
 
@@ -321,6 +327,35 @@ pub async fn map_runs_through_the_grpc_client() {
     let nobody = csv.replace(csv.rsplit(':').next().expect("name"), "nobody");
     assert_refused(list_map_runs(&mut client, &nobody, 0).await, "ExecutionDoesNotExist", "nobody");
     assert_refused(list_map_runs(&mut client, &csv, 1001).await, "ValidationException", "maxResults");
+
+    // A result above 256 KiB without ResultWriter fails the map run (features.md §2.8).
+    let big_machine = create(&mut client, "big", BIG_RESULT_MAP).await;
+    let eighty: Vec<u32> = (1..=80).collect();
+    let big = start(&mut client, &big_machine, &serde_json::json!({ "items": eighty }).to_string()).await;
+    let closed = wait_closed(&mut client, &big).await;
+    assert_eq!((closed.status.as_str(), closed.error.as_deref()), ("FAILED", Some("States.DataLimitExceeded")));
+    let big_run = map_run_of(&client, &big).await;
+    let failed_run = describe_map_run(&mut client, &big_run).await.expect("describe the big run");
+    assert_eq!(failed_run.status, "FAILED");
+    assert_eq!(failed_run.item_counts.expect("itemCounts").succeeded, 80);
+
+    // Stopping the parent aborts its running map run, which can no longer be updated.
+    let stopped = start(&mut client, &slow_machine, r#"{"items":[1,2,3]}"#).await;
+    let stopped_run = map_run_of(&client, &stopped).await;
+    let request = pb::StopExecutionRequest { execution_arn: stopped.clone(), error: None, cause: None };
+    client
+        .call(|mut c| {
+            let request = request.clone();
+            async move { c.stop_execution(request).await }
+        })
+        .await
+        .expect("stop execution");
+    let aborted = describe_map_run(&mut client, &stopped_run).await.expect("describe the stopped run");
+    assert_eq!(aborted.status, "ABORTED");
+    assert!(aborted.stop_date.is_some());
+    let mut too_late = update(&stopped_run);
+    too_late.max_concurrency = Some(2);
+    assert_refused(update_map_run(&mut client, too_late).await, "ValidationException", "mapRunArn");
 
     // The widened run: more than one child ran at once after the update.
     let mut most_running = 0;

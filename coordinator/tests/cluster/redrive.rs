@@ -20,8 +20,8 @@ use super::harness::eventually;
 
 const FLAKY: &str = "arn:aws:lambda:us-east-1:123456789012:function:flaky";
 
-/// Counts its calls in `calls` and fails while `failures` holds a positive number
-/// (decrementing it).
+/// `flaky` counts its calls in `calls` and fails while `failures` holds a positive number
+/// (decrementing it); `sleepy` is slow while `slow` exists.
 struct FlakyFunction {
     dir: tempfile::TempDir,
 }
@@ -49,7 +49,22 @@ echo '{{"ok":true}}'"#,
         );
         let mut registry = FunctionRegistry::new();
         registry.insert("flaky", FunctionSpec::command(["sh", "-c", script.as_str()]));
+        // `sleepy` sleeps past any short TimeoutSeconds while the `slow` file exists.
+        let slow = self.path("slow");
+        let script = format!(
+            r#"cat > /dev/null; if [ -f {slow} ]; then sleep 10; fi; echo '{{"awake":true}}'"#,
+            slow = slow.display()
+        );
+        registry.insert("sleepy", FunctionSpec::command(["sh", "-c", script.as_str()]));
         registry
+    }
+
+    fn set_slow(&self, slow: bool) {
+        if slow {
+            std::fs::write(self.path("slow"), "").expect("slow file");
+        } else {
+            std::fs::remove_file(self.path("slow")).expect("slow file");
+        }
     }
 
     fn fail_next(&self, count: u32) {
@@ -139,7 +154,7 @@ pub async fn redrive_through_the_grpc_client() {
     let flaky = FlakyFunction::new();
     let deployment = Deployment::start_with(flaky.registry()).await;
     let mut client = StatesClient::new(&deployment.follower_address().await).expect("client");
-    let machine = create(&mut client, "flaky", &machine(4, 1), "STANDARD").await.expect("create").state_machine_arn;
+    let machine = create(&mut client, "flaky", &machine(5, 0), "STANDARD").await.expect("create").state_machine_arn;
 
     // The first run: the attempt and its one retry fail.
     flaky.fail_next(2);
@@ -155,7 +170,7 @@ pub async fn redrive_through_the_grpc_client() {
 
     // Past the execution's TimeoutSeconds, so that only a timeout restarted by the redrive
     // lets it finish; one more failure, which only a fresh Retry counter absorbs.
-    tokio::time::sleep_until(started_at + Duration::from_millis(4_500)).await;
+    tokio::time::sleep_until(started_at + Duration::from_millis(5_500)).await;
     flaky.fail_next(1);
     let redriven = redrive(&mut client, &execution, Some("token-1")).await.expect("redrive");
     // The same token again: the same answer, not a second redrive (nor a refusal).
@@ -199,6 +214,15 @@ pub async fn redrive_through_the_grpc_client() {
     assert_eq!((*redriven_id, *redriven_previous), (12, 11));
     assert_eq!(details, &json!({"redriveCount": 1}));
     assert_eq!(seen[12].1, 12, "the re-run follows the ExecutionRedriven event");
+    let request = pb::ListExecutionsRequest {
+        state_machine_arn: machine.clone(),
+        status_filter: String::new(),
+        max_results: 0,
+        next_token: String::new(),
+    };
+    let listed = call!(client, list_executions, request).expect("list");
+    let item = &listed.executions[0];
+    assert_eq!((item.redrive_count, item.redrive_date.as_deref()), (Some(1), Some(redriven.redrive_date.as_str())));
 
     // Refusals.
     assert_refused(
@@ -264,6 +288,41 @@ pub async fn redrive_through_the_grpc_client() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(describe(&mut client, &running).await.expect("describe").status, "RUNNING");
 
+    // A Task that timed out gets a fresh TimeoutSeconds in the redrive.
+    let napping = json!({
+        "StartAt": "Nap",
+        "States": {"Nap": {
+            "Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:sleepy",
+            "TimeoutSeconds": 1, "End": true
+        }}
+    });
+    let napping =
+        create(&mut client, "napping", &napping.to_string(), "STANDARD").await.expect("create").state_machine_arn;
+    flaky.set_slow(true);
+    let nap = start(&mut client, &napping, "n-1", "{}").await.expect("start").execution_arn;
+    let timed_out = wait_closed(&mut client, &nap).await;
+    assert_eq!((timed_out.status.as_str(), timed_out.error.as_deref()), ("FAILED", Some("States.Timeout")));
+    flaky.set_slow(false);
+    redrive(&mut client, &nap, None).await.expect("redrive");
+    let awake = wait_closed(&mut client, &nap).await;
+    assert_eq!((awake.status.as_str(), awake.output.as_deref()), ("SUCCEEDED", Some(r#"{"awake":true}"#)));
+    let seen = events(&mut client, &nap).await;
+    assert_consistent_ids(&seen);
+    let kinds = types(&seen);
+    assert_eq!(
+        kinds[4..],
+        [
+            "LambdaFunctionTimedOut",
+            "ExecutionFailed",
+            "ExecutionRedriven",
+            "LambdaFunctionScheduled",
+            "LambdaFunctionStarted",
+            "LambdaFunctionSucceeded",
+            "TaskStateExited",
+            "ExecutionSucceeded"
+        ]
+    );
+
     // EXPRESS executions are not redrivable, and show no redrive fields.
     let quick =
         create(&mut client, "quick", r#"{"StartAt":"F","States":{"F":{"Type":"Fail","Error":"E"}}}"#, "EXPRESS")
@@ -324,5 +383,68 @@ pub async fn a_redriven_execution_survives_a_change_of_leader() {
     let exit_time = chrono::DateTime::parse_from_rfc3339(&exit_time).expect("timestamp");
     assert!(exit_time >= moved_at - chrono::TimeDelta::milliseconds(1), "{exit_time} < {moved_at}");
 
+    deployment.shutdown().await;
+}
+
+/// Takes the next task of `activity`, polling (each poll lasts at most the deployment's 1 s).
+async fn take_task(client: &mut StatesClient, activity: &str) -> String {
+    for _ in 0..30 {
+        let request = pb::GetActivityTaskRequest { activity_arn: activity.into(), worker_name: "w".into() };
+        let task = call!(client, get_activity_task, request).expect("get activity task");
+        if !task.task_token.is_empty() {
+            return task.task_token;
+        }
+    }
+    panic!("no task of {activity} arrived");
+}
+
+/// A redriven activity Task is scheduled with a new task token: the failed attempt's token is
+/// closed, and a worker completes the redriven one.
+pub async fn a_redriven_activity_gets_a_new_task_token() {
+    let deployment = Deployment::start().await;
+    let mut client = StatesClient::new(&deployment.follower_address().await).expect("client");
+    let request = pb::CreateActivityRequest { name: "work".into() };
+    let activity = call!(client, create_activity, request).expect("create activity").activity_arn;
+    let definition = json!({
+        "StartAt": "Work",
+        "States": {"Work": {"Type": "Task", "Resource": activity, "TimeoutSeconds": 60, "End": true}}
+    });
+    let machine =
+        create(&mut client, "worked", &definition.to_string(), "STANDARD").await.expect("create").state_machine_arn;
+    let execution = start(&mut client, &machine, "e-1", "{}").await.expect("start").execution_arn;
+
+    let first = take_task(&mut client, &activity).await;
+    let request =
+        pb::SendTaskFailureRequest { task_token: first.clone(), error: "Worker.Broken".into(), cause: String::new() };
+    call!(client, send_task_failure, request).expect("failure");
+    let failed = wait_closed(&mut client, &execution).await;
+    assert_eq!((failed.status.as_str(), failed.error.as_deref()), ("FAILED", Some("Worker.Broken")));
+
+    redrive(&mut client, &execution, None).await.expect("redrive");
+    let second = take_task(&mut client, &activity).await;
+    assert_ne!(second, first, "the redriven attempt has its own token");
+    let request = pb::SendTaskSuccessRequest { task_token: second, output: r#"{"fixed":true}"#.into() };
+    call!(client, send_task_success, request).expect("success");
+    let done = wait_closed(&mut client, &execution).await;
+    assert_eq!((done.status.as_str(), done.output.as_deref()), ("SUCCEEDED", Some(r#"{"fixed":true}"#)), "{done:?}");
+    let seen = events(&mut client, &execution).await;
+    assert_consistent_ids(&seen);
+    assert_eq!(
+        types(&seen),
+        [
+            "ExecutionStarted",
+            "TaskStateEntered",
+            "ActivityScheduled",
+            "ActivityStarted",
+            "ActivityFailed",
+            "ExecutionFailed",
+            "ExecutionRedriven",
+            "ActivityScheduled",
+            "ActivityStarted",
+            "ActivitySucceeded",
+            "TaskStateExited",
+            "ExecutionSucceeded"
+        ]
+    );
     deployment.shutdown().await;
 }

@@ -45,6 +45,8 @@ pub struct ExecutionSpec {
     pub region: String,
     pub account: String,
     pub input: Value,
+    /// `$$.Execution.RedriveCount`: how often the execution was redriven.
+    pub redrive_count: u64,
 }
 
 impl ExecutionSpec {
@@ -78,6 +80,7 @@ impl ExecutionSpec {
             region: region.to_string(),
             account: account.to_string(),
             input,
+            redrive_count: 0,
         }
     }
 }

@@ -83,7 +83,7 @@ impl Runner {
         let mut execution = Value::Object(execution);
         // Express executions cannot be redriven, and AWS gives them no RedriveCount.
         if spec.machine_type == StateMachineType::Standard {
-            execution["RedriveCount"] = json!(0);
+            execution["RedriveCount"] = json!(spec.redrive_count);
         }
         let exec_ctx = ExecutionContext {
             execution,

@@ -270,6 +270,7 @@ pub fn prepare(record: &ExecutionRecord) -> Option<(Arc<StateMachine>, Execution
         region: parts.get(3).copied().unwrap_or_default().to_owned(),
         account: parts.get(4).copied().unwrap_or_default().to_owned(),
         input,
+        redrive_count: record.redrive_count(),
     };
     Some((Arc::new(machine), spec))
 }

@@ -18,7 +18,7 @@
 //! Known differences from AWS: the granularity is the top-level state, so a failed Parallel
 //! or inline Map state is re-run whole (AWS re-runs only its failed branches or iterations)
 //! and a failed Distributed Map starts a new Map Run (AWS redrives the failed children of the
-//! existing one); `$$.Execution.RedriveCount` reads 0 in a redriven execution. An execution
+//! existing one). `$$.Execution.RedriveCount` is the record's count. An execution
 //! that never entered a state is redriven from its start (AWS has no such executions).
 
 use chrono::{DateTime, TimeDelta, Utc};

@@ -293,7 +293,8 @@ pub async fn redrive_through_the_grpc_client() {
         "StartAt": "Nap",
         "States": {"Nap": {
             "Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:sleepy",
-            "TimeoutSeconds": 1, "End": true
+            "TimeoutSeconds": 1, "End": true,
+            "ResultSelector": {"awake.$": "$.awake", "redrives.$": "$$.Execution.RedriveCount"}
         }}
     });
     let napping =
@@ -305,7 +306,7 @@ pub async fn redrive_through_the_grpc_client() {
     flaky.set_slow(false);
     redrive(&mut client, &nap, None).await.expect("redrive");
     let awake = wait_closed(&mut client, &nap).await;
-    assert_eq!((awake.status.as_str(), awake.output.as_deref()), ("SUCCEEDED", Some(r#"{"awake":true}"#)));
+    assert_eq!((awake.status.as_str(), awake.output.as_deref()), ("SUCCEEDED", Some(r#"{"awake":true,"redrives":1}"#)));
     let seen = events(&mut client, &nap).await;
     assert_consistent_ids(&seen);
     let kinds = types(&seen);

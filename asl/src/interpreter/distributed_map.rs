@@ -44,6 +44,8 @@ impl Runner {
                 version: None,
                 timeout_seconds: None,
                 query_language: self.machine.query_language.clone(),
+                // The parent's text includes the processor's.
+                reads_execution_input: self.machine.reads_execution_input,
             };
             let label = s.label.clone().unwrap_or_else(|| visit.name.to_string());
             let id = self.random_uuid();

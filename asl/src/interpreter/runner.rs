@@ -76,7 +76,9 @@ impl Runner {
         let start = timestamp::format(env.clock.now());
         let mut execution = Map::with_capacity(6);
         execution.insert("Id".into(), spec.execution_arn.clone().into());
-        execution.insert("Input".into(), spec.input.clone());
+        if machine.reads_execution_input {
+            execution.insert("Input".into(), spec.input.clone());
+        }
         execution.insert("Name".into(), spec.execution_name.clone().into());
         execution.insert("RoleArn".into(), spec.role_arn.clone().into());
         execution.insert("StartTime".into(), start.into());
@@ -93,7 +95,7 @@ impl Runner {
         Runner { machine, spec, env, history, exec_ctx, failed_state: Mutex::new(None) }
     }
 
-    pub(crate) async fn run(self) -> ExecutionOutcome {
+    pub(crate) async fn run(mut self) -> ExecutionOutcome {
         let start_time = self.env.clock.now();
         let started = self.history.record(
             start_time,
@@ -108,7 +110,9 @@ impl Runner {
         let mut scope = Scope::default();
         let mut last = started;
         let machine = self.machine.clone();
-        let body = self.run_block(&machine.block, self.spec.input.clone(), &mut scope, &mut last);
+        // The spec's input is no longer needed: the first state takes it.
+        let input = std::mem::take(&mut self.spec.input);
+        let body = self.run_block(&machine.block, input, &mut scope, &mut last);
         let result = match machine.timeout_seconds {
             None => Some(body.await),
             Some(seconds) => {

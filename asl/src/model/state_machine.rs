@@ -49,6 +49,37 @@ pub struct StateMachine {
     pub timeout_seconds: Option<u64>,
     #[serde(default)]
     pub query_language: Option<String>,
+    /// Whether some path or expression may read `$$.Execution.Input`. When not, executions
+    /// keep no copy of their input for the Context Object (a Distributed Map child's input
+    /// is its whole batch). Set by [`StateMachine::from_value`]; conservatively true otherwise.
+    #[serde(skip, default = "conservative")]
+    pub reads_execution_input: bool,
+}
+
+fn conservative() -> bool {
+    true
+}
+
+/// Continuations of `$$` that cannot reach `$$.Execution.Input`.
+const CONTEXT_PATHS_WITHOUT_INPUT: [&str; 9] = [
+    ".Map.",
+    ".Task.",
+    ".State.",
+    ".StateMachine.",
+    ".Execution.Id",
+    ".Execution.Name",
+    ".Execution.RoleArn",
+    ".Execution.StartTime",
+    ".Execution.RedriveCount",
+];
+
+/// Whether the definition text may read `$$.Execution.Input`: JSONata's `$states` or any
+/// `$$` reference other than the fields above (`$$`, `$$.Execution`, `$$..x`, `$$[...]`).
+fn may_read_execution_input(text: &str) -> bool {
+    text.contains("$states")
+        || text
+            .match_indices("$$")
+            .any(|(at, _)| !CONTEXT_PATHS_WITHOUT_INPUT.iter().any(|safe| text[at + 2..].starts_with(safe)))
 }
 
 /// Why a definition could not be loaded into the model. `validate` gives the detailed,
@@ -68,7 +99,9 @@ impl StateMachine {
     }
 
     pub fn from_value(value: serde_json::Value) -> Result<StateMachine, DefinitionError> {
-        serde_json::from_value(value).map_err(DefinitionError::Model)
+        let reads_execution_input = may_read_execution_input(&value.to_string());
+        let machine: StateMachine = serde_json::from_value(value).map_err(DefinitionError::Model)?;
+        Ok(StateMachine { reads_execution_input, ..machine })
     }
 
     /// Whether any state (or the machine) uses JSONata, which this engine does not run yet.
@@ -76,5 +109,20 @@ impl StateMachine {
         let mut jsonata = self.query_language.as_deref() == Some("JSONata");
         self.block.walk(&mut |_, state| jsonata |= state.query_language() == Some("JSONata"));
         jsonata
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_read_execution_input;
+
+    #[test]
+    fn execution_input_reads_are_found_conservatively() {
+        for reads in ["$$", "$$.Execution", "$$.Execution.Input.x", "$$..Input", "$$['Execution']", "$states.input", "$$.*"] {
+            assert!(may_read_execution_input(&format!(r#"{{"a.$": "{reads}"}}"#)), "{reads}");
+        }
+        for safe in ["$$.Map.Item.Value.x", "$$.Execution.Id", "$$.Task.Token", "$$.State.Name", "$$.StateMachine.Id", "$.x"] {
+            assert!(!may_read_execution_input(&format!(r#"{{"a.$": "{safe}"}}"#)), "{safe}");
+        }
     }
 }

@@ -27,6 +27,24 @@ use stepmap_storage::{
 
 /// AWS's ceiling on parallel children of one map run ("MaxConcurrency 0 ⇒ up to 10,000").
 const MAX_PARALLEL_CHILDREN: usize = 10_000;
+/// Items per ItemSelector task when children run in parallel.
+const SELECT_CHUNK: usize = 512;
+
+/// The length of `value`'s compact JSON text, without building it.
+fn json_size(value: &Value) -> u64 {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len() as u64;
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value).map_or(0, |()| count.0)
+}
 
 /// What a map run has done so far, for progress displays.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -504,11 +522,38 @@ impl MapRun {
         items: BoxStream<'static, Result<MapItem, Failure>>,
     ) -> BoxStream<'static, Result<ChildInput, Failure>> {
         let selection = Arc::new(self.request.selection.clone());
-        let selected = items.map(move |item| item.and_then(|item| selection.select(item)));
-        match self.request.batching.clone() {
+        let batching = self.request.batching.clone();
+        // Each selected item with its size in bytes when batches are limited by bytes.
+        let measured = batching.is_some();
+        let select = move |item: Result<MapItem, Failure>| {
+            let value = item.and_then(|item| selection.select(item))?;
+            let size = if measured { json_size(&value) } else { 0 };
+            Ok((value, size))
+        };
+        let selected: BoxStream<'static, Result<(Value, u64), Failure>> = if self.parallel {
+            // ItemSelector runs on chunks of items on the runtime's threads, in order, so that
+            // the reading task only parses (it is the one serial stage of a map run).
+            let select = Arc::new(select);
+            items
+                .chunks(SELECT_CHUNK)
+                .map(move |chunk| {
+                    let select = select.clone();
+                    async move {
+                        tokio::spawn(async move { chunk.into_iter().map(|item| select(item)).collect::<Vec<_>>() })
+                            .await
+                            .unwrap_or_else(|e| vec![Err(Failure::runtime(format!("ItemSelector panicked: {e}")))])
+                    }
+                })
+                .buffered(self.slots.max(2))
+                .flat_map(stream::iter)
+                .boxed()
+        } else {
+            items.map(select).boxed()
+        };
+        match batching {
             None => selected
                 .enumerate()
-                .map(|(ordinal, input)| input.map(|input| ChildInput { ordinal: ordinal as u64, input, items: 1 }))
+                .map(|(ordinal, input)| input.map(|(input, _)| ChildInput { ordinal: ordinal as u64, input, items: 1 }))
                 .boxed(),
             Some(batching) => batches(selected, batching),
         }
@@ -684,7 +729,7 @@ impl ResultsTask {
 /// MaxInputBytesPerBatch bytes of serialized items (a single larger item is a batch of its
 /// own rather than an error).
 fn batches(
-    selected: impl futures::Stream<Item = Result<Value, Failure>> + Send + 'static,
+    selected: impl futures::Stream<Item = Result<(Value, u64), Failure>> + Send + 'static,
     batching: Batching,
 ) -> BoxStream<'static, Result<ChildInput, Failure>> {
     let max_items = batching.max_items_per_batch.unwrap_or(u64::MAX).max(1);
@@ -709,10 +754,7 @@ fn batches(
                     Some(held) => Some(held),
                     None if state.done => None,
                     None => match state.selected.next().await {
-                        Some(Ok(value)) => {
-                            let size = serde_json::to_string(&value).map_or(0, |s| s.len() as u64);
-                            Some((value, size))
-                        }
+                        Some(Ok(sized)) => Some(sized),
                         Some(Err(failure)) => {
                             state.done = true;
                             return Some((Err(failure), state));
@@ -754,7 +796,10 @@ mod tests {
     use stepmap_asl::failure::names;
 
     fn collect(values: Vec<Value>, batching: Batching) -> Vec<(Value, u64)> {
-        let stream = stream::iter(values.into_iter().map(Ok));
+        let stream = stream::iter(values.into_iter().map(|v| {
+            let size = json_size(&v);
+            Ok((v, size))
+        }));
         futures::executor::block_on(
             batches(stream, batching).map(|c| c.map(|c| (c.input, c.items))).collect::<Vec<_>>(),
         )
@@ -825,7 +870,7 @@ mod tests {
 
     #[test]
     fn failures_end_the_batch_stream() {
-        let stream = stream::iter(vec![Ok(json!(1)), Err(Failure::new(names::ITEM_READER_FAILED, "bad row"))]);
+        let stream = stream::iter(vec![Ok((json!(1), 1)), Err(Failure::new(names::ITEM_READER_FAILED, "bad row"))]);
         let out = futures::executor::block_on(
             batches(stream, Batching { max_items_per_batch: Some(10), ..Batching::default() }).collect::<Vec<_>>(),
         );

@@ -376,7 +376,13 @@ impl Runner {
 
     fn pass(&self, visit: &Visit<'_>, s: &PassState, input: Value, scope: &Scope) -> Result<Exit, Failure> {
         let eval = self.eval(visit, scope, None);
-        let effective = eval.select_path(&s.input_path, &input)?;
+        // When the result replaces the input (ResultPath `$`), the raw input is not needed
+        // again and InputPath can take it instead of copying it (a batch of items, say).
+        let (effective, raw_input) = if s.result_path.is_identity() {
+            (eval.select_path_owned(&s.input_path, input)?, Value::Null)
+        } else {
+            (eval.select_path(&s.input_path, &input)?, input)
+        };
         let effective = match &s.parameters {
             Some(template) => eval.template(template, &effective)?,
             None => effective,
@@ -389,7 +395,7 @@ impl Runner {
             Some(assign) => eval.assign(assign, &result)?,
             None => Vec::new(),
         };
-        let output = eval.apply_result_path(&s.result_path, input, result)?;
+        let output = eval.apply_result_path(&s.result_path, raw_input, result)?;
         let output = eval.select_path_owned(&s.output_path, output)?;
         Ok(Exit { output, transition: Transition::from_fields(&s.next), assigned })
     }

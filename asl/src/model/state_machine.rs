@@ -118,10 +118,14 @@ mod tests {
 
     #[test]
     fn execution_input_reads_are_found_conservatively() {
-        for reads in ["$$", "$$.Execution", "$$.Execution.Input.x", "$$..Input", "$$['Execution']", "$states.input", "$$.*"] {
+        for reads in
+            ["$$", "$$.Execution", "$$.Execution.Input.x", "$$..Input", "$$['Execution']", "$states.input", "$$.*"]
+        {
             assert!(may_read_execution_input(&format!(r#"{{"a.$": "{reads}"}}"#)), "{reads}");
         }
-        for safe in ["$$.Map.Item.Value.x", "$$.Execution.Id", "$$.Task.Token", "$$.State.Name", "$$.StateMachine.Id", "$.x"] {
+        for safe in
+            ["$$.Map.Item.Value.x", "$$.Execution.Id", "$$.Task.Token", "$$.State.Name", "$$.StateMachine.Id", "$.x"]
+        {
             assert!(!may_read_execution_input(&format!(r#"{{"a.$": "{safe}"}}"#)), "{safe}");
         }
     }

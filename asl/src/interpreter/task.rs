@@ -1,6 +1,7 @@
 //! The Task state: invocation through the [`TaskInvoker`](crate::task::TaskInvoker),
 //! timeouts, the history events of each resource kind, Retry and Catch.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
@@ -91,10 +92,21 @@ impl Runner {
         scope: &Scope,
     ) -> Result<Exit, Failure> {
         let resource = Resource::parse(&s.resource);
+        // Without Retry, Catch, *Path timeouts and with the result replacing the input, the
+        // state's input is needed only once: the attempt takes it instead of a copy (a child
+        // of a Distributed Map gets its whole batch as input).
+        let single_use = s.retry.is_empty()
+            && s.catch.is_empty()
+            && s.result_path.is_identity()
+            && s.timeout_seconds_path.is_none()
+            && s.heartbeat_seconds_path.is_none();
+        if single_use {
+            return self.task_attempt(visit, s, &resource, Cow::Owned(input), scope).await;
+        }
         let mut counters = RetryCounters::default();
         loop {
             visit.retry_count = counters.total;
-            let failure = match self.task_attempt(visit, s, &resource, &input, scope).await {
+            let failure = match self.task_attempt(visit, s, &resource, Cow::Borrowed(&input), scope).await {
                 Ok(exit) => return Ok(exit),
                 Err(failure) => failure,
             };
@@ -114,16 +126,30 @@ impl Runner {
         visit: &mut Visit<'_>,
         s: &TaskState,
         resource: &Resource,
-        input: &Value,
+        input: Cow<'_, Value>,
         scope: &Scope,
     ) -> Result<Exit, Failure> {
         // The token exists before Parameters are evaluated, so that `$$.Task.Token` can be
         // passed on; drawn from the execution's random source, it is the same when a new
         // leader replays the execution.
         visit.task_token = uses_task_token(resource).then(|| self.mint_task_token());
+        let borrowed = match &input {
+            Cow::Borrowed(input) => Some(*input),
+            Cow::Owned(_) => None,
+        };
+        // ResultPath needs the raw input unless the result replaces it.
+        let raw_input = match borrowed {
+            Some(input) if !s.result_path.is_identity() => input.clone(),
+            _ => Value::Null,
+        };
         let (parameters, timeout, heartbeat) = {
             let eval = self.eval(visit, scope, None);
-            let effective = eval.select_path(&s.input_path, input)?;
+            let effective = match input {
+                Cow::Owned(input) => eval.select_path_owned(&s.input_path, input)?,
+                Cow::Borrowed(input) => eval.select_path(&s.input_path, input)?,
+            };
+            // The *Path fields below exist only when the input was borrowed.
+            let input = borrowed.unwrap_or(&Value::Null);
             let parameters = match &s.parameters {
                 Some(template) => eval.template(template, &effective)?,
                 None => effective,
@@ -275,7 +301,7 @@ impl Runner {
             output_path: &s.output_path,
             next: &s.next,
         };
-        self.result_exit(visit, scope, fields, input.clone(), result)
+        self.result_exit(visit, scope, fields, raw_input, result)
     }
 
     /// A task token: 32 bytes from the execution's random source, base64url.

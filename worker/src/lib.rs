@@ -11,6 +11,7 @@
 pub mod error;
 pub mod function_registry;
 pub mod invoker;
+pub(crate) mod json_size;
 pub mod map_run;
 
 pub use error::WorkerError;

@@ -19,6 +19,8 @@ use stepmap_asl::map_run::{
     batch_input, child_execution_arn, Batching, MapItem, MapRunExecutor, MapRunItems, MapRunRequest, Tolerance,
 };
 use stepmap_asl::timestamp;
+
+use crate::json_size::json_size;
 use stepmap_storage::batch_plan::DEFAULT_MAX_INPUT_BYTES;
 use stepmap_storage::result_writer::{ChildStatus, PayloadDetails};
 use stepmap_storage::{
@@ -29,22 +31,6 @@ use stepmap_storage::{
 const MAX_PARALLEL_CHILDREN: usize = 10_000;
 /// Items per ItemSelector task when children run in parallel.
 const SELECT_CHUNK: usize = 512;
-
-/// The length of `value`'s compact JSON text, without building it.
-fn json_size(value: &Value) -> u64 {
-    struct Count(u64);
-    impl std::io::Write for Count {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 += bytes.len() as u64;
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    serde_json::to_writer(&mut count, value).map_or(0, |()| count.0)
-}
 
 /// What a map run has done so far, for progress displays.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -163,7 +163,7 @@ pub(crate) fn invalid_parameters(request: &TaskRequest, problem: &str) -> Failur
 /// cause: the service (`lambda`, `http`) for integrations, the ARN for a Lambda function
 /// resource (corpus: `test_states_errors ... data_limit_exceeded_on_large_utf8_response`).
 pub(crate) fn check_result_size(result: &Value, label: &str) -> Result<(), Failure> {
-    let size = compact_json(result).len();
+    let size = crate::json_size::json_size(result) as usize;
     if size > MAX_RESULT_BYTES {
         return Err(Failure::new(
             names::DATA_LIMIT_EXCEEDED,

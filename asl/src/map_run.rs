@@ -241,7 +241,7 @@ mod tests {
         let selection = ItemSelection {
             template: Some(template),
             input: json!({"a": 1}),
-            execution: ExecutionContext { execution: json!({}), state_machine: json!({}) },
+            execution: ExecutionContext { execution: json!({}), redrive_count: None, state_machine: json!({}) },
             state_name: "M".into(),
             entered_time: "t".into(),
             variables: {

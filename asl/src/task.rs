@@ -36,6 +36,10 @@ pub struct TaskRequest {
     pub task_token: Option<String>,
     /// HeartbeatSeconds as resolved for this attempt (activities and callbacks).
     pub heartbeat: Option<Duration>,
+    /// When TimeoutSeconds started counting (the `...Started` event), so that an invoker
+    /// keeping its own deadlines (a callback's token) keeps the interpreter's; `None` for
+    /// activities, whose clocks start when a worker takes the task.
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Where the invoker reports milestones within the attempt; the interpreter records
     /// each as a history event (once per attempt, however often it is reported).
     pub progress: Option<TaskProgressSender>,

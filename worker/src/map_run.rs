@@ -322,6 +322,10 @@ struct MapRun {
 }
 
 impl MapRun {
+    fn cores() -> usize {
+        std::thread::available_parallelism().map_or(2, usize::from).max(2)
+    }
+
     async fn run(self) -> Result<Value, Failure> {
         let writer = match &self.request.result_writer {
             Some(w) if w.writer.resource.is_some() => {
@@ -521,16 +525,19 @@ impl MapRun {
             // the reading task only parses (it is the one serial stage of a map run).
             let select = Arc::new(select);
             items
-                .chunks(SELECT_CHUNK)
+                // Whatever the reader has ready, up to a chunk: no wait for a full chunk.
+                .ready_chunks(SELECT_CHUNK)
                 .map(move |chunk| {
                     let select = select.clone();
-                    async move {
-                        tokio::spawn(async move { chunk.into_iter().map(|item| select(item)).collect::<Vec<_>>() })
-                            .await
-                            .unwrap_or_else(|e| vec![Err(Failure::runtime(format!("ItemSelector panicked: {e}")))])
-                    }
+                    let task =
+                        tokio::spawn(async move { chunk.into_iter().map(|item| select(item)).collect::<Vec<_>>() });
+                    // Stopped with the map run.
+                    AbortOnDrop(task).map(|selected| {
+                        selected.unwrap_or_else(|e| vec![Err(Failure::runtime(format!("ItemSelector panicked: {e}")))])
+                    })
                 })
-                .buffered(self.slots.max(2))
+                // One chunk per core in flight bounds the selected items held ahead.
+                .buffered(Self::cores())
                 .flat_map(stream::iter)
                 .boxed()
         } else {

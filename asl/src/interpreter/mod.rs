@@ -30,7 +30,7 @@ use crate::model::{StateMachine, StateMachineType};
 use crate::task::TaskInvoker;
 
 pub use choice::{compare, wildcard_match};
-pub use context_object::ExecutionContext;
+pub use context_object::{ExecutionContext, RedriveCount};
 pub use scope::Scope;
 
 /// Who and what an execution is: names, ARNs and input.
@@ -46,7 +46,7 @@ pub struct ExecutionSpec {
     pub account: String,
     pub input: Value,
     /// `$$.Execution.RedriveCount`: how often the execution was redriven.
-    pub redrive_count: u64,
+    pub redrive_count: RedriveCount,
 }
 
 impl ExecutionSpec {
@@ -80,7 +80,7 @@ impl ExecutionSpec {
             region: region.to_string(),
             account: account.to_string(),
             input,
-            redrive_count: 0,
+            redrive_count: RedriveCount::fixed(0),
         }
     }
 }

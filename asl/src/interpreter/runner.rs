@@ -82,13 +82,12 @@ impl Runner {
         execution.insert("Name".into(), spec.execution_name.clone().into());
         execution.insert("RoleArn".into(), spec.role_arn.clone().into());
         execution.insert("StartTime".into(), start.into());
-        let mut execution = Value::Object(execution);
+        let execution = Value::Object(execution);
         // Express executions cannot be redriven, and AWS gives them no RedriveCount.
-        if spec.machine_type == StateMachineType::Standard {
-            execution["RedriveCount"] = json!(spec.redrive_count);
-        }
+        let redrive_count = (spec.machine_type == StateMachineType::Standard).then(|| spec.redrive_count.clone());
         let exec_ctx = ExecutionContext {
             execution,
+            redrive_count,
             state_machine: json!({ "Id": spec.state_machine_arn, "Name": spec.state_machine_name }),
         };
         let history = History::with_sink(env.events.clone());

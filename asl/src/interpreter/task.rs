@@ -158,7 +158,13 @@ impl Runner {
                 (Some(seconds), _) => Ok(Some(seconds)),
                 (None, Some(path)) => {
                     let value = eval.resolve_for_path_field(path, input)?;
-                    value.as_u64().filter(|v| *v > 0).map(Some).ok_or_else(|| {
+                    // HeartbeatSecondsPath was never checked before it was enforced; it keeps
+                    // accepting an integer in a string, as AWS's other *Path integers do.
+                    let from_text = || match &value {
+                        Value::String(text) if field == "HeartbeatSecondsPath" => text.trim().parse().ok(),
+                        _ => None,
+                    };
+                    value.as_u64().or_else(from_text).filter(|v| *v > 0).map(Some).ok_or_else(|| {
                         eval.runtime(format!(
                             "The {field} field refers to value \"{}\" which is not a valid positive integer: {}",
                             compact(&value),
@@ -201,6 +207,7 @@ impl Runner {
         // the task). Its time is read before recording it, which on a replay is the recorded
         // time, so a timer survives a change of leader.
         let mut deadline = None;
+        let mut started_at = None;
         let start_timer = |started: chrono::DateTime<chrono::Utc>| {
             timeout.map(|seconds| started + chrono::TimeDelta::seconds(seconds as i64))
         };
@@ -210,7 +217,8 @@ impl Runner {
             } else {
                 Some(json!({"resourceType": resource_type, "resource": resource_name}))
             };
-            deadline = start_timer(self.env.clock.now());
+            let now = self.env.clock.now();
+            (deadline, started_at) = (start_timer(now), Some(now));
             self.record(visit, &family.name("Started"), started);
         }
 
@@ -225,6 +233,7 @@ impl Runner {
             account: self.spec.account.clone(),
             task_token: visit.task_token.clone(),
             heartbeat: heartbeat.map(Duration::from_secs),
+            started_at,
             progress: Some(progress),
         };
         self.history.flush().await;

@@ -97,7 +97,7 @@ impl TokenWait {
             })?),
             _ => None,
         };
-        let record = TaskTokenRecord::issue(
+        let mut record = TaskTokenRecord::issue(
             self.token.clone(),
             self.execution.clone(),
             request.state_name.clone(),
@@ -107,6 +107,10 @@ impl TokenWait {
             request.heartbeat.map(|h| h.as_secs()),
             Utc::now(),
         );
+        // A callback's deadlines are the interpreter's: both count from its Started event.
+        if let (None, Some(started)) = (&activity, request.started_at) {
+            record.start_clocks(started);
+        }
         match self.commit(Command::IssueTaskToken { record: Box::new(record) }).await {
             Ok(()) => {}
             Err(ApiError::ActivityDoesNotExist { arn }) => {

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 use stepmap_asl::clock::SystemClock;
-use stepmap_asl::interpreter::{run_execution, Environment, ExecutionOutcome, ExecutionSpec};
+use stepmap_asl::interpreter::{run_execution, Environment, ExecutionOutcome, ExecutionSpec, RedriveCount};
 use stepmap_asl::model::{StateMachine, StateMachineType};
 use stepmap_asl::task::TaskInvoker;
 use tokio::sync::Notify;
@@ -183,11 +183,15 @@ impl ExecutionDriver {
     }
 
     async fn drive_standard(&self, record: ExecutionRecord) {
-        let Some((machine, spec)) = prepare(&record) else {
+        let Some((machine, mut spec)) = prepare(&record) else {
             self.close_unrunnable(&record).await;
             return;
         };
         let replay = Replay::for_record(&record);
+        spec.redrive_count = RedriveCount::live({
+            let replay = replay.clone();
+            move || replay.redrive_count()
+        });
         let stop = Arc::new(Notify::new());
         let sink = RaftEventSink::new(self.inner.node.clone(), record.arn.clone(), replay.clone(), stop.clone());
         let map_runs = self.map_run_executor(&record.arn, Some(replay.clone()));
@@ -270,7 +274,7 @@ pub fn prepare(record: &ExecutionRecord) -> Option<(Arc<StateMachine>, Execution
         region: parts.get(3).copied().unwrap_or_default().to_owned(),
         account: parts.get(4).copied().unwrap_or_default().to_owned(),
         input,
-        redrive_count: record.redrive_count(),
+        redrive_count: RedriveCount::fixed(record.redrive_count()),
     };
     Some((Arc::new(machine), spec))
 }

@@ -4,7 +4,8 @@
 //! as the first run was answered, for as long as the recorded history lasts:
 //!
 //! - the clock's `now` is the timestamp of the event about to be recorded, and sleeps that
-//!   the first run got past (events exist after them) end at once;
+//!   the first run got past (their deadline is not after the last recorded event) end at
+//!   once;
 //! - a Task whose outcome was recorded (`...Succeeded` / `...Failed` / `...TimedOut`) gets
 //!   that outcome instead of running again, after its recorded milestones
 //!   (`ActivityStarted`, `TaskSubmitted`);
@@ -114,6 +115,17 @@ impl Replay {
         }
     }
 
+    /// `$$.Execution.RedriveCount` where the rerun is: the count of the redrive after whose
+    /// `ExecutionRedriven` event its next event lies (0 before the first resume point).
+    pub fn redrive_count(&self) -> u64 {
+        let next = self.cursor.load(Ordering::SeqCst) + 1;
+        self.ids
+            .redrive_of(next)
+            .and_then(|event| self.at(event))
+            .and_then(|event| event.details.as_ref()?.get("redriveCount")?.as_u64())
+            .unwrap_or(0)
+    }
+
     /// The next event the rerun will record, if it is still within the recorded history.
     fn next_recorded(&self) -> Option<&HistoryEvent> {
         self.recorded(self.cursor.load(Ordering::SeqCst) + 1)
@@ -145,7 +157,11 @@ impl Clock for ReplayClock {
         if self.replay.at_execution_start() {
             return SystemClock.sleep_until(self.replay.execution_deadline(deadline));
         }
-        if self.replay.replaying() {
+        // A sleep the first run got past ends at once, whatever this node's clock says. One
+        // whose deadline lies beyond everything recorded (a timer of one Parallel branch
+        // while another branch recorded later events) still runs on the wall clock.
+        let passed = self.replay.recorded.last().is_some_and(|last| deadline <= last.timestamp);
+        if self.replay.replaying() && passed {
             return Box::pin(std::future::ready(()));
         }
         SystemClock.sleep_until(deadline)

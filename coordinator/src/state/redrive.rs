@@ -18,7 +18,8 @@
 //! Known differences from AWS: the granularity is the top-level state, so a failed Parallel
 //! or inline Map state is re-run whole (AWS re-runs only its failed branches or iterations)
 //! and a failed Distributed Map starts a new Map Run (AWS redrives the failed children of the
-//! existing one). `$$.Execution.RedriveCount` is the record's count. An execution
+//! existing one). `$$.Execution.RedriveCount` is the count of the redrive whose segment is
+//! being run (`Replay::redrive_count`). An execution
 //! that never entered a state is redriven from its start (AWS has no such executions).
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -274,8 +275,29 @@ impl ReplicatedState {
             event_type: "ExecutionRedriven".into(),
             details: Some(json!({ "redriveCount": Value::from(execution.redrive_count() + 1) })),
         };
+        let stopped = execution.stop_date.unwrap_or(date);
         execution.reopen(event, Redrive { event_id: last + 1, resume_after, date, client_token });
+        self.close_attempt_leftovers(&arn, stopped);
         Ok(Response::ExecutionRedriven { redrive_date: date, redriven: true })
+    }
+
+    /// What the closed attempt left open stays closed when the execution reopens: its task
+    /// tokens time out and its RUNNING map runs are ABORTED, both at the attempt's stop date
+    /// (until now they read as closed through the execution's status).
+    fn close_attempt_leftovers(&mut self, arn: &ExecutionArn, stopped: DateTime<Utc>) {
+        for token in self.task_tokens.values_mut() {
+            if &token.execution_arn == arn && token.is_open() {
+                token.status = super::TaskTokenStatus::TimedOut { date: stopped };
+            }
+        }
+        for map_run in self.map_runs.by_execution.get(arn).into_iter().flatten() {
+            if let Some(record) = self.map_runs.map_runs.get_mut(map_run) {
+                if record.status == super::MapRunStatus::Running {
+                    record.status = super::MapRunStatus::Aborted;
+                    record.stop_date = Some(stopped);
+                }
+            }
+        }
     }
 }
 
@@ -436,6 +458,30 @@ mod tests {
         // After 15 minutes a token is forgotten.
         let refused = state.execute(command("t1", date + TimeDelta::minutes(16))).unwrap_err();
         assert_eq!(refused.exception_name(), "ExecutionNotRedrivable");
+    }
+
+    #[test]
+    fn a_redrive_leaves_the_failed_attempts_tokens_closed() {
+        let (mut state, arn, start) = failed_execution();
+        let stop = state.executions[&arn].stop_date.unwrap();
+        // A callback token the failed attempt left open.
+        let token = crate::state::TaskTokenRecord::issue(
+            "tok".into(),
+            arn.clone(),
+            "T".into(),
+            None,
+            "{}".into(),
+            None,
+            None,
+            start,
+        );
+        state.task_tokens.insert("tok".into(), token);
+        let date = start + TimeDelta::hours(1);
+        state.execute(Command::RedriveExecution { arn: arn.clone(), client_token: None, date }).unwrap();
+        assert_eq!(state.executions[&arn].status, ExecutionStatus::Running);
+        assert_eq!(state.task_tokens["tok"].status, crate::state::TaskTokenStatus::TimedOut { date: stop });
+        let late = Command::HeartbeatTaskToken { token: "tok".into(), date: date + TimeDelta::seconds(1) };
+        assert_eq!(state.execute(late).unwrap_err().exception_name(), "TaskTimedOut");
     }
 
     #[test]

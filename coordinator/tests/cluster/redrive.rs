@@ -290,12 +290,20 @@ pub async fn redrive_through_the_grpc_client() {
 
     // A Task that timed out gets a fresh TimeoutSeconds in the redrive.
     let napping = json!({
-        "StartAt": "Nap",
-        "States": {"Nap": {
-            "Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:sleepy",
-            "TimeoutSeconds": 1, "End": true,
-            "ResultSelector": {"awake.$": "$.awake", "redrives.$": "$$.Execution.RedriveCount"}
-        }}
+        "StartAt": "FirstRun",
+        "States": {
+            // Replayed after the redrive: it must see the RedriveCount it saw (0), or the
+            // replay diverges.
+            "FirstRun": {"Type": "Choice", "Default": "Diverged", "Choices": [
+                {"Variable": "$$.Execution.RedriveCount", "NumericEquals": 0, "Next": "Nap"}
+            ]},
+            "Diverged": {"Type": "Fail", "Error": "Diverged"},
+            "Nap": {
+                "Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:sleepy",
+                "TimeoutSeconds": 1, "End": true,
+                "ResultSelector": {"awake.$": "$.awake", "redrives.$": "$$.Execution.RedriveCount"}
+            }
+        }
     });
     let napping =
         create(&mut client, "napping", &napping.to_string(), "STANDARD").await.expect("create").state_machine_arn;
@@ -311,7 +319,7 @@ pub async fn redrive_through_the_grpc_client() {
     assert_consistent_ids(&seen);
     let kinds = types(&seen);
     assert_eq!(
-        kinds[4..],
+        kinds[6..],
         [
             "LambdaFunctionTimedOut",
             "ExecutionFailed",

@@ -90,6 +90,7 @@ fn request(resource: &str, parameters: Value) -> TaskRequest {
         account: ACCOUNT.to_string(),
         task_token: None,
         heartbeat: None,
+        started_at: None,
         progress: None,
     }
 }

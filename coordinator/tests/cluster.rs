@@ -125,6 +125,12 @@ async fn grpc_callbacks_wait_for_the_task_token() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_abandoned_activity_tasks_are_not_handed_out() {
+    init_tracing();
+    cluster::task_tokens::abandoned_activity_tasks_are_not_handed_out().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_task_token_wait_survives_a_change_of_leader() {
     init_tracing();
     cluster::task_tokens::a_task_token_wait_survives_a_change_of_leader().await;

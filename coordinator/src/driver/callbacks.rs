@@ -12,6 +12,7 @@
 //! every token command they commit, with a periodic re-read as the safety net for changes
 //! committed elsewhere.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,6 +63,8 @@ pub struct CallbackInvoker {
     pub execution: ExecutionArn,
     pub inner: Arc<dyn TaskInvoker>,
     pub signal: TaskTokenSignal,
+    /// Set when the driver lets go of the execution (see [`AbandonGuard`]).
+    pub released: Arc<AtomicBool>,
 }
 
 impl TaskInvoker for CallbackInvoker {
@@ -73,6 +76,7 @@ impl TaskInvoker for CallbackInvoker {
             inner: self.inner.clone(),
             signal: self.signal.clone(),
             token,
+            released: self.released.clone(),
         };
         Box::pin(waiter.run(request))
     }
@@ -84,6 +88,36 @@ struct TokenWait {
     inner: Arc<dyn TaskInvoker>,
     signal: TaskTokenSignal,
     token: String,
+    released: Arc<AtomicBool>,
+}
+
+/// Closes the token of an attempt the interpreter abandoned without an outcome — a Parallel
+/// branch stopped because a sibling failed, a TimeoutSeconds timer that fired — so that its
+/// activity task is not handed out and late SendTask* calls are refused. When the driver let
+/// go of the execution instead (leadership lost, execution stopped) the token is left as it is:
+/// the next leader's replay waits on it again.
+struct AbandonGuard {
+    node: CoordinatorNode,
+    signal: TaskTokenSignal,
+    token: String,
+    released: Arc<AtomicBool>,
+    armed: bool,
+}
+
+impl Drop for AbandonGuard {
+    fn drop(&mut self) {
+        if !self.armed || self.released.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let (node, signal) = (self.node.clone(), self.signal.clone());
+        let command = Command::AbandonTaskToken { token: std::mem::take(&mut self.token), date: Utc::now() };
+        runtime.spawn(async move {
+            if propose(&node, &command).await.is_ok() {
+                signal.bump();
+            }
+        });
+    }
 }
 
 impl TokenWait {
@@ -121,10 +155,21 @@ impl TokenWait {
             }
             Err(error) => return Err(Failure::runtime(error.to_string())),
         }
+        let mut guard = AbandonGuard {
+            node: self.node.clone(),
+            signal: self.signal.clone(),
+            token: self.token.clone(),
+            released: self.released.clone(),
+            armed: true,
+        };
         if activity.is_none() {
+            // A failed service call returns with the guard armed: nobody will wait on it.
             self.submit(&request).await?;
         }
-        self.wait(&request).await
+        let outcome = self.wait(&request).await;
+        // The token reached its end (or vanished): nothing to close.
+        guard.armed = false;
+        outcome
     }
 
     /// Calls the service of a `.waitForTaskToken` task, unless a previous leader did.

@@ -16,6 +16,7 @@ mod map_runs;
 mod replay;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
@@ -49,7 +50,7 @@ struct Inner {
     /// Runs Distributed Maps (None: they fail with `States.Runtime`).
     map_runs: Option<map_runs::MapRuns>,
     /// The executions driven here, with the term they were started in.
-    running: Mutex<HashMap<ExecutionArn, AbortHandle>>,
+    running: Mutex<HashMap<ExecutionArn, Driven>>,
     watcher: Mutex<Option<AbortHandle>>,
 }
 
@@ -134,18 +135,19 @@ impl ExecutionDriver {
     /// read after its start was committed.
     pub fn launch(&self, record: ExecutionRecord) {
         let mut running = self.inner.running.lock().unwrap_or_else(|e| e.into_inner());
-        if running.get(&record.arn).is_some_and(|handle| !handle.is_finished()) {
+        if running.get(&record.arn).is_some_and(|driven| !driven.handle.is_finished()) {
             return;
         }
         let arn = record.arn.clone();
-        let handle = tokio::spawn(self.clone().drive(record));
-        running.insert(arn, handle.abort_handle());
+        let released = Arc::new(AtomicBool::new(false));
+        let handle = tokio::spawn(self.clone().drive(record, released.clone()));
+        running.insert(arn, Driven { handle: handle.abort_handle(), released });
     }
 
     /// Stops driving `arn` here (it was stopped).
     pub fn cancel(&self, arn: &ExecutionArn) {
-        if let Some(handle) = self.inner.running.lock().unwrap_or_else(|e| e.into_inner()).remove(arn) {
-            handle.abort();
+        if let Some(driven) = self.inner.running.lock().unwrap_or_else(|e| e.into_inner()).remove(arn) {
+            driven.release();
         }
     }
 
@@ -156,12 +158,18 @@ impl ExecutionDriver {
 
     /// How many executions this node drives now.
     pub fn driven(&self) -> usize {
-        self.inner.running.lock().unwrap_or_else(|e| e.into_inner()).values().filter(|h| !h.is_finished()).count()
+        self.inner
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|d| !d.handle.is_finished())
+            .count()
     }
 
     fn abort_all(&self) {
-        for (_, handle) in self.inner.running.lock().unwrap_or_else(|e| e.into_inner()).drain() {
-            handle.abort();
+        for (_, driven) in self.inner.running.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+            driven.release();
         }
     }
 
@@ -173,16 +181,16 @@ impl ExecutionDriver {
         self.abort_all();
     }
 
-    async fn drive(self, record: ExecutionRecord) {
+    async fn drive(self, record: ExecutionRecord, released: Arc<AtomicBool>) {
         let arn = record.arn.clone();
         match record.machine_type {
-            StateMachineType::Standard => self.drive_standard(record).await,
+            StateMachineType::Standard => self.drive_standard(record, released).await,
             StateMachineType::Express => self.drive_express(record).await,
         }
         self.inner.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&arn);
     }
 
-    async fn drive_standard(&self, record: ExecutionRecord) {
+    async fn drive_standard(&self, record: ExecutionRecord, released: Arc<AtomicBool>) {
         let Some((machine, mut spec)) = prepare(&record) else {
             self.close_unrunnable(&record).await;
             return;
@@ -204,6 +212,7 @@ impl ExecutionDriver {
                     execution: record.arn.clone(),
                     inner: self.inner.invoker.clone(),
                     signal: self.inner.signal.clone(),
+                    released,
                 }),
             }),
             random: replay_random(replay, record.seed),
@@ -256,6 +265,22 @@ impl ExecutionDriver {
         if let Err(error) = propose(&self.inner.node, &command).await {
             tracing::info!(execution = %record.arn, %error, "cannot fail an unrunnable execution");
         }
+    }
+}
+
+/// An execution this node drives.
+struct Driven {
+    handle: AbortHandle,
+    /// Set before the driver lets go of the execution (leadership lost, stopped), so that
+    /// what its tasks hold is left for whoever drives it next instead of being abandoned
+    /// (see `callbacks.rs`).
+    released: Arc<AtomicBool>,
+}
+
+impl Driven {
+    fn release(self) {
+        self.released.store(true, Ordering::SeqCst);
+        self.handle.abort();
     }
 }
 

@@ -99,6 +99,12 @@ pub enum Command {
         token: String,
         date: DateTime<Utc>,
     },
+    /// The attempt holding the token was abandoned without an outcome (a sibling branch
+    /// failed, its timer fired): the token closes as timed out.
+    AbandonTaskToken {
+        token: String,
+        date: DateTime<Utc>,
+    },
     // Map runs (map_run_ledger.rs).
     /// A Distributed Map's map run started (or, same ARN, is re-run by a new leader).
     StartMapRun {

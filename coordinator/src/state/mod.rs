@@ -164,6 +164,7 @@ impl ReplicatedState {
             }
             Command::SubmitTaskToken { token, output } => self.submit_task_token(&token, output),
             Command::TimeOutTaskToken { token, date } => self.time_out_task_token(&token, date),
+            Command::AbandonTaskToken { token, date } => self.abandon_task_token(&token, date),
         }
     }
 

@@ -92,6 +92,15 @@ impl ReplicatedState {
         Ok(Response::TaskTokenUpdated)
     }
 
+    /// Closes an open token whose attempt was abandoned; a no-op for a closed one.
+    pub(super) fn abandon_task_token(&mut self, token: &str, date: DateTime<Utc>) -> Outcome {
+        let record = self.task_tokens.get_mut(token).ok_or(ApiError::TaskDoesNotExist)?;
+        if record.is_open() {
+            record.status = TaskTokenStatus::TimedOut { date };
+        }
+        Ok(Response::TaskTokenUpdated)
+    }
+
     /// The oldest scheduled, not yet started task of `activity`, for GetActivityTask.
     pub fn next_activity_task(&self, activity: &super::ActivityArn) -> Option<String> {
         self.task_tokens

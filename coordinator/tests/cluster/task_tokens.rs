@@ -235,3 +235,48 @@ pub async fn a_task_token_wait_survives_a_change_of_leader() {
     }
     deployment.shutdown().await;
 }
+
+/// A task whose attempt is abandoned (its Parallel branch stopped because a sibling failed,
+/// the failure caught) is not handed to an activity worker afterwards.
+pub async fn abandoned_activity_tasks_are_not_handed_out() {
+    let deployment = Deployment::start().await;
+    let mut client = StatesClient::new(&deployment.follower_address().await).expect("client");
+    let activity =
+        call!(client, create_activity, pb::CreateActivityRequest { name: "left".into() }).expect("create").activity_arn;
+    let definition = json!({
+        "StartAt": "Both",
+        "States": {
+            "Both": {
+                "Type": "Parallel", "Next": "Hold",
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Hold"}],
+                "Branches": [
+                    {"StartAt": "Ask", "States": {"Ask": {"Type": "Task", "Resource": activity, "End": true}}},
+                    {"StartAt": "Pause", "States": {
+                        "Pause": {"Type": "Wait", "Seconds": 1, "Next": "Boom"},
+                        "Boom": {"Type": "Fail", "Error": "Boom"}
+                    }}
+                ]
+            },
+            "Hold": {"Type": "Wait", "Seconds": 30, "End": true}
+        }
+    });
+    let machine = create(&mut client, "abandon", &definition.to_string(), "STANDARD").await.expect("machine");
+    let execution = start(&mut client, &machine.state_machine_arn, "a", "{}").await.expect("start");
+    let arn = execution.execution_arn.clone();
+    // The activity task was scheduled before the sibling failed.
+    eventually("the branch failure to be caught", || {
+        let mut client = client.clone();
+        let arn = arn.clone();
+        async move {
+            let seen = events(&mut client, &arn).await;
+            (count(&seen, "ActivityScheduled") == 1 && count(&seen, "WaitStateEntered") == 2).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(describe(&mut client, &arn).await.expect("describe").status, "RUNNING");
+    // Long polls: the abandoned task never comes.
+    for _ in 0..2 {
+        assert!(get_task(&mut client, &activity, "late").await.task_token.is_empty());
+    }
+    deployment.shutdown().await;
+}

@@ -43,3 +43,19 @@ pub fn insert_some(object: &mut Value, key: &str, value: Option<String>) {
         map.insert(key.to_owned(), Value::String(value));
     }
 }
+
+/// One unary call of `$method` through a [`StatesClient`], following leader hints;
+/// a refusal becomes the AWS CLI's message (`describe_status`).
+macro_rules! call {
+    ($client:expr, $method:ident, $request:expr) => {{
+        let request = $request;
+        $client
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.$method(request).await }
+            })
+            .await
+            .map_err($crate::api_client::describe_status)
+    }};
+}
+pub(crate) use call;

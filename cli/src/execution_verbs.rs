@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use stepmap_coordinator::api::StatesClient;
 use stepmap_proto::v1 as pb;
 
-use crate::api_client::{describe_status, insert_some, print, with_client, EndpointArgs};
+use crate::api_client::{call, insert_some, print, with_client, EndpointArgs};
 
 /// How often `--watch` asks for news.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
@@ -94,26 +94,14 @@ pub struct RedriveExecutionArgs {
 
 async fn describe(client: &mut StatesClient, arn: &str) -> anyhow::Result<pb::DescribeExecutionResponse> {
     let request = pb::DescribeExecutionRequest { execution_arn: arn.to_owned() };
-    client
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.describe_execution(request).await }
-        })
-        .await
-        .map_err(describe_status)
+    call!(client, describe_execution, request)
 }
 
 async fn history_page(
     client: &mut StatesClient,
     request: pb::GetExecutionHistoryRequest,
 ) -> anyhow::Result<pb::GetExecutionHistoryResponse> {
-    client
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.get_execution_history(request).await }
-        })
-        .await
-        .map_err(describe_status)
+    call!(client, get_execution_history, request)
 }
 
 /// One event in AWS's GetExecutionHistory shape.
@@ -163,13 +151,7 @@ pub fn start_execution(args: StartExecutionArgs) -> anyhow::Result<u8> {
     };
     let watch = args.watch;
     with_client(&args.endpoint, async |client| {
-        let started = client
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.start_execution(request).await }
-            })
-            .await
-            .map_err(describe_status)?;
+        let started = call!(client, start_execution, request)?;
         print(json!({"executionArn": started.execution_arn, "startDate": started.start_date}));
         if !watch {
             return Ok(0);
@@ -229,15 +211,7 @@ pub fn list_executions(args: ListExecutionsArgs) -> anyhow::Result<u8> {
         max_results: args.max_results,
         next_token: args.next_token,
     };
-    let listed = with_client(&args.endpoint, async |client| {
-        client
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.list_executions(request).await }
-            })
-            .await
-            .map_err(describe_status)
-    })?;
+    let listed = with_client(&args.endpoint, async |client| call!(client, list_executions, request))?;
     let executions: Vec<Value> = listed
         .executions
         .into_iter()
@@ -259,15 +233,7 @@ pub fn list_executions(args: ListExecutionsArgs) -> anyhow::Result<u8> {
 
 pub fn stop_execution(args: StopExecutionArgs) -> anyhow::Result<u8> {
     let request = pb::StopExecutionRequest { execution_arn: args.execution_arn, error: args.error, cause: args.cause };
-    let stopped = with_client(&args.endpoint, async |client| {
-        client
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.stop_execution(request).await }
-            })
-            .await
-            .map_err(describe_status)
-    })?;
+    let stopped = with_client(&args.endpoint, async |client| call!(client, stop_execution, request))?;
     print(json!({"stopDate": stopped.stop_date}));
     Ok(0)
 }
@@ -275,15 +241,7 @@ pub fn stop_execution(args: StopExecutionArgs) -> anyhow::Result<u8> {
 pub fn redrive_execution(args: RedriveExecutionArgs) -> anyhow::Result<u8> {
     let client_token = Some(args.client_token.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()));
     let request = pb::RedriveExecutionRequest { execution_arn: args.execution_arn, client_token };
-    let redriven = with_client(&args.endpoint, async |client| {
-        client
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.redrive_execution(request).await }
-            })
-            .await
-            .map_err(describe_status)
-    })?;
+    let redriven = with_client(&args.endpoint, async |client| call!(client, redrive_execution, request))?;
     print(json!({"redriveDate": redriven.redrive_date}));
     Ok(0)
 }

@@ -5,7 +5,7 @@ use clap::Args;
 use serde_json::{json, Value};
 use stepmap_proto::v1 as pb;
 
-use crate::api_client::{describe_status, insert_some, print, with_client, EndpointArgs};
+use crate::api_client::{call, insert_some, print, with_client, EndpointArgs};
 
 #[derive(Args)]
 pub struct DescribeMapRunArgs {
@@ -68,15 +68,7 @@ fn map_run_json(m: pb::DescribeMapRunResponse) -> Value {
 
 pub fn describe_map_run(args: DescribeMapRunArgs) -> anyhow::Result<u8> {
     let request = pb::DescribeMapRunRequest { map_run_arn: args.map_run_arn };
-    let described = with_client(&args.endpoint, async |client| {
-        client
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.describe_map_run(request).await }
-            })
-            .await
-            .map_err(describe_status)
-    })?;
+    let described = with_client(&args.endpoint, async |client| call!(client, describe_map_run, request))?;
     print(map_run_json(described));
     Ok(0)
 }
@@ -87,15 +79,7 @@ pub fn list_map_runs(args: ListMapRunsArgs) -> anyhow::Result<u8> {
         max_results: args.max_results,
         next_token: args.next_token,
     };
-    let listed = with_client(&args.endpoint, async |client| {
-        client
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.list_map_runs(request).await }
-            })
-            .await
-            .map_err(describe_status)
-    })?;
+    let listed = with_client(&args.endpoint, async |client| call!(client, list_map_runs, request))?;
     let map_runs: Vec<Value> = listed
         .map_runs
         .into_iter()
@@ -118,15 +102,7 @@ pub fn update_map_run(args: UpdateMapRunArgs) -> anyhow::Result<u8> {
         tolerated_failure_percentage: args.tolerated_failure_percentage,
         tolerated_failure_count: args.tolerated_failure_count,
     };
-    with_client(&args.endpoint, async |client| {
-        client
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.update_map_run(request).await }
-            })
-            .await
-            .map_err(describe_status)
-    })?;
+    with_client(&args.endpoint, async |client| call!(client, update_map_run, request))?;
     // AWS's UpdateMapRun answers with an empty object.
     print(json!({}));
     Ok(0)

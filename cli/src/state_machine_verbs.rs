@@ -5,7 +5,7 @@ use clap::Args;
 use serde_json::json;
 use stepmap_proto::v1 as pb;
 
-use crate::api_client::{describe_status, print, with_client, EndpointArgs};
+use crate::api_client::{call, print, with_client, EndpointArgs};
 
 #[derive(Args)]
 pub struct CreateStateMachineArgs {
@@ -44,30 +44,14 @@ pub fn create_state_machine(args: CreateStateMachineArgs) -> anyhow::Result<u8> 
         role_arn: args.role_arn,
         r#type: args.machine_type,
     };
-    let created = with_client(&args.endpoint, async |client| {
-        client
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.create_state_machine(request).await }
-            })
-            .await
-            .map_err(describe_status)
-    })?;
+    let created = with_client(&args.endpoint, async |client| call!(client, create_state_machine, request))?;
     print(json!({"stateMachineArn": created.state_machine_arn, "creationDate": created.creation_date}));
     Ok(0)
 }
 
 pub fn list_state_machines(args: ListStateMachinesArgs) -> anyhow::Result<u8> {
     let request = pb::ListStateMachinesRequest { max_results: args.max_results, next_token: args.next_token };
-    let listed = with_client(&args.endpoint, async |client| {
-        client
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.list_state_machines(request).await }
-            })
-            .await
-            .map_err(describe_status)
-    })?;
+    let listed = with_client(&args.endpoint, async |client| call!(client, list_state_machines, request))?;
     let machines: Vec<_> = listed
         .state_machines
         .into_iter()

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use stepmap_coordinator::api::StatesClient;
 use stepmap_proto::v1 as pb;
 
-use crate::api_client::{describe_status, print, with_client, EndpointArgs};
+use crate::api_client::{call, print, with_client, EndpointArgs};
 use crate::input;
 
 #[derive(Args)]
@@ -75,20 +75,6 @@ pub struct GetActivityTaskArgs {
     worker_name: Option<String>,
     #[command(flatten)]
     endpoint: EndpointArgs,
-}
-
-/// Runs one unary call with leader following and prints nothing.
-macro_rules! call {
-    ($client:expr, $method:ident, $request:expr) => {{
-        let request = $request;
-        $client
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.$method(request).await }
-            })
-            .await
-            .map_err(describe_status)
-    }};
 }
 
 pub fn send_task_success(args: SendTaskSuccessArgs) -> anyhow::Result<u8> {

@@ -25,7 +25,7 @@ use stepmap_asl::task::{TaskInvoker, TaskProgress, TaskRequest};
 use tokio::sync::watch;
 
 use crate::error::Error;
-use crate::proposer::{propose, CoordinatorNode};
+use crate::proposer::{propose, propose_while_leader, CoordinatorNode};
 use crate::state::{ActivityArn, ApiError, Command, ExecutionArn, TaskTokenRecord, TaskTokenStatus};
 
 /// The longest a waiting task goes without re-reading its token's record.
@@ -247,20 +247,13 @@ impl TokenWait {
     /// returned; while the outcome is unknown it retries, and off the leader it waits for
     /// the driver to drop the execution.
     async fn commit(&self, command: Command) -> Result<(), ApiError> {
-        loop {
-            match propose(&self.node, &command).await {
-                Ok(_) => {
-                    self.signal.bump();
-                    return Ok(());
-                }
-                Err(Error::Api(refusal)) => return Err(refusal),
-                Err(Error::Timeout { .. } | Error::ProposalDropped { .. } | Error::ProposalOutcomeUnknown { .. })
-                    if self.node.status().is_leader() =>
-                {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(_) => std::future::pending().await,
+        match propose_while_leader(&self.node, &command).await {
+            Ok(_) => {
+                self.signal.bump();
+                Ok(())
             }
+            Err(Error::Api(refusal)) => Err(refusal),
+            Err(_) => std::future::pending().await,
         }
     }
 }

@@ -16,7 +16,6 @@
 //! history's (`Replay::history_id`). Events are compared and committed with history ids.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde_json::json;
@@ -24,12 +23,8 @@ use stepmap_asl::history::{EventSink, HistoryEvent};
 use tokio::sync::Notify;
 
 use super::replay::Replay;
-use crate::error::Error;
-use crate::proposer::{propose, CoordinatorNode};
+use crate::proposer::{propose_while_leader, CoordinatorNode};
 use crate::state::{Command, ExecutionArn};
-
-/// Between retries of a commit whose outcome is unknown (timeout, dropped proposal).
-const RETRY_BACKOFF: Duration = Duration::from_millis(50);
 
 pub struct RaftEventSink {
     node: CoordinatorNode,
@@ -103,21 +98,12 @@ impl EventSink for RaftEventSink {
 /// Commits `command`, retrying while the outcome is unknown (RecordEvents is idempotent).
 /// Returns false, after notifying `stop`, when the execution cannot go on here.
 async fn commit(node: &CoordinatorNode, arn: &ExecutionArn, command: &Command, stop: &Notify) -> bool {
-    loop {
-        match propose(node, command).await {
-            Ok(_) => return true,
-            Err(Error::Timeout { .. } | Error::ProposalDropped { .. } | Error::ProposalOutcomeUnknown { .. }) => {
-                if !node.status().is_leader() {
-                    stop.notify_one();
-                    return false;
-                }
-                tokio::time::sleep(RETRY_BACKOFF).await;
-            }
-            Err(error) => {
-                tracing::info!(execution = %arn, %error, "execution no longer driven here");
-                stop.notify_one();
-                return false;
-            }
+    match propose_while_leader(node, command).await {
+        Ok(_) => true,
+        Err(error) => {
+            tracing::info!(execution = %arn, %error, "execution no longer driven here");
+            stop.notify_one();
+            false
         }
     }
 }

@@ -40,15 +40,13 @@ use stepmap_worker::LocalMapRunExecutor;
 use super::replay::Replay;
 use super::ExecutionDriver;
 use crate::error::Error;
-use crate::proposer::{propose, CoordinatorNode};
+use crate::proposer::{propose, propose_while_leader, CoordinatorNode};
 use crate::state::{
     ApiError, Command, ExecutionArn, MapRunArn, MapRunCounts, MapRunEnd, MapRunRecord, MapRunSettings, Response,
 };
 
 /// How often a running map run's counters are committed (when they changed).
 pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
-/// Between retries of a commit whose outcome is unknown.
-const RETRY_BACKOFF: Duration = Duration::from_millis(50);
 /// AWS's limit on a map run's result without ResultWriter (features.md §2.8: "If > 256 KiB ⇒
 /// States.DataLimitExceeded"). It also bounds the result the ledger keeps for replay.
 const MAX_RESULT_BYTES: usize = 256 * 1024;
@@ -350,19 +348,12 @@ fn ledger_counts(counters: &worker::MapRunCounters) -> (MapRunCounts, MapRunCoun
 /// Commits `command`, retrying while the outcome is unknown (the map run commands are
 /// idempotent). `Err(Some(_))`: refused; `Err(None)`: this node no longer leads.
 async fn commit(node: &CoordinatorNode, command: &Command) -> Result<Response, Option<ApiError>> {
-    loop {
-        match propose(node, command).await {
-            Ok(response) => return Ok(response),
-            Err(Error::Api(error)) => return Err(Some(error)),
-            Err(Error::Timeout { .. } | Error::ProposalDropped { .. } | Error::ProposalOutcomeUnknown { .. })
-                if node.status().is_leader() =>
-            {
-                tokio::time::sleep(RETRY_BACKOFF).await;
-            }
-            Err(error) => {
-                tracing::info!(%error, "map run no longer driven here");
-                return Err(None);
-            }
+    match propose_while_leader(node, command).await {
+        Ok(response) => Ok(response),
+        Err(Error::Api(error)) => Err(Some(error)),
+        Err(error) => {
+            tracing::info!(%error, "map run no longer driven here");
+            Err(None)
         }
     }
 }

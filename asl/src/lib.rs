@@ -12,6 +12,7 @@ pub mod interpreter;
 pub mod intrinsic;
 pub mod jsonpath;
 pub mod map_run;
+pub mod map_run_job;
 pub mod model;
 pub mod resource;
 pub mod task;

@@ -31,7 +31,8 @@ pub enum MapRunItems {
 }
 
 /// `ItemBatcher`, resolved.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct Batching {
     pub max_items_per_batch: Option<u64>,
     pub max_input_bytes_per_batch: Option<u64>,

@@ -46,6 +46,7 @@ impl Runner {
                 query_language: self.machine.query_language.clone(),
                 // The parent's text includes the processor's.
                 reads_execution_input: self.machine.reads_execution_input,
+                definition: Some(processor.definition.clone()),
             };
             let label = s.label.clone().unwrap_or_else(|| visit.name.to_string());
             let id = self.random_uuid();

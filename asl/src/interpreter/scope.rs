@@ -28,4 +28,14 @@ impl Scope {
     pub fn set(&mut self, name: String, value: Value) {
         self.local.insert(name, value);
     }
+
+    /// Every variable this scope can read, inner ones hiding outer ones of the same name:
+    /// what a worker needs to evaluate a map run's ItemSelector as this scope would.
+    pub fn flatten(&self) -> serde_json::Map<String, Value> {
+        let mut all = self.outer.as_deref().map(Scope::flatten).unwrap_or_default();
+        for (name, value) in &self.local {
+            all.insert(name.clone(), value.clone());
+        }
+        all
+    }
 }

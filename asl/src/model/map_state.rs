@@ -1,6 +1,8 @@
 //! The Map state, Inline and Distributed (features.md §2.1).
 
-use serde::Deserialize;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::path_field::PathField;
@@ -29,15 +31,33 @@ pub struct ProcessorConfig {
 
 /// `ItemProcessor` (or the deprecated `Iterator`): the states run for each item.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(try_from = "Value")]
 pub struct ItemProcessor {
-    #[serde(default)]
     pub processor_config: ProcessorConfig,
-    #[serde(flatten)]
     pub block: StateBlock,
+    /// The processor as written: a Distributed Map's children are described to workers by it.
+    pub definition: Arc<Value>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+impl TryFrom<Value> for ItemProcessor {
+    type Error = serde_json::Error;
+
+    fn try_from(definition: Value) -> Result<Self, Self::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Fields {
+            #[serde(default)]
+            processor_config: ProcessorConfig,
+            #[serde(flatten)]
+            block: StateBlock,
+        }
+        let Fields { processor_config, block } = Fields::deserialize(&definition)?;
+        Ok(ItemProcessor { processor_config, block, definition: Arc::new(definition) })
+    }
+}
+
+/// Serialised (for workers) as resolved: `MaxItemsPath` is left out, the interpreter resolved it.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ReaderConfig {
     #[serde(default)]
@@ -50,7 +70,7 @@ pub struct ReaderConfig {
     pub csv_delimiter: Option<String>,
     #[serde(default)]
     pub max_items: Option<Value>,
-    #[serde(default)]
+    #[serde(default, skip_serializing)]
     pub max_items_path: Option<PathExpr>,
     #[serde(default)]
     pub items_pointer: Option<String>,
@@ -85,7 +105,7 @@ pub struct ItemBatcher {
     pub batch_input: Option<PayloadTemplate>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct WriterConfig {
     #[serde(default)]
@@ -94,7 +114,7 @@ pub struct WriterConfig {
     pub output_type: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ResultWriter {
     #[serde(default)]

@@ -2,7 +2,7 @@
 //! JSON where every key ending in `.$` takes its value from a path or an intrinsic call
 //! (features.md §1.4). Compiled once so that evaluation does no parsing.
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use crate::expr::PathExpr;
@@ -63,6 +63,33 @@ impl PayloadTemplate {
         }
     }
 
+    /// The template as written: what [`PayloadTemplate::compile`] compiles back to this
+    /// template (how a map run's ItemSelector travels to workers).
+    pub fn to_value(&self) -> Value {
+        match self {
+            PayloadTemplate::Literal(value) => value.clone(),
+            PayloadTemplate::Array(items) => Value::Array(items.iter().map(PayloadTemplate::to_value).collect()),
+            PayloadTemplate::Object(fields) => {
+                let mut map = Map::with_capacity(fields.len());
+                for (name, template) in fields {
+                    match template {
+                        PayloadTemplate::Path { field, expr } => {
+                            map.insert(field.clone(), Value::String(expr.text.clone()))
+                        }
+                        PayloadTemplate::Intrinsic { field, call } => {
+                            map.insert(field.clone(), Value::String(call.as_str().to_owned()))
+                        }
+                        other => map.insert(name.clone(), other.to_value()),
+                    };
+                }
+                Value::Object(map)
+            }
+            // Only object members are dynamic; a bare one stands for `{"<field>": "<text>"}`.
+            PayloadTemplate::Path { expr, .. } => Value::String(expr.text.clone()),
+            PayloadTemplate::Intrinsic { call, .. } => Value::String(call.as_str().to_owned()),
+        }
+    }
+
     /// Compiles the value of one dynamic `Assign`/template entry given its key and text.
     pub fn compile_entry(field: &str, text: &str) -> Result<PayloadTemplate, String> {
         compile_dynamic(field, text)
@@ -87,6 +114,12 @@ impl<'de> Deserialize<'de> for PayloadTemplate {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = Value::deserialize(deserializer)?;
         PayloadTemplate::compile(&value).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for PayloadTemplate {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_value().serialize(serializer)
     }
 }
 

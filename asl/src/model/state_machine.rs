@@ -54,6 +54,10 @@ pub struct StateMachine {
     /// is its whole batch). Set by [`StateMachine::from_value`]; conservatively true otherwise.
     #[serde(skip, default = "conservative")]
     pub reads_execution_input: bool,
+    /// A Distributed Map's ItemProcessor as written (see `ItemProcessor::definition`), so that
+    /// its map run can be described to workers; `None` for other machines.
+    #[serde(skip)]
+    pub definition: Option<std::sync::Arc<serde_json::Value>>,
 }
 
 fn conservative() -> bool {

@@ -9,14 +9,9 @@ use stepmap_proto::v1::LeaderHint;
 use crate::node_id::NodeId;
 use crate::state::ApiError;
 
-/// Metadata key carrying the leader's address on a not-leader status, so that clients can
-/// retry there without decoding the details.
-pub const LEADER_ADDRESS_METADATA: &str = "x-stepmap-leader-address";
-/// Metadata key carrying the leader's node id on a not-leader status.
-pub const LEADER_ID_METADATA: &str = "x-stepmap-leader-id";
-/// Metadata key carrying the AWS exception name (`ExecutionDoesNotExist`, ...) of a refused
-/// request; the status message starts with the same name.
-pub const EXCEPTION_METADATA: &str = "x-stepmap-exception";
+pub use stepmap_proto::leader::{
+    exception_name, leader_hint, EXCEPTION_METADATA, LEADER_ADDRESS_METADATA, LEADER_ID_METADATA,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -139,21 +134,6 @@ impl From<Error> for tonic::Status {
             }
         }
     }
-}
-
-/// The AWS exception name carried by a refused request's status, if `status` is one.
-pub fn exception_name(status: &tonic::Status) -> Option<&str> {
-    status.metadata().get(EXCEPTION_METADATA).and_then(|value| value.to_str().ok())
-}
-
-/// The leader hint carried by a not-leader status, if `status` is one.
-pub fn leader_hint(status: &tonic::Status) -> Option<LeaderHint> {
-    // An AWS exception (e.g. TaskTimedOut, also FAILED_PRECONDITION) is an answer, not a
-    // redirect: its empty details would otherwise decode as an empty hint.
-    if status.code() != tonic::Code::FailedPrecondition || exception_name(status).is_some() {
-        return None;
-    }
-    LeaderHint::decode(status.details()).ok()
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@
 //! Children run in item order as far as the result is concerned. When the threshold is
 //! exceeded no further child starts: the items not yet started become PENDING records.
 
+mod work_unit;
+
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
@@ -25,6 +27,11 @@ use stepmap_storage::batch_plan::DEFAULT_MAX_INPUT_BYTES;
 use stepmap_storage::result_writer::{ChildStatus, PayloadDetails};
 use stepmap_storage::{
     ChildExecutionResult, ItemReader, ItemReaderSpec, ResultWriter, ResultWriterSpec, StorageError, Stores,
+};
+
+pub use work_unit::{
+    pending_records, plan_units, result_writer, staged_batch, StatusCounts, UnitOutcome, UnitRunner, WorkUnit,
+    ITEMS_PER_UNIT,
 };
 
 /// AWS's ceiling on parallel children of one map run ("MaxConcurrency 0 ⇒ up to 10,000").
@@ -480,30 +487,28 @@ impl MapRun {
                 )
                 .boxed())
             }
-            MapRunItems::Reader { resource, config, parameters, max_items } => {
-                // The interpreter resolved an integer; its sign is judged here, after
-                // MapRunStarted, as AWS does. 0 means every item.
-                let max_items = match *max_items {
-                    Some(n) if n < 0 => return Err(StorageError::MaxItemsNotPositive { value: n }.failure()),
-                    Some(n) => Some(n as u64).filter(|n| *n > 0),
-                    None => None,
-                };
-                let spec = ItemReaderSpec::new(resource, config, parameters, max_items).map_err(|e| e.failure())?;
-                let reader = ItemReader::open(self.stores.clone(), spec).await.map_err(|e| e.failure())?;
-                Ok(reader
-                    .items()
-                    .map(|item| {
-                        item.map(|item| MapItem {
-                            index: item.index,
-                            value: item.value,
-                            key: item.key,
-                            source: Some(item.source.to_string()),
-                        })
-                        .map_err(|e| e.failure())
-                    })
-                    .boxed())
+            MapRunItems::Reader { .. } => {
+                let Some(reader) = self.open_reader().await? else { return Ok(stream::empty().boxed()) };
+                Ok(reader.items().map(|item| item.map(map_item).map_err(|e| e.failure())).boxed())
             }
         }
+    }
+
+    /// The ItemReader of a map run that reads its items from storage (`None` for items
+    /// from the state input).
+    pub(crate) async fn open_reader(&self) -> Result<Option<ItemReader>, Failure> {
+        let MapRunItems::Reader { resource, config, parameters, max_items } = &self.request.items else {
+            return Ok(None);
+        };
+        // The interpreter resolved an integer; its sign is judged here, after MapRunStarted,
+        // as AWS does. 0 means every item.
+        let max_items = match *max_items {
+            Some(n) if n < 0 => return Err(StorageError::MaxItemsNotPositive { value: n }.failure()),
+            Some(n) => Some(n as u64).filter(|n| *n > 0),
+            None => None,
+        };
+        let spec = ItemReaderSpec::new(resource, config, parameters, max_items).map_err(|e| e.failure())?;
+        ItemReader::open(self.stores.clone(), spec).await.map(Some).map_err(|e| e.failure())
     }
 
     /// Child inputs in order: one per item, or one per batch.
@@ -590,6 +595,11 @@ impl MapRun {
     }
 }
 
+/// A storage item with what `$$.Map.Item` shows of it.
+pub(crate) fn map_item(item: stepmap_storage::Item) -> MapItem {
+    MapItem { index: item.index, value: item.value, key: item.key, source: Some(item.source.to_string()) }
+}
+
 /// Which records a map run needs of its succeeded children.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SucceededRecords {
@@ -597,6 +607,8 @@ enum SucceededRecords {
     None,
     /// COMPACT / FLATTEN results: the output (as a value).
     Output,
+    /// COMPACT / FLATTEN results staged for a finaliser: the output as text.
+    OutputText,
     /// NONE results: the whole record.
     Full,
 }

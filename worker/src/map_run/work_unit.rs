@@ -1,0 +1,380 @@
+//! Map runs cut into work units for the worker fleet (DESIGN.md §3): the planner that cuts
+//! them (on the coordinator), and the runner that runs one unit (on a worker).
+//!
+//! A [`WorkUnit`] is what one lease covers: a run of consecutive items, read from storage by
+//! its batch descriptor (or taken from the state input). With an ItemBatcher a unit is one
+//! batch, i.e. one child execution; without, each of its items is a child, run one after the
+//! other — so a map run never has more children running than leases out, which is how the
+//! coordinator holds it to MaxConcurrency.
+//!
+//! A unit's outcome is counted once by the coordinator (for the lease's current epoch).
+//! With a ResultWriter its records are staged under a key derived from (map run, unit,
+//! epoch), so a unit that ran twice leaves two staged objects of which the finaliser reads
+//! the accepted one; without, the children's outputs travel in the outcome.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures::stream::{self, BoxStream};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use stepmap_asl::failure::Failure;
+use stepmap_asl::interpreter::Environment;
+use stepmap_asl::map_run::{batch_input, MapItem, MapRunItems, MapRunRequest};
+use stepmap_asl::map_run_job::MapRunJob;
+use stepmap_storage::result_writer::ChildStatus;
+use stepmap_storage::{
+    BatchDescriptor, BatchLimits, ChildExecutionResult, Item, ItemReader, ResultWriter, ResultWriterSpec, StagedBatch,
+    Stores,
+};
+
+use super::{batches, map_item, ChildInput, MapRun, MapRunControl, SucceededRecords};
+use crate::json_size::json_size;
+
+/// Items per unit when each item is its own child: enough to keep a lease's overhead small
+/// against the children's work, few enough that MaxConcurrency spreads a run over workers.
+pub const ITEMS_PER_UNIT: u64 = 100;
+
+/// One lease's work (see the module doc).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WorkUnit {
+    /// The unit's number within its map run: units in number order hold the items in order.
+    pub unit: u64,
+    /// `$$.Map.Item.Index` of its first item.
+    pub first_index: u64,
+    pub items: u64,
+    /// Child executions: 1 with an ItemBatcher, else one per item.
+    pub children: u64,
+    /// Where its items are; `None` for items from the state input (`first_index..`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub descriptor: Option<BatchDescriptor>,
+}
+
+/// Items or children of one unit by how they ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StatusCounts {
+    pub succeeded: u64,
+    pub failed: u64,
+    pub timed_out: u64,
+    pub aborted: u64,
+}
+
+impl StatusCounts {
+    fn add(&mut self, status: ChildStatus, n: u64) {
+        match status {
+            ChildStatus::Succeeded => self.succeeded += n,
+            ChildStatus::Failed => self.failed += n,
+            ChildStatus::TimedOut => self.timed_out += n,
+            ChildStatus::Aborted | ChildStatus::Pending => self.aborted += n,
+        }
+    }
+
+    /// What counts against the tolerated-failure threshold (features.md §2.7).
+    pub fn failures(&self) -> u64 {
+        self.failed + self.timed_out
+    }
+}
+
+/// How one unit ended, as its worker reports it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UnitOutcome {
+    pub items: StatusCounts,
+    pub executions: StatusCounts,
+    /// Without a ResultWriter: each child's output (a failed child's record), in item order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<Vec<Value>>,
+    /// The unit could not run (its items could not be read, its results not staged): the
+    /// map run fails with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+}
+
+impl UnitOutcome {
+    fn failed(failure: Failure) -> Self {
+        UnitOutcome { failure: Some(failure), ..UnitOutcome::default() }
+    }
+}
+
+/// The key under which a unit's records are staged, as the finaliser reads them.
+pub fn staged_batch(unit: u64, epoch: u64) -> StagedBatch {
+    StagedBatch { batch: unit, attempt: epoch }
+}
+
+/// The map run's ResultWriter, when it writes to storage.
+pub fn result_writer(request: &MapRunRequest, stores: &Arc<Stores>) -> Result<Option<ResultWriter>, Failure> {
+    match &request.result_writer {
+        Some(w) if w.writer.resource.is_some() => {
+            let spec = ResultWriterSpec::new(&w.writer, &w.parameters).map_err(|e| e.failure())?;
+            Ok(Some(ResultWriter::new(stores.clone(), spec, request.map_run_arn.clone(), 0)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Cuts a map run into work units, in item order.
+pub async fn plan_units(request: &MapRunRequest, stores: Arc<Stores>) -> Result<Vec<WorkUnit>, Failure> {
+    let run = prepared(request.clone(), stores);
+    let unit_items = match request.max_concurrency {
+        0 => ITEMS_PER_UNIT,
+        n => ITEMS_PER_UNIT.min(n),
+    };
+    match &request.items {
+        MapRunItems::Inline(values) => {
+            let counts: Vec<u64> = match &request.batching {
+                // The same rule as a run in one process: batches of selected items.
+                Some(batching) => {
+                    let selection = request.selection.clone();
+                    let values = values.clone();
+                    let selected = stream::iter(values.into_iter().enumerate().map(move |(index, value)| {
+                        let item = MapItem { index: index as u64, value, key: None, source: None };
+                        let value = selection.select(item)?;
+                        let size = json_size(&value);
+                        Ok((value, size))
+                    }));
+                    let mut counts = Vec::new();
+                    let mut children = batches(selected, batching.clone());
+                    while let Some(child) = children.next().await {
+                        counts.push(child?.items);
+                    }
+                    counts
+                }
+                None => {
+                    let total = values.len() as u64;
+                    (0..total.div_ceil(unit_items)).map(|u| unit_items.min(total - u * unit_items)).collect()
+                }
+            };
+            let batched = request.batching.is_some();
+            let mut first_index = 0;
+            Ok(counts
+                .into_iter()
+                .enumerate()
+                .map(|(unit, items)| {
+                    let unit = WorkUnit {
+                        unit: unit as u64,
+                        first_index,
+                        items,
+                        children: if batched { 1 } else { items },
+                        descriptor: None,
+                    };
+                    first_index += items;
+                    unit
+                })
+                .collect())
+        }
+        MapRunItems::Reader { .. } => {
+            let Some(reader) = run.open_reader().await? else { return Ok(Vec::new()) };
+            let (limits, sizer): (BatchLimits, Option<Box<stepmap_storage::ItemSizer>>) = match &request.batching {
+                Some(batching) => {
+                    let batch_input_bytes = batching.batch_input.as_ref().map_or(0, |b| {
+                        // `,"BatchInput":` and the value.
+                        15 + json_size(b)
+                    });
+                    let limits = BatchLimits {
+                        max_items_per_batch: batching.max_items_per_batch,
+                        max_input_bytes_per_batch: batching.max_input_bytes_per_batch,
+                        batch_input_bytes,
+                    };
+                    // Items are measured as their child sees them: after ItemSelector.
+                    let selection = request.selection.clone();
+                    let sizer = move |item: &Item| {
+                        let item = map_item(item.clone());
+                        selection.select(item).map_or(0, |value| json_size(&value))
+                    };
+                    (limits, Some(Box::new(sizer)))
+                }
+                None => (BatchLimits::items(unit_items), None),
+            };
+            let batched = request.batching.is_some();
+            let descriptors = reader.plan(&limits, sizer.as_deref()).await.map_err(|e| e.failure())?;
+            Ok(descriptors
+                .into_iter()
+                .enumerate()
+                .map(|(unit, descriptor)| WorkUnit {
+                    unit: unit as u64,
+                    first_index: descriptor.first_index,
+                    items: descriptor.items,
+                    children: if batched { 1 } else { descriptor.items },
+                    descriptor: Some(descriptor),
+                })
+                .collect())
+        }
+    }
+}
+
+/// The records of a unit's children that never ran (PENDING in the result files).
+pub async fn pending_records(
+    request: &MapRunRequest,
+    stores: Arc<Stores>,
+    unit: &WorkUnit,
+) -> Result<Vec<ChildExecutionResult>, Failure> {
+    let run = Arc::new(prepared(request.clone(), stores));
+    let reader = run.open_reader().await?;
+    let mut children = run.unit_children(reader.as_ref(), unit);
+    let mut records = Vec::new();
+    while let Some(child) = children.next().await {
+        records.push(ChildExecutionResult::pending(&child?.input));
+    }
+    Ok(records)
+}
+
+/// A map run prepared to run units: nothing runs in parallel inside a unit.
+fn prepared(request: MapRunRequest, stores: Arc<Stores>) -> MapRun {
+    let records = match result_writer_mode(&request) {
+        Some(full) if full => SucceededRecords::Full,
+        Some(_) => SucceededRecords::OutputText,
+        None => SucceededRecords::None,
+    };
+    let control = MapRunControl::new(request.max_concurrency, request.tolerance);
+    MapRun { request, stores, slots: 1, parallel: false, progress: None, records, control }
+}
+
+/// `Some(true)`: a ResultWriter writing whole records (Transformation NONE); `Some(false)`:
+/// one writing outputs; `None`: no ResultWriter to storage.
+fn result_writer_mode(request: &MapRunRequest) -> Option<bool> {
+    let writer = request.result_writer.as_ref().filter(|w| w.writer.resource.is_some())?;
+    let transformation = writer.writer.writer_config.as_ref().and_then(|c| c.transformation.as_deref());
+    Some(matches!(transformation, None | Some("NONE")))
+}
+
+/// What a worker keeps of a map run it runs units of.
+struct PreparedRun {
+    run: Arc<MapRun>,
+    reader: Option<Arc<ItemReader>>,
+    writer: Option<ResultWriter>,
+}
+
+/// Runs work units on this worker, keeping each map run's parsed job and opened reader for
+/// its next units.
+pub struct UnitRunner {
+    stores: Arc<Stores>,
+    /// The environment children run with (this worker's clock and task invoker).
+    environment: Environment,
+    runs: Mutex<HashMap<String, Arc<PreparedRun>>>,
+}
+
+/// Map runs whose preparation a worker keeps at most.
+const KEPT_RUNS: usize = 64;
+
+impl UnitRunner {
+    pub fn new(stores: Arc<Stores>, environment: Environment) -> Self {
+        UnitRunner { stores, environment, runs: Mutex::new(HashMap::new()) }
+    }
+
+    /// Runs `unit` of the map run `job` (asl's `MapRunJob` JSON) under lease epoch `epoch`.
+    /// Never fails: what goes wrong is in the outcome.
+    pub async fn run(&self, job: &str, unit: &WorkUnit, epoch: u64) -> UnitOutcome {
+        let prepared = match self.prepare(job).await {
+            Ok(prepared) => prepared,
+            Err(failure) => return UnitOutcome::failed(failure),
+        };
+        prepared.run.clone().run_unit(prepared.reader.as_deref(), prepared.writer.as_ref(), unit, epoch).await
+    }
+
+    async fn prepare(&self, job: &str) -> Result<Arc<PreparedRun>, Failure> {
+        let job: MapRunJob =
+            serde_json::from_str(job).map_err(|e| Failure::runtime(format!("the map run's job is unreadable: {e}")))?;
+        let arn = job.map_run_arn.clone();
+        if let Some(prepared) = self.runs.lock().unwrap_or_else(|e| e.into_inner()).get(&arn) {
+            return Ok(prepared.clone());
+        }
+        let request = job.into_request(self.environment.clone())?;
+        let writer = result_writer(&request, &self.stores)?;
+        let run = prepared(request, self.stores.clone());
+        let reader = run.open_reader().await?.map(Arc::new);
+        let prepared = Arc::new(PreparedRun { run: Arc::new(run), reader, writer });
+        let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        if runs.len() >= KEPT_RUNS {
+            runs.clear();
+        }
+        runs.insert(arn, prepared.clone());
+        Ok(prepared)
+    }
+}
+
+impl MapRun {
+    /// The child inputs of one unit, in order.
+    fn unit_children(
+        self: &Arc<Self>,
+        reader: Option<&ItemReader>,
+        unit: &WorkUnit,
+    ) -> BoxStream<'static, Result<ChildInput, Failure>> {
+        let items: BoxStream<'static, Result<MapItem, Failure>> = match (&self.request.items, reader, &unit.descriptor) {
+            (MapRunItems::Inline(values), _, _) => {
+                let first = unit.first_index as usize;
+                let values: Vec<Value> = values.iter().skip(first).take(unit.items as usize).cloned().collect();
+                stream::iter(values.into_iter().enumerate().map(move |(offset, value)| {
+                    Ok(MapItem { index: (first + offset) as u64, value, key: None, source: None })
+                }))
+                .boxed()
+            }
+            (MapRunItems::Reader { .. }, Some(reader), Some(descriptor)) => {
+                reader.batch_items(descriptor).map(|item| item.map(map_item).map_err(|e| e.failure())).boxed()
+            }
+            _ => stream::once(async { Err(Failure::runtime("the work unit does not say where its items are")) }).boxed(),
+        };
+        let run = self.clone();
+        let selected = items.map(move |item| item.and_then(|item| run.request.selection.select(item)));
+        match &self.request.batching {
+            // The unit is one batch, as planned.
+            Some(batching) => {
+                let batching = batching.clone();
+                let ordinal = unit.unit;
+                stream::once(async move {
+                    let items: Vec<Value> = selected.collect::<Vec<_>>().await.into_iter().collect::<Result<_, _>>()?;
+                    let count = items.len() as u64;
+                    Ok(ChildInput { ordinal, input: batch_input(items, &batching), items: count })
+                })
+                .boxed()
+            }
+            None => {
+                let first = unit.first_index;
+                selected
+                    .enumerate()
+                    .map(move |(offset, input)| {
+                        input.map(|input| ChildInput { ordinal: first + offset as u64, input, items: 1 })
+                    })
+                    .boxed()
+            }
+        }
+    }
+
+    /// Runs the unit's children one after the other and stages (or collects) their results.
+    async fn run_unit(
+        self: Arc<Self>,
+        reader: Option<&ItemReader>,
+        writer: Option<&ResultWriter>,
+        unit: &WorkUnit,
+        epoch: u64,
+    ) -> UnitOutcome {
+        let mut outcome = UnitOutcome::default();
+        let mut records = Vec::new();
+        let mut outputs = Vec::new();
+        let mut children = self.unit_children(reader, unit);
+        while let Some(child) = children.next().await {
+            let child = match child {
+                Ok(child) => child,
+                Err(failure) => return UnitOutcome::failed(failure),
+            };
+            let result = self.clone().run_child(child).await;
+            outcome.items.add(result.record.status, result.items);
+            outcome.executions.add(result.record.status, 1);
+            match writer {
+                Some(_) => records.push(result.record),
+                None => outputs.push(result.output.unwrap_or_else(|| result.record.to_value())),
+            }
+        }
+        match writer {
+            Some(writer) => {
+                if let Err(error) = writer.stage_batch(staged_batch(unit.unit, epoch), &records).await {
+                    return UnitOutcome::failed(error.failure());
+                }
+            }
+            None => outcome.outputs = Some(outputs),
+        }
+        outcome
+    }
+}

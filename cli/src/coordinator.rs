@@ -8,7 +8,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use serde::{Deserialize, Serialize};
-use stepmap_coordinator::api::StatesService;
+use stepmap_coordinator::api::{StatesService, WorkersService};
+use stepmap_coordinator::dispatch::{DispatchConfig, Dispatcher, FleetMapRunExecutor};
 use stepmap_coordinator::driver::{ExecutionDriver, MapRunConfig};
 use stepmap_coordinator::state::{ArnScope, ReplicatedState};
 use stepmap_coordinator::transport::{GrpcTransport, RaftTransportService};
@@ -31,7 +32,8 @@ pub struct CoordinatorArgs {
 /// The coordinator's configuration file. Every field has a default; unknown fields are
 /// refused. Environment overrides: `STEPMAP_NODE_ID`, `STEPMAP_LISTEN`, `STEPMAP_DATA_DIR`,
 /// `STEPMAP_PEERS` (`1=host:port,2=host:port,...`), `STEPMAP_REGION`, `STEPMAP_ACCOUNT`,
-/// `STEPMAP_FUNCTIONS`, `STEPMAP_OBJECT_STORE`, `STEPMAP_SLOTS`.
+/// `STEPMAP_FUNCTIONS`, `STEPMAP_OBJECT_STORE`, `STEPMAP_SLOTS`, `STEPMAP_MAP_RUNS`,
+/// `STEPMAP_LEASE_SECONDS`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CoordinatorConfig {
@@ -53,9 +55,25 @@ pub struct CoordinatorConfig {
     /// B, key K is the file DIR/B/K), `file://`, `s3://` or an S3-compatible `http(s)://`
     /// endpoint (storage crate's store URLs). Default: `<data_dir>/objects`.
     pub object_store: Option<String>,
-    /// Distributed Map children the leader runs at once at most (within MaxConcurrency).
-    /// Default: one per core.
+    /// Distributed Map children the leader runs at once at most (within MaxConcurrency), with
+    /// `map_runs = "local"`. Default: one per core.
     pub map_run_slots: Option<usize>,
+    /// Where Distributed Map children run: `"local"`, in the leader's process, or
+    /// `"workers"`, on the worker fleet (`stepmap worker --coordinators ...`), which this
+    /// coordinator then serves with the `stepmap.v1.Workers` service.
+    pub map_runs: MapRunPlacement,
+    /// With `map_runs = "workers"`: a worker's lease lapses this many seconds after its last
+    /// poll (its units then run again elsewhere).
+    pub lease_seconds: u64,
+}
+
+/// `map_runs` of [`CoordinatorConfig`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MapRunPlacement {
+    #[default]
+    Local,
+    Workers,
 }
 
 impl Default for CoordinatorConfig {
@@ -71,6 +89,8 @@ impl Default for CoordinatorConfig {
             functions: None,
             object_store: None,
             map_run_slots: None,
+            map_runs: MapRunPlacement::Local,
+            lease_seconds: 30,
         }
     }
 }
@@ -124,6 +144,17 @@ impl CoordinatorConfig {
         if let Some(store) = var("STEPMAP_OBJECT_STORE") {
             self.object_store = Some(store);
         }
+        if let Some(placement) = var("STEPMAP_MAP_RUNS") {
+            self.map_runs = match placement.as_str() {
+                "local" => MapRunPlacement::Local,
+                "workers" => MapRunPlacement::Workers,
+                other => anyhow::bail!("STEPMAP_MAP_RUNS '{other}' is neither 'local' nor 'workers'"),
+            };
+        }
+        if let Some(seconds) = var("STEPMAP_LEASE_SECONDS") {
+            self.lease_seconds =
+                seconds.parse().with_context(|| format!("STEPMAP_LEASE_SECONDS '{seconds}' is not a number"))?;
+        }
         if let Some(slots) = var("STEPMAP_SLOTS") {
             self.map_run_slots =
                 Some(slots.parse().with_context(|| format!("STEPMAP_SLOTS '{slots}' is not a number"))?);
@@ -163,6 +194,7 @@ impl CoordinatorConfig {
             self.map_run_slots.is_none_or(|n| (1..=10_000).contains(&n)),
             "map_run_slots must be between 1 and 10000"
         );
+        anyhow::ensure!(self.lease_seconds >= 1, "lease_seconds must be at least 1");
         self.stores()?;
         Ok(())
     }
@@ -204,8 +236,19 @@ async fn serve(config: CoordinatorConfig) -> anyhow::Result<()> {
         None => FunctionRegistry::new(),
     };
     let invoker = Arc::new(LocalInvoker::new(registry)?);
-    let slots = config.map_run_slots.unwrap_or_else(LocalMapRunExecutor::default_slots);
-    let map_runs = MapRunConfig::local(Arc::new(config.stores()?), slots);
+    let stores = Arc::new(config.stores()?);
+    let (map_runs, workers) = match config.map_runs {
+        MapRunPlacement::Local => {
+            let slots = config.map_run_slots.unwrap_or_else(LocalMapRunExecutor::default_slots);
+            (MapRunConfig::local(stores, slots), None)
+        }
+        MapRunPlacement::Workers => {
+            let lease = std::time::Duration::from_secs(config.lease_seconds);
+            let dispatcher = Dispatcher::new(node.clone(), DispatchConfig::with_lease(lease));
+            let runner = FleetMapRunExecutor::new(dispatcher.clone(), stores);
+            (MapRunConfig::with_runner(Arc::new(runner)), Some(WorkersService::new(dispatcher)))
+        }
+    };
     let driver = ExecutionDriver::start_with_map_runs(node.clone(), invoker.clone(), Some(map_runs));
     let scope = ArnScope { region: config.region.clone(), account: config.account.clone() };
     let states = StatesService::new(node.clone(), driver, scope, invoker);
@@ -215,6 +258,7 @@ async fn serve(config: CoordinatorConfig) -> anyhow::Result<()> {
         .add_service(transport.into_server())
         .add_service(states.into_server())
         .add_service(RaftAdminService::new(node).into_server())
+        .add_optional_service(workers.map(WorkersService::into_server))
         // TCP_NODELAY on accepted connections: without it a response written in more than one
         // segment waits for the client's delayed ACK (Nagle), about 40 ms per call.
         .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)))

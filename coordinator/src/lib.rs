@@ -6,6 +6,8 @@
 //! - [`api`] — the `stepmap.v1.States` gRPC service (AWS operations) and its client.
 //! - [`driver`] — the leader's execution driver: runs executions with the `asl` interpreter,
 //!   committing every history event, and resumes them by replay after a change of leader.
+//! - [`dispatch`] — the worker fleet's leader side: map runs cut into work units, leases with
+//!   epochs, results counted once and finalised.
 //! - [`transport`] — how Raft messages travel: in process (with fault filters) or over gRPC.
 //! - [`state`] — the replicated state: state machines, executions and their history,
 //!   activities and task tokens, the Map Run ledger.
@@ -13,6 +15,7 @@
 
 mod admin_service;
 pub mod api;
+pub mod dispatch;
 pub mod driver;
 mod error;
 mod node_id;

@@ -1,5 +1,5 @@
-//! The `stepmap.v1.States` gRPC service (AWS Step Functions operations) and a client that
-//! follows leader hints.
+//! The `stepmap.v1.States` gRPC service (AWS Step Functions operations), a client that
+//! follows leader hints, and the `stepmap.v1.Workers` service of the worker fleet.
 
 mod map_runs;
 mod pagination;
@@ -7,6 +7,8 @@ mod redrive;
 mod states_client;
 mod states_service;
 mod task_tokens;
+mod workers_service;
 
 pub use states_client::StatesClient;
 pub use states_service::StatesService;
+pub use workers_service::WorkersService;

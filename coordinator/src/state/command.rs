@@ -12,6 +12,7 @@ use super::api_error::ApiError;
 use super::arn::{ActivityArn, ExecutionArn, MapRunArn, StateMachineArn};
 use super::execution_record::ExecutionRecord;
 use super::map_run_ledger::{MapRunCounts, MapRunEnd, MapRunRecord, MapRunSettings};
+use super::work_ledger::LeaseGrant;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "command")]
@@ -123,6 +124,30 @@ pub enum Command {
         item_counts: MapRunCounts,
         execution_counts: MapRunCounts,
     },
+    // The work ledger of map runs on the worker fleet (work_ledger.rs).
+    /// Units `first..` of a map run's plan; `job` with the first part, `last` with the last.
+    PlanMapRunUnits {
+        arn: MapRunArn,
+        job: Option<String>,
+        first: u64,
+        units: Vec<stepmap_worker::map_run::WorkUnit>,
+        last: bool,
+    },
+    GrantLeases {
+        worker: String,
+        grants: Vec<LeaseGrant>,
+    },
+    CompleteUnit {
+        lease: LeaseGrant,
+        outcome: stepmap_worker::map_run::UnitOutcome,
+    },
+    /// The lease lapsed, or its worker gave it back.
+    ReleaseLease {
+        lease: LeaseGrant,
+    },
+    StopMapRunUnits {
+        arn: MapRunArn,
+    },
     /// AWS UpdateMapRun: `None` leaves a setting as it is.
     UpdateMapRun {
         arn: MapRunArn,
@@ -191,6 +216,19 @@ pub enum Response {
     MapRunUpdated {
         settings: MapRunSettings,
     },
+    UnitsPlanned {
+        recorded: u64,
+    },
+    LeasesGranted {
+        granted: Vec<LeaseGrant>,
+    },
+    UnitCompleted {
+        accepted: bool,
+    },
+    LeaseReleased {
+        released: bool,
+    },
+    MapRunUnitsStopped,
     /// `redriven` is false when a repeated client token got the earlier redrive's answer.
     ExecutionRedriven {
         redrive_date: DateTime<Utc>,

@@ -259,6 +259,8 @@ impl ReplicatedState {
             MapRunEnd::Failed { error, cause } => (record.error, record.cause) = (error, cause),
             MapRunEnd::Aborted => {}
         }
+        // Its results are in the result files or in this record now.
+        self.work.runs.remove(arn);
         Ok(Response::MapRunEnded)
     }
 

@@ -14,6 +14,7 @@ mod state_machine_record;
 mod task_tokens;
 #[cfg(test)]
 mod tests;
+mod work_ledger;
 
 use std::collections::BTreeMap;
 
@@ -32,6 +33,7 @@ pub use map_run_ledger::{
 };
 pub use redrive::{redrive_status, EventIdMap, Redrive, RedriveStatus};
 pub use state_machine_record::StateMachineRecord;
+pub use work_ledger::{LeaseGrant, MapRunWork, UnitRecord, UnitStatus, WorkLedger};
 
 /// Everything the coordinators agree on. Cloneable so that readers can take a consistent copy
 /// of what they need; `Serialize` is the snapshot format.
@@ -44,6 +46,9 @@ pub struct ReplicatedState {
     pub activities: BTreeMap<ActivityArn, ActivityRecord>,
     pub task_tokens: BTreeMap<String, TaskTokenRecord>,
     pub map_runs: MapRunLedger,
+    /// The units of map runs on the worker fleet.
+    #[serde(default)]
+    pub work: WorkLedger,
     /// The next `ExecutionRecord::seq`.
     pub next_seq: u64,
     /// The log index of the last applied command.
@@ -107,6 +112,13 @@ impl ReplicatedState {
             Command::UpdateMapRun { arn, max_concurrency, tolerated_failure_percentage, tolerated_failure_count } => {
                 self.update_map_run(&arn, max_concurrency, tolerated_failure_percentage, tolerated_failure_count)
             }
+            Command::PlanMapRunUnits { arn, job, first, units, last } => {
+                self.plan_map_run_units(arn, job, first, units, last)
+            }
+            Command::GrantLeases { worker, grants } => self.grant_leases(worker, grants),
+            Command::CompleteUnit { lease, outcome } => self.complete_unit(lease, outcome),
+            Command::ReleaseLease { lease } => self.release_lease(lease),
+            Command::StopMapRunUnits { arn } => self.stop_map_run_units(&arn),
             Command::RecordEvents { arn, events } => {
                 let execution = self.execution_mut(&arn)?;
                 let last_event_id = execution.append(&events)?;

@@ -195,6 +195,12 @@ impl MapRunControl {
         *self.inner.counters.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Replaces the counters: for runs whose children are counted elsewhere (the
+    /// coordinator's work ledger, for map runs on the worker fleet).
+    pub fn set_counters(&self, counters: MapRunCounters) {
+        self.update(|c| *c = counters);
+    }
+
     fn update(&self, change: impl FnOnce(&mut MapRunCounters)) {
         change(&mut self.inner.counters.lock().unwrap_or_else(|e| e.into_inner()));
     }

@@ -302,20 +302,22 @@ impl MapRun {
         reader: Option<&ItemReader>,
         unit: &WorkUnit,
     ) -> BoxStream<'static, Result<ChildInput, Failure>> {
-        let items: BoxStream<'static, Result<MapItem, Failure>> = match (&self.request.items, reader, &unit.descriptor) {
-            (MapRunItems::Inline(values), _, _) => {
-                let first = unit.first_index as usize;
-                let values: Vec<Value> = values.iter().skip(first).take(unit.items as usize).cloned().collect();
-                stream::iter(values.into_iter().enumerate().map(move |(offset, value)| {
-                    Ok(MapItem { index: (first + offset) as u64, value, key: None, source: None })
-                }))
-                .boxed()
-            }
-            (MapRunItems::Reader { .. }, Some(reader), Some(descriptor)) => {
-                reader.batch_items(descriptor).map(|item| item.map(map_item).map_err(|e| e.failure())).boxed()
-            }
-            _ => stream::once(async { Err(Failure::runtime("the work unit does not say where its items are")) }).boxed(),
-        };
+        let items: BoxStream<'static, Result<MapItem, Failure>> =
+            match (&self.request.items, reader, &unit.descriptor) {
+                (MapRunItems::Inline(values), _, _) => {
+                    let first = unit.first_index as usize;
+                    let values: Vec<Value> = values.iter().skip(first).take(unit.items as usize).cloned().collect();
+                    stream::iter(values.into_iter().enumerate().map(move |(offset, value)| {
+                        Ok(MapItem { index: (first + offset) as u64, value, key: None, source: None })
+                    }))
+                    .boxed()
+                }
+                (MapRunItems::Reader { .. }, Some(reader), Some(descriptor)) => {
+                    reader.batch_items(descriptor).map(|item| item.map(map_item).map_err(|e| e.failure())).boxed()
+                }
+                _ => stream::once(async { Err(Failure::runtime("the work unit does not say where its items are")) })
+                    .boxed(),
+            };
         let run = self.clone();
         let selected = items.map(move |item| item.and_then(|item| run.request.selection.select(item)));
         match &self.request.batching {

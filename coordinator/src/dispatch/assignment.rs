@@ -1,0 +1,102 @@
+//! Which pending units a polling worker gets: a pure function of what the leader knows, so
+//! that it can be property-tested (DESIGN.md §3).
+//!
+//! Rules: never more units than the worker's free slots; never more leases out per map run
+//! than its MaxConcurrency (0 means AWS's ceiling of 10,000 children; a unit runs one child
+//! at a time, so leases bound running children); each run's units in number order (results
+//! and PENDING records follow item order, and an early unit failing is found early); runs
+//! share the slots round-robin, so one large run does not starve the others.
+
+/// AWS's ceiling on a map run's parallel children ("MaxConcurrency 0 ⇒ up to 10,000").
+pub const MAX_CONCURRENCY_CEILING: u64 = 10_000;
+
+/// One map run as the policy sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunDemand {
+    /// 0: the ceiling.
+    pub max_concurrency: u64,
+    /// Leases out now.
+    pub leased: u64,
+    /// Pending unit numbers, in order (the first few are enough: at most `free_slots`).
+    pub pending: Vec<u64>,
+}
+
+impl RunDemand {
+    fn room(&self) -> u64 {
+        let cap = match self.max_concurrency {
+            0 => MAX_CONCURRENCY_CEILING,
+            n => n.min(MAX_CONCURRENCY_CEILING),
+        };
+        cap.saturating_sub(self.leased)
+    }
+}
+
+/// The units to lease to a worker with `free_slots`: `(index into runs, unit)` pairs.
+pub fn assign(free_slots: u64, runs: &[RunDemand]) -> Vec<(usize, u64)> {
+    let mut taken = vec![0u64; runs.len()];
+    let mut out = Vec::new();
+    loop {
+        let mut progressed = false;
+        for (index, run) in runs.iter().enumerate() {
+            if out.len() as u64 >= free_slots {
+                return out;
+            }
+            let next = taken[index];
+            if next < run.room() && (next as usize) < run.pending.len() {
+                out.push((index, run.pending[next as usize]));
+                taken[index] += 1;
+                progressed = true;
+            }
+        }
+        if !progressed {
+            return out;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn slots_are_shared_round_robin_within_max_concurrency() {
+        let runs = vec![
+            RunDemand { max_concurrency: 0, leased: 0, pending: vec![0, 1, 2, 3] },
+            RunDemand { max_concurrency: 2, leased: 1, pending: vec![5, 6, 7] },
+        ];
+        assert_eq!(assign(4, &runs), vec![(0, 0), (1, 5), (0, 1), (0, 2)]);
+        assert_eq!(assign(0, &runs), vec![]);
+        let full = RunDemand { max_concurrency: 1, leased: 1, pending: vec![1] };
+        assert_eq!(assign(3, &[full]), vec![]);
+    }
+
+    fn demand() -> impl Strategy<Value = RunDemand> {
+        (0..5u64, 0..5u64, 0..8usize).prop_map(|(max_concurrency, leased, pending)| RunDemand {
+            max_concurrency,
+            leased,
+            pending: (100..100 + pending as u64).collect(),
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn assignments_respect_slots_concurrency_and_order(
+            free_slots in 0..12u64,
+            runs in proptest::collection::vec(demand(), 0..4),
+        ) {
+            let assigned = assign(free_slots, &runs);
+            prop_assert!(assigned.len() as u64 <= free_slots);
+            for (index, run) in runs.iter().enumerate() {
+                let units: Vec<u64> = assigned.iter().filter(|(i, _)| *i == index).map(|(_, u)| *u).collect();
+                // Within MaxConcurrency, and the first pending units in order.
+                prop_assert!(units.len() as u64 <= run.room());
+                prop_assert_eq!(&units[..], &run.pending[..units.len()]);
+                // Maximal: a run is left with work and room only when the slots ran out.
+                let left = run.pending.len() > units.len() && (units.len() as u64) < run.room();
+                prop_assert!(!left || assigned.len() as u64 == free_slots);
+            }
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! Map runs on the worker fleet: the [`ControlledMapRunExecutor`] a cluster's execution driver
+//! runs Distributed Maps with when workers do the work.
+//!
+//! A run is planned into work units (or, after a change of leader, resumed from the units the
+//! ledger holds), handed out by the [`Dispatcher`], watched through the ledger as units
+//! complete — counters, the tolerated-failure threshold — and finalised: the ResultWriter
+//! writes the result files from the staged results of the accepted epochs plus PENDING
+//! records of the units that never completed, or the children's outputs become the state's
+//! result.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use serde_json::Value;
+use stepmap_asl::failure::Failure;
+use stepmap_asl::map_run::{MapRunRequest, Tolerance};
+use stepmap_storage::Stores;
+use stepmap_worker::map_run::{
+    self as worker, pending_records, plan_units, result_writer, staged_batch, ControlledMapRunExecutor, MapRunControl,
+    UnitOutcome, WorkUnit,
+};
+
+use super::{leased_units, Dispatcher};
+use crate::proposer::propose_while_leader;
+use crate::state::{Command, MapRunArn, MapRunWork, UnitStatus};
+
+/// Units per `PlanMapRunUnits` command: keeps log entries small (a descriptor is ~250 bytes).
+const UNITS_PER_COMMAND: usize = 256;
+/// A watcher looks at the ledger at least this often, even without a wake-up.
+const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Runs map runs on the worker fleet through `dispatcher`; reads ItemReader sources (to plan)
+/// and writes result files (to finalise) through `stores`.
+#[derive(Clone)]
+pub struct FleetMapRunExecutor {
+    dispatcher: Dispatcher,
+    stores: Arc<Stores>,
+}
+
+impl FleetMapRunExecutor {
+    pub fn new(dispatcher: Dispatcher, stores: Arc<Stores>) -> Self {
+        Self { dispatcher, stores }
+    }
+}
+
+impl ControlledMapRunExecutor for FleetMapRunExecutor {
+    fn run_controlled(
+        &self,
+        request: MapRunRequest,
+        control: MapRunControl,
+    ) -> BoxFuture<'static, Result<Value, Failure>> {
+        let this = self.clone();
+        async move { this.run(request, control).await }.boxed()
+    }
+}
+
+/// What the ledger says of a run's units now.
+struct Progress {
+    counters: worker::MapRunCounters,
+    failed_items: u64,
+    total_items: u64,
+    all_done: bool,
+    /// A unit that could not run: the run fails with it.
+    failure: Option<Failure>,
+}
+
+impl FleetMapRunExecutor {
+    async fn run(&self, request: MapRunRequest, control: MapRunControl) -> Result<Value, Failure> {
+        let arn = MapRunArn::new(request.map_run_arn.clone());
+        let node = &self.dispatcher.inner.node;
+        let lost = || Failure::runtime("this coordinator no longer leads");
+        // Resume what the ledger holds (a new leader), or plan.
+        let lookup = arn.clone();
+        let (_, recorded) = node
+            .local_read(move |state| state.work.runs.get(&lookup).map(|w| (w.units.len(), w.planned)))
+            .await
+            .map_err(|_| lost())?;
+        match recorded {
+            Some((_, true)) => tracing::info!(map_run = %arn, "resuming the map run from the work ledger"),
+            Some((recorded, false)) => self.plan(&request, &arn, recorded).await?,
+            None => self.plan(&request, &arn, 0).await?,
+        }
+        let lookup = arn.clone();
+        let (_, leased) = node.local_read(move |state| leased_units(state, &lookup)).await.map_err(|_| lost())?;
+        let (_guard, changed) = self.dispatcher.adopt(&arn, control.clone(), leased);
+
+        // Watch until every unit is done, or the threshold is exceeded, or a unit failed.
+        let (exceeded, progress) = loop {
+            let wake = changed.notified();
+            let progress = self.progress(&arn).await.ok_or_else(lost)?;
+            control.set_counters(progress.counters);
+            if let Some(failure) = progress.failure.clone() {
+                self.stop(&arn).await?;
+                return Err(failure);
+            }
+            let tolerance = control.tolerance();
+            // A count threshold can be judged before every unit is done (breaching it fails
+            // the run whatever the percentage); a percentage only at the end.
+            let count_only = Tolerance { count: tolerance.count, percentage: None };
+            let judged_early = tolerance.count.is_some() || tolerance.percentage.is_none();
+            if judged_early && count_only.exceeded(progress.failed_items, u64::MAX) {
+                break (true, progress);
+            }
+            if progress.all_done {
+                let exceeded = tolerance.exceeded(progress.failed_items, progress.total_items);
+                break (exceeded, progress);
+            }
+            let _ = tokio::time::timeout(WATCH_INTERVAL, wake).await;
+        };
+        // No more leases or results: the finaliser reads a ledger that no longer changes.
+        self.stop(&arn).await?;
+        let lookup = arn.clone();
+        let (_, work) =
+            node.local_read(move |state| state.work.runs.get(&lookup).cloned()).await.map_err(|_| lost())?;
+        let work = work.ok_or_else(lost)?;
+        let result = self.finalise(&request, &work, exceeded).await;
+        // What the run ended with: units that never completed are PENDING (or were stopped).
+        let mut counters = progress.counters;
+        if exceeded {
+            for counts in [&mut counters.items, &mut counters.executions] {
+                counts.aborted += std::mem::take(&mut counts.running);
+            }
+        }
+        control.set_counters(counters);
+        result
+    }
+
+    /// Plans the run and records the units from `recorded` on (the ones before are in the
+    /// ledger already: planning is deterministic for the same source).
+    async fn plan(&self, request: &MapRunRequest, arn: &MapRunArn, recorded: usize) -> Result<(), Failure> {
+        let units = plan_units(request, self.stores.clone()).await?;
+        let job = serde_json::to_string(&request.to_job())
+            .map_err(|e| Failure::runtime(format!("the map run cannot be described to workers: {e}")))?;
+        tracing::info!(map_run = %arn, units = units.len(), "map run planned");
+        let total = units.len();
+        let mut first = recorded.min(total);
+        loop {
+            let end = (first + UNITS_PER_COMMAND).min(total);
+            let command = Command::PlanMapRunUnits {
+                arn: arn.clone(),
+                job: (first == 0).then(|| job.clone()),
+                first: first as u64,
+                units: units[first..end].to_vec(),
+                last: end == total,
+            };
+            propose_while_leader(&self.dispatcher.inner.node, &command)
+                .await
+                .map_err(|e| Failure::runtime(format!("the map run's plan was not recorded: {e}")))?;
+            if end == total {
+                break;
+            }
+            first = end;
+        }
+        self.dispatcher.work_changed();
+        Ok(())
+    }
+
+    async fn stop(&self, arn: &MapRunArn) -> Result<(), Failure> {
+        propose_while_leader(&self.dispatcher.inner.node, &Command::StopMapRunUnits { arn: arn.clone() })
+            .await
+            .map(|_| ())
+            .map_err(|e| Failure::runtime(format!("the map run could not be stopped: {e}")))
+    }
+
+    async fn progress(&self, arn: &MapRunArn) -> Option<Progress> {
+        let lookup = arn.clone();
+        let (_, progress) = self
+            .dispatcher
+            .inner
+            .node
+            .local_read(move |state| state.work.runs.get(&lookup).map(progress_of))
+            .await
+            .ok()?;
+        progress
+    }
+
+    /// The run's result from the ledger's DONE units (and PENDING records for the others when
+    /// the run failed).
+    async fn finalise(&self, request: &MapRunRequest, work: &MapRunWork, exceeded: bool) -> Result<Value, Failure> {
+        let done = work.units.iter().filter_map(|u| match &u.status {
+            UnitStatus::Done { outcome } => Some((u, outcome.as_ref())),
+            _ => None,
+        });
+        match result_writer(request, &self.stores)? {
+            Some(writer) => {
+                let staged: Vec<_> = done.map(|(u, _)| staged_batch(u.unit.unit, u.epoch)).collect();
+                let mut pending = Vec::new();
+                if exceeded {
+                    for unit in work.units.iter().filter(|u| !matches!(u.status, UnitStatus::Done { .. })) {
+                        pending.extend(pending_records(request, self.stores.clone(), &unit.unit).await?);
+                    }
+                }
+                writer.finalize(&staged, &pending).await.map_err(|e| e.failure())?;
+                if exceeded {
+                    return Err(Tolerance::failure());
+                }
+                Ok(writer.state_output())
+            }
+            None => {
+                if exceeded {
+                    return Err(Tolerance::failure());
+                }
+                let outputs: Vec<Value> =
+                    done.flat_map(|(_, outcome)| outcome.outputs.clone().unwrap_or_default()).collect();
+                Ok(Value::Array(outputs))
+            }
+        }
+    }
+}
+
+/// Counters (features.md §2.9) and the threshold's inputs from a run's units.
+fn progress_of(work: &MapRunWork) -> Progress {
+    let mut counters = worker::MapRunCounters::default();
+    let mut failure = None;
+    let mut all_done = work.planned;
+    for record in &work.units {
+        let WorkUnit { items, children, .. } = record.unit;
+        for (counts, n) in [(&mut counters.items, items), (&mut counters.executions, children)] {
+            counts.total += n;
+        }
+        match &record.status {
+            UnitStatus::Pending => {
+                all_done = false;
+                counters.items.pending += items;
+                counters.executions.pending += children;
+            }
+            UnitStatus::Leased { .. } => {
+                all_done = false;
+                counters.items.running += items;
+                counters.executions.running += children;
+            }
+            UnitStatus::Done { outcome } => {
+                let UnitOutcome { items: i, executions: e, .. } = outcome.as_ref();
+                for (counts, by_status) in [(&mut counters.items, i), (&mut counters.executions, e)] {
+                    counts.succeeded += by_status.succeeded;
+                    counts.failed += by_status.failed;
+                    counts.timed_out += by_status.timed_out;
+                    counts.aborted += by_status.aborted;
+                    counts.results_written +=
+                        by_status.succeeded + by_status.failed + by_status.timed_out + by_status.aborted;
+                }
+                if failure.is_none() {
+                    failure = outcome.failure.clone();
+                }
+            }
+        }
+    }
+    Progress {
+        failed_items: counters.items.failed + counters.items.timed_out,
+        total_items: counters.items.total,
+        counters,
+        all_done,
+        failure,
+    }
+}

@@ -1,0 +1,361 @@
+//! The leader's side of the worker fleet (DESIGN.md §3, "Pull-based dispatch with leases"):
+//! map runs cut into work units, leased to polling workers, their outcomes counted once, and
+//! their results finalised into AWS's result files.
+//!
+//! What must survive a change of leader is in the replicated work ledger
+//! (`state/work_ledger.rs`): the plan, each unit's lease epoch and outcome. What is the
+//! leader's alone lives here: the lease deadlines (a new leader gives every outstanding lease
+//! a fresh deadline, so a worker that outlived the old leader keeps its lease by polling),
+//! the workers it has heard from, and the wake-ups of waiting polls and runs.
+//!
+//! - [`assignment`]: which pending units a poll gets (pure).
+//! - [`FleetMapRunExecutor`] (`fleet_executor.rs`): plans, watches and finalises map runs.
+//! - [`Dispatcher`]: polls, reports and lease deadlines, for the `Workers` gRPC service.
+
+pub mod assignment;
+mod fleet_executor;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use stepmap_worker::map_run::{MapRunControl, UnitOutcome, WorkUnit};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+pub use fleet_executor::FleetMapRunExecutor;
+
+use self::assignment::{assign, RunDemand};
+use crate::error::{Error, Result};
+use crate::proposer::{propose, CoordinatorNode};
+use crate::state::{Command, LeaseGrant, MapRunArn, Response, UnitStatus};
+
+/// How long leases last and polls wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DispatchConfig {
+    /// A lease lapses this long after the poll that renewed it last.
+    pub lease: Duration,
+    /// A poll without work waits this long at most (well within `lease`).
+    pub poll_wait: Duration,
+}
+
+impl DispatchConfig {
+    pub fn with_lease(lease: Duration) -> Self {
+        Self { lease, poll_wait: (lease / 3).min(Duration::from_secs(5)) }
+    }
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        Self::with_lease(Duration::from_secs(30))
+    }
+}
+
+/// How often lapsed leases are looked for.
+const LEASE_CHECK: Duration = Duration::from_millis(250);
+
+/// The leader's dispatch state; cheap to clone.
+#[derive(Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    node: CoordinatorNode,
+    config: DispatchConfig,
+    local: Mutex<Local>,
+    /// Wakes polls waiting for work: units became pending, a run started or grew.
+    work_available: Notify,
+    /// One assignment at a time, so that concurrent polls do not pick the same units.
+    granting: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct Local {
+    /// Map runs this node drives now (only their units are handed out).
+    runs: HashMap<MapRunArn, LiveRun>,
+    /// Lease deadlines: (run, unit) → (epoch, deadline).
+    deadlines: HashMap<(MapRunArn, u64), (u64, Instant)>,
+    /// Workers heard from: id → (name, slots).
+    workers: HashMap<String, (String, u32)>,
+}
+
+struct LiveRun {
+    control: MapRunControl,
+    /// Wakes the run's watcher when one of its units completes.
+    changed: Arc<Notify>,
+    token: Arc<()>,
+}
+
+/// Work handed to a worker: the lease, the map run's job and the unit.
+#[derive(Clone, Debug)]
+pub struct Assigned {
+    pub lease: LeaseGrant,
+    pub job: String,
+    pub unit: WorkUnit,
+}
+
+impl Dispatcher {
+    /// Starts watching lease deadlines (until the last clone is dropped).
+    pub fn new(node: CoordinatorNode, config: DispatchConfig) -> Self {
+        let inner = Arc::new(Inner {
+            node,
+            config,
+            local: Mutex::new(Local::default()),
+            work_available: Notify::new(),
+            granting: tokio::sync::Mutex::new(()),
+        });
+        tokio::spawn(watch_leases(Arc::downgrade(&inner)));
+        Dispatcher { inner }
+    }
+
+    pub fn config(&self) -> DispatchConfig {
+        self.inner.config
+    }
+
+    fn local(&self) -> std::sync::MutexGuard<'_, Local> {
+        self.inner.local.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new worker: its id.
+    pub fn register_worker(&self, name: &str, slots: u32) -> String {
+        let id = format!("{}-{}", if name.is_empty() { "worker" } else { name }, uuid::Uuid::new_v4().simple());
+        self.local().workers.insert(id.clone(), (name.to_owned(), slots));
+        tracing::info!(worker = %id, slots, "worker registered");
+        id
+    }
+
+    /// A worker's poll: renews the leases it holds (answering those no longer current as
+    /// revoked) and, with free slots, waits up to the poll wait for units to lease to it.
+    /// Only the leader answers (`NotLeader` otherwise).
+    pub async fn poll(
+        &self,
+        worker: &str,
+        free_slots: u32,
+        held: Vec<LeaseGrant>,
+    ) -> Result<(Vec<Assigned>, Vec<LeaseGrant>)> {
+        let until = Instant::now() + self.inner.config.poll_wait;
+        // A linearizable read: a follower refuses with the leader's address.
+        let check = held.clone();
+        let (_, current) = self
+            .inner
+            .node
+            .read(move |state| {
+                check
+                    .into_iter()
+                    .map(|lease| {
+                        let current =
+                            state.work.runs.get(&lease.arn).is_some_and(|w| w.is_current(lease.unit, lease.epoch));
+                        (lease, current)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await?;
+        let mut revoked = Vec::new();
+        {
+            let mut local = self.local();
+            local.workers.entry(worker.to_owned()).or_insert_with(|| (worker.to_owned(), 0));
+            let deadline = Instant::now() + self.inner.config.lease;
+            for (lease, current) in current {
+                if current {
+                    local.deadlines.insert((lease.arn.clone(), lease.unit), (lease.epoch, deadline));
+                } else {
+                    revoked.push(lease);
+                }
+            }
+        }
+        if free_slots == 0 {
+            return Ok((Vec::new(), revoked));
+        }
+        loop {
+            // Registered before looking, so that work arriving in between is not missed.
+            let wake = self.inner.work_available.notified();
+            tokio::pin!(wake);
+            wake.as_mut().enable();
+            let assigned = self.grant(worker, free_slots).await?;
+            if !assigned.is_empty() {
+                return Ok((assigned, revoked));
+            }
+            if tokio::time::timeout_at(until, wake).await.is_err() {
+                return Ok((Vec::new(), revoked));
+            }
+        }
+    }
+
+    /// Leases up to `free_slots` pending units of the runs driven here to `worker`.
+    async fn grant(&self, worker: &str, free_slots: u32) -> Result<Vec<Assigned>> {
+        let _granting = self.inner.granting.lock().await;
+        let runs: Vec<(MapRunArn, u64)> =
+            self.local().runs.iter().map(|(arn, run)| (arn.clone(), run.control.max_concurrency())).collect();
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted = free_slots as usize;
+        let (_, demand) = self
+            .inner
+            .node
+            .local_read(move |state| {
+                runs.into_iter()
+                    .filter_map(|(arn, max_concurrency)| {
+                        let work = state.work.runs.get(&arn).filter(|w| !w.stopped)?;
+                        let pending: Vec<(u64, u64)> =
+                            work.pending().take(wanted).map(|u| (u.unit.unit, u.epoch)).collect();
+                        let demand = RunDemand {
+                            max_concurrency,
+                            leased: work.leased() as u64,
+                            pending: pending.iter().map(|p| p.0).collect(),
+                        };
+                        Some((arn, demand, pending))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await?;
+        let demands: Vec<RunDemand> = demand.iter().map(|(_, d, _)| d.clone()).collect();
+        let grants: Vec<LeaseGrant> = assign(u64::from(free_slots), &demands)
+            .into_iter()
+            .map(|(run, unit)| {
+                let (arn, _, pending) = &demand[run];
+                let epoch = pending.iter().find(|(u, _)| *u == unit).map_or(0, |(_, e)| *e) + 1;
+                LeaseGrant { arn: arn.clone(), unit, epoch }
+            })
+            .collect();
+        if grants.is_empty() {
+            return Ok(Vec::new());
+        }
+        let granted =
+            match propose(&self.inner.node, &Command::GrantLeases { worker: worker.to_owned(), grants }).await? {
+                Response::LeasesGranted { granted } => granted,
+                other => return Err(unexpected("GrantLeases", other)),
+            };
+        {
+            let mut local = self.local();
+            let deadline = Instant::now() + self.inner.config.lease;
+            for lease in &granted {
+                local.deadlines.insert((lease.arn.clone(), lease.unit), (lease.epoch, deadline));
+            }
+        }
+        let lookup = granted.clone();
+        let (_, assigned) = self
+            .inner
+            .node
+            .local_read(move |state| {
+                lookup
+                    .into_iter()
+                    .filter_map(|lease| {
+                        let work = state.work.runs.get(&lease.arn)?;
+                        let unit = work.units.get(lease.unit as usize)?.unit.clone();
+                        Some(Assigned { job: work.job.clone(), unit, lease })
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await?;
+        tracing::debug!(worker, units = assigned.len(), "leases granted");
+        Ok(assigned)
+    }
+
+    /// A worker's result for `lease`: counted if the lease is current. Returns whether it was.
+    pub async fn report(&self, lease: LeaseGrant, outcome: UnitOutcome) -> Result<bool> {
+        let command = Command::CompleteUnit { lease: lease.clone(), outcome };
+        let accepted = match propose(&self.inner.node, &command).await? {
+            Response::UnitCompleted { accepted } => accepted,
+            other => return Err(unexpected("CompleteUnit", other)),
+        };
+        let mut local = self.local();
+        if local.deadlines.get(&(lease.arn.clone(), lease.unit)).is_some_and(|(epoch, _)| *epoch == lease.epoch) {
+            local.deadlines.remove(&(lease.arn.clone(), lease.unit));
+        }
+        if let Some(run) = local.runs.get(&lease.arn) {
+            run.changed.notify_one();
+        }
+        Ok(accepted)
+    }
+
+    /// Hands out the units of `arn` from now on; leases outstanding in the ledger get a
+    /// fresh deadline. The run is no longer handed out when the returned guard drops.
+    fn adopt(&self, arn: &MapRunArn, control: MapRunControl, leased: Vec<(u64, u64)>) -> (RunGuard, Arc<Notify>) {
+        let changed = Arc::new(Notify::new());
+        let token = Arc::new(());
+        {
+            let mut local = self.local();
+            let deadline = Instant::now() + self.inner.config.lease;
+            for (unit, epoch) in leased {
+                local.deadlines.entry((arn.clone(), unit)).or_insert((epoch, deadline));
+            }
+            local.runs.insert(arn.clone(), LiveRun { control, changed: changed.clone(), token: token.clone() });
+        }
+        self.inner.work_available.notify_waiters();
+        (RunGuard { dispatcher: self.clone(), arn: arn.clone(), token }, changed)
+    }
+
+    /// Wakes waiting polls (units became pending, a run's MaxConcurrency grew).
+    pub fn work_changed(&self) {
+        self.inner.work_available.notify_waiters();
+    }
+}
+
+/// Stops handing out a run's units when its driver goes (ended, aborted, leadership lost).
+struct RunGuard {
+    dispatcher: Dispatcher,
+    arn: MapRunArn,
+    token: Arc<()>,
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        let mut local = self.dispatcher.local();
+        if local.runs.get(&self.arn).is_some_and(|run| Arc::ptr_eq(&run.token, &self.token)) {
+            local.runs.remove(&self.arn);
+            local.deadlines.retain(|(arn, _), _| *arn != self.arn);
+        }
+    }
+}
+
+/// Commits the lapse of every lease whose deadline passed, returning its unit to PENDING.
+async fn watch_leases(inner: Weak<Inner>) {
+    let mut ticker = tokio::time::interval(LEASE_CHECK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let now = Instant::now();
+        let lapsed: Vec<LeaseGrant> = {
+            let local = inner.local.lock().unwrap_or_else(|e| e.into_inner());
+            local
+                .deadlines
+                .iter()
+                .filter(|(_, (_, deadline))| *deadline <= now)
+                .map(|((arn, unit), (epoch, _))| LeaseGrant { arn: arn.clone(), unit: *unit, epoch: *epoch })
+                .collect()
+        };
+        for lease in lapsed {
+            match propose(&inner.node, &Command::ReleaseLease { lease: lease.clone() }).await {
+                Ok(_) => {
+                    tracing::info!(map_run = %lease.arn, unit = lease.unit, epoch = lease.epoch, "lease lapsed; the unit will run again");
+                    let mut local = inner.local.lock().unwrap_or_else(|e| e.into_inner());
+                    if local.deadlines.get(&(lease.arn.clone(), lease.unit)).is_some_and(|(e, _)| *e == lease.epoch) {
+                        local.deadlines.remove(&(lease.arn.clone(), lease.unit));
+                    }
+                    inner.work_available.notify_waiters();
+                }
+                // Not the leader (any more): the next leader watches its own deadlines.
+                Err(error) => tracing::debug!(%error, "lease lapse not committed"),
+            }
+        }
+    }
+}
+
+/// An answer of the state that its command does not give (a bug, or a newer peer).
+fn unexpected(command: &str, response: Response) -> Error {
+    Error::ProposalOutcomeUnknown { proposal: command.to_owned(), reason: format!("unexpected answer {response:?}") }
+}
+
+/// The units of `arn` leased now, with their epochs.
+fn leased_units(state: &crate::state::ReplicatedState, arn: &MapRunArn) -> Vec<(u64, u64)> {
+    state.work.runs.get(arn).map_or_else(Vec::new, |work| {
+        work.units
+            .iter()
+            .filter(|u| matches!(u.status, UnitStatus::Leased { .. }))
+            .map(|u| (u.unit.unit, u.epoch))
+            .collect()
+    })
+}

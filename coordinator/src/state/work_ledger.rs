@@ -1,0 +1,303 @@
+//! The work ledger (DESIGN.md §3): the work units of map runs that run on the worker fleet,
+//! each with its lease epoch and what became of it. Item payloads never enter it: a unit is
+//! a batch descriptor, so any leader can hand it out again and a worker re-reads it exactly.
+//!
+//! A unit is PENDING, LEASED to a worker under an epoch, or DONE with the outcome reported
+//! under that epoch. Granting a lease raises the epoch; a report is accepted only for the
+//! current epoch of a leased unit, so a unit whose lease lapsed and which ran again counts
+//! once, whichever run reports first. Lease deadlines are not replicated: they are the
+//! leader's to watch (a new leader gives every outstanding lease a fresh deadline), and a
+//! lapse is committed as `ReleaseLease`, which returns the unit to PENDING.
+//!
+//! A map run's work is dropped with its end (`EndMapRun`): results are in the result files
+//! or the map run's record by then.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use stepmap_worker::map_run::{UnitOutcome, WorkUnit};
+
+use super::api_error::ApiError;
+use super::arn::MapRunArn;
+use super::command::{Outcome, Response};
+use super::ReplicatedState;
+
+/// The units of every map run on the fleet.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkLedger {
+    pub runs: BTreeMap<MapRunArn, MapRunWork>,
+}
+
+/// One map run's units.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MapRunWork {
+    /// The map run as asl's `MapRunJob` JSON, as workers receive it.
+    pub job: String,
+    pub units: Vec<UnitRecord>,
+    /// Every unit is recorded (planning is committed in parts).
+    pub planned: bool,
+    /// No more leases or results: the run is being finalised.
+    pub stopped: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UnitRecord {
+    pub unit: WorkUnit,
+    /// The epoch of the last lease granted (0: never leased).
+    pub epoch: u64,
+    pub status: UnitStatus,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status")]
+pub enum UnitStatus {
+    Pending,
+    Leased { worker: String },
+    Done { outcome: Box<UnitOutcome> },
+}
+
+/// One lease: unit `unit` of map run `arn` under `epoch`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LeaseGrant {
+    pub arn: MapRunArn,
+    pub unit: u64,
+    pub epoch: u64,
+}
+
+impl MapRunWork {
+    /// Units in number order that are PENDING.
+    pub fn pending(&self) -> impl Iterator<Item = &UnitRecord> {
+        self.units.iter().filter(|u| matches!(u.status, UnitStatus::Pending))
+    }
+
+    pub fn leased(&self) -> usize {
+        self.units.iter().filter(|u| matches!(u.status, UnitStatus::Leased { .. })).count()
+    }
+
+    /// Whether `lease` is the current lease of its unit.
+    pub fn is_current(&self, unit: u64, epoch: u64) -> bool {
+        self.units.get(unit as usize).is_some_and(|u| u.epoch == epoch && matches!(u.status, UnitStatus::Leased { .. }))
+    }
+}
+
+impl ReplicatedState {
+    /// Records units `first..first + units.len()` of a map run; `job` comes with the first
+    /// part. Idempotent: a part already recorded is accepted again unchanged.
+    pub(super) fn plan_map_run_units(
+        &mut self,
+        arn: MapRunArn,
+        job: Option<String>,
+        first: u64,
+        units: Vec<stepmap_worker::map_run::WorkUnit>,
+        last: bool,
+    ) -> Outcome {
+        if !self.map_runs.map_runs.contains_key(&arn) {
+            return Err(ApiError::ResourceNotFound { arn: arn.to_string() });
+        }
+        if !self.work.runs.contains_key(&arn) {
+            let Some(job) = job.filter(|_| first == 0) else {
+                return Err(ApiError::validation("units", "the first part of a plan carries the job"));
+            };
+            self.work.runs.insert(arn.clone(), MapRunWork { job, units: Vec::new(), planned: false, stopped: false });
+        }
+        let Some(work) = self.work.runs.get_mut(&arn) else {
+            return Err(ApiError::ResourceNotFound { arn: arn.to_string() });
+        };
+        let recorded = work.units.len() as u64;
+        if first > recorded {
+            return Err(ApiError::validation(
+                "first",
+                format!("units before {first} are not recorded ({recorded} are)"),
+            ));
+        }
+        let new = units.into_iter().skip((recorded - first) as usize);
+        work.units.extend(new.map(|unit| UnitRecord { unit, epoch: 0, status: UnitStatus::Pending }));
+        work.planned |= last;
+        Ok(Response::UnitsPlanned { recorded: work.units.len() as u64 })
+    }
+
+    /// Leases the units of `grants` to `worker`, each only if it is PENDING and the grant's
+    /// epoch is the next one. Answers the grants that took effect.
+    pub(super) fn grant_leases(&mut self, worker: String, grants: Vec<LeaseGrant>) -> Outcome {
+        let mut granted = Vec::with_capacity(grants.len());
+        for grant in grants {
+            let Some(work) = self.work.runs.get_mut(&grant.arn).filter(|w| !w.stopped) else { continue };
+            let Some(unit) = work.units.get_mut(grant.unit as usize) else { continue };
+            if matches!(unit.status, UnitStatus::Pending) && grant.epoch == unit.epoch + 1 {
+                unit.epoch = grant.epoch;
+                unit.status = UnitStatus::Leased { worker: worker.clone() };
+                granted.push(grant);
+            }
+        }
+        Ok(Response::LeasesGranted { granted })
+    }
+
+    /// The outcome of a unit under lease `epoch`: accepted only for the current lease of a
+    /// map run that still takes results.
+    pub(super) fn complete_unit(&mut self, lease: LeaseGrant, outcome: UnitOutcome) -> Outcome {
+        let accepted = match self.work.runs.get_mut(&lease.arn) {
+            Some(work) if !work.stopped && work.is_current(lease.unit, lease.epoch) => {
+                work.units[lease.unit as usize].status = UnitStatus::Done { outcome: Box::new(outcome) };
+                true
+            }
+            _ => false,
+        };
+        Ok(Response::UnitCompleted { accepted })
+    }
+
+    /// The lease lapsed (or its worker handed it back): the unit is PENDING again.
+    pub(super) fn release_lease(&mut self, lease: LeaseGrant) -> Outcome {
+        let released = match self.work.runs.get_mut(&lease.arn) {
+            Some(work) if work.is_current(lease.unit, lease.epoch) => {
+                work.units[lease.unit as usize].status = UnitStatus::Pending;
+                true
+            }
+            _ => false,
+        };
+        Ok(Response::LeaseReleased { released })
+    }
+
+    /// No more leases or results for the map run: its finaliser reads what is DONE now.
+    pub(super) fn stop_map_run_units(&mut self, arn: &MapRunArn) -> Outcome {
+        if let Some(work) = self.work.runs.get_mut(arn) {
+            work.stopped = true;
+        }
+        Ok(Response::MapRunUnitsStopped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use stepmap_worker::map_run::StatusCounts;
+
+    use super::*;
+    use crate::state::{ArnScope, Command, MapRunRecord, MapRunSettings};
+
+    const MAP_RUN: &str = "arn:aws:states:us-east-1:123456789012:mapRun:orders/Map:5e1c";
+
+    fn unit(n: u64) -> WorkUnit {
+        WorkUnit { unit: n, first_index: n * 10, items: 10, children: 1, descriptor: None }
+    }
+
+    fn outcome(succeeded: u64) -> UnitOutcome {
+        UnitOutcome {
+            items: StatusCounts { succeeded, ..Default::default() },
+            executions: StatusCounts { succeeded: 1, ..Default::default() },
+            ..Default::default()
+        }
+    }
+
+    fn state_with_map_run(units: u64) -> (ReplicatedState, MapRunArn) {
+        let mut state = ReplicatedState::default();
+        let arn = MapRunArn::new(MAP_RUN.into());
+        let execution = ArnScope::default().state_machine("orders").execution("e");
+        let record = MapRunRecord::start(arn.clone(), execution, MapRunSettings::default(), chrono::Utc::now());
+        state.map_runs.map_runs.insert(arn.clone(), record);
+        let plan = |first: u64, n: u64, last| Command::PlanMapRunUnits {
+            arn: arn.clone(),
+            job: Some("{}".into()),
+            first,
+            units: (first..first + n).map(unit).collect(),
+            last,
+        };
+        state.execute(plan(0, units / 2, false)).unwrap();
+        // A part committed twice (the leader retried) is recorded once.
+        state.execute(plan(0, units / 2, false)).unwrap();
+        state.execute(plan(units / 2, units - units / 2, true)).unwrap();
+        let work = &state.work.runs[&arn];
+        assert_eq!((work.units.len() as u64, work.planned), (units, true));
+        (state, arn)
+    }
+
+    fn grant(state: &mut ReplicatedState, arn: &MapRunArn, worker: &str, unit: u64, epoch: u64) -> bool {
+        let lease = LeaseGrant { arn: arn.clone(), unit, epoch };
+        match state.execute(Command::GrantLeases { worker: worker.into(), grants: vec![lease] }).unwrap() {
+            Response::LeasesGranted { granted } => granted.len() == 1,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn complete(state: &mut ReplicatedState, arn: &MapRunArn, unit: u64, epoch: u64) -> bool {
+        let lease = LeaseGrant { arn: arn.clone(), unit, epoch };
+        match state.execute(Command::CompleteUnit { lease, outcome: outcome(10) }).unwrap() {
+            Response::UnitCompleted { accepted } => accepted,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_result_counts_only_for_the_current_epoch() {
+        let (mut state, arn) = state_with_map_run(2);
+        assert!(grant(&mut state, &arn, "w1", 0, 1));
+        // Not pending any more, and epochs only go up by one.
+        assert!(!grant(&mut state, &arn, "w2", 0, 2));
+        assert!(!grant(&mut state, &arn, "w2", 1, 5));
+        // w1's lease lapses; w2 gets the unit under epoch 2.
+        let lapse = Command::ReleaseLease { lease: LeaseGrant { arn: arn.clone(), unit: 0, epoch: 1 } };
+        assert_eq!(state.execute(lapse.clone()).unwrap(), Response::LeaseReleased { released: true });
+        assert!(grant(&mut state, &arn, "w2", 0, 2));
+        // The lapse again, or w1's late result: refused.
+        assert_eq!(state.execute(lapse).unwrap(), Response::LeaseReleased { released: false });
+        assert!(!complete(&mut state, &arn, 0, 1));
+        assert!(complete(&mut state, &arn, 0, 2));
+        // Done: a second report of the same epoch is refused too.
+        assert!(!complete(&mut state, &arn, 0, 2));
+        // Stopped: no more leases or results.
+        assert!(grant(&mut state, &arn, "w1", 1, 1));
+        state.execute(Command::StopMapRunUnits { arn: arn.clone() }).unwrap();
+        assert!(!complete(&mut state, &arn, 1, 1));
+        let work = &state.work.runs[&arn];
+        assert!(matches!(work.units[0].status, UnitStatus::Done { .. }));
+        assert!(matches!(work.units[1].status, UnitStatus::Leased { .. }));
+    }
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        Grant { unit: u64 },
+        Complete { unit: u64, stale: bool },
+        Release { unit: u64 },
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (0..6u64).prop_map(|unit| Step::Grant { unit }),
+            (0..6u64, any::<bool>()).prop_map(|(unit, stale)| Step::Complete { unit, stale }),
+            (0..6u64).prop_map(|unit| Step::Release { unit }),
+        ]
+    }
+
+    proptest! {
+        /// Whatever order grants, lapses and (possibly stale) reports come in, every unit is
+        /// counted at most once, only with the epoch it was last leased under, and epochs
+        /// never go down.
+        #[test]
+        fn every_unit_is_done_at_most_once(steps in proptest::collection::vec(step(), 1..60)) {
+            let (mut state, arn) = state_with_map_run(6);
+            let mut accepted = [0u32; 6];
+            for step in steps {
+                let epochs: Vec<u64> = state.work.runs[&arn].units.iter().map(|u| u.epoch).collect();
+                match step {
+                    Step::Grant { unit } => { grant(&mut state, &arn, "w", unit, epochs[unit as usize] + 1); }
+                    Step::Complete { unit, stale } => {
+                        let epoch = epochs[unit as usize].saturating_sub(u64::from(stale));
+                        let current = state.work.runs[&arn].is_current(unit, epoch);
+                        let done = complete(&mut state, &arn, unit, epoch);
+                        prop_assert_eq!(done, current);
+                        if done { accepted[unit as usize] += 1; }
+                    }
+                    Step::Release { unit } => {
+                        let lease = LeaseGrant { arn: arn.clone(), unit, epoch: epochs[unit as usize] };
+                        state.execute(Command::ReleaseLease { lease }).unwrap();
+                    }
+                }
+                let after: Vec<u64> = state.work.runs[&arn].units.iter().map(|u| u.epoch).collect();
+                prop_assert!(after.iter().zip(&epochs).all(|(a, b)| a >= b));
+            }
+            prop_assert!(accepted.iter().all(|n| *n <= 1));
+            for (unit, record) in state.work.runs[&arn].units.iter().enumerate() {
+                prop_assert_eq!(matches!(record.status, UnitStatus::Done { .. }), accepted[unit] == 1);
+            }
+        }
+    }
+}

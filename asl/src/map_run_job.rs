@@ -94,7 +94,7 @@ impl MapRunRequest {
                 MapRunItems::Inline(items) => JobItems::Inline { items: items.clone() },
                 MapRunItems::Reader { resource, config, parameters, max_items } => JobItems::Reader {
                     resource: resource.clone(),
-                    config: (**config).clone(),
+                    config: config.clone(),
                     parameters: parameters.clone(),
                     max_items: *max_items,
                 },
@@ -162,7 +162,7 @@ impl MapRunJob {
             items: match self.items {
                 JobItems::Inline { items } => MapRunItems::Inline(items),
                 JobItems::Reader { resource, config, parameters, max_items } => {
-                    MapRunItems::Reader { resource, config: Box::new(config), parameters, max_items }
+                    MapRunItems::Reader { resource, config, parameters, max_items }
                 }
             },
             selection: ItemSelection {

@@ -12,6 +12,7 @@ mod run;
 mod state_machine_verbs;
 mod task_verbs;
 mod validate;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -38,6 +39,8 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Run one coordinator of a cluster (Raft, execution driver, API).
     Coordinator(coordinator::CoordinatorArgs),
+    /// Run a worker of a cluster: pulls map run work from the coordinators.
+    Worker(worker::WorkerArgs),
     /// AWS CreateStateMachine.
     CreateStateMachine(state_machine_verbs::CreateStateMachineArgs),
     /// AWS ListStateMachines.
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Validate(args) => validate::validate(args),
         Command::Coordinator(args) => coordinator::coordinator(args),
+        Command::Worker(args) => worker::worker(args),
         Command::CreateStateMachine(args) => state_machine_verbs::create_state_machine(args),
         Command::ListStateMachines(args) => state_machine_verbs::list_state_machines(args),
         Command::StartExecution(args) => execution_verbs::start_execution(args),

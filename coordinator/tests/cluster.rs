@@ -7,6 +7,7 @@ mod cluster {
     pub mod admin;
     pub mod api;
     pub mod executions;
+    pub mod fleet;
     pub mod harness;
     pub mod kv;
     pub mod map_runs;

@@ -7,8 +7,11 @@
 //! * [`LocalInvoker`]: a [`stepmap_asl::task::TaskInvoker`] running Lambda function ARNs,
 //!   `arn:aws:states:::lambda:invoke` and `arn:aws:states:::http:invoke`.
 //! * [`LocalMapRunExecutor`]: runs Distributed Map runs in this process (the embedded default).
+//! * [`fleet_worker::FleetWorker`]: a worker of a cluster's fleet, pulling map run work units
+//!   from the coordinators (`stepmap worker`).
 
 pub mod error;
+pub mod fleet_worker;
 pub mod function_registry;
 pub mod invoker;
 pub(crate) mod json_size;

@@ -3,5 +3,6 @@
 //! `heavy_` (the default nextest profile skips them; `--profile ci` runs them).
 
 mod cluster;
+mod fleet;
 mod map_run_verbs;
 mod processes;

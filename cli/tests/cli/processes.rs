@@ -131,6 +131,11 @@ pub struct Cluster {
 impl Cluster {
     /// Writes the configurations and starts every node.
     pub fn start(size: u64) -> anyhow::Result<Self> {
+        Self::start_with(size, "")
+    }
+
+    /// [`Cluster::start`] with `extra` TOML settings in every node's configuration.
+    pub fn start_with(size: u64, extra: &str) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         // Reserve a port per node: bind them all at once (so they differ), then release them
         // for the coordinators to bind. A restarted node binds its port again.
@@ -148,7 +153,7 @@ impl Cluster {
             std::fs::write(
                 &config,
                 format!(
-                    "node_id = {id}\nlisten = \"{address}\"\ndata_dir = {:?}\n[peers]\n{peers}",
+                    "node_id = {id}\nlisten = \"{address}\"\ndata_dir = {:?}\n{extra}\n[peers]\n{peers}",
                     data_dir.to_str().context("temp dir path is not UTF-8")?
                 ),
             )?;
@@ -160,6 +165,16 @@ impl Cluster {
             node.start()?;
         }
         Ok(cluster)
+    }
+
+    /// The addresses of every node, as `stepmap worker --coordinators` takes them.
+    pub fn addresses(&self) -> String {
+        self.nodes.values().map(|n| format!("http://{}", n.address)).collect::<Vec<_>>().join(",")
+    }
+
+    /// Where test files of this cluster can go (removed with it).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     pub fn node(&mut self, id: u64) -> &mut Coordinator {
@@ -220,5 +235,50 @@ impl Drop for Cluster {
         // Captured by the test harness: shown only when the test fails.
         eprintln!("{}", self.logs());
         let _ = &self.dir;
+    }
+}
+
+/// A `stepmap worker` process; killed when dropped.
+pub struct WorkerProcess {
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl WorkerProcess {
+    /// Starts `stepmap worker` with `args`, its output appended to `log`.
+    pub fn start(args: &[&str], log: PathBuf) -> anyhow::Result<Self> {
+        let file = OpenOptions::new().create(true).append(true).open(&log)?;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_stepmap"));
+        command.arg("worker").args(args);
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("STEPMAP_") {
+                command.env_remove(name);
+            }
+        }
+        let child = command
+            .env("STEPMAP_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .context("cannot start the stepmap binary")?;
+        Ok(Self { log, child: Some(child) })
+    }
+
+    /// `kill -9`, then reaps the process.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        let mut child = self.child.take().context("the worker is not running")?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

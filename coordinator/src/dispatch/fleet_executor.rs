@@ -62,6 +62,8 @@ struct Progress {
     failed_items: u64,
     total_items: u64,
     all_done: bool,
+    /// No more leases or results (the run is being finalised).
+    stopped: bool,
     /// A unit that could not run: the run fails with it.
     failure: Option<Failure>,
 }
@@ -106,6 +108,11 @@ impl FleetMapRunExecutor {
             if progress.all_done {
                 let exceeded = tolerance.exceeded(progress.failed_items, progress.total_items);
                 break (exceeded, progress);
+            }
+            if progress.stopped {
+                // Stopped by an earlier leader before every unit was done: only the threshold
+                // does that (it may have been raised since; the stop stands).
+                break (true, progress);
             }
             let _ = tokio::time::timeout(WATCH_INTERVAL, wake).await;
         };
@@ -252,6 +259,7 @@ fn progress_of(work: &MapRunWork) -> Progress {
         total_items: counters.items.total,
         counters,
         all_done,
+        stopped: work.stopped,
         failure,
     }
 }

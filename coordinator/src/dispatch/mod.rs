@@ -338,7 +338,11 @@ async fn watch_leases(inner: Weak<Inner>) {
                     inner.work_available.notify_waiters();
                 }
                 // Not the leader (any more): the next leader watches its own deadlines.
-                Err(error) => tracing::debug!(%error, "lease lapse not committed"),
+                Err(Error::NotLeader { .. }) => {
+                    let mut local = inner.local.lock().unwrap_or_else(|e| e.into_inner());
+                    local.deadlines.remove(&(lease.arn.clone(), lease.unit));
+                }
+                Err(error) => tracing::debug!(%error, "lease lapse not committed; trying again"),
             }
         }
     }

@@ -1,0 +1,189 @@
+//! The worker fleet as real processes: three coordinators (`map_runs = "workers"`), three
+//! `stepmap worker` processes and an S3 server on loopback (s3s over a temporary directory,
+//! started by the test). A 1,000,000-row CSV in batches of 1,000; `kill -9` of one worker and
+//! then of the leader while the map run goes on. The run must succeed with every row in the
+//! SUCCEEDED files exactly once, and its counters must add up.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::Value;
+use stepmap_coordinator::api::StatesClient;
+use stepmap_proto::v1 as pb;
+
+use crate::processes::{eventually, Cluster, WorkerProcess};
+
+const ROWS: usize = 1_000_000;
+const ACCESS_KEY: &str = "stepmap-test";
+const SECRET_KEY: &str = "stepmap-test-secret";
+/// Bound on every wait (the run itself takes about a minute on two cores).
+const DEADLINE: Duration = Duration::from_secs(600);
+
+/// Each batch waits a second in its child, so that the run lasts long enough to kill
+/// processes under it, then outputs its rows, which FLATTEN writes one per line.
+const WORKFLOW: &str = r#"{"StartAt":"M","States":{"M":{"Type":"Map","Label":"orders",
+  "ItemReader":{"Resource":"arn:aws:states:::s3:getObject",
+    "ReaderConfig":{"InputType":"CSV","CSVHeaderLocation":"FIRST_ROW"},
+    "Parameters":{"Bucket":"data","Key":"orders.csv"}},
+  "ItemBatcher":{"MaxItemsPerBatch":1000},
+  "ItemProcessor":{"ProcessorConfig":{"Mode":"DISTRIBUTED","ExecutionType":"EXPRESS"},
+    "StartAt":"W","States":{"W":{"Type":"Wait","Seconds":1,"Next":"P"},
+      "P":{"Type":"Pass","OutputPath":"$.Items","End":true}}},
+  "ResultWriter":{"Resource":"arn:aws:states:::s3:putObject","Parameters":{"Bucket":"results","Prefix":"fleet"},
+    "WriterConfig":{"Transformation":"FLATTEN","OutputType":"JSONL"}},
+  "End":true}}}"#;
+
+/// An S3 server (s3s-fs over `dir`, SigV4 with the test's keys) on a loopback port; returns
+/// its address. Buckets are `dir`'s subdirectories.
+async fn start_s3(dir: &Path) -> anyhow::Result<String> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder as ConnBuilder;
+    use s3s::auth::SimpleAuth;
+    use s3s::service::S3ServiceBuilder;
+
+    let mut builder = S3ServiceBuilder::new(s3s_fs::FileSystem::new(dir)?);
+    builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+    let service = builder.build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?.to_string();
+    tokio::spawn(async move {
+        let http = ConnBuilder::new(TokioExecutor::new());
+        while let Ok((socket, _)) = listener.accept().await {
+            let connection = http.serve_connection(TokioIo::new(socket), service.clone()).into_owned();
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+        }
+    });
+    Ok(address)
+}
+
+/// `client.call` of `$method` with a request cloned for each attempt.
+macro_rules! call {
+    ($client:expr, $method:ident, $request:expr) => {{
+        let request = $request;
+        $client
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.$method(request).await }
+            })
+            .await
+    }};
+}
+
+async fn describe_map_run(client: &mut StatesClient, execution: &str) -> anyhow::Result<Option<pb::DescribeMapRunResponse>> {
+    let request = pb::ListMapRunsRequest { execution_arn: execution.to_owned(), ..Default::default() };
+    let listed = call!(client, list_map_runs, request)?;
+    let Some(run) = listed.map_runs.first() else { return Ok(None) };
+    let request = pb::DescribeMapRunRequest { map_run_arn: run.map_run_arn.clone() };
+    Ok(Some(call!(client, describe_map_run, request)?))
+}
+
+/// Waits until the map run of `execution` has `rows` succeeded items; fails if the execution
+/// ended before (the kills would not be under a running map run).
+async fn wait_for_progress(client: &mut StatesClient, execution: &str, rows: u64) -> anyhow::Result<()> {
+    eventually(&format!("{rows} rows done"), DEADLINE, async || {
+        let Some(run) = describe_map_run(client, execution).await? else { return Ok(None) };
+        anyhow::ensure!(run.status == "RUNNING", "the map run ended ({}) before {rows} rows were done", run.status);
+        Ok((run.item_counts.as_ref().is_some_and(|c| c.succeeded >= rows)).then_some(()))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heavy_fleet_survives_kill_9_of_a_worker_and_the_leader() -> anyhow::Result<()> {
+    let s3_dir = tempfile::tempdir()?;
+    for bucket in ["data", "results"] {
+        std::fs::create_dir_all(s3_dir.path().join(bucket))?;
+    }
+    let mut csv = String::with_capacity(ROWS * 16);
+    csv.push_str("id,amount\n");
+    for id in 0..ROWS {
+        csv.push_str(&format!("{id},{}\n", id % 997));
+    }
+    std::fs::write(s3_dir.path().join("data/orders.csv"), csv)?;
+    let s3 = start_s3(s3_dir.path()).await?;
+    let store = format!("http://{s3}?region=us-east-1&access_key_id={ACCESS_KEY}&secret_access_key={SECRET_KEY}");
+
+    let extra = format!("object_store = \"{store}\"\nmap_runs = \"workers\"\nlease_seconds = 3\n");
+    let mut cluster = Cluster::start_with(3, &extra)?;
+    let leader = cluster.leader().await?;
+    let coordinators = cluster.addresses();
+    let mut workers = (0..3)
+        .map(|i| {
+            let log = cluster.dir().join(format!("worker-{i}.log"));
+            WorkerProcess::start(
+                &["--coordinators", &coordinators, "--slots", "8", "--object-store", &store, "--name", &format!("w{i}")],
+                log,
+            )
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
+    let mut client = cluster.node(leader).client()?;
+    let request = pb::CreateStateMachineRequest {
+        name: "fleet".into(),
+        definition: WORKFLOW.into(),
+        role_arn: "arn:aws:iam::123456789012:role/stepmap".into(),
+        r#type: String::new(),
+    };
+    let machine = call!(client, create_state_machine, request)?;
+    let request = pb::StartExecutionRequest {
+        state_machine_arn: machine.state_machine_arn.clone(),
+        name: "million".into(),
+        input: "{}".into(),
+    };
+    let execution = call!(client, start_execution, request)?.execution_arn;
+
+    wait_for_progress(&mut client, &execution, 150_000).await?;
+    eprintln!("killing worker 0");
+    workers[0].kill()?;
+    wait_for_progress(&mut client, &execution, 400_000).await?;
+    eprintln!("killing the leader, coordinator {leader}");
+    cluster.node(leader).kill()?;
+    let survivor = cluster.others(leader)[0];
+    let mut client = cluster.node(survivor).client()?;
+
+    let described = eventually("the execution's end", DEADLINE, async || {
+        let request = pb::DescribeExecutionRequest { execution_arn: execution.clone() };
+        let described = call!(client, describe_execution, request)?;
+        Ok((described.status != "RUNNING").then_some(described))
+    })
+    .await?;
+    anyhow::ensure!(described.status == "SUCCEEDED", "the execution ended {}: {:?}", described.status, described.cause);
+
+    // Every row exactly once in the SUCCEEDED files, none FAILED or PENDING.
+    let output: Value = serde_json::from_str(described.output.as_deref().context("an output")?)?;
+    let manifest_key = output["ResultWriterDetails"]["Key"].as_str().context("the manifest key")?;
+    let manifest: Value = serde_json::from_slice(&std::fs::read(s3_dir.path().join("results").join(manifest_key))?)?;
+    let files = &manifest["ResultFiles"];
+    for category in ["FAILED", "PENDING"] {
+        let listed = files[category].as_array().map_or(0, Vec::len);
+        anyhow::ensure!(listed == 0, "{category} files listed: {}", files[category]);
+    }
+    let mut seen = vec![0u8; ROWS];
+    for file in files["SUCCEEDED"].as_array().context("SUCCEEDED files")? {
+        let key = file["Key"].as_str().context("a result file key")?;
+        let text = std::fs::read_to_string(s3_dir.path().join("results").join(key))?;
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            let row: Value = serde_json::from_str(line)?;
+            let id: usize = row["id"].as_str().context("an id")?.parse()?;
+            seen[id] += 1;
+        }
+    }
+    let missing = seen.iter().filter(|n| **n == 0).count();
+    let repeated = seen.iter().filter(|n| **n > 1).count();
+    anyhow::ensure!(missing == 0 && repeated == 0, "{missing} rows missing, {repeated} rows written more than once");
+
+    // The counters add up.
+    let run = describe_map_run(&mut client, &execution).await?.context("the map run")?;
+    let items = run.item_counts.context("item counts")?;
+    let sum = items.pending + items.running + items.succeeded + items.failed + items.timed_out + items.aborted;
+    anyhow::ensure!(run.status == "SUCCEEDED", "map run {}", run.status);
+    anyhow::ensure!(items.total == ROWS as u64 && sum == items.total, "item counts do not add up: {items:?}");
+    anyhow::ensure!(items.succeeded == ROWS as u64 && items.results_written == ROWS as u64, "{items:?}");
+    let children = run.execution_counts.context("execution counts")?;
+    anyhow::ensure!(children.succeeded == 1000 && children.total == 1000, "{children:?}");
+    drop(workers);
+    Ok(())
+}

@@ -1,0 +1,792 @@
+//! Map runs on the worker fleet (DESIGN.md §3), end to end over loopback gRPC: three
+//! coordinators in fleet mode (a `Dispatcher` with 1 s leases, the `FleetMapRunExecutor`, the
+//! `Workers` service next to the `States` service) and *virtual workers*: test code that speaks
+//! the Workers protocol through a `LeaderChannel` and behaves as it is told — run its units for
+//! real and report (succeed), report every item failed (fail), take leases and keep renewing
+//! them without ever reporting (hang), or stop polling altogether (vanish).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use stepmap_asl::clock::SystemClock;
+use stepmap_asl::interpreter::Environment;
+use stepmap_coordinator::api::{StatesClient, StatesService, WorkersService};
+use stepmap_coordinator::dispatch::{DispatchConfig, Dispatcher, FleetMapRunExecutor};
+use stepmap_coordinator::driver::{ExecutionDriver, MapRunConfig};
+use stepmap_coordinator::state::{ArnScope, ReplicatedState};
+use stepmap_coordinator::transport::{GrpcTransport, RaftTransportService};
+use stepmap_coordinator::{CoordinatorNode, RaftConfig, RaftNode};
+use stepmap_proto::leader::LeaderChannel;
+use stepmap_proto::v1 as pb;
+use stepmap_proto::v1::workers_client::WorkersClient;
+use stepmap_storage::{StoreConfig, Stores};
+use stepmap_worker::function_registry::FunctionRegistry;
+use stepmap_worker::invoker::LocalInvoker;
+use stepmap_worker::map_run::{StatusCounts, UnitOutcome, UnitRunner, WorkUnit};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use super::harness::eventually;
+use super::network::ids;
+
+/// Short, so that a vanished worker's units run again soon.
+const LEASE: Duration = Duration::from_secs(1);
+
+// ---------------------------------------------------------------------------------------------
+// The deployment
+// ---------------------------------------------------------------------------------------------
+
+struct Deployment {
+    nodes: Vec<(CoordinatorNode, ExecutionDriver)>,
+    servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
+    /// Where clients start (they follow leader hints from there).
+    endpoint: String,
+    stores: Arc<Stores>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl Deployment {
+    /// Three fleet-mode coordinators sharing the object store in `objects`.
+    async fn start(objects: &Path) -> Self {
+        let mut listeners = Vec::new();
+        let mut peers = BTreeMap::new();
+        for id in ids(3) {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+            peers.insert(id, listener.local_addr().expect("address").to_string());
+            listeners.push((id, listener));
+        }
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("temp dir")).collect();
+        let stores = Arc::new(Stores::new(StoreConfig::Local { data_dir: objects.to_path_buf() }));
+        let mut nodes = Vec::new();
+        let mut servers = Vec::new();
+        for ((id, listener), dir) in listeners.into_iter().zip(&dirs) {
+            let mut config = RaftConfig::new(id, peers.clone(), dir.path());
+            config.tick_interval = Duration::from_millis(20);
+            config.heartbeat_ticks = 2;
+            let node =
+                RaftNode::start(config, ReplicatedState::default(), GrpcTransport::new(id, &peers)).expect("start");
+            let transport = RaftTransportService::new();
+            transport.attach(node.mailbox());
+            let invoker = Arc::new(LocalInvoker::new(FunctionRegistry::new()).expect("invoker"));
+            let dispatcher = Dispatcher::new(node.clone(), DispatchConfig::with_lease(LEASE));
+            let executor = FleetMapRunExecutor::new(dispatcher.clone(), stores.clone());
+            let map_runs = MapRunConfig::with_runner(Arc::new(executor));
+            let driver = ExecutionDriver::start_with_map_runs(node.clone(), invoker.clone(), Some(map_runs));
+            let states = StatesService::new(node.clone(), driver.clone(), ArnScope::default(), invoker);
+            let workers = WorkersService::new(dispatcher);
+            servers.push(tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(transport.into_server())
+                    .add_service(states.into_server())
+                    .add_service(workers.into_server())
+                    .serve_with_incoming(TcpListenerStream::new(listener)),
+            ));
+            nodes.push((node, driver));
+        }
+        let endpoint = peers.values().next().cloned().expect("a peer");
+        Self { nodes, servers, endpoint, stores, _dirs: dirs }
+    }
+
+    fn client(&self) -> StatesClient {
+        StatesClient::new(&self.endpoint).expect("client")
+    }
+
+    /// A virtual worker with `slots` slots, registered and polling (unless `Vanish`).
+    async fn worker(&self, name: &str, slots: u32, behaviour: Behaviour) -> VirtualWorker {
+        VirtualWorker::start(&self.endpoint, self.stores.clone(), name, slots, behaviour).await
+    }
+
+    async fn shutdown(self) {
+        for (node, driver) in &self.nodes {
+            driver.shutdown();
+            node.shutdown().await;
+        }
+        for server in self.servers {
+            server.abort();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Virtual workers
+// ---------------------------------------------------------------------------------------------
+
+/// What a virtual worker does with the units it is given (and, when it changes, with the
+/// units it holds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Behaviour {
+    /// Runs each unit for real (a `UnitRunner`) and reports its outcome.
+    Succeed,
+    /// Reports every item and child of each unit as failed, without running it.
+    #[allow(dead_code)]
+    Fail,
+    /// Takes units and keeps their leases by polling, but never runs or reports them.
+    Hang,
+    /// Stops polling (its leases lapse) and reports nothing.
+    Vanish,
+}
+
+/// What a virtual worker saw and did.
+#[derive(Clone, Debug, Default)]
+struct Seen {
+    /// Every unit it was given, in order.
+    taken: Vec<pb::Work>,
+    /// Leases it holds now: units hanging or running, not reported yet.
+    held: Vec<pb::Lease>,
+    /// Units taken while hanging: run once the worker succeeds (or fails).
+    hanging: Vec<pb::Work>,
+    /// The most leases it ever held at once.
+    max_held: usize,
+    /// Polls answered.
+    polls: u64,
+    /// Reports and whether they were accepted.
+    reports: Vec<(pb::Lease, bool)>,
+}
+
+struct Shared {
+    worker_id: String,
+    slots: u32,
+    poll_wait: Duration,
+    channel: LeaderChannel,
+    runner: UnitRunner,
+    seen: Mutex<Seen>,
+    /// A unit finished: a slot is free again.
+    freed: Notify,
+}
+
+impl Shared {
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+struct VirtualWorker {
+    shared: Arc<Shared>,
+    behaviour: watch::Sender<Behaviour>,
+    task: JoinHandle<()>,
+}
+
+fn same_lease(a: &pb::Lease, b: &pb::Lease) -> bool {
+    a.map_run_arn == b.map_run_arn && a.unit == b.unit && a.epoch == b.epoch
+}
+
+fn lease_of(work: &pb::Work) -> pb::Lease {
+    work.lease.clone().expect("work carries its lease")
+}
+
+async fn register(channel: &mut LeaderChannel, name: &str, slots: u32) -> pb::RegisterWorkerResponse {
+    let request = pb::RegisterWorkerRequest { name: name.into(), slots };
+    channel
+        .call(WorkersClient::new, |mut c| {
+            let request = request.clone();
+            async move { c.register_worker(request).await }
+        })
+        .await
+        .expect("register worker")
+}
+
+async fn poll(
+    channel: &mut LeaderChannel,
+    request: pb::PollWorkRequest,
+) -> Result<pb::PollWorkResponse, tonic::Status> {
+    channel
+        .call(WorkersClient::new, |mut c| {
+            let request = request.clone();
+            async move { c.poll_work(request).await }
+        })
+        .await
+}
+
+async fn report(channel: &mut LeaderChannel, worker_id: &str, lease: pb::Lease, outcome: &UnitOutcome) -> bool {
+    let request = pb::ReportResultRequest {
+        worker_id: worker_id.into(),
+        lease: Some(lease),
+        outcome: serde_json::to_string(outcome).expect("outcome JSON"),
+    };
+    channel
+        .call(WorkersClient::new, |mut c| {
+            let request = request.clone();
+            async move { c.report_result(request).await }
+        })
+        .await
+        .expect("report result")
+        .accepted
+}
+
+/// What a failing worker reports: every item and child failed.
+fn failed_outcome(unit: &WorkUnit) -> UnitOutcome {
+    let record = json!({"Error": "Virtual.Failure", "Cause": "the virtual worker fails every unit"});
+    UnitOutcome {
+        items: StatusCounts { failed: unit.items, ..StatusCounts::default() },
+        executions: StatusCounts { failed: unit.children, ..StatusCounts::default() },
+        outputs: Some(vec![record; unit.children as usize]),
+        failure: None,
+    }
+}
+
+impl VirtualWorker {
+    async fn start(endpoint: &str, stores: Arc<Stores>, name: &str, slots: u32, behaviour: Behaviour) -> Self {
+        let mut channel = LeaderChannel::new(endpoint).expect("worker channel");
+        let registered = register(&mut channel, name, slots).await;
+        assert_eq!(registered.lease_millis, LEASE.as_millis() as u64);
+        let invoker = Arc::new(LocalInvoker::new(FunctionRegistry::new()).expect("invoker"));
+        let mut environment = Environment::new(Arc::new(SystemClock), invoker);
+        environment.history_payloads = false;
+        let shared = Arc::new(Shared {
+            worker_id: registered.worker_id,
+            slots,
+            poll_wait: Duration::from_millis(registered.poll_wait_millis),
+            channel,
+            runner: UnitRunner::new(stores, environment),
+            seen: Mutex::new(Seen::default()),
+            freed: Notify::new(),
+        });
+        let (sender, receiver) = watch::channel(behaviour);
+        let task = tokio::spawn(work_loop(shared.clone(), receiver));
+        Self { shared, behaviour: sender, task }
+    }
+
+    fn behave(&self, behaviour: Behaviour) {
+        self.behaviour.send_replace(behaviour);
+    }
+
+    fn seen(&self) -> Seen {
+        self.shared.seen().clone()
+    }
+
+    /// Runs `work` for real, as if its lease were current, and reports it: whether the
+    /// coordinator accepted the result.
+    async fn run_and_report(&self, work: &pb::Work) -> bool {
+        let lease = lease_of(work);
+        let unit: WorkUnit = serde_json::from_str(&work.unit).expect("unit JSON");
+        let outcome = self.shared.runner.run(&work.job, &unit, lease.epoch).await;
+        let mut channel = self.shared.channel.clone();
+        let accepted = report(&mut channel, &self.shared.worker_id, lease.clone(), &outcome).await;
+        self.shared.seen().reports.push((lease, accepted));
+        accepted
+    }
+}
+
+impl Drop for VirtualWorker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Polls as `behaviour` says: with the free slots and the leases held (which renews them),
+/// running, failing or keeping what it is given.
+async fn work_loop(shared: Arc<Shared>, mut behaviour: watch::Receiver<Behaviour>) {
+    let mut channel = shared.channel.clone();
+    loop {
+        let now = *behaviour.borrow_and_update();
+        if now == Behaviour::Vanish {
+            if behaviour.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        if matches!(now, Behaviour::Succeed | Behaviour::Fail) {
+            let hanging = std::mem::take(&mut shared.seen().hanging);
+            for work in hanging {
+                tokio::spawn(run_unit(shared.clone(), work, now));
+            }
+        }
+        let (free_slots, held) = {
+            let seen = shared.seen();
+            (shared.slots.saturating_sub(seen.held.len() as u32), seen.held.clone())
+        };
+        let request = pb::PollWorkRequest { worker_id: shared.worker_id.clone(), free_slots, held };
+        let response = match poll(&mut channel, request).await {
+            Ok(response) => response,
+            Err(status) => {
+                tracing::warn!(worker = %shared.worker_id, %status, "poll failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // What it does with new work is what it is told now (it may have just vanished).
+        let now = *behaviour.borrow();
+        {
+            let mut seen = shared.seen();
+            seen.polls += 1;
+            for revoked in &response.revoked {
+                seen.held.retain(|l| !same_lease(l, revoked));
+                seen.hanging.retain(|w| !same_lease(&lease_of(w), revoked));
+            }
+            for work in response.work {
+                seen.taken.push(work.clone());
+                seen.held.push(lease_of(&work));
+                match now {
+                    Behaviour::Hang | Behaviour::Vanish => seen.hanging.push(work),
+                    Behaviour::Succeed | Behaviour::Fail => {
+                        tokio::spawn(run_unit(shared.clone(), work, now));
+                    }
+                }
+            }
+            seen.max_held = seen.max_held.max(seen.held.len());
+        }
+        if free_slots == 0 {
+            // A heartbeat answers at once: renew again well within the lease, or as soon as a
+            // slot is free or the behaviour changes.
+            tokio::select! {
+                _ = shared.freed.notified() => {}
+                _ = behaviour.changed() => {}
+                _ = tokio::time::sleep(shared.poll_wait) => {}
+            }
+        }
+    }
+}
+
+/// Runs (or fails) one unit and reports it.
+async fn run_unit(shared: Arc<Shared>, work: pb::Work, behaviour: Behaviour) {
+    let lease = lease_of(&work);
+    let unit: WorkUnit = serde_json::from_str(&work.unit).expect("unit JSON");
+    let outcome = match behaviour {
+        Behaviour::Fail => failed_outcome(&unit),
+        _ => shared.runner.run(&work.job, &unit, lease.epoch).await,
+    };
+    // No longer held from here: the coordinator counts the lease until the report commits,
+    // so the worker never holds more than the coordinator counts.
+    shared.seen().held.retain(|l| !same_lease(l, &lease));
+    let mut channel = shared.channel.clone();
+    let accepted = report(&mut channel, &shared.worker_id, lease.clone(), &outcome).await;
+    shared.seen().reports.push((lease, accepted));
+    shared.freed.notify_one();
+}
+
+// ---------------------------------------------------------------------------------------------
+// States client helpers (as in map_runs.rs)
+// ---------------------------------------------------------------------------------------------
+
+async fn create(client: &mut StatesClient, name: &str, definition: &str) -> String {
+    let request = pb::CreateStateMachineRequest {
+        name: name.into(),
+        definition: definition.into(),
+        role_arn: String::new(),
+        r#type: String::new(),
+    };
+    client
+        .call(|mut c| {
+            let request = request.clone();
+            async move { c.create_state_machine(request).await }
+        })
+        .await
+        .expect("create state machine")
+        .state_machine_arn
+}
+
+async fn start(client: &mut StatesClient, machine: &str, input: &str) -> String {
+    let request =
+        pb::StartExecutionRequest { state_machine_arn: machine.into(), name: String::new(), input: input.into() };
+    client
+        .call(|mut c| {
+            let request = request.clone();
+            async move { c.start_execution(request).await }
+        })
+        .await
+        .expect("start execution")
+        .execution_arn
+}
+
+async fn describe(client: &mut StatesClient, arn: &str) -> pb::DescribeExecutionResponse {
+    let request = pb::DescribeExecutionRequest { execution_arn: arn.into() };
+    client
+        .call(|mut c| {
+            let request = request.clone();
+            async move { c.describe_execution(request).await }
+        })
+        .await
+        .expect("describe execution")
+}
+
+async fn wait_closed(client: &StatesClient, arn: &str) -> pb::DescribeExecutionResponse {
+    eventually(&format!("{arn} to close"), || {
+        let mut client = client.clone();
+        async move { Some(describe(&mut client, arn).await).filter(|d| d.status != "RUNNING") }
+    })
+    .await
+}
+
+async fn describe_map_run(client: &mut StatesClient, arn: &str) -> pb::DescribeMapRunResponse {
+    let request = pb::DescribeMapRunRequest { map_run_arn: arn.into() };
+    client
+        .call(|mut c| {
+            let request = request.clone();
+            async move { c.describe_map_run(request).await }
+        })
+        .await
+        .expect("describe map run")
+}
+
+/// The ARN of the execution's (first) map run, once it is listed.
+async fn map_run_of(client: &StatesClient, execution: &str) -> String {
+    eventually("the map run to be listed", || {
+        let mut client = client.clone();
+        async move {
+            let request =
+                pb::ListMapRunsRequest { execution_arn: execution.into(), max_results: 0, next_token: String::new() };
+            let listed = client
+                .call(|mut c| {
+                    let request = request.clone();
+                    async move { c.list_map_runs(request).await }
+                })
+                .await
+                .ok()?;
+            listed.map_runs.first().map(|m| m.map_run_arn.clone())
+        }
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Items and result files
+// ---------------------------------------------------------------------------------------------
+
+/// `<objects>/data/<key>`: a CSV file `id,name` with ids `1..=rows`.
+fn write_csv(objects: &Path, key: &str, rows: u64) {
+    std::fs::create_dir_all(objects.join("data")).expect("bucket dir");
+    let mut text = String::from("id,name\n");
+    for id in 1..=rows {
+        text.push_str(&format!("{id},row-{id}\n"));
+    }
+    std::fs::write(objects.join("data").join(key), text).expect("items");
+}
+
+/// A Distributed Map over `data/<key>` (CSV with a header row) with `settings` (extra fields
+/// of the Map state, e.g. `"ItemBatcher":{...},`), `states` as its processor, results to
+/// `results/<prefix>/`.
+fn csv_map(key: &str, settings: &str, start_at: &str, states: &str, prefix: &str) -> String {
+    format!(
+        r#"{{"StartAt":"M","States":{{"M":{{"Type":"Map","Label":"rows",{settings}
+  "ItemReader":{{"Resource":"arn:aws:states:::s3:getObject","ReaderConfig":{{"InputType":"CSV","CSVHeaderLocation":"FIRST_ROW"}},
+    "Parameters":{{"Bucket":"data","Key":"{key}"}}}},
+  "ItemProcessor":{{"ProcessorConfig":{{"Mode":"DISTRIBUTED","ExecutionType":"STANDARD"}},
+    "StartAt":"{start_at}","States":{states}}},
+  "ResultWriter":{{"Resource":"arn:aws:states:::s3:putObject","Parameters":{{"Bucket":"results","Prefix":"{prefix}"}}}},
+  "End":true}}}}}}"#
+    )
+}
+
+/// The ids of the rows a result record's child ran (one row, or a batch's `Items`).
+fn record_ids(record: &Value) -> Vec<u64> {
+    let input: Value =
+        serde_json::from_str(record["Input"].as_str().expect("Input is a JSON text")).expect("Input is JSON");
+    let rows = match input.get("Items") {
+        Some(Value::Array(items)) => items.clone(),
+        _ => vec![input],
+    };
+    rows.iter()
+        .map(|row| row["id"].as_str().and_then(|id| id.parse().ok()).unwrap_or_else(|| panic!("no id in {row}")))
+        .collect()
+}
+
+/// The ids in the result files of `map_run_arn` under `results/<prefix>/`, by category
+/// (SUCCEEDED, FAILED, PENDING), each in the order the files hold them.
+fn result_ids(objects: &Path, prefix: &str, map_run_arn: &str) -> BTreeMap<String, Vec<u64>> {
+    let id = map_run_arn.rsplit(':').next().expect("map run id");
+    let directory = objects.join("results").join(prefix).join(id);
+    assert!(directory.join("manifest.json").is_file(), "no manifest in {}", directory.display());
+    let mut by_category: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut files: Vec<_> = std::fs::read_dir(&directory)
+        .expect("result directory")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.is_file())
+        .collect();
+    files.sort();
+    for path in files {
+        let name = path.file_name().and_then(|n| n.to_str()).expect("file name").to_owned();
+        let Some((category, _)) = name.split_once('_') else { continue };
+        if !["SUCCEEDED", "FAILED", "PENDING"].contains(&category) {
+            continue;
+        }
+        let records: Vec<Value> =
+            serde_json::from_slice(&std::fs::read(&path).expect("result file")).expect("a JSON array of records");
+        let ids = by_category.entry(category.to_owned()).or_default();
+        for record in &records {
+            assert_eq!(
+                record["Status"].as_str().map(|s| s == category || category == "FAILED"),
+                Some(true),
+                "{record}"
+            );
+            ids.extend(record_ids(record));
+        }
+    }
+    by_category
+}
+
+fn sorted(ids: &[u64]) -> Vec<u64> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids
+}
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tests
+// ---------------------------------------------------------------------------------------------
+
+/// A Pass child per batch.
+const PASS: &str = r#"{"P":{"Type":"Pass","End":true}}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_runs_a_csv_map_run_on_virtual_workers() {
+    init_tracing();
+    let objects = tempfile::tempdir().expect("temp dir");
+    write_csv(objects.path(), "items.csv", 1000);
+    let deployment = Deployment::start(objects.path()).await;
+    let client = deployment.client();
+    let definition = csv_map("items.csv", r#""ItemBatcher":{"MaxItemsPerBatch":100},"#, "P", PASS, "fleet");
+    let machine = create(&mut client.clone(), "fleet", &definition).await;
+    let a = deployment.worker("a", 4, Behaviour::Succeed).await;
+    let b = deployment.worker("b", 4, Behaviour::Succeed).await;
+
+    let execution = start(&mut client.clone(), &machine, "{}").await;
+    let closed = wait_closed(&client, &execution).await;
+    assert_eq!(closed.status, "SUCCEEDED", "{closed:?}");
+    let map_run = map_run_of(&client, &execution).await;
+
+    // Ten units of 100 rows, each accepted once, whoever ran it (the last report may be
+    // answered after the run ended).
+    let accepted = eventually("ten accepted reports", || async {
+        let (seen_a, seen_b) = (a.seen(), b.seen());
+        let accepted: Vec<u64> = seen_a
+            .reports
+            .iter()
+            .chain(&seen_b.reports)
+            .filter(|(_, accepted)| *accepted)
+            .map(|(lease, _)| lease.unit)
+            .collect();
+        (accepted.len() >= 10).then_some(accepted)
+    })
+    .await;
+    assert_eq!(sorted(&accepted), (0..10).collect::<Vec<_>>(), "one accepted report per unit");
+
+    let results = result_ids(objects.path(), "fleet", &map_run);
+    let succeeded = results.get("SUCCEEDED").cloned().unwrap_or_default();
+    assert_eq!(sorted(&succeeded), (1..=1000).collect::<Vec<_>>(), "every row exactly once");
+    assert!(!results.contains_key("FAILED") && !results.contains_key("PENDING"), "{results:?}");
+
+    let described = describe_map_run(&mut client.clone(), &map_run).await;
+    assert_eq!(described.status, "SUCCEEDED");
+    let items = described.item_counts.expect("itemCounts");
+    assert_eq!(
+        (items.succeeded, items.total, items.failed, items.pending, items.running),
+        (1000, 1000, 0, 0, 0),
+        "{items:?}"
+    );
+    let children = described.execution_counts.expect("executionCounts");
+    assert_eq!((children.succeeded, children.total), (10, 10), "{children:?}");
+
+    drop((a, b));
+    deployment.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapsed_lease_runs_again_and_the_stale_result_is_refused() {
+    init_tracing();
+    let objects = tempfile::tempdir().expect("temp dir");
+    write_csv(objects.path(), "items.csv", 1000);
+    let deployment = Deployment::start(objects.path()).await;
+    let client = deployment.client();
+    let definition = csv_map("items.csv", r#""ItemBatcher":{"MaxItemsPerBatch":100},"#, "P", PASS, "lapsed");
+    let machine = create(&mut client.clone(), "lapsed", &definition).await;
+    let execution = start(&mut client.clone(), &machine, "{}").await;
+
+    // A takes three units, then vanishes with them.
+    let a = deployment.worker("a", 3, Behaviour::Hang).await;
+    let lost = eventually("worker A to hold three leases", || async {
+        let seen = a.seen();
+        (seen.held.len() == 3).then_some(seen.taken)
+    })
+    .await;
+    a.behave(Behaviour::Vanish);
+    assert!(lost.iter().all(|w| lease_of(w).epoch == 1), "{lost:?}");
+
+    // B gets them again, under epoch 2, once A's leases lapse; it holds on to them.
+    let b = deployment.worker("b", 10, Behaviour::Hang).await;
+    eventually("worker B to hold A's units under epoch 2", || async {
+        let seen = b.seen();
+        lost.iter()
+            .all(|w| {
+                let lease = lease_of(w);
+                seen.held.iter().any(|l| l.unit == lease.unit && l.epoch == 2 && l.map_run_arn == lease.map_run_arn)
+            })
+            .then_some(())
+    })
+    .await;
+
+    // A comes back with the results of its old leases: refused.
+    eprintln!("LAPSED lost {:?} b {:?}", lost.iter().map(lease_of).collect::<Vec<_>>(), b.seen().held);
+    for work in &lost {
+        assert!(!a.run_and_report(work).await, "the stale result of {:?} was accepted", lease_of(work));
+    }
+
+    // B runs everything: the run succeeds with every row once.
+    b.behave(Behaviour::Succeed);
+    let closed = wait_closed(&client, &execution).await;
+    assert_eq!(closed.status, "SUCCEEDED", "{closed:?}");
+    let reports = eventually("worker B's ten reports", || async {
+        let seen = b.seen();
+        (seen.reports.len() == 10).then_some(seen.reports)
+    })
+    .await;
+    assert!(reports.iter().all(|(_, accepted)| *accepted), "{reports:?}");
+    let map_run = map_run_of(&client, &execution).await;
+    let results = result_ids(objects.path(), "lapsed", &map_run);
+    let succeeded = results.get("SUCCEEDED").cloned().unwrap_or_default();
+    assert_eq!(sorted(&succeeded), (1..=1000).collect::<Vec<_>>(), "every row exactly once");
+    assert!(!results.contains_key("FAILED") && !results.contains_key("PENDING"), "{results:?}");
+    let items = describe_map_run(&mut client.clone(), &map_run).await.item_counts.expect("itemCounts");
+    assert_eq!((items.succeeded, items.total, items.failed), (1000, 1000, 0), "{items:?}");
+
+    drop((a, b));
+    deployment.shutdown().await;
+}
+
+/// 20 inline items, one per batch (so one per unit), at most 2 at once.
+const NARROW_MAP: &str = r#"{"StartAt":"M","States":{"M":{"Type":"Map","ItemsPath":"$.items","MaxConcurrency":2,
+  "ItemBatcher":{"MaxItemsPerBatch":1},
+  "ItemProcessor":{"ProcessorConfig":{"Mode":"DISTRIBUTED","ExecutionType":"STANDARD"},
+    "StartAt":"P","States":{"P":{"Type":"Pass","End":true}}},
+  "End":true}}}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrency_caps_leases_and_update_map_run_raises_it() {
+    init_tracing();
+    let objects = tempfile::tempdir().expect("temp dir");
+    let deployment = Deployment::start(objects.path()).await;
+    let client = deployment.client();
+    let machine = create(&mut client.clone(), "narrow", NARROW_MAP).await;
+    let items: Vec<u64> = (1..=20).collect();
+    let execution = start(&mut client.clone(), &machine, &json!({ "items": items }).to_string()).await;
+    let map_run = map_run_of(&client, &execution).await;
+
+    // Ten free slots, but only two leases, however often it asks.
+    let worker = deployment.worker("greedy", 10, Behaviour::Hang).await;
+    let polls = eventually("two leases", || async {
+        let seen = worker.seen();
+        (seen.held.len() == 2).then_some(seen.polls)
+    })
+    .await;
+    eventually("three more polls with free slots", || async { (worker.seen().polls >= polls + 3).then_some(()) }).await;
+    let seen = worker.seen();
+    assert_eq!((seen.held.len(), seen.max_held), (2, 2), "MaxConcurrency 2: {:?}", seen.held);
+
+    // UpdateMapRun MaxConcurrency 4: two more, and no more than that.
+    let request = pb::UpdateMapRunRequest {
+        map_run_arn: map_run.clone(),
+        max_concurrency: Some(4),
+        tolerated_failure_percentage: None,
+        tolerated_failure_count: None,
+    };
+    client
+        .clone()
+        .call(|mut c| {
+            let request = request.clone();
+            async move { c.update_map_run(request).await }
+        })
+        .await
+        .expect("UpdateMapRun");
+    let polls = eventually("four leases", || async {
+        let seen = worker.seen();
+        (seen.held.len() == 4).then_some(seen.polls)
+    })
+    .await;
+    eventually("three more polls with free slots", || async { (worker.seen().polls >= polls + 3).then_some(()) }).await;
+    let seen = worker.seen();
+    assert_eq!((seen.held.len(), seen.max_held), (4, 4), "MaxConcurrency 4: {:?}", seen.held);
+    let described = describe_map_run(&mut client.clone(), &map_run).await;
+    assert_eq!((described.status.as_str(), described.max_concurrency), ("RUNNING", 4));
+
+    // Now it runs everything, still four at a time at most.
+    worker.behave(Behaviour::Succeed);
+    let closed = wait_closed(&client, &execution).await;
+    assert_eq!(closed.status, "SUCCEEDED", "{closed:?}");
+    let output: Value = serde_json::from_str(closed.output.as_deref().expect("output")).expect("JSON output");
+    let expected: Vec<Value> = items.iter().map(|i| json!({ "Items": [i] })).collect();
+    assert_eq!(output, Value::Array(expected));
+    let seen = worker.seen();
+    eprintln!("NARROW max_held {} taken {}", seen.max_held, seen.taken.len());
+    assert!(seen.max_held <= 4, "held {} leases at once", seen.max_held);
+    assert_eq!(sorted(&seen.taken.iter().map(|w| lease_of(w).unit).collect::<Vec<_>>()), (0..20).collect::<Vec<_>>());
+    let items = describe_map_run(&mut client.clone(), &map_run).await.item_counts.expect("itemCounts");
+    assert_eq!((items.succeeded, items.total), (20, 20), "{items:?}");
+
+    drop(worker);
+    deployment.shutdown().await;
+}
+
+/// Rows whose id ends in 0 (10% of them) fail; the others pass.
+const CHOOSY: &str = r#"{
+  "C":{"Type":"Choice","Choices":[{"Variable":"$.id","StringMatches":"*0","Next":"F"}],"Default":"P"},
+  "F":{"Type":"Fail","Error":"Round","Cause":"the id is a multiple of ten"},
+  "P":{"Type":"Pass","End":true}}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tolerated_failures_decide_the_run_and_fill_failed_and_pending_files() {
+    init_tracing();
+    let objects = tempfile::tempdir().expect("temp dir");
+    write_csv(objects.path(), "ids.csv", 200);
+    let deployment = Deployment::start(objects.path()).await;
+    let client = deployment.client();
+    let all: Vec<u64> = (1..=200).collect();
+    let failing: BTreeSet<u64> = all.iter().copied().filter(|id| id % 10 == 0).collect();
+    // MaxConcurrency 20 without an ItemBatcher: ten units of 20 rows, each row a child.
+    let tolerant =
+        csv_map("ids.csv", r#""MaxConcurrency":20,"ToleratedFailurePercentage":15,"#, "C", CHOOSY, "tolerant");
+    let strict = csv_map("ids.csv", r#""MaxConcurrency":20,"ToleratedFailureCount":0,"#, "C", CHOOSY, "strict");
+    let tolerant = create(&mut client.clone(), "tolerant", &tolerant).await;
+    let strict = create(&mut client.clone(), "strict", &strict).await;
+    let a = deployment.worker("a", 2, Behaviour::Succeed).await;
+    let b = deployment.worker("b", 2, Behaviour::Succeed).await;
+
+    // 10% failed, 15% tolerated: the run succeeds, the FAILED files name the failing rows.
+    let execution = start(&mut client.clone(), &tolerant, "{}").await;
+    let closed = wait_closed(&client, &execution).await;
+    assert_eq!(closed.status, "SUCCEEDED", "{closed:?}");
+    let map_run = map_run_of(&client, &execution).await;
+    let results = result_ids(objects.path(), "tolerant", &map_run);
+    let failed = results.get("FAILED").cloned().unwrap_or_default();
+    let succeeded = results.get("SUCCEEDED").cloned().unwrap_or_default();
+    assert_eq!(sorted(&failed), failing.iter().copied().collect::<Vec<_>>());
+    let passing: Vec<u64> = all.iter().copied().filter(|id| !failing.contains(id)).collect();
+    assert_eq!(sorted(&succeeded), passing);
+    assert!(!results.contains_key("PENDING"), "{results:?}");
+    let described = describe_map_run(&mut client.clone(), &map_run).await;
+    assert_eq!(described.status, "SUCCEEDED");
+    let items = described.item_counts.expect("itemCounts");
+    assert_eq!((items.succeeded, items.failed, items.total), (180, 20, 200), "{items:?}");
+
+    // No failure tolerated: the run fails; no row is lost from the result files.
+    let execution = start(&mut client.clone(), &strict, "{}").await;
+    let closed = wait_closed(&client, &execution).await;
+    assert_eq!(
+        (closed.status.as_str(), closed.error.as_deref()),
+        ("FAILED", Some("States.ExceedToleratedFailureThreshold")),
+        "{closed:?}"
+    );
+    let map_run = map_run_of(&client, &execution).await;
+    let results = result_ids(objects.path(), "strict", &map_run);
+    eprintln!("STRICT {:?}", results.iter().map(|(k, v)| (k.clone(), v.len())).collect::<Vec<_>>());
+    let failed = results.get("FAILED").cloned().unwrap_or_default();
+    assert!(!failed.is_empty(), "no FAILED records: {results:?}");
+    assert!(failed.iter().all(|id| failing.contains(id)), "FAILED holds rows that pass: {failed:?}");
+    let every: Vec<u64> = results.values().flatten().copied().collect();
+    assert_eq!(sorted(&every), all, "SUCCEEDED + FAILED + PENDING must hold every row exactly once: {results:?}");
+    let described = describe_map_run(&mut client.clone(), &map_run).await;
+    assert_eq!(described.status, "FAILED");
+
+    drop((a, b));
+    deployment.shutdown().await;
+}

@@ -50,7 +50,7 @@ pub enum JobItems {
     #[serde(rename_all = "PascalCase")]
     Reader {
         resource: String,
-        config: ReaderConfig,
+        config: Box<ReaderConfig>,
         parameters: Value,
         max_items: Option<i64>,
     },

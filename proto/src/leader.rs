@@ -47,17 +47,33 @@ pub fn channel(endpoint: &str) -> Result<Channel, tonic::Status> {
 }
 
 /// A channel to the coordinator that leads, as far as the last answer told: calls through it
-/// follow leader hints and wait out elections.
+/// follow leader hints and wait out elections. A leader it was sent to that becomes
+/// unreachable sends it back to the endpoint it started at (its "home"), which knows the new
+/// leader once one is elected.
 #[derive(Clone, Debug)]
 pub struct LeaderChannel {
+    home: String,
     endpoint: String,
     channel: Channel,
+    max_attempts: usize,
 }
 
 impl LeaderChannel {
     /// Starts at `endpoint`; connects on the first call.
     pub fn new(endpoint: &str) -> Result<Self, tonic::Status> {
-        Ok(Self { endpoint: endpoint.to_owned(), channel: channel(endpoint)? })
+        Ok(Self {
+            home: endpoint.to_owned(),
+            endpoint: endpoint.to_owned(),
+            channel: channel(endpoint)?,
+            max_attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    /// Gives up on a call after `attempts` redirects or pauses (default 50, about 5 s
+    /// without a leader): callers with other coordinators to try want to move on sooner.
+    pub fn with_max_attempts(mut self, attempts: usize) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
     }
 
     /// The coordinator calls go to now (the last leader this channel was sent to).
@@ -74,7 +90,7 @@ impl LeaderChannel {
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let mut last = None;
-        for _ in 0..MAX_ATTEMPTS {
+        for _ in 0..self.max_attempts {
             let status = match call(client(self.channel.clone())).await {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) => status,
@@ -85,18 +101,16 @@ impl LeaderChannel {
                     self.endpoint = hint.leader_address.clone();
                 }
                 Some(_) => tokio::time::sleep(NO_LEADER_PAUSE).await,
+                // The leader it was sent to is gone: back home, which will know the next one.
+                None if status.code() == tonic::Code::Unavailable && self.endpoint != self.home => {
+                    self.channel = channel(&self.home)?;
+                    self.endpoint = self.home.clone();
+                }
                 None if status.code() == tonic::Code::Unavailable => tokio::time::sleep(NO_LEADER_PAUSE).await,
                 None => return Err(status),
             }
             last = Some(status);
         }
         Err(last.unwrap_or_else(|| tonic::Status::unavailable("no leader")))
-    }
-
-    /// Moves to `endpoint` (e.g. the next coordinator of a list, when this one is gone).
-    pub fn switch_to(&mut self, endpoint: &str) -> Result<(), tonic::Status> {
-        self.channel = channel(endpoint)?;
-        self.endpoint = endpoint.to_owned();
-        Ok(())
     }
 }

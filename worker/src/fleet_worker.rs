@@ -9,9 +9,11 @@
 //!    lease duration and how long a poll waits at most.
 //! 2. PollWork with the free slots (`slots - running`, 0 while draining) and every lease the
 //!    worker holds. The poll waits until there is work or the wait ends; the worker polls
-//!    again at once when it returns. A unit that finishes while a poll is outstanding frees
-//!    a slot: the outstanding poll is dropped and a new one sent at once, so a slot never sits
-//!    idle for a whole poll wait.
+//!    again at once when it returns. A unit that finishes while a heartbeat (a poll without
+//!    free slots) is outstanding frees a slot: the heartbeat is dropped and a poll sent at
+//!    once, so a slot never sits idle for a whole poll wait. A poll that offered slots is
+//!    never dropped (the coordinator may have leased units to it): it returns as soon as there
+//!    is work, so while it waits there is none for the slots freed meanwhile either.
 //! 3. Each granted [`Work`] runs on its own task; when it ends, another task reports its
 //!    outcome (ReportResult), retried across the coordinators. A report that cannot be sent
 //!    is dropped: the lease lapses and the unit runs again elsewhere. Leases the coordinator
@@ -58,6 +60,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How long past the coordinator's poll wait a poll may take before the worker gives up on
 /// it (a coordinator that stopped answering without closing the connection).
 const POLL_GRACE: Duration = Duration::from_secs(10);
+/// Redirects or election pauses (100 ms each) a call takes before trying the next coordinator.
+const CALL_ATTEMPTS: usize = 10;
 /// Bound of one RegisterWorker or ReportResult call, elections included (LeaderChannel waits
 /// out an election on its own, a few seconds at most).
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -126,7 +130,13 @@ impl FleetWorker {
         if config.coordinators.is_empty() {
             return Err(tonic::Status::invalid_argument("no coordinators"));
         }
-        let channels = config.coordinators.iter().map(|e| LeaderChannel::new(e)).collect::<Result<_, _>>()?;
+        // A few attempts per call: with an unreachable coordinator the worker moves along its
+        // list rather than waiting there.
+        let channels = config
+            .coordinators
+            .iter()
+            .map(|e| LeaderChannel::new(e).map(|c| c.with_max_attempts(CALL_ATTEMPTS)))
+            .collect::<Result<_, _>>()?;
         Ok(FleetWorker { config, runner, channels, on_registered: None })
     }
 
@@ -159,7 +169,7 @@ impl FleetWorker {
             if pending.is_none() {
                 pending = Some(self.next_step(&state, drain_deadline.is_some()));
             }
-            let polling = matches!(pending, Some((Pending::Poll, _)));
+            let heartbeat = matches!(pending, Some((Pending::Heartbeat, _)));
             tokio::select! {
                 () = &mut shutdown, if drain_deadline.is_none() => {
                     tracing::info!(
@@ -168,10 +178,8 @@ impl FleetWorker {
                         "worker draining: no more work taken"
                     );
                     drain_deadline = Some(Instant::now() + self.config.drain_timeout);
-                    // The outstanding poll offered free slots: replace it by a heartbeat.
-                    if polling {
-                        pending = None;
-                    }
+                    // An outstanding poll that offered slots is left to return (units it was
+                    // granted are run and reported); the next one is a heartbeat.
                 }
                 () = tokio::time::sleep_until(drain_deadline.unwrap_or_else(Instant::now)), if drain_deadline.is_some() => {
                     let aborted_units = state.held.len();
@@ -187,7 +195,7 @@ impl FleetWorker {
                 Some(joined) = state.tasks.join_next_with_id(), if !state.tasks.is_empty() => {
                     let freed = self.task_ended(&mut state, joined);
                     // A slot is free: ask for work now rather than at the end of the poll wait.
-                    if freed && polling && drain_deadline.is_none() {
+                    if freed && heartbeat && drain_deadline.is_none() {
                         pending = None;
                     }
                 }
@@ -216,8 +224,9 @@ impl FleetWorker {
             free_slots: state.held.free_slots(self.config.slots, draining),
             held: state.held.leases(),
         };
+        let kind = if request.free_slots == 0 { Pending::Heartbeat } else { Pending::Poll };
         let timeout = registration.poll_wait + POLL_GRACE;
-        (Pending::Poll, poll(state.channels[state.index].clone(), state.index, request, timeout).boxed())
+        (kind, poll(state.channels[state.index].clone(), state.index, request, timeout).boxed())
     }
 
     fn step_ended(&self, state: &mut LoopState, step: Step) {
@@ -375,7 +384,10 @@ struct LoopState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Pending {
     Register,
+    /// A poll offering free slots.
     Poll,
+    /// A poll without free slots: it only renews the held leases.
+    Heartbeat,
     Sleep,
 }
 

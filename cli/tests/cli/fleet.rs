@@ -42,7 +42,7 @@ async fn start_s3(dir: &Path) -> anyhow::Result<String> {
     use s3s::auth::SimpleAuth;
     use s3s::service::S3ServiceBuilder;
 
-    let mut builder = S3ServiceBuilder::new(s3s_fs::FileSystem::new(dir)?);
+    let mut builder = S3ServiceBuilder::new(s3s_fs::FileSystem::new(dir).map_err(|e| anyhow::anyhow!("s3s-fs: {e:?}"))?);
     builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
     let service = builder.build();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

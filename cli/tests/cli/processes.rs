@@ -238,9 +238,10 @@ impl Drop for Cluster {
     }
 }
 
-/// A `stepmap worker` process; killed when dropped.
+/// A `stepmap worker` process; killed when dropped (its log's last lines are printed then,
+/// for the test harness to show beside a failure).
 pub struct WorkerProcess {
-    pub log: PathBuf,
+    log: PathBuf,
     child: Option<Child>,
 }
 
@@ -279,6 +280,12 @@ impl Drop for WorkerProcess {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        eprintln!("--- {} (last lines):", self.log.display());
+        for line in &lines[lines.len().saturating_sub(20)..] {
+            eprintln!("{line}");
         }
     }
 }

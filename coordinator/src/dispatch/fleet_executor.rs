@@ -22,7 +22,7 @@ use stepmap_worker::map_run::{
     UnitOutcome, WorkUnit,
 };
 
-use super::{leased_units, Dispatcher};
+use super::Dispatcher;
 use crate::proposer::propose_while_leader;
 use crate::state::{Command, MapRunArn, MapRunWork, UnitStatus};
 
@@ -64,6 +64,8 @@ struct Progress {
     all_done: bool,
     /// No more leases or results (the run is being finalised).
     stopped: bool,
+    /// The units leased now, with their epochs.
+    leased: Vec<(u64, u64)>,
     /// A unit that could not run: the run fails with it.
     failure: Option<Failure>,
 }
@@ -84,15 +86,16 @@ impl FleetMapRunExecutor {
             Some((recorded, false)) => self.plan(&request, &arn, recorded).await?,
             None => self.plan(&request, &arn, 0).await?,
         }
-        let lookup = arn.clone();
-        let (_, leased) = node.local_read(move |state| leased_units(state, &lookup)).await.map_err(|_| lost())?;
-        let (_guard, changed) = self.dispatcher.adopt(&arn, control.clone(), leased);
+        // Leases outstanding in the ledger (granted by an earlier leader) get a deadline on the
+        // watcher's first pass.
+        let (_guard, changed) = self.dispatcher.adopt(&arn, control.clone());
 
         // Watch until every unit is done, or the threshold is exceeded, or a unit failed.
         let (exceeded, progress) = loop {
             let wake = changed.notified();
             let progress = self.progress(&arn).await.ok_or_else(lost)?;
             control.set_counters(progress.counters);
+            self.dispatcher.watch(&arn, &progress.leased);
             if let Some(failure) = progress.failure.clone() {
                 self.stop(&arn).await?;
                 return Err(failure);
@@ -222,6 +225,7 @@ fn progress_of(work: &MapRunWork) -> Progress {
     let mut counters = worker::MapRunCounters::default();
     let mut failure = None;
     let mut all_done = work.planned;
+    let mut leased = Vec::new();
     for record in &work.units {
         let WorkUnit { items, children, .. } = record.unit;
         for (counts, n) in [(&mut counters.items, items), (&mut counters.executions, children)] {
@@ -235,6 +239,7 @@ fn progress_of(work: &MapRunWork) -> Progress {
             }
             UnitStatus::Leased { .. } => {
                 all_done = false;
+                leased.push((record.unit.unit, record.epoch));
                 counters.items.running += items;
                 counters.executions.running += children;
             }
@@ -260,6 +265,7 @@ fn progress_of(work: &MapRunWork) -> Progress {
         counters,
         all_done,
         stopped: work.stopped,
+        leased,
         failure,
     }
 }

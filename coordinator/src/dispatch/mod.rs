@@ -28,7 +28,7 @@ pub use fleet_executor::FleetMapRunExecutor;
 use self::assignment::{assign, RunDemand};
 use crate::error::{Error, Result};
 use crate::proposer::{propose, CoordinatorNode};
-use crate::state::{Command, LeaseGrant, MapRunArn, Response, UnitStatus};
+use crate::state::{Command, LeaseGrant, MapRunArn, Response};
 
 /// How long leases last and polls wait.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,6 +165,9 @@ impl Dispatcher {
             }
         }
         if free_slots == 0 {
+            // A heartbeat: answered at the end of the wait (the worker drops it and polls
+            // with a free slot as soon as it has one), so that it does not spin.
+            tokio::time::sleep_until(until).await;
             return Ok((Vec::new(), revoked));
         }
         loop {
@@ -172,7 +175,16 @@ impl Dispatcher {
             let wake = self.inner.work_available.notified();
             tokio::pin!(wake);
             wake.as_mut().enable();
-            let assigned = self.grant(worker, free_slots).await?;
+            // On a task of its own: if the worker goes away mid-grant (its call is dropped),
+            // the grant still completes with its deadlines, so its leases lapse in time.
+            let grant = tokio::spawn({
+                let (this, worker) = (self.clone(), worker.to_owned());
+                async move { this.grant(&worker, free_slots).await }
+            });
+            let assigned = grant.await.map_err(|e| Error::ProposalOutcomeUnknown {
+                proposal: "GrantLeases".into(),
+                reason: format!("the grant task failed: {e}"),
+            })??;
             if !assigned.is_empty() {
                 return Ok((assigned, revoked));
             }
@@ -267,24 +279,33 @@ impl Dispatcher {
         if let Some(run) = local.runs.get(&lease.arn) {
             run.changed.notify_one();
         }
+        drop(local);
+        // A lease fewer: room under the run's MaxConcurrency for a waiting poll.
+        self.inner.work_available.notify_waiters();
         Ok(accepted)
     }
 
-    /// Hands out the units of `arn` from now on; leases outstanding in the ledger get a
-    /// fresh deadline. The run is no longer handed out when the returned guard drops.
-    fn adopt(&self, arn: &MapRunArn, control: MapRunControl, leased: Vec<(u64, u64)>) -> (RunGuard, Arc<Notify>) {
+    /// Hands out the units of `arn` from now on. The run is no longer handed out when the
+    /// returned guard drops.
+    fn adopt(&self, arn: &MapRunArn, control: MapRunControl) -> (RunGuard, Arc<Notify>) {
         let changed = Arc::new(Notify::new());
         let token = Arc::new(());
-        {
-            let mut local = self.local();
-            let deadline = Instant::now() + self.inner.config.lease;
-            for (unit, epoch) in leased {
-                local.deadlines.entry((arn.clone(), unit)).or_insert((epoch, deadline));
-            }
-            local.runs.insert(arn.clone(), LiveRun { control, changed: changed.clone(), token: token.clone() });
-        }
+        self.local().runs.insert(arn.clone(), LiveRun { control, changed: changed.clone(), token: token.clone() });
         self.inner.work_available.notify_waiters();
         (RunGuard { dispatcher: self.clone(), arn: arn.clone(), token }, changed)
+    }
+
+    /// Gives each of these leases of `arn` a deadline if it has none (a grant whose outcome
+    /// the leader did not learn, e.g. a proposal that timed out but committed).
+    fn watch(&self, arn: &MapRunArn, leased: &[(u64, u64)]) {
+        let mut local = self.local();
+        let deadline = Instant::now() + self.inner.config.lease;
+        for (unit, epoch) in leased {
+            let entry = local.deadlines.entry((arn.clone(), *unit)).or_insert((*epoch, deadline));
+            if entry.0 != *epoch {
+                *entry = (*epoch, deadline);
+            }
+        }
     }
 
     /// Wakes waiting polls (units became pending, a run's MaxConcurrency grew).
@@ -329,8 +350,12 @@ async fn watch_leases(inner: Weak<Inner>) {
         };
         for lease in lapsed {
             match propose(&inner.node, &Command::ReleaseLease { lease: lease.clone() }).await {
-                Ok(_) => {
-                    tracing::info!(map_run = %lease.arn, unit = lease.unit, epoch = lease.epoch, "lease lapsed; the unit will run again");
+                Ok(released) => {
+                    // Not released: the unit was reported meanwhile (a renewal raced the report).
+                    if released == (Response::LeaseReleased { released: true }) {
+                        tracing::info!(map_run = %lease.arn, unit = lease.unit, epoch = lease.epoch,
+                            "lease lapsed; the unit will run again");
+                    }
                     let mut local = inner.local.lock().unwrap_or_else(|e| e.into_inner());
                     if local.deadlines.get(&(lease.arn.clone(), lease.unit)).is_some_and(|(e, _)| *e == lease.epoch) {
                         local.deadlines.remove(&(lease.arn.clone(), lease.unit));
@@ -351,15 +376,4 @@ async fn watch_leases(inner: Weak<Inner>) {
 /// An answer of the state that its command does not give (a bug, or a newer peer).
 fn unexpected(command: &str, response: Response) -> Error {
     Error::ProposalOutcomeUnknown { proposal: command.to_owned(), reason: format!("unexpected answer {response:?}") }
-}
-
-/// The units of `arn` leased now, with their epochs.
-fn leased_units(state: &crate::state::ReplicatedState, arn: &MapRunArn) -> Vec<(u64, u64)> {
-    state.work.runs.get(arn).map_or_else(Vec::new, |work| {
-        work.units
-            .iter()
-            .filter(|u| matches!(u.status, UnitStatus::Leased { .. }))
-            .map(|u| (u.unit.unit, u.epoch))
-            .collect()
-    })
 }

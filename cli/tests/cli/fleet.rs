@@ -42,7 +42,8 @@ async fn start_s3(dir: &Path) -> anyhow::Result<String> {
     use s3s::auth::SimpleAuth;
     use s3s::service::S3ServiceBuilder;
 
-    let mut builder = S3ServiceBuilder::new(s3s_fs::FileSystem::new(dir).map_err(|e| anyhow::anyhow!("s3s-fs: {e:?}"))?);
+    let mut builder =
+        S3ServiceBuilder::new(s3s_fs::FileSystem::new(dir).map_err(|e| anyhow::anyhow!("s3s-fs: {e:?}"))?);
     builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
     let service = builder.build();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -72,7 +73,10 @@ macro_rules! call {
     }};
 }
 
-async fn describe_map_run(client: &mut StatesClient, execution: &str) -> anyhow::Result<Option<pb::DescribeMapRunResponse>> {
+async fn describe_map_run(
+    client: &mut StatesClient,
+    execution: &str,
+) -> anyhow::Result<Option<pb::DescribeMapRunResponse>> {
     let request = pb::ListMapRunsRequest { execution_arn: execution.to_owned(), ..Default::default() };
     let listed = call!(client, list_map_runs, request)?;
     let Some(run) = listed.map_runs.first() else { return Ok(None) };
@@ -114,7 +118,16 @@ async fn heavy_fleet_survives_kill_9_of_a_worker_and_the_leader() -> anyhow::Res
         .map(|i| {
             let log = cluster.dir().join(format!("worker-{i}.log"));
             WorkerProcess::start(
-                &["--coordinators", &coordinators, "--slots", "8", "--object-store", &store, "--name", &format!("w{i}")],
+                &[
+                    "--coordinators",
+                    &coordinators,
+                    "--slots",
+                    "8",
+                    "--object-store",
+                    &store,
+                    "--name",
+                    &format!("w{i}"),
+                ],
                 log,
             )
         })

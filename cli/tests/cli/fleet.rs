@@ -3,6 +3,9 @@
 //! started by the test). A 1,000,000-row CSV in batches of 1,000; `kill -9` of one worker and
 //! then of the leader while the map run goes on. The run must succeed with every row in the
 //! SUCCEEDED files exactly once, and its counters must add up.
+//!
+//! Lighter: SIGTERM drains a worker (one coordinator, a directory as object store) — its
+//! running units finish and are reported, another worker does the rest, no unit runs twice.
 
 use std::path::Path;
 use std::time::Duration;
@@ -198,5 +201,159 @@ async fn heavy_fleet_survives_kill_9_of_a_worker_and_the_leader() -> anyhow::Res
     let children = run.execution_counts.context("execution counts")?;
     anyhow::ensure!(children.succeeded == 1000 && children.total == 1000, "{children:?}");
     drop(workers);
+    Ok(())
+}
+
+/// Items of the drain test's map run.
+const DRAIN_ITEMS: u64 = 40;
+/// A lease long enough that a unit the drain dropped would hold the run up for all to see.
+const DRAIN_LEASE: Duration = Duration::from_secs(30);
+
+/// One item per unit (a batch of one), each child records its start with the `record`
+/// function (its input appended to a file), waits a second and outputs its item.
+const DRAIN_WORKFLOW: &str = r#"{"StartAt":"M","States":{"M":{"Type":"Map","ItemsPath":"$.items",
+  "MaxConcurrency":0,"ItemBatcher":{"MaxItemsPerBatch":1},
+  "ItemProcessor":{"ProcessorConfig":{"Mode":"DISTRIBUTED","ExecutionType":"EXPRESS"},
+    "StartAt":"R","States":{
+      "R":{"Type":"Task","Resource":"arn:aws:lambda:us-east-1:123456789012:function:record",
+        "ResultPath":null,"Next":"W"},
+      "W":{"Type":"Wait","Seconds":1,"Next":"P"},
+      "P":{"Type":"Pass","OutputPath":"$.Items[0]","End":true}}},
+  "End":true}}}"#;
+
+/// The item ids of the children started so far, one per start, from the `record` file.
+fn recorded_starts(path: &Path) -> anyhow::Result<Vec<u64>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error.into()),
+    };
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            let event: Value = serde_json::from_str(line).with_context(|| format!("a recorded event: {line}"))?;
+            event["Items"][0]["id"].as_u64().with_context(|| format!("an item id in {line}"))
+        })
+        .collect()
+}
+
+/// SIGTERM drains a worker: the units it runs finish and are reported (not left to lapse:
+/// the lease is 30 s, and the whole run must end sooner), it exits 0 saying "drained", and
+/// another worker does the rest. Every unit starts exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_drains_on_sigterm() -> anyhow::Result<()> {
+    let store = tempfile::tempdir()?;
+    let store_path = store.path().to_str().context("temp dir path is not UTF-8")?.to_owned();
+    let extra =
+        format!("object_store = {store_path:?}\nmap_runs = \"workers\"\nlease_seconds = {}\n", DRAIN_LEASE.as_secs());
+    let mut cluster = Cluster::start_with(1, &extra)?;
+    let leader = cluster.leader().await?;
+    let coordinators = cluster.addresses();
+
+    // `record` appends its event to a file, one line per call (an O_APPEND write each).
+    let starts = cluster.dir().join("starts.jsonl");
+    let functions = cluster.dir().join("functions.json");
+    let registry = serde_json::json!({"functions": {"record": {"command": [
+        "sh", "-c", "printf '%s\\n' \"$(cat)\" >> \"$0\"", starts.to_str().context("UTF-8 path")?
+    ]}}});
+    std::fs::write(&functions, registry.to_string())?;
+    let functions = functions.to_str().context("UTF-8 path")?.to_owned();
+    let start_worker = |name: &str, log: std::path::PathBuf| {
+        WorkerProcess::start(
+            &[
+                "--coordinators",
+                &coordinators,
+                "--slots",
+                "4",
+                "--object-store",
+                &store_path,
+                "--functions",
+                &functions,
+                "--name",
+                name,
+            ],
+            log,
+        )
+    };
+
+    let log_a = cluster.dir().join("worker-a.log");
+    let mut worker_a = start_worker("a", log_a.clone())?;
+
+    let mut client = cluster.node(leader).client()?;
+    let request = pb::CreateStateMachineRequest {
+        name: "drain".into(),
+        definition: DRAIN_WORKFLOW.into(),
+        role_arn: "arn:aws:iam::123456789012:role/stepmap".into(),
+        r#type: String::new(),
+    };
+    let machine = call!(client, create_state_machine, request)?;
+    let items: Vec<Value> = (0..DRAIN_ITEMS).map(|id| serde_json::json!({ "id": id })).collect();
+    let request = pb::StartExecutionRequest {
+        state_machine_arn: machine.state_machine_arn.clone(),
+        name: "drain".into(),
+        input: serde_json::json!({ "items": items }).to_string(),
+    };
+    // No lease of this run is older than this: one that lapsed would do so after it + 30 s.
+    let started = std::time::Instant::now();
+    let execution = call!(client, start_execution, request)?.execution_arn;
+
+    // Children started on A (the only worker), in their Wait: drain it while they run.
+    let running = eventually("children started on worker A", Duration::from_secs(20), async || {
+        let so_far = recorded_starts(&starts)?;
+        Ok((!so_far.is_empty()).then_some(so_far))
+    })
+    .await?;
+    let terminated = std::time::Instant::now();
+    eprintln!("SIGTERM to worker A, children {running:?} started");
+    worker_a.terminate()?;
+    let exit = worker_a.wait_exit(Duration::from_secs(20))?;
+    let drain_time = terminated.elapsed();
+    let log = std::fs::read_to_string(&log_a)?;
+    anyhow::ensure!(exit.success(), "worker A exited with {exit}; its log:\n{log}");
+    anyhow::ensure!(
+        log.contains("drained") && !log.contains("aborted"),
+        "worker A did not drain cleanly; its log:\n{log}"
+    );
+
+    // Every unit A started was reported: none still leased, none back to pending.
+    let started_on_a = recorded_starts(&starts)?;
+    let on_a = started_on_a.len() as u64;
+    anyhow::ensure!(on_a > 0 && on_a < DRAIN_ITEMS, "worker A started {on_a} units: {started_on_a:?}");
+    let counts = eventually("worker A's units counted", Duration::from_secs(5), async || {
+        let run = describe_map_run(&mut client, &execution).await?.context("the map run")?;
+        let counts = run.item_counts.context("item counts")?;
+        Ok((counts.succeeded == on_a && counts.running == 0).then_some(counts))
+    })
+    .await
+    .with_context(|| format!("worker A started {on_a} units"))?;
+    anyhow::ensure!(counts.pending == DRAIN_ITEMS - on_a, "after the drain: {counts:?}");
+    eprintln!("worker A drained in {drain_time:?} with {on_a} units done");
+
+    let _worker_b = start_worker("b", cluster.dir().join("worker-b.log"))?;
+    let described = eventually("the execution's end", Duration::from_secs(60), async || {
+        let request = pb::DescribeExecutionRequest { execution_arn: execution.clone() };
+        let described = call!(client, describe_execution, request)?;
+        Ok((described.status != "RUNNING").then_some(described))
+    })
+    .await?;
+    let ended = started.elapsed();
+    eprintln!("the execution ended {ended:?} after its start, {:?} after the SIGTERM", terminated.elapsed());
+    anyhow::ensure!(described.status == "SUCCEEDED", "the execution ended {}: {:?}", described.status, described.cause);
+    // Not a performance bound: a unit of A's whose lease had to lapse would end the run later.
+    anyhow::ensure!(ended < DRAIN_LEASE, "the execution took {ended:?}: a lease of worker A lapsed?");
+
+    // Each unit started once (none ran again after the drain), and the output is in order.
+    let mut all = recorded_starts(&starts)?;
+    all.sort_unstable();
+    anyhow::ensure!(all == (0..DRAIN_ITEMS).collect::<Vec<_>>(), "children started: {all:?}");
+    let output: Value = serde_json::from_str(described.output.as_deref().context("an output")?)?;
+    anyhow::ensure!(output == Value::Array(items), "the Map's output: {output}");
+
+    let run = describe_map_run(&mut client, &execution).await?.context("the map run")?;
+    anyhow::ensure!(run.status == "SUCCEEDED", "map run {}", run.status);
+    let items = run.item_counts.context("item counts")?;
+    anyhow::ensure!(items.succeeded == DRAIN_ITEMS && items.total == DRAIN_ITEMS, "{items:?}");
+    let children = run.execution_counts.context("execution counts")?;
+    anyhow::ensure!(children.succeeded == DRAIN_ITEMS && children.total == DRAIN_ITEMS, "{children:?}");
     Ok(())
 }

@@ -273,6 +273,34 @@ impl WorkerProcess {
         child.wait()?;
         Ok(())
     }
+
+    /// Sends SIGTERM (the worker drains, then exits); see [`WorkerProcess::wait_exit`].
+    pub fn terminate(&mut self) -> anyhow::Result<()> {
+        let child = self.child.as_ref().context("the worker is not running")?;
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .stdin(Stdio::null())
+            .status()
+            .context("cannot run kill")?;
+        anyhow::ensure!(status.success(), "kill -TERM {} failed: {status}", child.id());
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for the process to exit on its own and reaps it; its exit status.
+    /// On timeout the process is left running (and killed when the handle drops).
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut().context("the worker is not running")?;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(status);
+            }
+            anyhow::ensure!(Instant::now() < deadline, "the worker did not exit within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 impl Drop for WorkerProcess {

@@ -32,6 +32,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use super::harness::eventually;
+use super::map_runs::{create, map_run_of, start};
 use super::network::ids;
 
 /// Short, so that a vanished worker's units run again soon.
@@ -373,38 +374,8 @@ async fn run_unit(shared: Arc<Shared>, work: pb::Work, behaviour: Behaviour) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// States client helpers (as in map_runs.rs)
+// States client helpers (create, start and map_run_of are map_runs.rs's)
 // ---------------------------------------------------------------------------------------------
-
-async fn create(client: &mut StatesClient, name: &str, definition: &str) -> String {
-    let request = pb::CreateStateMachineRequest {
-        name: name.into(),
-        definition: definition.into(),
-        role_arn: String::new(),
-        r#type: String::new(),
-    };
-    client
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.create_state_machine(request).await }
-        })
-        .await
-        .expect("create state machine")
-        .state_machine_arn
-}
-
-async fn start(client: &mut StatesClient, machine: &str, input: &str) -> String {
-    let request =
-        pb::StartExecutionRequest { state_machine_arn: machine.into(), name: String::new(), input: input.into() };
-    client
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.start_execution(request).await }
-        })
-        .await
-        .expect("start execution")
-        .execution_arn
-}
 
 async fn describe(client: &mut StatesClient, arn: &str) -> pb::DescribeExecutionResponse {
     let request = pb::DescribeExecutionRequest { execution_arn: arn.into() };
@@ -437,25 +408,6 @@ async fn describe_map_run(client: &mut StatesClient, arn: &str) -> pb::DescribeM
 }
 
 /// The ARN of the execution's (first) map run, once it is listed.
-async fn map_run_of(client: &StatesClient, execution: &str) -> String {
-    eventually("the map run to be listed", || {
-        let mut client = client.clone();
-        async move {
-            let request =
-                pb::ListMapRunsRequest { execution_arn: execution.into(), max_results: 0, next_token: String::new() };
-            let listed = client
-                .call(|mut c| {
-                    let request = request.clone();
-                    async move { c.list_map_runs(request).await }
-                })
-                .await
-                .ok()?;
-            listed.map_runs.first().map(|m| m.map_run_arn.clone())
-        }
-    })
-    .await
-}
-
 // ---------------------------------------------------------------------------------------------
 // Items and result files
 // ---------------------------------------------------------------------------------------------

@@ -116,7 +116,7 @@ fn assert_refused<T: std::fmt::Debug>(result: Result<T, tonic::Status>, exceptio
     assert!(status.message().contains(field), "message does not name '{field}': {}", status.message());
 }
 
-async fn create(client: &mut StatesClient, name: &str, definition: &str) -> String {
+pub(super) async fn create(client: &mut StatesClient, name: &str, definition: &str) -> String {
     let request = pb::CreateStateMachineRequest {
         name: name.into(),
         definition: definition.into(),
@@ -133,7 +133,7 @@ async fn create(client: &mut StatesClient, name: &str, definition: &str) -> Stri
         .state_machine_arn
 }
 
-async fn start(client: &mut StatesClient, machine: &str, input: &str) -> String {
+pub(super) async fn start(client: &mut StatesClient, machine: &str, input: &str) -> String {
     let request =
         pb::StartExecutionRequest { state_machine_arn: machine.into(), name: String::new(), input: input.into() };
     client
@@ -219,7 +219,7 @@ async fn update_map_run(
 }
 
 /// The ARN of the execution's (first) map run, once it is listed.
-async fn map_run_of(client: &StatesClient, execution: &str) -> String {
+pub(super) async fn map_run_of(client: &StatesClient, execution: &str) -> String {
     eventually("the map run to be listed", || {
         let mut client = client.clone();
         async move {

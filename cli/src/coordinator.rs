@@ -194,7 +194,7 @@ impl CoordinatorConfig {
             self.map_run_slots.is_none_or(|n| (1..=10_000).contains(&n)),
             "map_run_slots must be between 1 and 10000"
         );
-        anyhow::ensure!(self.lease_seconds >= 1, "lease_seconds must be at least 1");
+        anyhow::ensure!((1..=86_400).contains(&self.lease_seconds), "lease_seconds must be between 1 and 86400");
         self.stores()?;
         Ok(())
     }

@@ -36,7 +36,8 @@ pub struct WorkerArgs {
     #[arg(long, env = "STEPMAP_WORKER_NAME")]
     name: Option<String>,
     /// How long a drain (SIGTERM, Ctrl-C) waits for running units before aborting them.
-    #[arg(long = "drain-timeout-seconds", env = "STEPMAP_DRAIN_TIMEOUT_SECONDS", default_value_t = 60)]
+    #[arg(long = "drain-timeout-seconds", env = "STEPMAP_DRAIN_TIMEOUT_SECONDS", default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(0..=86_400))]
     drain_timeout_seconds: u64,
     /// Where ItemReaders read and ResultWriters write: the coordinators' `object_store` (a
     /// directory, `file://`, `s3://` or an S3-compatible `http(s)://` endpoint; S3 credentials

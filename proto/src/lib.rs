@@ -5,6 +5,12 @@
 
 pub mod leader;
 
+/// gRPC message size the `Workers` service and its clients accept: a job carries its map
+/// run's state input and inline items (up to 256 KiB each, AWS's payload limit), an outcome
+/// the outputs of its children; tonic's default of 4 MiB is too small for a poll that grants
+/// several units.
+pub const WORKERS_MAX_MESSAGE_BYTES: usize = 64 << 20;
+
 /// Package `stepmap.v1`: Raft transport and administration (`raft.proto`), the execution
 /// API with AWS Step Functions' operations (`states.proto`) and the worker fleet's dispatch
 /// (`workers.proto`).

@@ -161,7 +161,9 @@ impl FleetWorker {
         let mut pending: Option<(Pending, BoxFuture<'static, Step>)> = None;
         let mut drain_deadline: Option<Instant> = None;
         loop {
-            if drain_deadline.is_some() && state.held.is_empty() {
+            // Not while a poll that offered slots is out: units it was granted must run.
+            let offering = matches!(pending, Some((Pending::Poll, _)));
+            if drain_deadline.is_some() && state.held.is_empty() && !offering {
                 let worker_id = state.registration.map(|r| r.worker_id);
                 tracing::info!(worker = worker_id.as_deref().unwrap_or(""), "worker drained");
                 return Drained { worker_id, aborted_units: 0 };
@@ -404,13 +406,20 @@ enum TaskEnd {
     Reported,
 }
 
+/// A Workers client accepting the service's large messages (jobs, outcomes).
+fn workers_client(channel: tonic::transport::Channel) -> WorkersClient<tonic::transport::Channel> {
+    WorkersClient::new(channel)
+        .max_decoding_message_size(stepmap_proto::WORKERS_MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(stepmap_proto::WORKERS_MAX_MESSAGE_BYTES)
+}
+
 /// RegisterWorker with each coordinator in turn, from `start`, until one answers.
 async fn register(mut channels: Vec<LeaderChannel>, start: usize, request: RegisterWorkerRequest) -> Step {
     let mut last = tonic::Status::unavailable("no coordinators");
     for offset in 0..channels.len() {
         let index = (start + offset) % channels.len();
         let channel = &mut channels[index];
-        let call = channel.call(WorkersClient::new, |mut client| {
+        let call = channel.call(workers_client, |mut client| {
             let request = request.clone();
             async move { client.register_worker(request).await }
         });
@@ -441,7 +450,7 @@ async fn register(mut channels: Vec<LeaderChannel>, start: usize, request: Regis
 }
 
 async fn poll(mut channel: LeaderChannel, index: usize, request: PollWorkRequest, timeout: Duration) -> Step {
-    let call = channel.call(WorkersClient::new, |mut client| {
+    let call = channel.call(workers_client, |mut client| {
         let request = request.clone();
         async move { client.poll_work(request).await }
     });
@@ -466,7 +475,7 @@ async fn report(mut channels: Vec<LeaderChannel>, start: usize, request: ReportR
         }
         let len = channels.len();
         let channel = &mut channels[(start + attempt) % len];
-        let call = channel.call(WorkersClient::new, |mut client| {
+        let call = channel.call(workers_client, |mut client| {
             let request = request.clone();
             async move { client.report_result(request).await }
         });

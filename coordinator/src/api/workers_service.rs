@@ -26,6 +26,8 @@ impl WorkersService {
 
     pub fn into_server(self) -> WorkersServer<Self> {
         WorkersServer::new(self)
+            .max_decoding_message_size(stepmap_proto::WORKERS_MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(stepmap_proto::WORKERS_MAX_MESSAGE_BYTES)
     }
 }
 

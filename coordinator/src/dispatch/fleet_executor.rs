@@ -18,8 +18,8 @@ use stepmap_asl::failure::Failure;
 use stepmap_asl::map_run::{MapRunRequest, Tolerance};
 use stepmap_storage::Stores;
 use stepmap_worker::map_run::{
-    self as worker, pending_records, plan_units, result_writer, staged_batch, ControlledMapRunExecutor, MapRunControl,
-    UnitOutcome, WorkUnit,
+    self as worker, pending_records, plan_units, result_too_large, result_writer, staged_batch,
+    ControlledMapRunExecutor, MapRunControl, UnitOutcome, WorkUnit, MAX_RESULT_BYTES,
 };
 
 use super::Dispatcher;
@@ -91,7 +91,7 @@ impl FleetMapRunExecutor {
         let (_guard, changed) = self.dispatcher.adopt(&arn, control.clone());
 
         // Watch until every unit is done, or the threshold is exceeded, or a unit failed.
-        let (exceeded, progress) = loop {
+        let exceeded = loop {
             let wake = changed.notified();
             let progress = self.progress(&arn).await.ok_or_else(lost)?;
             control.set_counters(progress.counters);
@@ -106,16 +106,16 @@ impl FleetMapRunExecutor {
             let count_only = Tolerance { count: tolerance.count, percentage: None };
             let judged_early = tolerance.count.is_some() || tolerance.percentage.is_none();
             if judged_early && count_only.exceeded(progress.failed_items, u64::MAX) {
-                break (true, progress);
+                break true;
             }
             if progress.all_done {
                 let exceeded = tolerance.exceeded(progress.failed_items, progress.total_items);
-                break (exceeded, progress);
+                break exceeded;
             }
             if progress.stopped {
                 // Stopped by an earlier leader before every unit was done: only the threshold
                 // does that (it may have been raised since; the stop stands).
-                break (true, progress);
+                break true;
             }
             let _ = tokio::time::timeout(WATCH_INTERVAL, wake).await;
         };
@@ -127,7 +127,8 @@ impl FleetMapRunExecutor {
         let work = work.ok_or_else(lost)?;
         let result = self.finalise(&request, &work, exceeded).await;
         // What the run ended with: units that never completed are PENDING (or were stopped).
-        let mut counters = progress.counters;
+        // Counted from the ledger as it stands after the stop, as the finaliser read it.
+        let mut counters = progress_of(&work).counters;
         if exceeded {
             for counts in [&mut counters.items, &mut counters.executions] {
                 counts.aborted += std::mem::take(&mut counts.running);
@@ -226,6 +227,7 @@ fn progress_of(work: &MapRunWork) -> Progress {
     let mut failure = None;
     let mut all_done = work.planned;
     let mut leased = Vec::new();
+    let mut output_bytes = 0u64;
     for record in &work.units {
         let WorkUnit { items, children, .. } = record.unit;
         for (counts, n) in [(&mut counters.items, items), (&mut counters.executions, children)] {
@@ -256,8 +258,12 @@ fn progress_of(work: &MapRunWork) -> Progress {
                 if failure.is_none() {
                     failure = outcome.failure.clone();
                 }
+                output_bytes += outcome.output_bytes;
             }
         }
+    }
+    if failure.is_none() && output_bytes > MAX_RESULT_BYTES {
+        failure = Some(result_too_large(output_bytes));
     }
     Progress {
         failed_items: counters.items.failed + counters.items.timed_out,

@@ -51,6 +51,10 @@ impl Default for DispatchConfig {
     }
 }
 
+/// Bytes of map run jobs one poll's answer carries at most (well within
+/// [`stepmap_proto::WORKERS_MAX_MESSAGE_BYTES`]).
+const MAX_JOB_BYTES_PER_POLL: usize = 16 << 20;
+
 /// How often lapsed leases are looked for.
 const LEASE_CHECK: Duration = Duration::from_millis(250);
 
@@ -217,16 +221,26 @@ impl Dispatcher {
                             leased: work.leased() as u64,
                             pending: pending.iter().map(|p| p.0).collect(),
                         };
-                        Some((arn, demand, pending))
+                        Some((arn, demand, pending, work.job.len()))
                     })
                     .collect::<Vec<_>>()
             })
             .await?;
-        let demands: Vec<RunDemand> = demand.iter().map(|(_, d, _)| d.clone()).collect();
+        let demands: Vec<RunDemand> = demand.iter().map(|(_, d, _, _)| d.clone()).collect();
+        // Each unit carries its run's job: a response holds as many as fit its byte budget
+        // (at least one).
+        let mut budget = MAX_JOB_BYTES_PER_POLL;
         let grants: Vec<LeaseGrant> = assign(u64::from(free_slots), &demands)
             .into_iter()
-            .map(|(run, unit)| {
-                let (arn, _, pending) = &demand[run];
+            .enumerate()
+            .take_while(|(n, (run, _))| {
+                let job = demand[*run].3;
+                let fits = *n == 0 || job <= budget;
+                budget = budget.saturating_sub(job);
+                fits
+            })
+            .map(|(_, (run, unit))| {
+                let (arn, _, pending, _) = &demand[run];
                 let epoch = pending.iter().find(|(u, _)| *u == unit).map_or(0, |(_, e)| *e) + 1;
                 LeaseGrant { arn: arn.clone(), unit, epoch }
             })

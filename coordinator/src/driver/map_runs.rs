@@ -30,7 +30,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde_json::Value;
 use stepmap_asl::clock::SystemClock;
-use stepmap_asl::failure::{names, Failure};
+use stepmap_asl::failure::Failure;
 use stepmap_asl::map_run::{MapRunExecutor, MapRunRequest, Tolerance};
 use stepmap_asl::task::TaskInvoker;
 use stepmap_storage::Stores;
@@ -47,9 +47,6 @@ use crate::state::{
 
 /// How often a running map run's counters are committed (when they changed).
 pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
-/// AWS's limit on a map run's result without ResultWriter (features.md §2.8: "If > 256 KiB ⇒
-/// States.DataLimitExceeded"). It also bounds the result the ledger keeps for replay.
-const MAX_RESULT_BYTES: usize = 256 * 1024;
 
 /// What the driver runs map runs' children with.
 #[derive(Clone)]
@@ -229,15 +226,11 @@ impl MapRunExecutor for ClusterMapRunExecutor {
                 never = report_progress(&node, &arn, &control) => match never {},
             };
             let result = result.and_then(|value| {
+                // AWS's limit on a map run's result without ResultWriter (features.md §2.8); it
+                // also bounds the result the ledger keeps for replay.
                 let text = value.to_string();
-                if text.len() > MAX_RESULT_BYTES {
-                    return Err(Failure::new(
-                        names::DATA_LIMIT_EXCEEDED,
-                        format!(
-                            "The map run's result of {} bytes exceeds the maximum of {MAX_RESULT_BYTES} bytes; use a ResultWriter.",
-                            text.len()
-                        ),
-                    ));
+                if text.len() as u64 > worker::MAX_RESULT_BYTES {
+                    return Err(worker::result_too_large(text.len() as u64));
                 }
                 Ok((value, text))
             });

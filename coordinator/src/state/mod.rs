@@ -122,6 +122,7 @@ impl ReplicatedState {
             Command::RecordEvents { arn, events } => {
                 let execution = self.execution_mut(&arn)?;
                 let last_event_id = execution.append(&events)?;
+                self.drop_work_of_closed(&arn);
                 Ok(Response::EventsRecorded { last_event_id })
             }
             Command::StopExecution { arn, error, cause, date } => {
@@ -145,6 +146,7 @@ impl ReplicatedState {
                     details: Some(json!(details)),
                 };
                 execution.append(&[aborted])?;
+                self.drop_work_of_closed(&arn);
                 Ok(Response::ExecutionStopped { stop_date: date })
             }
             Command::RecordExpressExecution { record } => {

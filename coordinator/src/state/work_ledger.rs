@@ -18,8 +18,9 @@ use serde::{Deserialize, Serialize};
 use stepmap_worker::map_run::{UnitOutcome, WorkUnit};
 
 use super::api_error::ApiError;
-use super::arn::MapRunArn;
+use super::arn::{ExecutionArn, MapRunArn};
 use super::command::{Outcome, Response};
+use super::execution_record::ExecutionStatus;
 use super::ReplicatedState;
 
 /// The units of every map run on the fleet.
@@ -74,13 +75,30 @@ impl MapRunWork {
         self.units.iter().filter(|u| matches!(u.status, UnitStatus::Leased { .. })).count()
     }
 
-    /// Whether `lease` is the current lease of its unit.
+    /// Whether `lease` is the current lease of its unit: the run still takes results and
+    /// the unit is leased under that epoch. A lease that is not is revoked at its next poll.
     pub fn is_current(&self, unit: u64, epoch: u64) -> bool {
-        self.units.get(unit as usize).is_some_and(|u| u.epoch == epoch && matches!(u.status, UnitStatus::Leased { .. }))
+        !self.stopped
+            && self
+                .units
+                .get(unit as usize)
+                .is_some_and(|u| u.epoch == epoch && matches!(u.status, UnitStatus::Leased { .. }))
     }
 }
 
 impl ReplicatedState {
+    /// Drops the work of `execution`'s map runs once it has closed (stopped, timed out,
+    /// failed elsewhere): no `EndMapRun` comes for a map run its driver abandoned, and the
+    /// units' leases must stop being current so that workers let go of them.
+    pub(super) fn drop_work_of_closed(&mut self, execution: &ExecutionArn) {
+        let closed = self.executions.get(execution).is_some_and(|e| e.status != ExecutionStatus::Running);
+        if let (true, Some(map_runs)) = (closed, self.map_runs.by_execution.get(execution)) {
+            for arn in map_runs {
+                self.work.runs.remove(arn);
+            }
+        }
+    }
+
     /// Records units `first..first + units.len()` of a map run; `job` comes with the first
     /// part. Idempotent: a part already recorded is accepted again unchanged.
     pub(super) fn plan_map_run_units(
@@ -136,7 +154,7 @@ impl ReplicatedState {
     /// map run that still takes results.
     pub(super) fn complete_unit(&mut self, lease: LeaseGrant, outcome: UnitOutcome) -> Outcome {
         let accepted = match self.work.runs.get_mut(&lease.arn) {
-            Some(work) if !work.stopped && work.is_current(lease.unit, lease.epoch) => {
+            Some(work) if work.is_current(lease.unit, lease.epoch) => {
                 work.units[lease.unit as usize].status = UnitStatus::Done { outcome: Box::new(outcome) };
                 true
             }
@@ -250,6 +268,44 @@ mod tests {
         let work = &state.work.runs[&arn];
         assert!(matches!(work.units[0].status, UnitStatus::Done { .. }));
         assert!(matches!(work.units[1].status, UnitStatus::Leased { .. }));
+    }
+
+    #[test]
+    fn a_closed_parent_takes_its_map_runs_work_with_it() {
+        let scope = ArnScope::default();
+        let machine = scope.state_machine("orders");
+        let mut state = ReplicatedState::default();
+        let date = chrono::Utc::now();
+        state
+            .execute(Command::CreateStateMachine {
+                arn: machine.clone(),
+                name: "orders".into(),
+                definition: r#"{"StartAt":"P","States":{"P":{"Type":"Pass","End":true}}}"#.into(),
+                machine_type: stepmap_asl::model::StateMachineType::Standard,
+                role_arn: "arn:aws:iam::123456789012:role/r".into(),
+                date,
+                revision_id: "r".into(),
+            })
+            .unwrap();
+        let execution = machine.execution("e");
+        state.execute(Command::StartExecution { arn: execution.clone(), input: "{}".into(), date, seed: 1 }).unwrap();
+        let arn = MapRunArn::new(MAP_RUN.into());
+        let record = MapRunRecord::start(arn.clone(), execution.clone(), MapRunSettings::default(), date);
+        state.execute(Command::StartMapRun { record: Box::new(record) }).unwrap();
+        let plan = Command::PlanMapRunUnits {
+            arn: arn.clone(),
+            job: Some("{}".into()),
+            first: 0,
+            units: vec![unit(0)],
+            last: true,
+        };
+        state.execute(plan).unwrap();
+        assert!(grant(&mut state, &arn, "w", 0, 1));
+        let stop = Command::StopExecution { arn: execution, error: None, cause: None, date };
+        state.execute(stop).unwrap();
+        // No EndMapRun comes for it: the work is gone, the lease no longer current.
+        assert!(!state.work.runs.contains_key(&arn));
+        assert!(!complete(&mut state, &arn, 0, 1));
     }
 
     #[derive(Clone, Debug)]

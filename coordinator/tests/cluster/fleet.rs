@@ -232,7 +232,7 @@ fn failed_outcome(unit: &WorkUnit) -> UnitOutcome {
         items: StatusCounts { failed: unit.items, ..StatusCounts::default() },
         executions: StatusCounts { failed: unit.children, ..StatusCounts::default() },
         outputs: Some(vec![record; unit.children as usize]),
-        failure: None,
+        ..UnitOutcome::default()
     }
 }
 
@@ -407,7 +407,6 @@ async fn describe_map_run(client: &mut StatesClient, arn: &str) -> pb::DescribeM
         .expect("describe map run")
 }
 
-/// The ARN of the execution's (first) map run, once it is listed.
 // ---------------------------------------------------------------------------------------------
 // Items and result files
 // ---------------------------------------------------------------------------------------------

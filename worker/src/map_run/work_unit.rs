@@ -31,6 +31,7 @@ use stepmap_storage::{
 
 use super::{batches, map_item, ChildInput, MapRun, MapRunControl, SucceededRecords};
 use crate::json_size::json_size;
+use stepmap_storage::batch_plan::DEFAULT_MAX_INPUT_BYTES;
 
 /// Items per unit when each item is its own child: enough to keep a lease's overhead small
 /// against the children's work, few enough that MaxConcurrency spreads a run over workers.
@@ -87,10 +88,29 @@ pub struct UnitOutcome {
     /// Without a ResultWriter: each child's output (a failed child's record), in item order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outputs: Option<Vec<Value>>,
+    /// The serialized size of `outputs`: the coordinator holds a run without ResultWriter to
+    /// AWS's 256 KiB result limit as units complete, not only at the end.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub output_bytes: u64,
     /// The unit could not run (its items could not be read, its results not staged): the
     /// map run fails with this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// AWS's limit on a map run's result without ResultWriter (features.md §2.8).
+pub const MAX_RESULT_BYTES: u64 = 256 * 1024;
+
+/// The failure of a map run whose result (without ResultWriter) outgrew [`MAX_RESULT_BYTES`].
+pub fn result_too_large(bytes: u64) -> Failure {
+    Failure::new(
+        stepmap_asl::failure::names::DATA_LIMIT_EXCEEDED,
+        format!("The map run's result of {bytes} bytes exceeds the maximum of {MAX_RESULT_BYTES} bytes; use a ResultWriter."),
+    )
 }
 
 impl UnitOutcome {
@@ -118,10 +138,9 @@ pub fn result_writer(request: &MapRunRequest, stores: &Arc<Stores>) -> Result<Op
 /// Cuts a map run into work units, in item order.
 pub async fn plan_units(request: &MapRunRequest, stores: Arc<Stores>) -> Result<Vec<WorkUnit>, Failure> {
     let run = prepared(request.clone(), stores);
-    let unit_items = match request.max_concurrency {
-        0 => ITEMS_PER_UNIT,
-        n => ITEMS_PER_UNIT.min(n),
-    };
+    // Units do not shrink with MaxConcurrency: a unit runs one child at a time, so leases
+    // alone bound the children running.
+    let unit_items = ITEMS_PER_UNIT;
     match &request.items {
         MapRunItems::Inline(values) => {
             let counts: Vec<u64> = match &request.batching {
@@ -169,13 +188,15 @@ pub async fn plan_units(request: &MapRunRequest, stores: Arc<Stores>) -> Result<
             let Some(reader) = run.open_reader().await? else { return Ok(Vec::new()) };
             let (limits, sizer): (BatchLimits, Option<Box<stepmap_storage::ItemSizer>>) = match &request.batching {
                 Some(batching) => {
-                    let batch_input_bytes = batching.batch_input.as_ref().map_or(0, |b| {
-                        // `,"BatchInput":` and the value.
-                        15 + json_size(b)
-                    });
+                    // `,"BatchInput":` (14 bytes) and the value.
+                    let batch_input_bytes = batching.batch_input.as_ref().map_or(0, |b| 14 + json_size(b));
                     let limits = BatchLimits {
                         max_items_per_batch: batching.max_items_per_batch,
-                        max_input_bytes_per_batch: batching.max_input_bytes_per_batch,
+                        // A child's input is at most 256 KiB whatever the batcher says, as in a
+                        // run in one process.
+                        max_input_bytes_per_batch: Some(
+                            batching.max_input_bytes_per_batch.unwrap_or(DEFAULT_MAX_INPUT_BYTES),
+                        ),
                         batch_input_bytes,
                     };
                     // Items are measured as their child sees them: after ItemSelector.
@@ -375,7 +396,15 @@ impl MapRun {
                     return UnitOutcome::failed(error.failure());
                 }
             }
-            None => outcome.outputs = Some(outputs),
+            None => {
+                // Bracket and commas of the array included.
+                let bytes = outputs.iter().map(|o| json_size(o) + 1).sum::<u64>() + 1;
+                if bytes > MAX_RESULT_BYTES {
+                    return UnitOutcome::failed(result_too_large(bytes));
+                }
+                outcome.outputs = Some(outputs);
+                outcome.output_bytes = bytes;
+            }
         }
         outcome
     }

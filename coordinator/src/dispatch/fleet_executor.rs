@@ -230,9 +230,16 @@ fn progress_of(work: &MapRunWork) -> Progress {
     let mut output_bytes = 0u64;
     for record in &work.units {
         let WorkUnit { items, children, .. } = record.unit;
-        for (counts, n) in [(&mut counters.items, items), (&mut counters.executions, children)] {
-            counts.total += n;
-        }
+        // A done unit counts the children that ran (a batch over the byte limit is split).
+        let ran = match &record.status {
+            UnitStatus::Done { outcome } => {
+                let e = &outcome.executions;
+                e.succeeded + e.failed + e.timed_out + e.aborted
+            }
+            _ => children,
+        };
+        counters.items.total += items;
+        counters.executions.total += ran;
         match &record.status {
             UnitStatus::Pending => {
                 all_done = false;

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use stepmap_asl::failure::Failure;
 use stepmap_asl::interpreter::Environment;
-use stepmap_asl::map_run::{batch_input, MapItem, MapRunItems, MapRunRequest};
+use stepmap_asl::map_run::{MapItem, MapRunItems, MapRunRequest};
 use stepmap_asl::map_run_job::MapRunJob;
 use stepmap_storage::result_writer::ChildStatus;
 use stepmap_storage::{
@@ -31,7 +31,6 @@ use stepmap_storage::{
 
 use super::{batches, map_item, ChildInput, MapRun, MapRunControl, SucceededRecords};
 use crate::json_size::json_size;
-use stepmap_storage::batch_plan::DEFAULT_MAX_INPUT_BYTES;
 
 /// Items per unit when each item is its own child: enough to keep a lease's overhead small
 /// against the children's work, few enough that MaxConcurrency spreads a run over workers.
@@ -46,7 +45,8 @@ pub struct WorkUnit {
     /// `$$.Map.Item.Index` of its first item.
     pub first_index: u64,
     pub items: u64,
-    /// Child executions: 1 with an ItemBatcher, else one per item.
+    /// Child executions: 1 with an ItemBatcher (more if its items, selected, exceed the batch
+    /// byte limit; the outcome counts the children that ran), else one per item.
     pub children: u64,
     /// Where its items are; `None` for items from the state input (`first_index..`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -192,20 +192,24 @@ pub async fn plan_units(request: &MapRunRequest, stores: Arc<Stores>) -> Result<
                     let batch_input_bytes = batching.batch_input.as_ref().map_or(0, |b| 14 + json_size(b));
                     let limits = BatchLimits {
                         max_items_per_batch: batching.max_items_per_batch,
-                        // A child's input is at most 256 KiB whatever the batcher says, as in a
-                        // run in one process.
-                        max_input_bytes_per_batch: Some(
-                            batching.max_input_bytes_per_batch.unwrap_or(DEFAULT_MAX_INPUT_BYTES),
-                        ),
+                        max_input_bytes_per_batch: batching.max_input_bytes_per_batch,
                         batch_input_bytes,
                     };
-                    // Items are measured as their child sees them: after ItemSelector.
+                    // With a byte limit, items are measured as their child sees them: after
+                    // ItemSelector. With MaxItemsPerBatch alone the plan counts items only
+                    // (measuring every item on the coordinator would serialise the run's
+                    // ItemSelector work there); the worker then splits a unit whose items
+                    // exceed 256 KiB once selected, as a run in one process does.
+                    let measured =
+                        batching.max_input_bytes_per_batch.is_some() || batching.max_items_per_batch.is_none();
                     let selection = request.selection.clone();
                     let sizer = move |item: &Item| {
                         let item = map_item(item.clone());
                         selection.select(item).map_or(0, |value| json_size(&value))
                     };
-                    (limits, Some(Box::new(sizer)))
+                    let sizer: Option<Box<stepmap_storage::ItemSizer>> =
+                        if measured { Some(Box::new(sizer)) } else { None };
+                    (limits, sizer)
                 }
                 None => (BatchLimits::items(unit_items), None),
             };
@@ -343,15 +347,16 @@ impl MapRun {
         let selected = items.map(move |item| item.and_then(|item| run.request.selection.select(item)));
         match &self.request.batching {
             // The unit is one batch, as planned.
+            // The unit is one batch as planned, split further only where its selected items
+            // exceed the batch byte limit (256 KiB by default).
             Some(batching) => {
-                let batching = batching.clone();
-                let ordinal = unit.unit;
-                stream::once(async move {
-                    let items: Vec<Value> = selected.collect::<Vec<_>>().await.into_iter().collect::<Result<_, _>>()?;
-                    let count = items.len() as u64;
-                    Ok(ChildInput { ordinal, input: batch_input(items, &batching), items: count })
-                })
-                .boxed()
+                let sized = selected.map(|value| {
+                    value.map(|value| {
+                        let size = json_size(&value);
+                        (value, size)
+                    })
+                });
+                batches(sized, batching.clone())
             }
             None => {
                 let first = unit.first_index;

@@ -44,16 +44,10 @@ pub struct MapRunJob {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "Kind", rename_all = "PascalCase")]
 pub enum JobItems {
-    Inline {
-        items: Vec<Value>,
-    },
     #[serde(rename_all = "PascalCase")]
-    Reader {
-        resource: String,
-        config: Box<ReaderConfig>,
-        parameters: Value,
-        max_items: Option<i64>,
-    },
+    Inline { items: Vec<Value> },
+    #[serde(rename_all = "PascalCase")]
+    Reader { resource: String, config: Box<ReaderConfig>, parameters: Value, max_items: Option<i64> },
 }
 
 /// [`ItemSelection`], serialisable.

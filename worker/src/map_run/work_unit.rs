@@ -414,3 +414,76 @@ impl MapRun {
         outcome
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use stepmap_asl::clock::SystemClock;
+    use stepmap_storage::StoreConfig;
+
+    use super::*;
+    use crate::{FunctionRegistry, LocalInvoker};
+
+    /// A job whose ten inline items are ~100 KB strings, Pass children, ItemBatcher of 10,
+    /// results to a ResultWriter (a megabyte is above the limit of a result without one).
+    fn job() -> String {
+        let items: Vec<Value> = (0..10).map(|i| json!(format!("{i}{}", "x".repeat(100_000)))).collect();
+        json!({
+            "MapRunArn": "arn:aws:states:us-east-1:123456789012:mapRun:m/M:1",
+            "ExecutionArn": "arn:aws:states:us-east-1:123456789012:execution:m:e",
+            "StateMachineName": "m",
+            "StateName": "M",
+            "Label": null,
+            "Items": {"Kind": "Inline", "Items": items},
+            "Selection": {
+                "ItemSelector": null, "Input": {}, "Execution": {}, "StateMachine": {}, "RedriveCount": null,
+                "StateName": "M", "EnteredTime": "t", "Variables": {}, "CausePrefix": ""
+            },
+            "Batching": {"MaxItemsPerBatch": 10, "MaxInputBytesPerBatch": null, "BatchInput": null},
+            "Processor": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}},
+            "ExecutionType": "EXPRESS",
+            "MaxConcurrency": 0,
+            "ToleratedFailureCount": null,
+            "ToleratedFailurePercentage": null,
+            "ResultWriter": {
+                "Writer": {"Resource": "arn:aws:states:::s3:putObject"},
+                "Parameters": {"Bucket": "results", "Prefix": "out"}
+            },
+            "Region": "us-east-1",
+            "Account": "123456789012"
+        })
+        .to_string()
+    }
+
+    #[tokio::test]
+    async fn a_unit_over_the_byte_limit_runs_as_several_children() {
+        let stores = Arc::new(Stores::new(StoreConfig::Memory));
+        let invoker = Arc::new(LocalInvoker::new(FunctionRegistry::new()).unwrap());
+        let runner = UnitRunner::new(stores.clone(), Environment::new(Arc::new(SystemClock), invoker));
+        // Planned by item count alone: one batch of ten items, about 1 MB once selected.
+        let unit = WorkUnit { unit: 0, first_index: 0, items: 10, children: 1, descriptor: None };
+        let outcome = runner.run(&job(), &unit, 1).await;
+        assert_eq!(outcome.failure, None);
+        // 256 KiB batches of ~100 KB items: two items each.
+        assert_eq!(outcome.executions.succeeded, 5);
+        assert_eq!(outcome.items.succeeded, 10);
+        // Staged under (unit 0, epoch 1), in item order.
+        let staged = stores.bucket("results").unwrap();
+        let key = "out/1/.stepmap-staging/batch-000000000000-1.jsonl";
+        let text = String::from_utf8(staged.get_bytes(key).await.unwrap().to_vec()).unwrap();
+        let items: Vec<String> = text
+            .lines()
+            .flat_map(|line| {
+                let record: Value = serde_json::from_str(line).unwrap();
+                let output: Value = serde_json::from_str(record["Output"].as_str().unwrap()).unwrap();
+                output["Items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap()[..1].to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(items, (0..10).map(|i| i.to_string()).collect::<Vec<_>>());
+    }
+}

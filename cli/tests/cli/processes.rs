@@ -43,6 +43,26 @@ pub async fn eventually<T>(
     }
 }
 
+/// Starts the `stepmap` binary with `args`, its output appended to `log`. Its arguments and
+/// files alone decide: no `STEPMAP_*` override leaks in from the test's environment.
+fn spawn_stepmap(args: &[&str], log: &std::path::Path) -> anyhow::Result<Child> {
+    let file = OpenOptions::new().create(true).append(true).open(log)?;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_stepmap"));
+    command.args(args);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("STEPMAP_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("STEPMAP_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .spawn()
+        .context("cannot start the stepmap binary")
+}
+
 /// One coordinator: its configuration, its log, and the child process while it runs.
 pub struct Coordinator {
     pub id: u64,
@@ -57,23 +77,8 @@ impl Coordinator {
     /// process.
     pub fn start(&mut self) -> anyhow::Result<()> {
         anyhow::ensure!(self.child.is_none(), "coordinator {} is already running", self.id);
-        let log = OpenOptions::new().create(true).append(true).open(&self.log)?;
-        let mut command = Command::new(env!("CARGO_BIN_EXE_stepmap"));
-        command.arg("coordinator").arg("--config").arg(&self.config);
-        // The configuration file alone decides: no override leaks in from the environment.
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("STEPMAP_") {
-                command.env_remove(name);
-            }
-        }
-        let child = command
-            .env("STEPMAP_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("cannot start the stepmap binary")?;
-        self.child = Some(child);
+        let config = self.config.to_str().context("config path is not UTF-8")?;
+        self.child = Some(spawn_stepmap(&["coordinator", "--config", config], &self.log)?);
         Ok(())
     }
 
@@ -248,21 +253,7 @@ pub struct WorkerProcess {
 impl WorkerProcess {
     /// Starts `stepmap worker` with `args`, its output appended to `log`.
     pub fn start(args: &[&str], log: PathBuf) -> anyhow::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(&log)?;
-        let mut command = Command::new(env!("CARGO_BIN_EXE_stepmap"));
-        command.arg("worker").args(args);
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("STEPMAP_") {
-                command.env_remove(name);
-            }
-        }
-        let child = command
-            .env("STEPMAP_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .spawn()
-            .context("cannot start the stepmap binary")?;
+        let child = spawn_stepmap(&[&["worker"], args].concat(), &log)?;
         Ok(Self { log, child: Some(child) })
     }
 

@@ -59,8 +59,6 @@ impl ControlledMapRunExecutor for FleetMapRunExecutor {
 /// What the ledger says of a run's units now.
 struct Progress {
     counters: worker::MapRunCounters,
-    failed_items: u64,
-    total_items: u64,
     all_done: bool,
     /// No more leases or results (the run is being finalised).
     stopped: bool,
@@ -105,11 +103,13 @@ impl FleetMapRunExecutor {
             // the run whatever the percentage); a percentage only at the end.
             let count_only = Tolerance { count: tolerance.count, percentage: None };
             let judged_early = tolerance.count.is_some() || tolerance.percentage.is_none();
-            if judged_early && count_only.exceeded(progress.failed_items, u64::MAX) {
+            let items = &progress.counters.items;
+            let failed_items = items.failed + items.timed_out;
+            if judged_early && count_only.exceeded(failed_items, u64::MAX) {
                 break true;
             }
             if progress.all_done {
-                let exceeded = tolerance.exceeded(progress.failed_items, progress.total_items);
+                let exceeded = tolerance.exceeded(failed_items, items.total);
                 break exceeded;
             }
             if progress.stopped {
@@ -272,13 +272,5 @@ fn progress_of(work: &MapRunWork) -> Progress {
     if failure.is_none() && output_bytes > MAX_RESULT_BYTES {
         failure = Some(result_too_large(output_bytes));
     }
-    Progress {
-        failed_items: counters.items.failed + counters.items.timed_out,
-        total_items: counters.items.total,
-        counters,
-        all_done,
-        stopped: work.stopped,
-        leased,
-        failure,
-    }
+    Progress { counters, all_done, stopped: work.stopped, leased, failure }
 }

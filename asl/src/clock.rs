@@ -25,6 +25,23 @@ pub trait Clock: Send + Sync {
     fn external_work_finished(&self) {}
 }
 
+/// Marks external work on a clock for as long as it lives (a task invocation, a commit the
+/// execution waits for), so that virtual time stands still meanwhile.
+pub struct ExternalWork(Arc<dyn Clock>);
+
+impl ExternalWork {
+    pub fn start(clock: Arc<dyn Clock>) -> Self {
+        clock.external_work_started();
+        ExternalWork(clock)
+    }
+}
+
+impl Drop for ExternalWork {
+    fn drop(&mut self) {
+        self.0.external_work_finished();
+    }
+}
+
 /// The wall clock; sleeps on the tokio timer (so it needs a tokio runtime).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;

@@ -4,6 +4,7 @@
 mod api_client;
 mod coordinator;
 mod definition;
+mod embedded;
 mod execution_verbs;
 mod input;
 mod map_run_verbs;

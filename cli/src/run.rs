@@ -5,19 +5,18 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use futures::future::BoxFuture;
 use serde_json::{json, Value};
-use stepmap_asl::clock::{SystemClock, VirtualClock};
-use stepmap_asl::failure::Failure;
-use stepmap_asl::interpreter::{self, Environment, ExecutionOutcome, ExecutionSpec, ExecutionStatus};
 use stepmap_asl::model::{State, StateMachine, StateMachineType};
 use stepmap_asl::resource::Resource;
-use stepmap_asl::task::{TaskInvoker, TaskRequest};
+use stepmap_coordinator::driver::DriverTime;
+use stepmap_coordinator::state::{ArnScope, ExecutionRecord, ExecutionStatus};
+use stepmap_proto::v1 as pb;
 use stepmap_storage::{StoreConfig, Stores};
 use stepmap_worker::function_registry::FunctionRegistry;
 use stepmap_worker::invoker::LocalInvoker;
 use stepmap_worker::LocalMapRunExecutor;
 
+use crate::embedded::{EmbeddedCluster, EmbeddedConfig};
 use crate::{definition, input, progress, EXIT_USAGE};
 
 #[derive(Args)]
@@ -87,43 +86,46 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         stem.trim_end_matches(".asl").to_string()
     });
     let execution_name = args.name.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let spec =
-        ExecutionSpec::new(&state_machine_name, &execution_name, args.machine_type, &args.account, &args.region, input);
-
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let invoker: Arc<dyn TaskInvoker> =
-        Arc::new(OnRuntime { inner: Arc::new(LocalInvoker::new(registry)?), runtime: runtime.handle().clone() });
-    let machine = Arc::new(machine);
     // Bucket B, key K is the file <data-dir>/B/K; without --data-dir, the working directory.
     let data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from("."));
     let stores = Arc::new(Stores::new(StoreConfig::Local { data_dir: data_dir.clone() }));
     let slots = args.slots.map_or_else(LocalMapRunExecutor::default_slots, |n| n as usize);
-    let progress = progress::observer(&data_dir);
-    let executor = |parallel: bool| {
-        let executor = LocalMapRunExecutor::new(stores.clone(), slots, parallel);
-        Arc::new(match progress.clone() {
-            Some(observer) => executor.with_progress(observer),
-            None => executor,
-        })
-    };
-    let outcome = if args.time_skipping {
-        let clock = VirtualClock::new(chrono::Utc::now());
-        // Under virtual time, children stay on the polling thread so the clock sees idleness.
-        let map_runs = executor(false);
-        let env = Environment::new(Arc::new(clock.clone()), invoker).with_map_runs(map_runs);
-        let _context = runtime.enter();
-        clock.block_on(interpreter::run_execution(machine, spec.clone(), env))
-    } else {
-        let map_runs = executor(true);
-        let env = Environment::new(Arc::new(SystemClock), invoker).with_map_runs(map_runs);
-        runtime.block_on(interpreter::run_execution(machine, spec.clone(), env))
-    };
+    // The cluster lasts this run: its Raft log goes with it.
+    let raft_dir =
+        tempfile::Builder::new().prefix("stepmap-run-").tempdir().context("cannot make a temporary directory")?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let record = runtime.block_on(async {
+        let config = EmbeddedConfig {
+            raft_dir: raft_dir.path(),
+            stores,
+            invoker: Arc::new(LocalInvoker::new(registry)?),
+            slots,
+            scope: ArnScope { region: args.region.clone(), account: args.account.clone() },
+            time: if args.time_skipping { DriverTime::Skipping } else { DriverTime::Wall },
+            progress: progress::observer(&data_dir),
+        };
+        let cluster = EmbeddedCluster::start(config).await?;
+        let machine = pb::CreateStateMachineRequest {
+            name: state_machine_name,
+            definition: text,
+            role_arn: String::new(),
+            r#type: args.machine_type.to_string(),
+        };
+        let started = cluster.start_execution(machine, execution_name, &input).await;
+        let record = match started {
+            Ok(arn) => cluster.wait_closed(&arn).await,
+            Err(status) => Err(anyhow::anyhow!("{}", status.message())),
+        };
+        cluster.shutdown().await;
+        record
+    })?;
     if args.output == "json" {
-        print_json(&spec, &outcome);
+        print_json(&record);
     } else {
-        print_text(&spec, &outcome);
+        print_text(&record);
     }
-    Ok(if outcome.status == ExecutionStatus::Succeeded { 0 } else { 1 })
+    Ok(if record.status == ExecutionStatus::Succeeded { 0 } else { 1 })
 }
 
 /// Refuses, before anything starts, what this build cannot run: JSONata and Task resources
@@ -146,57 +148,46 @@ fn refuse_unrunnable(machine: &StateMachine) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs invocations on the tokio runtime, whatever executor polls the execution (the
-/// time-skipping executor is not a tokio one).
-struct OnRuntime {
-    inner: Arc<LocalInvoker>,
-    runtime: tokio::runtime::Handle,
-}
-
-impl TaskInvoker for OnRuntime {
-    fn invoke(&self, request: TaskRequest) -> BoxFuture<'static, Result<Value, Failure>> {
-        let task = self.runtime.spawn({
-            let inner = self.inner.clone();
-            async move { inner.run(request).await }
-        });
-        Box::pin(async move {
-            task.await.unwrap_or_else(|error| {
-                Err(Failure::new("States.TaskFailed", format!("the task invocation crashed: {error}")))
-            })
-        })
-    }
-}
-
-fn print_json(spec: &ExecutionSpec, outcome: &ExecutionOutcome) {
+fn print_json(record: &ExecutionRecord) {
     let document = json!({
-        "executionArn": spec.execution_arn,
-        "stateMachineArn": spec.state_machine_arn,
-        "name": spec.execution_name,
-        "status": outcome.status.as_str(),
-        "startDate": stepmap_asl::timestamp::format(outcome.start_time),
-        "stopDate": stepmap_asl::timestamp::format(outcome.stop_time),
-        "output": outcome.output,
-        "error": outcome.error,
-        "cause": outcome.cause,
-        "history": outcome.history,
+        "executionArn": record.arn.as_str(),
+        "stateMachineArn": record.state_machine_arn.as_str(),
+        "name": record.name,
+        "status": record.status.as_str(),
+        "startDate": stepmap_asl::timestamp::format(record.start_date),
+        "stopDate": record.stop_date.map(stepmap_asl::timestamp::format),
+        "output": record.output.as_deref().and_then(|text| serde_json::from_str::<Value>(text).ok()),
+        "error": record.error,
+        "cause": record.cause,
+        "history": record.history,
     });
     println!("{document}");
 }
 
-fn print_text(spec: &ExecutionSpec, outcome: &ExecutionOutcome) {
-    let elapsed = (outcome.stop_time - outcome.start_time).num_milliseconds();
-    println!("{} {} in {elapsed} ms ({} events)", spec.execution_arn, outcome.status.as_str(), outcome.history.len());
-    match outcome.status {
+fn print_text(record: &ExecutionRecord) {
+    let elapsed = record.stop_date.map_or(0, |stop| (stop - record.start_date).num_milliseconds());
+    println!("{} {} in {elapsed} ms ({} events)", record.arn.as_str(), record.status.as_str(), record.history.len());
+    match record.status {
         ExecutionStatus::Succeeded => {
-            let output = outcome.output.as_ref().unwrap_or(&Value::Null);
-            println!("{}", serde_json::to_string_pretty(output).unwrap_or_default());
+            let output = record.output.as_deref().and_then(|text| serde_json::from_str::<Value>(text).ok());
+            println!("{}", serde_json::to_string_pretty(&output.unwrap_or(Value::Null)).unwrap_or_default());
         }
         _ => {
-            if let Some(state) = &outcome.failed_state {
+            if let Some(state) = failed_state(record) {
                 println!("state: {state}");
             }
-            println!("error: {}", outcome.error.as_deref().unwrap_or("(none)"));
-            println!("cause: {}", outcome.cause.as_deref().unwrap_or("(none)"));
+            println!("error: {}", record.error.as_deref().unwrap_or("(none)"));
+            println!("cause: {}", record.cause.as_deref().unwrap_or("(none)"));
         }
     }
+}
+
+/// The state the execution was in when it failed: the last one entered.
+fn failed_state(record: &ExecutionRecord) -> Option<&str> {
+    record
+        .history
+        .iter()
+        .rev()
+        .find(|event| event.event_type.ends_with("StateEntered"))
+        .and_then(|event| event.details.as_ref()?.get("name")?.as_str())
 }

@@ -132,30 +132,42 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
     pub(crate) async fn run(mut self, mut channels: Channels<S>) {
         let mut ticker = tokio::time::interval(self.config.tick_interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let outcome = loop {
-            let stop = tokio::select! {
-                request = channels.requests.recv() => match request {
-                    Some(request) => self.handle_request(request),
-                    None => true,
-                },
-                Some(message) = channels.inbox.recv() => {
-                    self.step(message);
-                    false
+        // A lone voter has nobody to wait for: it leads at once instead of after an election
+        // timeout (1-2 s), which is what a single-node cluster and `stepmap run` start with.
+        let lone_voter = self.config.peers.len() == 1 && self.config.peers.contains_key(&self.node_id);
+        let campaigned = if lone_voter { self.raw.campaign().map_err(|source| Error::Raft { source }) } else { Ok(()) };
+        let first_pass = match campaigned {
+            Ok(()) => self.on_ready().await,
+            Err(error) => Err(error),
+        };
+        let outcome = if let Err(error) = first_pass {
+            Err(error)
+        } else {
+            loop {
+                let stop = tokio::select! {
+                    request = channels.requests.recv() => match request {
+                        Some(request) => self.handle_request(request),
+                        None => true,
+                    },
+                    Some(message) = channels.inbox.recv() => {
+                        self.step(message);
+                        false
+                    }
+                    Some(report) = channels.reports.recv() => {
+                        self.handle_report(report);
+                        false
+                    }
+                    _ = ticker.tick() => {
+                        self.raw.tick();
+                        false
+                    }
+                };
+                if stop || self.drain(&mut channels) {
+                    break Ok(());
                 }
-                Some(report) = channels.reports.recv() => {
-                    self.handle_report(report);
-                    false
+                if let Err(error) = self.on_ready().await {
+                    break Err(error);
                 }
-                _ = ticker.tick() => {
-                    self.raw.tick();
-                    false
-                }
-            };
-            if stop || self.drain(&mut channels) {
-                break Ok(());
-            }
-            if let Err(error) = self.on_ready().await {
-                break Err(error);
             }
         };
         let reason = match outcome {

@@ -11,28 +11,11 @@ use super::data_flow::compact;
 use super::retry::{find_catcher, RetryCounters};
 use super::runner::{failure_details, Exit, ResultFields, Runner, Visit};
 use super::scope::Scope;
-use crate::clock::Clock;
+use crate::clock::ExternalWork;
 use crate::failure::{names, Failure};
 use crate::model::TaskState;
 use crate::resource::{IntegrationPattern, Resource};
 use crate::task::{TaskProgress, TaskRequest};
-
-/// Marks external work on the clock for as long as it lives, so virtual time stands still
-/// while a task runs.
-struct ExternalWork<'a>(&'a dyn Clock);
-
-impl<'a> ExternalWork<'a> {
-    fn start(clock: &'a dyn Clock) -> Self {
-        clock.external_work_started();
-        ExternalWork(clock)
-    }
-}
-
-impl Drop for ExternalWork<'_> {
-    fn drop(&mut self) {
-        self.0.external_work_finished();
-    }
-}
 
 /// Which family of history events a resource records (`LambdaFunction...`,
 /// `Activity...`, `Task...`): their names and the shape of their details.
@@ -238,7 +221,7 @@ impl Runner {
         };
         self.history.flush().await;
         let outcome = {
-            let _work = ExternalWork::start(&*self.env.clock);
+            let _work = ExternalWork::start(self.env.clock.clone());
             let mut invocation = self.env.invoker.invoke(request).fuse();
             let (mut activity_started, mut submitted) = (false, false);
             loop {

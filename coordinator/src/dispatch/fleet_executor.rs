@@ -19,7 +19,7 @@ use stepmap_asl::map_run::{MapRunRequest, Tolerance};
 use stepmap_storage::Stores;
 use stepmap_worker::map_run::{
     self as worker, pending_records, plan_units, result_too_large, result_writer, staged_batch,
-    ControlledMapRunExecutor, MapRunControl, UnitOutcome, WorkUnit, MAX_RESULT_BYTES,
+    ControlledMapRunExecutor, MapRunControl, MapRunProgress, ProgressObserver, UnitOutcome, WorkUnit, MAX_RESULT_BYTES,
 };
 
 use super::Dispatcher;
@@ -37,11 +37,35 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 pub struct FleetMapRunExecutor {
     dispatcher: Dispatcher,
     stores: Arc<Stores>,
+    progress: Option<ProgressObserver>,
 }
 
 impl FleetMapRunExecutor {
     pub fn new(dispatcher: Dispatcher, stores: Arc<Stores>) -> Self {
-        Self { dispatcher, stores }
+        Self { dispatcher, stores, progress: None }
+    }
+
+    /// Reports each run's progress to `observer` as units complete, and its end.
+    pub fn with_progress(mut self, observer: ProgressObserver) -> Self {
+        self.progress = Some(observer);
+        self
+    }
+
+    fn report(&self, arn: &MapRunArn, counters: &worker::MapRunCounters, end: Option<&Result<Value, Failure>>) {
+        let Some(observer) = &self.progress else { return };
+        let (items, executions) = (&counters.items, &counters.executions);
+        let manifest = end.and_then(|result| {
+            let details = result.as_ref().ok()?.get("ResultWriterDetails")?;
+            Some(format!("{}/{}", details.get("Bucket")?.as_str()?, details.get("Key")?.as_str()?))
+        });
+        observer(&MapRunProgress {
+            map_run_arn: arn.to_string(),
+            items_done: items.succeeded + items.failed + items.timed_out + items.aborted,
+            items_failed: items.failed + items.timed_out,
+            children_done: executions.succeeded + executions.failed + executions.timed_out + executions.aborted,
+            finished: end.is_some(),
+            manifest,
+        });
     }
 }
 
@@ -92,6 +116,7 @@ impl FleetMapRunExecutor {
         let exceeded = loop {
             let wake = changed.notified();
             let progress = self.progress(&arn).await.ok_or_else(lost)?;
+            self.report(&arn, &progress.counters, None);
             control.set_counters(progress.counters);
             self.dispatcher.watch(&arn, &progress.leased);
             if let Some(failure) = progress.failure.clone() {
@@ -134,6 +159,7 @@ impl FleetMapRunExecutor {
                 counts.aborted += std::mem::take(&mut counts.running);
             }
         }
+        self.report(&arn, &counters, Some(&result));
         control.set_counters(counters);
         result
     }

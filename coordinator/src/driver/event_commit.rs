@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use serde_json::json;
+use stepmap_asl::clock::{Clock, ExternalWork};
 use stepmap_asl::history::{EventSink, HistoryEvent};
 use tokio::sync::Notify;
 
@@ -28,6 +29,8 @@ use crate::state::{Command, ExecutionArn};
 
 pub struct RaftEventSink {
     node: CoordinatorNode,
+    /// The execution's clock: virtual time stands still while a commit is awaited.
+    clock: Arc<dyn Clock>,
     arn: ExecutionArn,
     replay: Arc<Replay>,
     buffer: Arc<Mutex<Batch>>,
@@ -43,9 +46,16 @@ struct Batch {
 }
 
 impl RaftEventSink {
-    pub fn new(node: CoordinatorNode, arn: ExecutionArn, replay: Arc<Replay>, stop: Arc<Notify>) -> Self {
+    pub fn new(
+        node: CoordinatorNode,
+        clock: Arc<dyn Clock>,
+        arn: ExecutionArn,
+        replay: Arc<Replay>,
+        stop: Arc<Notify>,
+    ) -> Self {
         let committed_up_to = replay.recorded_len();
-        Self { node, arn, replay, buffer: Arc::new(Mutex::new(Batch { events: Vec::new(), committed_up_to })), stop }
+        let buffer = Arc::new(Mutex::new(Batch { events: Vec::new(), committed_up_to }));
+        Self { node, clock, arn, replay, buffer, stop }
     }
 }
 
@@ -76,7 +86,9 @@ impl EventSink for RaftEventSink {
         };
         self.buffer.lock().unwrap_or_else(|e| e.into_inner()).events.push(event);
         let (node, arn, buffer, stop) = (self.node.clone(), self.arn.clone(), self.buffer.clone(), self.stop.clone());
+        let clock = self.clock.clone();
         Box::pin(async move {
+            let _work = ExternalWork::start(clock);
             let events = {
                 let mut batch = buffer.lock().unwrap_or_else(|e| e.into_inner());
                 if batch.committed_up_to >= id {

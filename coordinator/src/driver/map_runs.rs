@@ -29,7 +29,7 @@ use chrono::Utc;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde_json::Value;
-use stepmap_asl::clock::SystemClock;
+use stepmap_asl::clock::{ExternalWork, SystemClock};
 use stepmap_asl::failure::Failure;
 use stepmap_asl::map_run::{MapRunExecutor, MapRunRequest, Tolerance};
 use stepmap_asl::task::TaskInvoker;
@@ -192,7 +192,7 @@ impl MapRunExecutor for ClusterMapRunExecutor {
         // Children get the real clock and invoker: the parent's replay environment would answer
         // them with the parent's recorded events. A Distributed Map inside a child runs
         // without ledger records (its parent is not a recorded execution).
-        request.environment.clock = Arc::new(SystemClock);
+        let parent_clock = std::mem::replace(&mut request.environment.clock, Arc::new(SystemClock));
         request.environment.invoker = self.invoker.clone();
         request.environment.map_runs = Some(Arc::new(Unrecorded(self.runner.clone())));
         // Nor do they draw from the parent's seeded randomness: a replay that answers this map
@@ -208,6 +208,8 @@ impl MapRunExecutor for ClusterMapRunExecutor {
         let record = MapRunRecord::start(arn.clone(), self.parent.clone(), settings, Utc::now());
         let (node, runner, live) = (self.node.clone(), self.runner.clone(), self.live.clone());
         async move {
+            // The parent's virtual time (time skipping) stands still while its children run.
+            let _work = ExternalWork::start(parent_clock);
             let control = MapRunControl::new(request.max_concurrency, request.tolerance);
             // Registered before the start is committed, so that no committed update misses it.
             let _registration = live.register(arn.clone(), control.clone());

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
-use stepmap_asl::clock::SystemClock;
+use stepmap_asl::clock::{Clock, SystemClock, VirtualClock};
 use stepmap_asl::interpreter::{run_execution, Environment, ExecutionOutcome, ExecutionSpec, RedriveCount};
 use stepmap_asl::model::{StateMachine, StateMachineType};
 use stepmap_asl::task::TaskInvoker;
@@ -30,6 +30,19 @@ use tokio::task::AbortHandle;
 pub use callbacks::{CallbackInvoker, TaskTokenSignal};
 pub use event_commit::RaftEventSink;
 pub use map_runs::{LiveMapRuns, MapRunConfig, PROGRESS_INTERVAL};
+
+/// How time passes for the executions a driver runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DriverTime {
+    /// The wall clock: a cluster.
+    #[default]
+    Wall,
+    /// Each execution on a [`VirtualClock`] of its own that skips the time it is idle (every
+    /// branch sleeping, no task running, no commit awaited): `stepmap run --time-skipping`.
+    /// The execution is then polled on a thread of its own, which is how the clock sees
+    /// idleness.
+    Skipping,
+}
 pub use replay::{replay_random, seeded_random, Replay, ReplayClock, ReplayInvoker};
 
 use crate::error::Error;
@@ -49,6 +62,7 @@ struct Inner {
     signal: TaskTokenSignal,
     /// Runs Distributed Maps (None: they fail with `States.Runtime`).
     map_runs: Option<map_runs::MapRuns>,
+    time: DriverTime,
     /// The executions driven here, with the term they were started in.
     running: Mutex<HashMap<ExecutionArn, Driven>>,
     watcher: Mutex<Option<AbortHandle>>,
@@ -66,12 +80,23 @@ impl ExecutionDriver {
         invoker: Arc<dyn TaskInvoker>,
         map_runs: Option<MapRunConfig>,
     ) -> Self {
+        Self::start_with(node, invoker, map_runs, DriverTime::Wall)
+    }
+
+    /// [`Self::start_with_map_runs`], with executions' time passing as `time` says.
+    pub fn start_with(
+        node: CoordinatorNode,
+        invoker: Arc<dyn TaskInvoker>,
+        map_runs: Option<MapRunConfig>,
+        time: DriverTime,
+    ) -> Self {
         let map_runs = map_runs.map(map_runs::MapRuns::new);
         let inner = Arc::new(Inner {
             node,
             invoker,
             signal: TaskTokenSignal::default(),
             map_runs,
+            time,
             running: Mutex::new(HashMap::new()),
             watcher: Mutex::new(None),
         });
@@ -140,8 +165,24 @@ impl ExecutionDriver {
         }
         let arn = record.arn.clone();
         let released = Arc::new(AtomicBool::new(false));
-        let handle = tokio::spawn(self.clone().drive(record, released.clone()));
-        running.insert(arn, Driven { handle: handle.abort_handle(), released });
+        let (handle, abort) = match self.inner.time {
+            DriverTime::Wall => {
+                let (drive, abort) = futures::future::abortable(self.clone().drive(record, released.clone(), None));
+                (tokio::spawn(drive).abort_handle(), abort)
+            }
+            DriverTime::Skipping => {
+                let clock = VirtualClock::new(chrono::Utc::now());
+                let drive = self.clone().drive(record, released.clone(), Some(clock.clone()));
+                let (drive, abort) = futures::future::abortable(drive);
+                let runtime = tokio::runtime::Handle::current();
+                let task = tokio::task::spawn_blocking(move || {
+                    let _context = runtime.enter();
+                    clock.block_on(drive)
+                });
+                (task.abort_handle(), abort)
+            }
+        };
+        running.insert(arn, Driven { handle, abort, released });
     }
 
     /// Stops driving `arn` here (it was stopped).
@@ -181,16 +222,21 @@ impl ExecutionDriver {
         self.abort_all();
     }
 
-    async fn drive(self, record: ExecutionRecord, released: Arc<AtomicBool>) {
+    /// Runs `record` to its end on `clock` (the wall clock when `None`).
+    async fn drive(self, record: ExecutionRecord, released: Arc<AtomicBool>, clock: Option<Arc<VirtualClock>>) {
         let arn = record.arn.clone();
+        let clock: Arc<dyn Clock> = match clock {
+            Some(clock) => Arc::new(clock),
+            None => Arc::new(SystemClock),
+        };
         match record.machine_type {
-            StateMachineType::Standard => self.drive_standard(record, released).await,
-            StateMachineType::Express => self.drive_express(record).await,
+            StateMachineType::Standard => self.drive_standard(record, released, clock).await,
+            StateMachineType::Express => self.drive_express(record, clock).await,
         }
         self.inner.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&arn);
     }
 
-    async fn drive_standard(&self, record: ExecutionRecord, released: Arc<AtomicBool>) {
+    async fn drive_standard(&self, record: ExecutionRecord, released: Arc<AtomicBool>, clock: Arc<dyn Clock>) {
         let Some((machine, mut spec)) = prepare(&record) else {
             self.close_unrunnable(&record).await;
             return;
@@ -201,10 +247,17 @@ impl ExecutionDriver {
             move || replay.redrive_count()
         });
         let stop = Arc::new(Notify::new());
-        let sink = RaftEventSink::new(self.inner.node.clone(), record.arn.clone(), replay.clone(), stop.clone());
+        let clock: Arc<dyn Clock> = Arc::new(ReplayClock { replay: replay.clone(), inner: clock });
+        let sink = RaftEventSink::new(
+            self.inner.node.clone(),
+            clock.clone(),
+            record.arn.clone(),
+            replay.clone(),
+            stop.clone(),
+        );
         let map_runs = self.map_run_executor(&record.arn, Some(replay.clone()));
         let env = Environment {
-            clock: Arc::new(ReplayClock { replay: replay.clone() }),
+            clock,
             invoker: Arc::new(ReplayInvoker {
                 replay: replay.clone(),
                 inner: Arc::new(CallbackInvoker {
@@ -230,7 +283,7 @@ impl ExecutionDriver {
         }
     }
 
-    async fn drive_express(&self, record: ExecutionRecord) {
+    async fn drive_express(&self, record: ExecutionRecord, clock: Arc<dyn Clock>) {
         let Some((machine, spec)) = prepare(&record) else {
             self.close_unrunnable(&record).await;
             return;
@@ -238,7 +291,7 @@ impl ExecutionDriver {
         let env = Environment {
             random: seeded_random(record.seed),
             map_runs: self.map_run_executor(&record.arn, None),
-            ..Environment::new(Arc::new(SystemClock), self.inner.invoker.clone())
+            ..Environment::new(clock, self.inner.invoker.clone())
         };
         let outcome = run_execution(machine, spec, env).await;
         let command = Command::RecordEvents { arn: record.arn.clone(), events: outcome.history };
@@ -270,7 +323,11 @@ impl ExecutionDriver {
 
 /// An execution this node drives.
 struct Driven {
+    /// The task polling the execution (for whether it ended).
     handle: AbortHandle,
+    /// Drops the execution's future wherever it is polled (a blocking thread under time
+    /// skipping, where aborting the task would not reach it).
+    abort: futures::future::AbortHandle,
     /// Set before the driver lets go of the execution (leadership lost, stopped), so that
     /// what its tasks hold is left for whoever drives it next instead of being abandoned
     /// (see `callbacks.rs`).
@@ -280,6 +337,7 @@ struct Driven {
 impl Driven {
     fn release(self) {
         self.released.store(true, Ordering::SeqCst);
+        self.abort.abort();
         self.handle.abort();
     }
 }

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde_json::Value;
-use stepmap_asl::clock::{Clock, SystemClock};
+use stepmap_asl::clock::Clock;
 use stepmap_asl::failure::Failure;
 use stepmap_asl::history::HistoryEvent;
 use stepmap_asl::interpreter::RandomSource;
@@ -139,6 +139,8 @@ impl Replay {
 /// The wall clock, except while replaying (see the module documentation).
 pub struct ReplayClock {
     pub replay: Arc<Replay>,
+    /// The clock once the replay is past: the wall clock, or a virtual one (time skipping).
+    pub inner: Arc<dyn Clock>,
 }
 
 impl Clock for ReplayClock {
@@ -147,15 +149,15 @@ impl Clock for ReplayClock {
             Some(event) => event.timestamp,
             // Never before what was recorded, should the wall clock have stepped back.
             None => match self.replay.recorded.last() {
-                Some(last) => Utc::now().max(last.timestamp),
-                None => Utc::now(),
+                Some(last) => self.inner.now().max(last.timestamp),
+                None => self.inner.now(),
             },
         }
     }
 
     fn sleep_until(&self, deadline: DateTime<Utc>) -> BoxFuture<'static, ()> {
         if self.replay.at_execution_start() {
-            return SystemClock.sleep_until(self.replay.execution_deadline(deadline));
+            return self.inner.sleep_until(self.replay.execution_deadline(deadline));
         }
         // A sleep the first run got past ends at once, whatever this node's clock says. One
         // whose deadline lies beyond everything recorded (a timer of one Parallel branch
@@ -164,7 +166,15 @@ impl Clock for ReplayClock {
         if self.replay.replaying() && passed {
             return Box::pin(std::future::ready(()));
         }
-        SystemClock.sleep_until(deadline)
+        self.inner.sleep_until(deadline)
+    }
+
+    fn external_work_started(&self) {
+        self.inner.external_work_started();
+    }
+
+    fn external_work_finished(&self) {
+        self.inner.external_work_finished();
     }
 }
 

@@ -146,10 +146,28 @@ impl ResultFiles {
 
     /// Appends one entry (an execution record or a child output).
     pub async fn push(&mut self, entry: &Value) -> Result<()> {
-        let text = match self.output_type {
-            OutputType::Parquet => Vec::new(),
-            _ => serde_json::to_vec(entry).map_err(|e| self.write_error(&self.directory, e))?,
-        };
+        match self.output_type {
+            OutputType::Parquet => self.push_entry(&[], Some(entry)).await,
+            _ => {
+                let text = serde_json::to_vec(entry).map_err(|e| self.write_error(&self.directory, e))?;
+                self.push_entry(&text, None).await
+            }
+        }
+    }
+
+    /// Appends one entry given as its JSON text (what [`Self::push`] would serialise).
+    pub async fn push_rendered(&mut self, text: &[u8]) -> Result<()> {
+        match self.output_type {
+            OutputType::Parquet => {
+                let entry: Value = serde_json::from_slice(text).map_err(|e| self.write_error(&self.directory, e))?;
+                self.push_entry(&[], Some(&entry)).await
+            }
+            _ => self.push_entry(text, None).await,
+        }
+    }
+
+    /// Appends an entry: its `text` for JSON and JSONL, its value for Parquet.
+    async fn push_entry(&mut self, text: &[u8], entry: Option<&Value>) -> Result<()> {
         // JSON: `,` before every entry but the first, `]` at the end; JSONL: a newline each.
         let added = text.len() as u64 + 1;
         // Parquet files are measured by the encoder (bytes written plus the open row group;
@@ -174,16 +192,16 @@ impl ResultFiles {
                         file.writer.write_all(b",").await.map_err(|e| e.to_string())?;
                         file.bytes += 1;
                     }
-                    file.writer.write_all(&text).await.map_err(|e| e.to_string())?;
+                    file.writer.write_all(text).await.map_err(|e| e.to_string())?;
                     file.bytes += text.len() as u64;
                 }
                 OutputType::Jsonl => {
-                    file.writer.write_all(&text).await.map_err(|e| e.to_string())?;
+                    file.writer.write_all(text).await.map_err(|e| e.to_string())?;
                     file.writer.write_all(b"\n").await.map_err(|e| e.to_string())?;
                     file.bytes += added;
                 }
                 OutputType::Parquet => {
-                    file.rows.push(entry.clone());
+                    file.rows.push(entry.cloned().unwrap_or(Value::Null));
                     if file.rows.len() >= PARQUET_ROWS {
                         flush_parquet(file, layout).await?;
                     }

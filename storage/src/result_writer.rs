@@ -245,6 +245,37 @@ pub struct ResultFileSet {
     pub succeeded: Vec<ResultFileRef>,
 }
 
+/// Which result files an entry goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Category {
+    /// `SUCCEEDED_n`.
+    Succeeded,
+    /// `FAILED_n`: failed, timed-out and aborted children.
+    Failed,
+    /// `PENDING_n`: items never started.
+    Pending,
+}
+
+impl Category {
+    /// The tag of a staged line.
+    fn tag(self) -> u8 {
+        match self {
+            Category::Succeeded => b'S',
+            Category::Failed => b'F',
+            Category::Pending => b'P',
+        }
+    }
+
+    fn from_tag(tag: u8) -> Option<Category> {
+        match tag {
+            b'S' => Some(Category::Succeeded),
+            b'F' => Some(Category::Failed),
+            b'P' => Some(Category::Pending),
+            _ => None,
+        }
+    }
+}
+
 /// A staged batch the finaliser should include.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -312,19 +343,49 @@ impl ResultWriter {
     }
 
     /// Stages the records of one batch attempt; writing the same attempt again replaces it.
-    pub async fn stage_batch(&self, staged: StagedBatch, records: &[ChildExecutionResult]) -> Result<String> {
-        let mut text = Vec::new();
-        for record in records {
-            serde_json::to_writer(&mut text, record).map_err(|e| StorageError::Write {
-                bucket: self.spec.bucket.clone(),
-                key: self.staging_key(staged),
-                message: e.to_string(),
-            })?;
-            text.push(b'\n');
-        }
+    /// `output`: a succeeded child's output as a value, when the caller has it (see
+    /// [`DirectResults::push`]).
+    ///
+    /// The staged object holds the entries as the result files will hold them, one per line
+    /// behind a tag naming the file category (`S`, `F`, `P`): the finaliser copies them
+    /// without parsing, so that the one serial step of a map run is a byte copy.
+    pub async fn stage_batch(
+        &self,
+        staged: StagedBatch,
+        records: impl IntoIterator<Item = (ChildExecutionResult, Option<Value>)>,
+    ) -> Result<String> {
         let key = self.staging_key(staged);
+        let mut text = Vec::new();
+        for (record, output) in records {
+            let (category, entries) = self.entries(&record, output);
+            for entry in entries {
+                text.push(category.tag());
+                serde_json::to_writer(&mut text, &entry).map_err(|e| StorageError::Write {
+                    bucket: self.spec.bucket.clone(),
+                    key: key.clone(),
+                    message: e.to_string(),
+                })?;
+                text.push(b'\n');
+            }
+        }
         self.stores.bucket(&self.spec.bucket)?.put(&key, Bytes::from(text)).await?;
         Ok(key)
+    }
+
+    /// The file category of `record` and the entries it contributes there.
+    fn entries(&self, record: &ChildExecutionResult, output: Option<Value>) -> (Category, Vec<Value>) {
+        match record.status {
+            ChildStatus::Succeeded => {
+                let transformation = self.spec.transformation;
+                let entries = match (transformation, output) {
+                    (Transformation::None, _) | (_, None) => transformation.entries(record),
+                    (_, Some(output)) => transformation.output_entries(output),
+                };
+                (Category::Succeeded, entries)
+            }
+            ChildStatus::Pending => (Category::Pending, vec![record.to_value()]),
+            _ => (Category::Failed, vec![record.to_value()]),
+        }
     }
 
     /// Writes the result files from the staged batches (each batch once, in batch order, the
@@ -351,15 +412,20 @@ impl ResultWriter {
             let key = self.staging_key(*staged);
             let bytes = store.get_bytes(&key).await?;
             for (number, line) in bytes.split(|&b| b == b'\n').enumerate() {
-                if line.is_empty() {
-                    continue;
-                }
-                let record: ChildExecutionResult = serde_json::from_slice(line).map_err(|e| StorageError::Write {
-                    bucket: self.spec.bucket.clone(),
-                    key: key.clone(),
-                    message: format!("staged record {} is invalid: {e}", number + 1),
-                })?;
-                results.push(&record, None).await?;
+                let Some((&tag, entry)) = line.split_first() else { continue };
+                let files = match Category::from_tag(tag) {
+                    Some(Category::Succeeded) => &mut results.succeeded,
+                    Some(Category::Failed) => &mut results.failed,
+                    Some(Category::Pending) => &mut results.pending,
+                    None => {
+                        return Err(StorageError::Write {
+                            bucket: self.spec.bucket.clone(),
+                            key: key.clone(),
+                            message: format!("staged line {} has no category tag", number + 1),
+                        })
+                    }
+                };
+                files.push_rendered(entry).await?;
             }
         }
         for record in pending {
@@ -420,21 +486,16 @@ impl DirectResults {
     /// Writes one child's record. `output` is a succeeded child's output as a value: under
     /// COMPACT / FLATTEN it is written without going through the record's text.
     pub async fn push(&mut self, record: &ChildExecutionResult, output: Option<Value>) -> Result<()> {
-        match record.status {
-            ChildStatus::Succeeded => {
-                let transformation = self.writer.spec.transformation;
-                let entries = match (transformation, output) {
-                    (Transformation::None, _) | (_, None) => transformation.entries(record),
-                    (_, Some(output)) => transformation.output_entries(output),
-                };
-                for entry in entries {
-                    self.succeeded.push(&entry).await?;
-                }
-                Ok(())
-            }
-            ChildStatus::Pending => self.pending.push(&record.to_value()).await,
-            _ => self.failed.push(&record.to_value()).await,
+        let (category, entries) = self.writer.entries(record, output);
+        let files = match category {
+            Category::Succeeded => &mut self.succeeded,
+            Category::Failed => &mut self.failed,
+            Category::Pending => &mut self.pending,
+        };
+        for entry in entries {
+            files.push(&entry).await?;
         }
+        Ok(())
     }
 
     /// Closes the files and writes `manifest.json`.

@@ -309,10 +309,13 @@ async fn result_writer_layout_and_idempotence(stores: &Arc<Stores>) {
         let batch1 = StagedBatch { batch: 1, attempt: 2 };
         let records0 = vec![child(0, ChildStatus::Succeeded), child(1, ChildStatus::Failed)];
         // The same attempt staged twice leaves one copy.
-        writer.stage_batch(batch0, &records0).await.unwrap();
-        writer.stage_batch(batch0, &records0).await.unwrap();
-        writer.stage_batch(StagedBatch { batch: 1, attempt: 1 }, &[child(9, ChildStatus::Succeeded)]).await.unwrap();
-        writer.stage_batch(batch1, &[child(2, ChildStatus::Succeeded)]).await.unwrap();
+        writer.stage_batch(batch0, records0.iter().map(|r| (r.clone(), None))).await.unwrap();
+        writer.stage_batch(batch0, records0.iter().map(|r| (r.clone(), None))).await.unwrap();
+        writer
+            .stage_batch(StagedBatch { batch: 1, attempt: 1 }, [(child(9, ChildStatus::Succeeded), None)])
+            .await
+            .unwrap();
+        writer.stage_batch(batch1, [(child(2, ChildStatus::Succeeded), None)]).await.unwrap();
         let pending = [ChildExecutionResult::pending(&json!({"Items": [3]}))];
         let manifest = writer.finalize(&[batch1, batch0, batch0], &pending).await.unwrap();
         // Finalising again (a new leader repeating the effect) gives the same manifest.
@@ -396,7 +399,7 @@ async fn result_writer_rollover(stores: &Arc<Stores>) {
     spec.max_file_bytes = 1500;
     let writer = ResultWriter::new(stores.clone(), spec, "arn:aws:states:us-east-1:1:mapRun:sm/Map:run2", 1);
     let records: Vec<_> = (0..20).map(|i| child(i, ChildStatus::Succeeded)).collect();
-    writer.stage_batch(StagedBatch { batch: 0, attempt: 0 }, &records).await.unwrap();
+    writer.stage_batch(StagedBatch { batch: 0, attempt: 0 }, records.iter().map(|r| (r.clone(), None))).await.unwrap();
     let manifest = writer.finalize(&[StagedBatch { batch: 0, attempt: 0 }], &[]).await.unwrap();
     let files = &manifest.result_files.succeeded;
     assert!(files.len() > 2, "{files:?}");

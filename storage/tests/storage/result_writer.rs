@@ -153,7 +153,7 @@ async fn direct_results_match_staged_results() {
         let staged_stores = Arc::new(Stores::new(StoreConfig::Memory));
         let staged = ResultWriter::new(staged_stores.clone(), spec.clone(), arn, 0);
         let batch = stepmap_storage::StagedBatch { batch: 0, attempt: 0 };
-        staged.stage_batch(batch, &records).await.unwrap();
+        staged.stage_batch(batch, records.iter().map(|r| (r.clone(), None))).await.unwrap();
         let staged_manifest = staged.finalize(&[batch], &[]).await.unwrap();
         let direct_stores = Arc::new(Stores::new(StoreConfig::Memory));
         let direct = ResultWriter::new(direct_stores.clone(), spec, arn, 0);

@@ -391,13 +391,13 @@ impl MapRun {
             outcome.items.add(result.record.status, result.items);
             outcome.executions.add(result.record.status, 1);
             match writer {
-                Some(_) => records.push(result.record),
+                Some(_) => records.push((result.record, result.output)),
                 None => outputs.push(result.output.unwrap_or_else(|| result.record.to_value())),
             }
         }
         match writer {
             Some(writer) => {
-                if let Err(error) = writer.stage_batch(staged_batch(unit.unit, epoch), &records).await {
+                if let Err(error) = writer.stage_batch(staged_batch(unit.unit, epoch), records).await {
                     return UnitOutcome::failed(error.failure());
                 }
             }
@@ -471,10 +471,11 @@ mod tests {
         let staged = stores.bucket("results").unwrap();
         let key = "out/1/.stepmap-staging/batch-000000000000-1.jsonl";
         let text = String::from_utf8(staged.get_bytes(key).await.unwrap().to_vec()).unwrap();
+        // Tagged entries as the result files will hold them (the job's ResultWriter: NONE).
         let items: Vec<String> = text
             .lines()
             .flat_map(|line| {
-                let record: Value = serde_json::from_str(line).unwrap();
+                let record: Value = serde_json::from_str(line.strip_prefix('S').expect("a SUCCEEDED entry")).unwrap();
                 let output: Value = serde_json::from_str(record["Output"].as_str().unwrap()).unwrap();
                 output["Items"]
                     .as_array()

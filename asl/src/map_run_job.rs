@@ -38,6 +38,11 @@ pub struct MapRunJob {
     pub result_writer: Option<JobResultWriter>,
     pub region: String,
     pub account: String,
+    /// Where the children's executions are archived (STANDARD children, whose history is
+    /// inspectable): a bucket of the cluster's object store. Set by the coordinator that
+    /// plans the run; `None`: not archived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child_archive_bucket: Option<String>,
 }
 
 /// [`MapRunItems`], serialisable.
@@ -116,6 +121,7 @@ impl MapRunRequest {
                 .map(|w| JobResultWriter { writer: w.writer.clone(), parameters: w.parameters.clone() }),
             region: self.region.clone(),
             account: self.account.clone(),
+            child_archive_bucket: None,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use serde::{Deserialize, Serialize};
-use stepmap_coordinator::api::{StatesService, WorkersService};
+use stepmap_coordinator::api::{ChildArchive, StatesService, WorkersService};
 use stepmap_coordinator::dispatch::{DispatchConfig, Dispatcher, FleetMapRunExecutor};
 use stepmap_coordinator::driver::{ExecutionDriver, MapRunConfig};
 use stepmap_coordinator::state::{ArnScope, ReplicatedState};
@@ -65,6 +65,10 @@ pub struct CoordinatorConfig {
     /// With `map_runs = "workers"`: a worker's lease lapses this many seconds after its last
     /// poll (its units then run again elsewhere).
     pub lease_seconds: u64,
+    /// With `map_runs = "workers"`: the bucket of `object_store` where the executions of
+    /// STANDARD Distributed Map children are archived with their histories (DescribeExecution,
+    /// GetExecutionHistory, ListExecutions --map-run-arn). Empty: not archived.
+    pub child_executions_bucket: String,
 }
 
 /// `map_runs` of [`CoordinatorConfig`].
@@ -91,6 +95,7 @@ impl Default for CoordinatorConfig {
             map_run_slots: None,
             map_runs: MapRunPlacement::Local,
             lease_seconds: 30,
+            child_executions_bucket: "stepmap-executions".into(),
         }
     }
 }
@@ -240,18 +245,24 @@ async fn serve(config: CoordinatorConfig) -> anyhow::Result<()> {
     let (map_runs, workers) = match config.map_runs {
         MapRunPlacement::Local => {
             let slots = config.map_run_slots.unwrap_or_else(LocalMapRunExecutor::default_slots);
-            (MapRunConfig::local(stores, slots), None)
+            (MapRunConfig::local(stores.clone(), slots), None)
         }
         MapRunPlacement::Workers => {
             let lease = std::time::Duration::from_secs(config.lease_seconds);
             let dispatcher = Dispatcher::new(node.clone(), DispatchConfig::with_lease(lease));
-            let runner = FleetMapRunExecutor::new(dispatcher.clone(), stores);
+            let mut runner = FleetMapRunExecutor::new(dispatcher.clone(), stores.clone());
+            if !config.child_executions_bucket.is_empty() {
+                runner = runner.with_child_archive(config.child_executions_bucket.clone());
+            }
             (MapRunConfig::with_runner(Arc::new(runner)), Some(WorkersService::new(dispatcher)))
         }
     };
     let driver = ExecutionDriver::start_with_map_runs(node.clone(), invoker.clone(), Some(map_runs));
     let scope = ArnScope { region: config.region.clone(), account: config.account.clone() };
-    let states = StatesService::new(node.clone(), driver, scope, invoker);
+    let mut states = StatesService::new(node.clone(), driver, scope, invoker);
+    if config.map_runs == MapRunPlacement::Workers && !config.child_executions_bucket.is_empty() {
+        states = states.with_child_archive(ChildArchive { stores, bucket: config.child_executions_bucket.clone() });
+    }
     tracing::info!(node = %id, listen = %config.listen, "coordinator serving");
     eprintln!("stepmap coordinator {id} listening on {}", config.listen);
     tonic::transport::Server::builder()

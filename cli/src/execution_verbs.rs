@@ -55,8 +55,12 @@ pub struct GetExecutionHistoryArgs {
 
 #[derive(Args)]
 pub struct ListExecutionsArgs {
-    #[arg(long = "state-machine-arn")]
+    /// The machine whose executions to list.
+    #[arg(long = "state-machine-arn", default_value = "", required_unless_present = "map_run_arn")]
     state_machine_arn: String,
+    /// Or the map run whose (STANDARD) child executions to list.
+    #[arg(long = "map-run-arn", default_value = "", conflicts_with = "state_machine_arn")]
+    map_run_arn: String,
     #[arg(long = "status-filter", default_value = "")]
     status_filter: String,
     #[arg(long = "max-results", default_value_t = 0)]
@@ -139,6 +143,7 @@ fn execution_json(e: pb::DescribeExecutionResponse) -> Value {
     insert_some(&mut out, "redriveDate", e.redrive_date);
     insert_some(&mut out, "redriveStatus", e.redrive_status);
     insert_some(&mut out, "redriveStatusReason", e.redrive_status_reason);
+    insert_some(&mut out, "mapRunArn", e.map_run_arn);
     out
 }
 
@@ -210,6 +215,7 @@ pub fn list_executions(args: ListExecutionsArgs) -> anyhow::Result<u8> {
         status_filter: args.status_filter,
         max_results: args.max_results,
         next_token: args.next_token,
+        map_run_arn: args.map_run_arn,
     };
     let listed = with_client(&args.endpoint, async |client| call!(client, list_executions, request))?;
     let executions: Vec<Value> = listed

@@ -71,6 +71,10 @@ pub enum Error {
 
     #[error("state machine cannot restore snapshot at index {index}: {message}")]
     Restore { index: u64, message: String },
+
+    /// The object store the coordinator reads (the children's archive) failed.
+    #[error(transparent)]
+    Storage(#[from] stepmap_storage::StorageError),
 }
 
 fn leader_display(leader_id: Option<NodeId>, leader_address: &Option<String>) -> String {
@@ -132,6 +136,7 @@ impl From<Error> for tonic::Status {
             Error::Engine { .. } | Error::Raft { .. } | Error::Codec { .. } | Error::Restore { .. } => {
                 tonic::Status::internal(message)
             }
+            Error::Storage(_) => tonic::Status::unavailable(message),
         }
     }
 }

@@ -103,6 +103,7 @@ async fn list(client: &mut StatesClient, machine: &str, status: &str) -> anyhow:
             status_filter: status.to_owned(),
             max_results: 100,
             next_token: next_token.clone(),
+            map_run_arn: String::new(),
         };
         let page = client
             .call(|mut c| {

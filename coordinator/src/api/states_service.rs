@@ -19,8 +19,8 @@ use crate::driver::{run_in_memory, ExecutionDriver};
 use crate::error::{Error, Result};
 use crate::proposer::{propose, CoordinatorNode};
 use crate::state::{
-    validate_name, ApiError, ArnScope, Command, ExecutionArn, ExecutionRecord, ExecutionStatus, ReplicatedState,
-    Response, StateMachineArn,
+    validate_name, ApiError, ArnScope, Command, ExecutionArn, ExecutionRecord, ExecutionStatus, MapRunArn,
+    ReplicatedState, Response, StateMachineArn,
 };
 
 /// AWS's payload limit for execution input: 256 KiB of UTF-8.
@@ -48,11 +48,19 @@ pub struct StatesService {
     pub(super) invoker: Arc<dyn TaskInvoker>,
     /// How long GetActivityTask waits for a task (AWS: 60 s).
     pub(super) activity_poll: std::time::Duration,
+    /// Where the fleet archives STANDARD children's executions, if it does.
+    pub(super) archive: Option<super::ChildArchive>,
 }
 
 impl StatesService {
     pub fn new(node: CoordinatorNode, driver: ExecutionDriver, scope: ArnScope, invoker: Arc<dyn TaskInvoker>) -> Self {
-        Self { node, driver, scope, invoker, activity_poll: super::task_tokens::ACTIVITY_POLL }
+        Self { node, driver, scope, invoker, activity_poll: super::task_tokens::ACTIVITY_POLL, archive: None }
+    }
+
+    /// Answers for the children of map runs from `archive` (see `child_executions.rs`).
+    pub fn with_child_archive(mut self, archive: super::ChildArchive) -> Self {
+        self.archive = Some(archive);
+        self
     }
 
     /// Shortens (tests) or lengthens GetActivityTask's long poll.
@@ -73,11 +81,25 @@ impl StatesService {
     }
 
     pub(super) async fn execution(&self, field: &'static str, arn: &str) -> Result<ExecutionRecord> {
+        self.execution_or_child(field, arn).await.map(|(record, _)| record)
+    }
+
+    /// An execution of the replicated state, or an archived child of a map run (with the
+    /// map run's ARN).
+    pub(super) async fn execution_or_child(
+        &self,
+        field: &'static str,
+        arn: &str,
+    ) -> Result<(ExecutionRecord, Option<MapRunArn>)> {
         let arn = ExecutionArn::parse(field, arn)?;
         let key = arn.clone();
-        self.read(move |state| state.executions.get(&key).cloned())
-            .await?
-            .ok_or_else(|| ApiError::ExecutionDoesNotExist { arn: arn.to_string() }.into())
+        if let Some(record) = self.read(move |state| state.executions.get(&key).cloned()).await? {
+            return Ok((record, None));
+        }
+        match self.archived_execution(&arn).await? {
+            Some((record, run)) => Ok((record, Some(run))),
+            None => Err(ApiError::ExecutionDoesNotExist { arn: arn.to_string() }.into()),
+        }
     }
 
     pub(super) fn check_input(input: &str) -> Result<String> {
@@ -369,8 +391,11 @@ impl States for StatesService {
         &self,
         request: Request<pb::DescribeExecutionRequest>,
     ) -> Reply<pb::DescribeExecutionResponse> {
-        let record = self.execution("executionArn", &request.into_inner().execution_arn).await?;
-        let redrive = self.redrive_fields(&record).await?;
+        let (record, map_run) = self.execution_or_child("executionArn", &request.into_inner().execution_arn).await?;
+        let redrive = match map_run {
+            Some(_) => pb::DescribeExecutionResponse::default(),
+            None => self.redrive_fields(&record).await?,
+        };
         Ok(GrpcResponse::new(pb::DescribeExecutionResponse {
             execution_arn: record.arn.to_string(),
             state_machine_arn: record.state_machine_arn.to_string(),
@@ -382,6 +407,7 @@ impl States for StatesService {
             output: if record.status == ExecutionStatus::Succeeded { record.output } else { None },
             error: record.error,
             cause: record.cause,
+            map_run_arn: map_run.map(|run| run.to_string()),
             ..redrive
         }))
     }
@@ -421,6 +447,9 @@ impl States for StatesService {
 
     async fn list_executions(&self, request: Request<pb::ListExecutionsRequest>) -> Reply<pb::ListExecutionsResponse> {
         let request = request.into_inner();
+        if !request.map_run_arn.is_empty() {
+            return Ok(GrpcResponse::new(self.list_children(&request).await?));
+        }
         let machine = StateMachineArn::parse("stateMachineArn", &request.state_machine_arn).map_err(Error::from)?;
         let limit = page_size(request.max_results).map_err(Error::from)?;
         let before = decode_token("e", &request.next_token).map_err(Error::from)?;

@@ -16,9 +16,10 @@ use futures::FutureExt;
 use serde_json::Value;
 use stepmap_asl::failure::Failure;
 use stepmap_asl::map_run::{MapRunRequest, Tolerance};
+use stepmap_asl::model::StateMachineType;
 use stepmap_storage::Stores;
 use stepmap_worker::map_run::{
-    self as worker, pending_records, plan_units, result_too_large, result_writer, staged_batch,
+    self as worker, child_archive, pending_records, plan_units, result_too_large, result_writer, staged_batch,
     ControlledMapRunExecutor, MapRunControl, MapRunProgress, ProgressObserver, UnitOutcome, WorkUnit, MAX_RESULT_BYTES,
 };
 
@@ -38,11 +39,20 @@ pub struct FleetMapRunExecutor {
     dispatcher: Dispatcher,
     stores: Arc<Stores>,
     progress: Option<ProgressObserver>,
+    /// The bucket STANDARD children's executions are archived in (`child_archive`).
+    archive: Option<String>,
 }
 
 impl FleetMapRunExecutor {
     pub fn new(dispatcher: Dispatcher, stores: Arc<Stores>) -> Self {
-        Self { dispatcher, stores, progress: None }
+        Self { dispatcher, stores, progress: None, archive: None }
+    }
+
+    /// Archives the executions of STANDARD children in `bucket` of the stores, for
+    /// DescribeExecution, GetExecutionHistory and ListExecutions by map run.
+    pub fn with_child_archive(mut self, bucket: impl Into<String>) -> Self {
+        self.archive = Some(bucket.into());
+        self
     }
 
     /// Reports each run's progress to `observer` as units complete, and its end.
@@ -150,7 +160,10 @@ impl FleetMapRunExecutor {
         let (_, work) =
             node.local_read(move |state| state.work.runs.get(&lookup).cloned()).await.map_err(|_| lost())?;
         let work = work.ok_or_else(lost)?;
-        let result = self.finalise(&request, &work, exceeded).await;
+        let mut result = self.finalise(&request, &work, exceeded).await;
+        if let Err(failure) = self.consolidate_archive(&request, &work).await {
+            result = result.and(Err(failure));
+        }
         // What the run ended with: units that never completed are PENDING (or were stopped).
         // Counted from the ledger as it stands after the stop, as the finaliser read it.
         let mut counters = progress_of(&work).counters;
@@ -168,7 +181,9 @@ impl FleetMapRunExecutor {
     /// ledger already: planning is deterministic for the same source).
     async fn plan(&self, request: &MapRunRequest, arn: &MapRunArn, recorded: usize) -> Result<(), Failure> {
         let units = plan_units(request, self.stores.clone()).await?;
-        let job = serde_json::to_string(&request.to_job())
+        let mut job = request.to_job();
+        job.child_archive_bucket = self.archive.clone();
+        let job = serde_json::to_string(&job)
             .map_err(|e| Failure::runtime(format!("the map run cannot be described to workers: {e}")))?;
         tracing::info!(map_run = %arn, units = units.len(), "map run planned");
         let total = units.len();
@@ -211,6 +226,23 @@ impl FleetMapRunExecutor {
             .await
             .ok()?;
         progress
+    }
+
+    /// Gathers the archived executions of the accepted unit attempts into the run's object.
+    async fn consolidate_archive(&self, request: &MapRunRequest, work: &MapRunWork) -> Result<(), Failure> {
+        let Some(bucket) = &self.archive else { return Ok(()) };
+        if request.execution_type != StateMachineType::Standard {
+            return Ok(());
+        }
+        let accepted: Vec<(u64, u64)> = work
+            .units
+            .iter()
+            .filter(|u| matches!(u.status, UnitStatus::Done { .. }))
+            .map(|u| (u.unit.unit, u.epoch))
+            .collect();
+        child_archive::consolidate(&self.stores, bucket, &request.map_run_arn, &accepted)
+            .await
+            .map_err(|e| Failure::runtime(format!("the children's executions could not be archived: {e}")))
     }
 
     /// The run's result from the ledger's DONE units (and PENDING records for the others when

@@ -182,6 +182,7 @@ async fn list(
         status_filter: status_filter.into(),
         max_results,
         next_token: next_token.into(),
+        map_run_arn: String::new(),
     };
     client
         .call(|mut c| {

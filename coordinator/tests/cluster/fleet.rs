@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use stepmap_asl::clock::SystemClock;
 use stepmap_asl::interpreter::Environment;
-use stepmap_coordinator::api::{StatesClient, StatesService, WorkersService};
+use stepmap_coordinator::api::{ChildArchive, StatesClient, StatesService, WorkersService};
 use stepmap_coordinator::dispatch::{DispatchConfig, Dispatcher, FleetMapRunExecutor};
 use stepmap_coordinator::driver::{ExecutionDriver, MapRunConfig};
 use stepmap_coordinator::state::{ArnScope, ReplicatedState};
@@ -37,6 +37,8 @@ use super::network::ids;
 
 /// Short, so that a vanished worker's units run again soon.
 const LEASE: Duration = Duration::from_secs(1);
+/// The bucket STANDARD children are archived in.
+const ARCHIVE: &str = "archive";
 
 // ---------------------------------------------------------------------------------------------
 // The deployment
@@ -75,10 +77,12 @@ impl Deployment {
             transport.attach(node.mailbox());
             let invoker = Arc::new(LocalInvoker::new(FunctionRegistry::new()).expect("invoker"));
             let dispatcher = Dispatcher::new(node.clone(), DispatchConfig::with_lease(LEASE));
-            let executor = FleetMapRunExecutor::new(dispatcher.clone(), stores.clone());
+            let executor = FleetMapRunExecutor::new(dispatcher.clone(), stores.clone()).with_child_archive(ARCHIVE);
             let map_runs = MapRunConfig::with_runner(Arc::new(executor));
             let driver = ExecutionDriver::start_with_map_runs(node.clone(), invoker.clone(), Some(map_runs));
-            let states = StatesService::new(node.clone(), driver.clone(), ArnScope::default(), invoker);
+            let archive = ChildArchive { stores: stores.clone(), bucket: ARCHIVE.into() };
+            let states = StatesService::new(node.clone(), driver.clone(), ArnScope::default(), invoker)
+                .with_child_archive(archive);
             let workers = WorkersService::new(dispatcher);
             servers.push(tokio::spawn(
                 tonic::transport::Server::builder()
@@ -552,8 +556,65 @@ async fn fleet_runs_a_csv_map_run_on_virtual_workers() {
     let children = described.execution_counts.expect("executionCounts");
     assert_eq!((children.succeeded, children.total), (10, 10), "{children:?}");
 
+    // The STANDARD children are executions of their own: listed by map run, described, and
+    // with their histories, whichever worker ran them.
+    let listed = list_children(&client, &map_run).await;
+    assert_eq!(listed.len(), 10, "{listed:?}");
+    assert!(listed
+        .iter()
+        .all(|c| c.status == "SUCCEEDED" && c.state_machine_arn.ends_with(":stateMachine:fleet/rows")));
+    let first = describe(&mut client.clone(), &listed[0].execution_arn).await;
+    assert_eq!((first.status.as_str(), first.map_run_arn.as_deref()), ("SUCCEEDED", Some(map_run.as_str())));
+    let input: Value = serde_json::from_str(&first.input).expect("input JSON");
+    assert_eq!(input["Items"].as_array().map(Vec::len), Some(100), "{input}");
+    let history = history_types(&client, &listed[0].execution_arn).await;
+    assert_eq!(history.first().map(String::as_str), Some("ExecutionStarted"), "{history:?}");
+    assert_eq!(history.last().map(String::as_str), Some("ExecutionSucceeded"), "{history:?}");
+    assert!(history.contains(&"PassStateEntered".to_owned()), "{history:?}");
+
     drop((a, b));
     deployment.shutdown().await;
+}
+
+/// ListExecutions by map run, every page.
+async fn list_children(client: &StatesClient, map_run: &str) -> Vec<pb::ExecutionListItem> {
+    let mut children = Vec::new();
+    let mut next_token = String::new();
+    loop {
+        let request = pb::ListExecutionsRequest {
+            map_run_arn: map_run.into(),
+            max_results: 4,
+            next_token: next_token.clone(),
+            ..Default::default()
+        };
+        let page = client
+            .clone()
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.list_executions(request).await }
+            })
+            .await
+            .expect("list executions by map run");
+        children.extend(page.executions);
+        if page.next_token.is_empty() {
+            return children;
+        }
+        next_token = page.next_token;
+    }
+}
+
+/// The event types of an execution's history.
+async fn history_types(client: &StatesClient, arn: &str) -> Vec<String> {
+    let request = pb::GetExecutionHistoryRequest { execution_arn: arn.into(), max_results: 1000, ..Default::default() };
+    let page = client
+        .clone()
+        .call(|mut c| {
+            let request = request.clone();
+            async move { c.get_execution_history(request).await }
+        })
+        .await
+        .expect("get execution history");
+    page.events.into_iter().map(|e| e.r#type).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

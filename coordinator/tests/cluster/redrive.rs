@@ -219,6 +219,7 @@ pub async fn redrive_through_the_grpc_client() {
         status_filter: String::new(),
         max_results: 0,
         next_token: String::new(),
+        map_run_arn: String::new(),
     };
     let listed = call!(client, list_executions, request).expect("list");
     let item = &listed.executions[0];

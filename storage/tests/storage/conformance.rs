@@ -307,7 +307,7 @@ async fn result_writer_layout_and_idempotence(stores: &Arc<Stores>) {
         let writer = ResultWriter::new(stores.clone(), spec, arn, 0);
         let batch0 = StagedBatch { batch: 0, attempt: 0 };
         let batch1 = StagedBatch { batch: 1, attempt: 2 };
-        let records0 = vec![child(0, ChildStatus::Succeeded), child(1, ChildStatus::Failed)];
+        let records0 = [child(0, ChildStatus::Succeeded), child(1, ChildStatus::Failed)];
         // The same attempt staged twice leaves one copy.
         writer.stage_batch(batch0, records0.iter().map(|r| (r.clone(), None))).await.unwrap();
         writer.stage_batch(batch0, records0.iter().map(|r| (r.clone(), None))).await.unwrap();

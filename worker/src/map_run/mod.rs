@@ -7,6 +7,7 @@
 //! Children run in item order as far as the result is concerned. When the threshold is
 //! exceeded no further child starts: the items not yet started become PENDING records.
 
+pub mod child_archive;
 mod work_unit;
 
 use std::sync::{Arc, Mutex};
@@ -304,7 +305,7 @@ impl ControlledMapRunExecutor for LocalMapRunExecutor {
             }
             _ => SucceededRecords::None,
         };
-        async move { MapRun { request, stores, slots, parallel, progress, records, control }.run().await }.boxed()
+        async move { MapRun { request, stores, slots, parallel, progress, records, control, archive: false }.run().await }.boxed()
     }
 }
 
@@ -321,6 +322,8 @@ struct ChildResult {
     items: u64,
     output: Option<Value>,
     record: ChildExecutionResult,
+    /// The execution with its history, when the run archives its children.
+    archived: Option<child_archive::ArchivedExecution>,
 }
 
 struct MapRun {
@@ -332,6 +335,8 @@ struct MapRun {
     records: SucceededRecords,
     /// MaxConcurrency and the tolerances as they are now (UpdateMapRun), and the counters.
     control: MapRunControl,
+    /// Whether children are archived with their histories (STANDARD children on the fleet).
+    archive: bool,
 }
 
 impl MapRun {
@@ -593,11 +598,27 @@ impl MapRun {
             name,
             state_machine_arn: spec.state_machine_arn.clone(),
         };
-        // Children's histories are not kept by this executor: their events need no payloads.
-        let environment = request.environment.clone().without_history_payloads();
-        let outcome = run_execution(request.processor.clone(), spec, environment).await;
+        // Unless the run archives its children, their histories are not kept: their events
+        // need no payloads.
+        let mut environment = request.environment.clone();
+        environment.history_payloads = self.archive;
+        let mut outcome = run_execution(request.processor.clone(), spec, environment).await;
         tracing::debug!(child = ordinal, status = outcome.status.as_str(), "child execution ended");
-        child_result(identity, input_text, items, self.records, outcome)
+        let archived = self.archive.then(|| child_archive::ArchivedExecution {
+            execution_arn: identity.execution_arn.clone(),
+            name: identity.name.clone(),
+            state_machine_arn: identity.state_machine_arn.clone(),
+            map_run_arn: request.map_run_arn.clone(),
+            status: outcome.status.as_str().to_owned(),
+            start_date: timestamp::format(outcome.start_time),
+            stop_date: timestamp::format(outcome.stop_time),
+            input: input_text.clone(),
+            output: outcome.output.as_ref().map(Value::to_string),
+            error: outcome.error.clone(),
+            cause: outcome.cause.clone(),
+            history: std::mem::take(&mut outcome.history),
+        });
+        ChildResult { archived, ..child_result(identity, input_text, items, self.records, outcome) }
     }
 }
 
@@ -611,10 +632,8 @@ pub(crate) fn map_item(item: stepmap_storage::Item) -> MapItem {
 enum SucceededRecords {
     /// No ResultWriter: the outputs are the result; records only for failed children.
     None,
-    /// COMPACT / FLATTEN results: the output (as a value).
+    /// COMPACT / FLATTEN results, written directly or staged: the output (as a value).
     Output,
-    /// COMPACT / FLATTEN results staged for a finaliser: the output as text.
-    OutputText,
     /// NONE results: the whole record.
     Full,
 }
@@ -695,7 +714,7 @@ fn child_result(
         stop_date: Some(timestamp::format(outcome.stop_time)),
     };
     let output = if succeeded { outcome.output } else { None };
-    ChildResult { items, output, record }
+    ChildResult { items, output, record, archived: None }
 }
 
 /// Writes the result files on a task of its own as children end (serialising results is CPU

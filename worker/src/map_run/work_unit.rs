@@ -23,13 +23,14 @@ use stepmap_asl::failure::Failure;
 use stepmap_asl::interpreter::Environment;
 use stepmap_asl::map_run::{MapItem, MapRunItems, MapRunRequest};
 use stepmap_asl::map_run_job::MapRunJob;
+use stepmap_asl::model::StateMachineType;
 use stepmap_storage::result_writer::ChildStatus;
 use stepmap_storage::{
     BatchDescriptor, BatchLimits, ChildExecutionResult, Item, ItemReader, ResultWriter, ResultWriterSpec, StagedBatch,
     Stores,
 };
 
-use super::{batches, map_item, ChildInput, MapRun, MapRunControl, SucceededRecords};
+use super::{batches, child_archive, map_item, ChildInput, MapRun, MapRunControl, SucceededRecords};
 use crate::json_size::json_size;
 
 /// Items per unit when each item is its own child: enough to keep a lease's overhead small
@@ -250,11 +251,11 @@ pub async fn pending_records(
 fn prepared(request: MapRunRequest, stores: Arc<Stores>) -> MapRun {
     let records = match result_writer_mode(&request) {
         Some(full) if full => SucceededRecords::Full,
-        Some(_) => SucceededRecords::OutputText,
+        Some(_) => SucceededRecords::Output,
         None => SucceededRecords::None,
     };
     let control = MapRunControl::new(request.max_concurrency, request.tolerance);
-    MapRun { request, stores, slots: 1, parallel: false, progress: None, records, control }
+    MapRun { request, stores, slots: 1, parallel: false, progress: None, records, control, archive: false }
 }
 
 /// `Some(true)`: a ResultWriter writing whole records (Transformation NONE); `Some(false)`:
@@ -270,6 +271,8 @@ struct PreparedRun {
     run: Arc<MapRun>,
     reader: Option<Arc<ItemReader>>,
     writer: Option<ResultWriter>,
+    /// The bucket the children's executions are archived in (STANDARD children).
+    archive: Option<String>,
 }
 
 /// Runs work units on this worker, keeping each map run's parsed job and opened reader for
@@ -296,7 +299,8 @@ impl UnitRunner {
             Ok(prepared) => prepared,
             Err(failure) => return UnitOutcome::failed(failure),
         };
-        prepared.run.clone().run_unit(prepared.reader.as_deref(), prepared.writer.as_ref(), unit, epoch).await
+        let PreparedRun { run, reader, writer, archive } = &*prepared;
+        run.clone().run_unit(reader.as_deref(), writer.as_ref(), archive.as_deref(), unit, epoch).await
     }
 
     async fn prepare(&self, job: &str) -> Result<Arc<PreparedRun>, Failure> {
@@ -306,11 +310,14 @@ impl UnitRunner {
         if let Some(prepared) = self.runs.lock().unwrap_or_else(|e| e.into_inner()).get(&arn) {
             return Ok(prepared.clone());
         }
+        // AWS records STANDARD children as executions; EXPRESS ones only in logs.
+        let archive = job.child_archive_bucket.clone().filter(|_| job.execution_type == StateMachineType::Standard);
         let request = job.into_request(self.environment.clone())?;
         let writer = result_writer(&request, &self.stores)?;
-        let run = prepared(request, self.stores.clone());
+        let mut run = prepared(request, self.stores.clone());
+        run.archive = archive.is_some();
         let reader = run.open_reader().await?.map(Arc::new);
-        let prepared = Arc::new(PreparedRun { run: Arc::new(run), reader, writer });
+        let prepared = Arc::new(PreparedRun { run: Arc::new(run), reader, writer, archive });
         let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
         if runs.len() >= KEPT_RUNS {
             runs.clear();
@@ -375,11 +382,13 @@ impl MapRun {
         self: Arc<Self>,
         reader: Option<&ItemReader>,
         writer: Option<&ResultWriter>,
+        archive: Option<&str>,
         unit: &WorkUnit,
         epoch: u64,
     ) -> UnitOutcome {
         let mut outcome = UnitOutcome::default();
         let mut records = Vec::new();
+        let mut archived = Vec::new();
         let mut outputs = Vec::new();
         let mut children = self.unit_children(reader, unit);
         while let Some(child) = children.next().await {
@@ -387,12 +396,20 @@ impl MapRun {
                 Ok(child) => child,
                 Err(failure) => return UnitOutcome::failed(failure),
             };
-            let result = self.clone().run_child(child).await;
+            let mut result = self.clone().run_child(child).await;
+            archived.extend(result.archived.take());
             outcome.items.add(result.record.status, result.items);
             outcome.executions.add(result.record.status, 1);
             match writer {
                 Some(_) => records.push((result.record, result.output)),
                 None => outputs.push(result.output.unwrap_or_else(|| result.record.to_value())),
+            }
+        }
+        if let Some(bucket) = archive {
+            let arn = &self.request.map_run_arn;
+            if let Err(error) = child_archive::write_unit(&self.stores, bucket, arn, unit.unit, epoch, &archived).await
+            {
+                return UnitOutcome::failed(error.failure());
             }
         }
         match writer {

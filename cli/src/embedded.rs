@@ -124,6 +124,13 @@ impl EmbeddedCluster {
         ExecutionArn::parse("executionArn", &started.execution_arn).map_err(|e| tonic::Status::internal(e.to_string()))
     }
 
+    /// Stops `arn` (StopExecution): it closes ABORTED with `cause`.
+    pub async fn stop_execution(&self, arn: &ExecutionArn, cause: &str) -> Result<(), tonic::Status> {
+        let request =
+            pb::StopExecutionRequest { execution_arn: arn.to_string(), error: None, cause: Some(cause.to_owned()) };
+        self.states.stop_execution(tonic::Request::new(request)).await.map(|_| ())
+    }
+
     /// Waits until `arn` has closed and returns its record.
     pub async fn wait_closed(&self, arn: &ExecutionArn) -> anyhow::Result<ExecutionRecord> {
         let mut status = self.node.watch_status();

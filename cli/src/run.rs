@@ -19,6 +19,9 @@ use stepmap_worker::LocalMapRunExecutor;
 use crate::embedded::{EmbeddedCluster, EmbeddedConfig};
 use crate::{definition, input, progress, EXIT_USAGE};
 
+/// Exit code after Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
+const EXIT_INTERRUPTED: u8 = 130;
+
 #[derive(Args)]
 pub struct RunArgs {
     /// The definition file (JSON).
@@ -113,19 +116,38 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             r#type: args.machine_type.to_string(),
         };
         let started = cluster.start_execution(machine, execution_name, &input).await;
+        let interrupt = crate::worker::shutdown_signal().context("cannot listen for Ctrl-C")?;
         let record = match started {
-            Ok(arn) => cluster.wait_closed(&arn).await,
+            Ok(arn) => {
+                tokio::select! {
+                    record = cluster.wait_closed(&arn) => record.map(|record| (record, false)),
+                    () = interrupt => {
+                        // Ctrl-C or SIGTERM: the execution is stopped (ABORTED) as StopExecution
+                        // would, so that what it started ends and the output says so.
+                        eprintln!("interrupted: stopping {}", arn.as_str());
+                        match cluster.stop_execution(&arn, "the stepmap run process was interrupted").await {
+                            Ok(()) => cluster.wait_closed(&arn).await.map(|record| (record, true)),
+                            Err(status) => Err(anyhow::anyhow!("interrupted: {}", status.message())),
+                        }
+                    }
+                }
+            }
             Err(status) => Err(anyhow::anyhow!("{}", status.message())),
         };
         cluster.shutdown().await;
         record
     })?;
+    let (record, interrupted) = record;
     if args.output == "json" {
         print_json(&record);
     } else {
         print_text(&record);
     }
-    Ok(if record.status == ExecutionStatus::Succeeded { 0 } else { 1 })
+    Ok(match record.status {
+        _ if interrupted => EXIT_INTERRUPTED,
+        ExecutionStatus::Succeeded => 0,
+        _ => 1,
+    })
 }
 
 /// Refuses, before anything starts, what this build cannot run: JSONata and Task resources

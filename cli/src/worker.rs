@@ -100,7 +100,7 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
 }
 
 /// Resolves on the first SIGTERM or Ctrl-C (SIGINT).
-fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+pub(crate) fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     Ok(async move {

@@ -6,3 +6,4 @@ mod cluster;
 mod fleet;
 mod map_run_verbs;
 mod processes;
+mod run;

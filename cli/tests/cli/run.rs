@@ -1,0 +1,122 @@
+//! `stepmap run`, the embedded default: one process that is a single-node cluster with its
+//! own worker (a Distributed Map over local files), time skipping, and Ctrl-C.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn stepmap(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_stepmap"));
+    // The embedded cluster keeps its Raft log in a temporary directory: here, to check that
+    // it is gone afterwards.
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).expect("tmp dir");
+    command.current_dir(dir).env("TMPDIR", tmp).env_remove("STEPMAP_LOG");
+    command
+}
+
+/// `run --output json`: its JSON document and exit code.
+fn run(dir: &Path, args: &[&str]) -> (Value, i32) {
+    let output = stepmap(dir).arg("run").args(args).args(["--output", "json"]).output().expect("stepmap run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let document = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&output.stderr)));
+    (document, output.status.code().unwrap_or(-1))
+}
+
+fn event_types(document: &Value) -> Vec<String> {
+    document["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|e| e["type"].as_str().expect("type").to_owned())
+        .collect()
+}
+
+fn temp_left(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("tmp")).map_or(0, |entries| entries.count())
+}
+
+#[test]
+fn a_distributed_map_over_a_csv_runs_on_the_embedded_cluster() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("in")).expect("bucket");
+    let mut csv = String::from("id,qty\n");
+    for id in 1..=2500 {
+        csv.push_str(&format!("{id},{}\n", id % 7));
+    }
+    std::fs::write(data.join("in/rows.csv"), csv).expect("csv");
+    let definition = r#"{"StartAt":"M","States":{"M":{"Type":"Map","End":true,
+      "ItemReader":{"Resource":"arn:aws:states:::s3:getObject",
+        "ReaderConfig":{"InputType":"CSV","CSVHeaderLocation":"FIRST_ROW"},
+        "Parameters":{"Bucket":"in","Key":"rows.csv"}},
+      "ItemSelector":{"id.$":"States.StringToJson($$.Map.Item.Value.id)","index.$":"$$.Map.Item.Index"},
+      "ItemBatcher":{"MaxItemsPerBatch":100},
+      "ItemProcessor":{"ProcessorConfig":{"Mode":"DISTRIBUTED","ExecutionType":"EXPRESS"},
+        "StartAt":"P","States":{"P":{"Type":"Pass","OutputPath":"$.Items","End":true}}},
+      "ResultWriter":{"Resource":"arn:aws:states:::s3:putObject","Parameters":{"Bucket":"out","Prefix":"rows"},
+        "WriterConfig":{"OutputType":"JSONL","Transformation":"FLATTEN"}}}}}"#;
+    std::fs::write(dir.path().join("map.asl.json"), definition).expect("definition");
+
+    let (document, code) = run(dir.path(), &["map.asl.json", "--data-dir", "data", "--slots", "2"]);
+    assert_eq!((document["status"].as_str(), code), (Some("SUCCEEDED"), 0), "{document}");
+    let types = event_types(&document);
+    for expected in ["ExecutionStarted", "MapRunStarted", "MapRunSucceeded", "ExecutionSucceeded"] {
+        assert!(types.iter().any(|t| t == expected), "{expected} missing from {types:?}");
+    }
+    // Every row once, in order, typed by ItemSelector.
+    let manifest = document["output"]["ResultWriterDetails"]["Key"].as_str().expect("manifest key");
+    let directory = data.join("out").join(manifest).parent().expect("run directory").to_path_buf();
+    let lines = std::fs::read_to_string(directory.join("SUCCEEDED_0.json")).expect("results");
+    let ids: Vec<u64> = lines
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("JSON line")["id"].as_u64().expect("id"))
+        .collect();
+    assert_eq!(ids, (1..=2500).collect::<Vec<_>>());
+    assert_eq!(temp_left(dir.path()), 0, "the embedded cluster's Raft log is removed");
+}
+
+#[test]
+fn time_skipping_lets_an_hour_pass_at_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let definition = r#"{"StartAt":"W","States":{"W":{"Type":"Wait","Seconds":3600,"Next":"P"},
+      "P":{"Type":"Pass","Parameters":{"now.$":"$$.State.EnteredTime"},"End":true}}}"#;
+    std::fs::write(dir.path().join("wait.asl.json"), definition).expect("definition");
+    let (document, code) = run(dir.path(), &["wait.asl.json", "--time-skipping"]);
+    assert_eq!((document["status"].as_str(), code), (Some("SUCCEEDED"), 0), "{document}");
+    let history = document["history"].as_array().expect("history");
+    let stamp = |i: usize| {
+        chrono::DateTime::parse_from_rfc3339(history[i]["timestamp"].as_str().expect("timestamp")).expect("date")
+    };
+    // The Wait's exit is an hour after its entry, in virtual time.
+    let waited = stamp(2) - stamp(1);
+    assert!(waited >= chrono::TimeDelta::seconds(3600), "{waited:?}: {history:?}");
+}
+
+#[test]
+fn ctrl_c_stops_the_execution_and_cleans_up() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let definition = r#"{"StartAt":"W","States":{"W":{"Type":"Wait","Seconds":600,"End":true}}}"#;
+    std::fs::write(dir.path().join("wait.asl.json"), definition).expect("definition");
+    let child = stepmap(dir.path())
+        .args(["run", "wait.asl.json", "--output", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("stepmap run");
+    // Interrupt once the execution is under way (its Raft log exists).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while temp_left(dir.path()) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    let output = child.wait_with_output().expect("exit");
+    let document: Value = serde_json::from_slice(&output.stdout).expect("JSON document");
+    assert_eq!((document["status"].as_str(), output.status.code()), (Some("ABORTED"), Some(130)), "{document}");
+    assert_eq!(temp_left(dir.path()), 0, "the embedded cluster's Raft log is removed");
+}

@@ -14,9 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use futures::future::BoxFuture;
 use serde_json::Value;
-use stepmap_asl::clock::SystemClock;
 use stepmap_asl::failure::Failure;
-use stepmap_asl::interpreter::Environment;
 use stepmap_asl::task::{TaskInvoker, TaskRequest};
 use stepmap_coordinator::api::{StatesService, WorkersService};
 use stepmap_coordinator::dispatch::{DispatchConfig, Dispatcher, FleetMapRunExecutor};
@@ -30,7 +28,7 @@ use stepmap_storage::Stores;
 use stepmap_worker::fleet_worker::{FleetWorker, FleetWorkerConfig};
 use stepmap_worker::invoker::LocalInvoker;
 use stepmap_worker::map_run::UnitRunner;
-use stepmap_worker::{LocalMapRunExecutor, ProgressObserver};
+use stepmap_worker::ProgressObserver;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -95,12 +93,8 @@ impl EmbeddedCluster {
             }
         });
 
-        // The worker runs units as `stepmap worker` does: a Distributed Map nested in a child
-        // runs in its process; nobody reads the children's history payloads.
-        let mut environment = Environment::new(Arc::new(SystemClock), config.invoker)
-            .with_map_runs(Arc::new(LocalMapRunExecutor::new(config.stores.clone(), config.slots, true)));
-        environment.history_payloads = false;
-        let runner = Arc::new(UnitRunner::new(config.stores, environment));
+        // The worker runs units as `stepmap worker` does.
+        let runner = Arc::new(UnitRunner::for_worker(config.stores, config.invoker, config.slots));
         let worker_config = FleetWorkerConfig::new(vec![format!("http://{address}")], config.slots, "embedded");
         let worker = FleetWorker::new(worker_config, runner)
             .map_err(|status| anyhow::anyhow!("the embedded worker: {}", status.message()))?;

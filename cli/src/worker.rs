@@ -9,8 +9,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use stepmap_asl::clock::SystemClock;
-use stepmap_asl::interpreter::Environment;
 use stepmap_worker::fleet_worker::{FleetWorker, FleetWorkerConfig};
 use stepmap_worker::function_registry::FunctionRegistry;
 use stepmap_worker::invoker::LocalInvoker;
@@ -73,12 +71,7 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
     runtime.block_on(async move {
         let stores = Arc::new(stores);
         let invoker = Arc::new(LocalInvoker::new(registry)?);
-        // Children of the units run as `stepmap run` runs them: a Distributed Map nested in
-        // a child runs in this process; nobody reads the children's history payloads.
-        let mut environment = Environment::new(Arc::new(SystemClock), invoker)
-            .with_map_runs(Arc::new(LocalMapRunExecutor::new(stores.clone(), slots, true)));
-        environment.history_payloads = false;
-        let runner = Arc::new(UnitRunner::new(stores, environment));
+        let runner = Arc::new(UnitRunner::for_worker(stores, invoker, slots));
         let worker = FleetWorker::new(config, runner)
             .map_err(|status| anyhow::anyhow!("--coordinators: {}", status.message()))?
             .on_registered(move |registration| {

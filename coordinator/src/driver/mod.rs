@@ -30,6 +30,11 @@ use tokio::task::AbortHandle;
 pub use callbacks::{CallbackInvoker, TaskTokenSignal};
 pub use event_commit::RaftEventSink;
 pub use map_runs::{LiveMapRuns, MapRunConfig, PROGRESS_INTERVAL};
+pub use replay::{replay_random, seeded_random, Replay, ReplayClock, ReplayInvoker};
+
+use crate::error::Error;
+use crate::proposer::{propose, CoordinatorNode};
+use crate::state::{Command, ExecutionArn, ExecutionRecord};
 
 /// How time passes for the executions a driver runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -43,11 +48,6 @@ pub enum DriverTime {
     /// idleness.
     Skipping,
 }
-pub use replay::{replay_random, seeded_random, Replay, ReplayClock, ReplayInvoker};
-
-use crate::error::Error;
-use crate::proposer::{propose, CoordinatorNode};
-use crate::state::{Command, ExecutionArn, ExecutionRecord};
 
 /// Drives executions while this node leads. Cheap to clone.
 #[derive(Clone)]

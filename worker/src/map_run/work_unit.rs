@@ -19,18 +19,22 @@ use futures::stream::{self, BoxStream};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use stepmap_asl::clock::SystemClock;
 use stepmap_asl::failure::Failure;
 use stepmap_asl::interpreter::Environment;
 use stepmap_asl::map_run::{MapItem, MapRunItems, MapRunRequest};
 use stepmap_asl::map_run_job::MapRunJob;
 use stepmap_asl::model::StateMachineType;
+use stepmap_asl::task::TaskInvoker;
 use stepmap_storage::result_writer::ChildStatus;
 use stepmap_storage::{
     BatchDescriptor, BatchLimits, ChildExecutionResult, Item, ItemReader, ResultWriter, ResultWriterSpec, StagedBatch,
     Stores,
 };
 
-use super::{batches, child_archive, map_item, ChildInput, MapRun, MapRunControl, SucceededRecords};
+use super::{
+    batches, child_archive, map_item, ChildInput, LocalMapRunExecutor, MapRun, MapRunControl, SucceededRecords,
+};
 use crate::json_size::json_size;
 
 /// Items per unit when each item is its own child: enough to keep a lease's overhead small
@@ -290,6 +294,15 @@ const KEPT_RUNS: usize = 64;
 impl UnitRunner {
     pub fn new(stores: Arc<Stores>, environment: Environment) -> Self {
         UnitRunner { stores, environment, runs: Mutex::new(HashMap::new()) }
+    }
+
+    /// A fleet worker's runner: children on the wall clock with `invoker`; a Distributed Map
+    /// nested in a child runs in this process, `slots` children at once; children's histories
+    /// carry payloads only where they are archived.
+    pub fn for_worker(stores: Arc<Stores>, invoker: Arc<dyn TaskInvoker>, slots: usize) -> Self {
+        let nested = LocalMapRunExecutor::new(stores.clone(), slots, true);
+        let environment = Environment::new(Arc::new(SystemClock), invoker).with_map_runs(Arc::new(nested));
+        Self::new(stores, environment.without_history_payloads())
     }
 
     /// Runs `unit` of the map run `job` (asl's `MapRunJob` JSON) under lease epoch `epoch`.

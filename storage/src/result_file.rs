@@ -101,6 +101,10 @@ pub(crate) struct ResultFiles {
     done: Vec<ResultFileRef>,
 }
 
+/// Multipart upload parts of a result file in flight at once, and their size.
+const RESULT_PARTS_IN_FLIGHT: usize = 2;
+const RESULT_PART_BYTES: usize = 5 * 1024 * 1024;
+
 /// Rows buffered before a Parquet row group is encoded.
 const PARQUET_ROWS: usize = 4096;
 
@@ -123,7 +127,11 @@ impl ResultFiles {
     async fn open_file(&mut self) -> Result<()> {
         let key = format!("{}{}_{}.{}", self.directory, self.category, self.done.len(), self.output_type.extension());
         let path = self.store.path(&key)?;
-        let writer = BufWriter::new(self.store.object_store().clone(), path);
+        // Parts of 5 MiB (S3's smallest), at most two in flight: a finaliser copies staged bytes
+        // faster than a disk or an S3 endpoint takes them, and object_store's defaults (10 MB
+        // parts, eight in flight) would hold up to 90 MB per open file in memory.
+        let writer = BufWriter::with_capacity(self.store.object_store().clone(), path, RESULT_PART_BYTES)
+            .with_max_concurrency(RESULT_PARTS_IN_FLIGHT);
         let parquet = match self.output_type {
             OutputType::Parquet => {
                 let props =

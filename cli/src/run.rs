@@ -12,9 +12,9 @@ use stepmap_coordinator::driver::DriverTime;
 use stepmap_coordinator::state::{ArnScope, ExecutionRecord, ExecutionStatus};
 use stepmap_proto::v1 as pb;
 use stepmap_storage::{StoreConfig, Stores};
+use stepmap_worker::fleet_worker::FleetWorkerConfig;
 use stepmap_worker::function_registry::FunctionRegistry;
 use stepmap_worker::invoker::LocalInvoker;
-use stepmap_worker::LocalMapRunExecutor;
 
 use crate::embedded::{EmbeddedCluster, EmbeddedConfig};
 use crate::{definition, input, progress, EXIT_USAGE};
@@ -56,8 +56,8 @@ pub struct RunArgs {
     /// execution is otherwise idle.
     #[arg(long = "time-skipping")]
     time_skipping: bool,
-    /// Distributed Map children run at once at most (within MaxConcurrency). Default: one per
-    /// core.
+    /// The in-process worker's slots: work units of a Distributed Map run at once (within
+    /// MaxConcurrency). Default: two per core.
     #[arg(long, env = "STEPMAP_SLOTS", value_parser = clap::value_parser!(u32).range(1..=10_000))]
     slots: Option<u32>,
 }
@@ -92,7 +92,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     // Bucket B, key K is the file <data-dir>/B/K; without --data-dir, the working directory.
     let data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from("."));
     let stores = Arc::new(Stores::new(StoreConfig::Local { data_dir: data_dir.clone() }));
-    let slots = args.slots.map_or_else(LocalMapRunExecutor::default_slots, |n| n as usize);
+    let slots = args.slots.map_or_else(FleetWorkerConfig::default_slots, |n| n as usize);
     // The cluster lasts this run: its Raft log goes with it.
     let raft_dir =
         tempfile::Builder::new().prefix("stepmap-run-").tempdir().context("cannot make a temporary directory")?;

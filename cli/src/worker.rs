@@ -13,7 +13,6 @@ use stepmap_worker::fleet_worker::{FleetWorker, FleetWorkerConfig};
 use stepmap_worker::function_registry::FunctionRegistry;
 use stepmap_worker::invoker::LocalInvoker;
 use stepmap_worker::map_run::UnitRunner;
-use stepmap_worker::LocalMapRunExecutor;
 
 use crate::coordinator::CoordinatorConfig;
 
@@ -23,7 +22,7 @@ pub struct WorkerArgs {
     /// of them will do, the worker follows the leader.
     #[arg(long, env = "STEPMAP_COORDINATORS", required = true, value_delimiter = ',')]
     coordinators: Vec<String>,
-    /// Child executions (work units) this worker runs at once at most. Default: one per core.
+    /// Work units this worker runs at once at most. Default: two per core.
     #[arg(long, env = "STEPMAP_SLOTS", value_parser = clap::value_parser!(u32).range(1..=10_000))]
     slots: Option<u32>,
     /// Function registry (JSON or TOML): which command or endpoint runs each Lambda, as for
@@ -62,7 +61,7 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
         Some(path) => FunctionRegistry::load(path)?,
         None => FunctionRegistry::new(),
     };
-    let slots = args.slots.map_or_else(LocalMapRunExecutor::default_slots, |n| n as usize);
+    let slots = args.slots.map_or_else(FleetWorkerConfig::default_slots, |n| n as usize);
     let name = args.name.clone().or_else(|| std::env::var("HOSTNAME").ok()).unwrap_or_else(|| "worker".into());
     let mut config = FleetWorkerConfig::new(coordinators, slots, name);
     config.drain_timeout = Duration::from_secs(args.drain_timeout_seconds);

@@ -84,6 +84,14 @@ pub struct FleetWorkerConfig {
 }
 
 impl FleetWorkerConfig {
+    /// Two slots per core. A unit spends part of its time off the CPU — reading its items'
+    /// byte range, staging results, the report and the next grant, or waiting on a Lambda
+    /// handler in another process — so one slot per core leaves cores idle (orders, 1M rows,
+    /// 2 cores: Pass-only 4.2 s with 2 slots, 3.4 s with 4; Python handler 7.3 s and 5.8 s).
+    pub fn default_slots() -> usize {
+        2 * std::thread::available_parallelism().map_or(1, usize::from)
+    }
+
     /// A configuration with the default drain timeout.
     pub fn new(coordinators: Vec<String>, slots: usize, name: impl Into<String>) -> Self {
         FleetWorkerConfig { coordinators, slots, name: name.into(), drain_timeout: DEFAULT_DRAIN_TIMEOUT }

@@ -11,8 +11,8 @@ use stepmap_proto::v1 as pb;
 use stepmap_storage::Stores;
 use stepmap_worker::map_run::child_archive::{self, ArchivedExecution};
 
-use super::pagination::{decode_token, encode_token, page_size};
-use super::states_service::{date, StatesService};
+use super::pagination::{decode_token, page, page_size};
+use super::states_service::{date, status_filter, StatesService};
 use crate::error::Result;
 use crate::state::{
     parse_map_run_arn, ApiError, ExecutionArn, ExecutionRecord, ExecutionStatus, MapRunArn, StateMachineArn,
@@ -75,12 +75,7 @@ impl StatesService {
         }
         let limit = page_size(request.max_results)?;
         let skip = decode_token("c", &request.next_token)?.unwrap_or(0) as usize;
-        let status = match request.status_filter.as_str() {
-            "" => None,
-            text => Some(ExecutionStatus::parse(text).ok_or_else(|| {
-                ApiError::validation("statusFilter", format!("Value '{text}' at 'statusFilter' is not a status"))
-            })?),
-        };
+        let status = status_filter(&request.status_filter)?;
         let key = run.clone();
         let exists = self.read(move |state| state.map_runs.map_runs.contains_key(&key)).await?;
         if !exists {
@@ -92,12 +87,8 @@ impl StatesService {
         };
         let matching: Vec<ExecutionRecord> =
             children.into_iter().filter_map(record).filter(|r| status.is_none_or(|s| r.status == s)).collect();
-        let next_token =
-            if matching.len() > skip + limit { encode_token("c", (skip + limit) as u64) } else { String::new() };
+        let (matching, next_token) = page(matching, "c", skip, limit);
         let executions = matching
-            .into_iter()
-            .skip(skip)
-            .take(limit)
             .map(|e| pb::ExecutionListItem {
                 execution_arn: e.arn.to_string(),
                 state_machine_arn: e.state_machine_arn.to_string(),

@@ -6,7 +6,7 @@
 use stepmap_proto::v1 as pb;
 use tonic::{Request, Response as GrpcResponse};
 
-use super::pagination::{decode_token, encode_token, page_size};
+use super::pagination::{decode_token, page, page_size};
 use super::states_service::{date, unexpected, Reply, StatesService};
 use crate::error::{Error, Result};
 use crate::proposer::propose;
@@ -86,12 +86,8 @@ impl StatesService {
         if !exists {
             return Err(Error::from(ApiError::ExecutionDoesNotExist { arn: execution.to_string() }).into());
         }
-        let next_token =
-            if map_runs.len() > skip + limit { encode_token("r", (skip + limit) as u64) } else { String::new() };
+        let (map_runs, next_token) = page(map_runs, "r", skip, limit);
         let map_runs = map_runs
-            .into_iter()
-            .skip(skip)
-            .take(limit)
             .map(|run| pb::MapRunListItem {
                 execution_arn: run.execution_arn.to_string(),
                 map_run_arn: run.arn.to_string(),

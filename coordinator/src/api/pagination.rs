@@ -40,6 +40,13 @@ pub fn decode_token(kind: &str, token: &str) -> Result<Option<u64>, ApiError> {
         })
 }
 
+/// One page of `items` from position `skip` on, with the token of the next page (empty after
+/// the last): the listings that page by position.
+pub fn page<T>(items: Vec<T>, kind: &str, skip: usize, limit: usize) -> (impl Iterator<Item = T>, String) {
+    let next_token = if items.len() > skip + limit { encode_token(kind, (skip + limit) as u64) } else { String::new() };
+    (items.into_iter().skip(skip).take(limit), next_token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +60,9 @@ mod tests {
         assert_eq!(decode_token("e", &encode_token("e", 42)).unwrap(), Some(42));
         assert_eq!(decode_token("e", "").unwrap(), None);
         assert_eq!(decode_token("e", "h:3").unwrap_err().exception_name(), "InvalidToken");
+        let (first, next) = page((1..=5).collect(), "x", 0, 2);
+        assert_eq!((first.collect::<Vec<_>>(), next.as_str()), (vec![1, 2], "x:2"));
+        let (last, next) = page((1..=5).collect(), "x", 4, 2);
+        assert_eq!((last.collect::<Vec<_>>(), next.as_str()), (vec![5], ""));
     }
 }

@@ -14,7 +14,7 @@ use stepmap_proto::v1 as pb;
 use stepmap_proto::v1::states_server::{States, StatesServer};
 use tonic::{Request, Response as GrpcResponse, Status};
 
-use super::pagination::{decode_token, encode_token, page_size};
+use super::pagination::{decode_token, encode_token, page, page_size};
 use crate::driver::{run_in_memory, ExecutionDriver};
 use crate::error::{Error, Result};
 use crate::proposer::{propose, CoordinatorNode};
@@ -215,12 +215,8 @@ impl States for StatesService {
         let limit = page_size(request.max_results).map_err(Error::from)?;
         let skip = decode_token("m", &request.next_token).map_err(Error::from)?.unwrap_or(0) as usize;
         let machines: Vec<_> = self.read(|state| state.state_machines.values().cloned().collect::<Vec<_>>()).await?;
-        let next_token =
-            if machines.len() > skip + limit { encode_token("m", (skip + limit) as u64) } else { String::new() };
+        let (machines, next_token) = page(machines, "m", skip, limit);
         let state_machines = machines
-            .into_iter()
-            .skip(skip)
-            .take(limit)
             .map(|m| pb::StateMachineListItem {
                 state_machine_arn: m.arn.to_string(),
                 name: m.name,
@@ -453,15 +449,7 @@ impl States for StatesService {
         let machine = StateMachineArn::parse("stateMachineArn", &request.state_machine_arn).map_err(Error::from)?;
         let limit = page_size(request.max_results).map_err(Error::from)?;
         let before = decode_token("e", &request.next_token).map_err(Error::from)?;
-        let status = match request.status_filter.as_str() {
-            "" => None,
-            text => Some(ExecutionStatus::parse(text).ok_or_else(|| {
-                Error::from(ApiError::validation(
-                    "statusFilter",
-                    format!("Value '{text}' at 'statusFilter' failed to satisfy constraint: Member must satisfy enum value set: [RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED]"),
-                ))
-            })?),
-        };
+        let status = status_filter(&request.status_filter)?;
         let key = machine.clone();
         let (exists, (page, next)) = self
             .read(move |state| {
@@ -551,12 +539,8 @@ impl States for StatesService {
         if request.reverse_order {
             events.reverse();
         }
-        let next_token =
-            if events.len() > skip + limit { encode_token("h", (skip + limit) as u64) } else { String::new() };
+        let (events, next_token) = page(events, "h", skip, limit);
         let events = events
-            .into_iter()
-            .skip(skip)
-            .take(limit)
             .map(|event| pb::HistoryEvent {
                 id: event.id,
                 previous_event_id: event.previous_event_id,
@@ -567,6 +551,20 @@ impl States for StatesService {
             .collect();
         Ok(GrpcResponse::new(pb::GetExecutionHistoryResponse { events, next_token }))
     }
+}
+
+/// ListExecutions' `statusFilter`: empty for all.
+pub(super) fn status_filter(text: &str) -> Result<Option<ExecutionStatus>> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let status = ExecutionStatus::parse(text).ok_or_else(|| {
+        ApiError::validation(
+            "statusFilter",
+            format!("Value '{text}' at 'statusFilter' failed to satisfy constraint: Member must satisfy enum value set: [RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED]"),
+        )
+    })?;
+    Ok(Some(status))
 }
 
 pub(super) fn unexpected(response: Response) -> Status {

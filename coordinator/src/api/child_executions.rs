@@ -12,7 +12,7 @@ use stepmap_storage::Stores;
 use stepmap_worker::map_run::child_archive::{self, ArchivedExecution};
 
 use super::pagination::{decode_token, page, page_size};
-use super::states_service::{date, status_filter, StatesService};
+use super::states_service::{list_item, status_filter, StatesService};
 use crate::error::Result;
 use crate::state::{
     parse_map_run_arn, ApiError, ExecutionArn, ExecutionRecord, ExecutionStatus, MapRunArn, StateMachineArn,
@@ -88,18 +88,7 @@ impl StatesService {
         let matching: Vec<ExecutionRecord> =
             children.into_iter().filter_map(record).filter(|r| status.is_none_or(|s| r.status == s)).collect();
         let (matching, next_token) = page(matching, "c", skip, limit);
-        let executions = matching
-            .map(|e| pb::ExecutionListItem {
-                execution_arn: e.arn.to_string(),
-                state_machine_arn: e.state_machine_arn.to_string(),
-                name: e.name,
-                status: e.status.as_str().into(),
-                start_date: date(e.start_date),
-                stop_date: e.stop_date.map(date),
-                redrive_count: None,
-                redrive_date: None,
-            })
-            .collect();
+        let executions = matching.map(list_item).collect();
         Ok(pb::ListExecutionsResponse { executions, next_token })
     }
 }

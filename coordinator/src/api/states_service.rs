@@ -459,19 +459,7 @@ impl States for StatesService {
         if !exists && page.is_empty() {
             return Err(Error::from(ApiError::StateMachineDoesNotExist { arn: machine.to_string() }).into());
         }
-        let executions = page
-            .into_iter()
-            .map(|e| pb::ExecutionListItem {
-                execution_arn: e.arn.to_string(),
-                state_machine_arn: e.state_machine_arn.to_string(),
-                name: e.name,
-                status: e.status.as_str().into(),
-                start_date: date(e.start_date),
-                stop_date: e.stop_date.map(date),
-                redrive_count: Some(e.redrives.len() as u32),
-                redrive_date: e.redrives.last().map(|redrive| date(redrive.date)),
-            })
-            .collect();
+        let executions = page.into_iter().map(list_item).collect();
         let next_token = next.map(|seq| encode_token("e", seq)).unwrap_or_default();
         Ok(GrpcResponse::new(pb::ListExecutionsResponse { executions, next_token }))
     }
@@ -550,6 +538,20 @@ impl States for StatesService {
             })
             .collect();
         Ok(GrpcResponse::new(pb::GetExecutionHistoryResponse { events, next_token }))
+    }
+}
+
+/// An execution as ListExecutions shows it.
+pub(super) fn list_item(e: ExecutionRecord) -> pb::ExecutionListItem {
+    pb::ExecutionListItem {
+        execution_arn: e.arn.to_string(),
+        state_machine_arn: e.state_machine_arn.to_string(),
+        name: e.name,
+        status: e.status.as_str().into(),
+        start_date: date(e.start_date),
+        stop_date: e.stop_date.map(date),
+        redrive_count: Some(e.redrives.len() as u32),
+        redrive_date: e.redrives.last().map(|redrive| date(redrive.date)),
     }
 }
 

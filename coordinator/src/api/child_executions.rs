@@ -1,7 +1,8 @@
 //! The STANDARD child executions of map runs on the worker fleet: DescribeExecution,
 //! GetExecutionHistory and ListExecutions by `mapRunArn` answer them from the archive the
-//! workers wrote (`stepmap_worker::map_run::child_archive`), which holds a map run's children
-//! once it has ended. Their histories never enter the replicated state.
+//! workers wrote (`stepmap_worker::map_run::child_archive`): a running map run's children as
+//! their units are accepted, all of them once it has ended. Their histories never enter the
+//! replicated state.
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use super::pagination::{decode_token, page, page_size};
 use super::states_service::{list_item, status_filter, StatesService};
 use crate::error::Result;
 use crate::state::{
-    parse_map_run_arn, ApiError, ExecutionArn, ExecutionRecord, ExecutionStatus, MapRunArn, StateMachineArn,
+    parse_map_run_arn, ApiError, ExecutionArn, ExecutionRecord, ExecutionStatus, MapRunArn, StateMachineArn, UnitStatus,
 };
 
 /// Where the children's executions are archived: a bucket of the cluster's object store.
@@ -54,7 +55,7 @@ impl StatesService {
             })
             .await?;
         for (_, run) in runs {
-            let children = read(archive, &run).await?;
+            let children = self.read_children(archive, &run).await?;
             if let Some(child) = children.into_iter().find(|child| child.execution_arn == arn.as_str()) {
                 return Ok(record(child).map(|record| (record, run)));
             }
@@ -82,7 +83,7 @@ impl StatesService {
             return Err(ApiError::ResourceNotFound { arn: run.to_string() }.into());
         }
         let children = match &self.archive {
-            Some(archive) => read(archive, &run).await?,
+            Some(archive) => self.read_children(archive, &run).await?,
             None => Vec::new(),
         };
         let matching: Vec<ExecutionRecord> =
@@ -93,8 +94,34 @@ impl StatesService {
     }
 }
 
-async fn read(archive: &ChildArchive, run: &MapRunArn) -> Result<Vec<ArchivedExecution>> {
-    Ok(child_archive::read_run(&archive.stores, &archive.bucket, run.as_str()).await?)
+impl StatesService {
+    /// The archived children of `run`: all of them once it has ended, those of the units
+    /// accepted so far while it runs (the work ledger says which attempts).
+    async fn read_children(&self, archive: &ChildArchive, run: &MapRunArn) -> Result<Vec<ArchivedExecution>> {
+        if let Some(children) = child_archive::read_run(&archive.stores, &archive.bucket, run.as_str()).await? {
+            return Ok(children);
+        }
+        let key = run.clone();
+        let accepted: Vec<(u64, u64)> = self
+            .read(move |state| {
+                state.work.runs.get(&key).map_or_else(Vec::new, |work| {
+                    work.units
+                        .iter()
+                        .filter(|u| matches!(u.status, UnitStatus::Done { .. }))
+                        .map(|u| (u.unit.unit, u.epoch))
+                        .collect()
+                })
+            })
+            .await?;
+        let children = child_archive::read_units(&archive.stores, &archive.bucket, run.as_str(), &accepted).await?;
+        if children.is_empty() && !accepted.is_empty() {
+            // The run ended in between: its units were gathered into the run's object.
+            if let Some(children) = child_archive::read_run(&archive.stores, &archive.bucket, run.as_str()).await? {
+                return Ok(children);
+            }
+        }
+        Ok(children)
+    }
 }
 
 /// An archived child as an execution record (what the API describes).

@@ -128,18 +128,45 @@ pub async fn consolidate(
     Ok(())
 }
 
-/// The archived children of a map run, in item order; empty when it archived none (yet).
+/// The archived children of a map run that has ended, in item order; `None` before its
+/// archive was consolidated (see [`read_units`] for a running one).
 pub async fn read_run(
     stores: &Stores,
     bucket: &str,
     map_run_arn: &str,
-) -> Result<Vec<ArchivedExecution>, StorageError> {
+) -> Result<Option<Vec<ArchivedExecution>>, StorageError> {
     let key = run_key(map_run_arn);
-    let bytes = match stores.bucket(bucket)?.get_bytes(&key).await {
-        Ok(bytes) => bytes,
-        Err(StorageError::NotFound { .. }) => return Ok(Vec::new()),
-        Err(error) => return Err(error),
-    };
+    match stores.bucket(bucket)?.get_bytes(&key).await {
+        Ok(bytes) => decode(&bytes, bucket, &key).map(Some),
+        Err(StorageError::NotFound { .. }) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// The archived children of the `(unit, epoch)` attempts of a running map run that were
+/// accepted so far, in unit order (attempts without an object are skipped).
+pub async fn read_units(
+    stores: &Stores,
+    bucket: &str,
+    map_run_arn: &str,
+    accepted: &[(u64, u64)],
+) -> Result<Vec<ArchivedExecution>, StorageError> {
+    let store = stores.bucket(bucket)?;
+    let mut accepted = accepted.to_vec();
+    accepted.sort_unstable();
+    let mut executions = Vec::new();
+    for (unit, epoch) in accepted {
+        let key = unit_key(map_run_arn, unit, epoch);
+        match store.get_bytes(&key).await {
+            Ok(bytes) => executions.extend(decode(&bytes, bucket, &key)?),
+            Err(StorageError::NotFound { .. }) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(executions)
+}
+
+fn decode(bytes: &[u8], bucket: &str, key: &str) -> Result<Vec<ArchivedExecution>, StorageError> {
     bytes
         .split(|&b| b == b'\n')
         .enumerate()
@@ -147,7 +174,7 @@ pub async fn read_run(
         .map(|(number, line)| {
             serde_json::from_slice(line).map_err(|e| StorageError::Write {
                 bucket: bucket.to_owned(),
-                key: key.clone(),
+                key: key.to_owned(),
                 message: format!("archived execution {} is invalid: {e}", number + 1),
             })
         })
@@ -184,12 +211,17 @@ mod tests {
         write_unit(&stores, "b", run, 0, 1, &[execution("a"), execution("b")]).await.unwrap();
         // A lapsed attempt of unit 1 that was not accepted.
         write_unit(&stores, "b", run, 1, 1, &[execution("stale")]).await.unwrap();
+        // While the run goes on, the accepted attempts so far.
+        let running = read_units(&stores, "b", run, &[(1, 2), (0, 1)]).await.unwrap();
+        assert_eq!(running.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(read_run(&stores, "b", run).await.unwrap(), None);
         consolidate(&stores, "b", run, &[(1, 2), (0, 1)]).await.unwrap();
-        let names: Vec<String> = read_run(&stores, "b", run).await.unwrap().into_iter().map(|e| e.name).collect();
+        let names: Vec<String> =
+            read_run(&stores, "b", run).await.unwrap().unwrap().into_iter().map(|e| e.name).collect();
         assert_eq!(names, ["a", "b", "c"]);
         // Again (a new leader finalising once more): the same object.
         consolidate(&stores, "b", run, &[(1, 2), (0, 1)]).await.unwrap();
-        assert_eq!(read_run(&stores, "b", run).await.unwrap().len(), 3);
+        assert_eq!(read_run(&stores, "b", run).await.unwrap().map(|e| e.len()), Some(3));
         let left = stores.bucket("b").unwrap().list_sorted("child-executions/run1/", None).count().await;
         assert_eq!(left, 0);
     }

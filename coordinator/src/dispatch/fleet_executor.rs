@@ -19,7 +19,7 @@ use stepmap_asl::map_run::{MapRunRequest, Tolerance};
 use stepmap_asl::model::StateMachineType;
 use stepmap_storage::Stores;
 use stepmap_worker::map_run::{
-    self as worker, child_archive, pending_records, plan_units, result_too_large, result_writer, staged_batch,
+    self as worker, child_archive, pending_records, plan_units_with, result_too_large, result_writer, staged_batch,
     ControlledMapRunExecutor, MapRunControl, MapRunProgress, ProgressObserver, UnitOutcome, WorkUnit, MAX_RESULT_BYTES,
 };
 
@@ -90,6 +90,15 @@ impl ControlledMapRunExecutor for FleetMapRunExecutor {
     }
 }
 
+/// Aborts a task when dropped (a plan abandoned when this coordinator stops leading).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// What the ledger says of a run's units now.
 struct Progress {
     counters: worker::MapRunCounters,
@@ -107,6 +116,10 @@ impl FleetMapRunExecutor {
         let arn = MapRunArn::new(request.map_run_arn.clone());
         let node = &self.dispatcher.inner.node;
         let lost = || Failure::runtime("this coordinator no longer leads");
+        // Adopted first, so that units are handed out as soon as the plan records them.
+        // Leases outstanding in the ledger (granted by an earlier leader) get a deadline on the
+        // watcher's first pass.
+        let (_guard, changed) = self.dispatcher.adopt(&arn, control.clone());
         // Resume what the ledger holds (a new leader), or plan.
         let lookup = arn.clone();
         let (_, recorded) = node
@@ -118,9 +131,6 @@ impl FleetMapRunExecutor {
             Some((recorded, false)) => self.plan(&request, &arn, recorded).await?,
             None => self.plan(&request, &arn, 0).await?,
         }
-        // Leases outstanding in the ledger (granted by an earlier leader) get a deadline on the
-        // watcher's first pass.
-        let (_guard, changed) = self.dispatcher.adopt(&arn, control.clone());
 
         // Watch until every unit is done, or the threshold is exceeded, or a unit failed.
         let exceeded = loop {
@@ -178,35 +188,74 @@ impl FleetMapRunExecutor {
     }
 
     /// Plans the run and records the units from `recorded` on (the ones before are in the
-    /// ledger already: planning is deterministic for the same source).
+    /// ledger already: planning is deterministic for the same source). Units are recorded, and
+    /// so dispatched, as the planner finds them — in parts of what has accumulated while the
+    /// previous part was committed — so workers start while the source is still being read.
+    /// The last part, which marks the plan complete, is recorded only once planning succeeded.
     async fn plan(&self, request: &MapRunRequest, arn: &MapRunArn, recorded: usize) -> Result<(), Failure> {
-        let units = plan_units(request, self.stores.clone()).await?;
         let mut job = request.to_job();
         job.child_archive_bucket = self.archive.clone();
         let job = serde_json::to_string(&job)
-            .map_err(|e| Failure::runtime(format!("the map run cannot be described to workers: {e}")))?;
-        tracing::info!(map_run = %arn, units = units.len(), "map run planned");
-        let total = units.len();
-        let mut first = recorded.min(total);
+            .map_err(|e| Failure::runtime(format!("the map run's job cannot be described to workers: {e}")))?;
+        let (sender, mut planned) = tokio::sync::mpsc::unbounded_channel();
+        let mut planner = {
+            let (request, stores) = (request.clone(), self.stores.clone());
+            tokio::spawn(async move {
+                plan_units_with(&request, stores, &mut |unit| {
+                    // The receiver is gone only when this plan was abandoned.
+                    let _ = sender.send(unit);
+                })
+                .await
+            })
+        };
+        let _abandon = AbortOnDrop(planner.abort_handle());
+        let mut first = recorded as u64;
+        let mut part = Vec::new();
+        let mut total = 0;
         loop {
-            let end = (first + UNITS_PER_COMMAND).min(total);
+            let last = match planned.recv().await {
+                Some(unit) => {
+                    part.push(unit);
+                    while part.len() < UNITS_PER_COMMAND {
+                        match planned.try_recv() {
+                            Ok(unit) => part.push(unit),
+                            Err(_) => break,
+                        }
+                    }
+                    false
+                }
+                None => {
+                    // The planner is done: a failed plan is not marked complete.
+                    (&mut planner)
+                        .await
+                        .map_err(|e| Failure::runtime(format!("the map run's planner stopped: {e}")))??;
+                    true
+                }
+            };
+            total += part.len();
+            // Units recorded by an earlier leader are not recorded again.
+            let units: Vec<_> = part.drain(..).filter(|u| u.unit >= first).collect();
+            if units.is_empty() && !last {
+                continue;
+            }
+            let count = units.len() as u64;
             let command = Command::PlanMapRunUnits {
                 arn: arn.clone(),
                 job: (first == 0).then(|| job.clone()),
-                first: first as u64,
-                units: units[first..end].to_vec(),
-                last: end == total,
+                first,
+                units,
+                last,
             };
             propose_while_leader(&self.dispatcher.inner.node, &command)
                 .await
                 .map_err(|e| Failure::runtime(format!("the map run's plan was not recorded: {e}")))?;
-            if end == total {
-                break;
+            first += count;
+            self.dispatcher.work_changed();
+            if last {
+                tracing::info!(map_run = %arn, units = total, "map run planned");
+                return Ok(());
             }
-            first = end;
         }
-        self.dispatcher.work_changed();
-        Ok(())
     }
 
     async fn stop(&self, arn: &MapRunArn) -> Result<(), Failure> {

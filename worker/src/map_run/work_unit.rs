@@ -142,6 +142,19 @@ pub fn result_writer(request: &MapRunRequest, stores: &Arc<Stores>) -> Result<Op
 
 /// Cuts a map run into work units, in item order.
 pub async fn plan_units(request: &MapRunRequest, stores: Arc<Stores>) -> Result<Vec<WorkUnit>, Failure> {
+    let mut units = Vec::new();
+    plan_units_with(request, stores, &mut |unit| units.push(unit)).await?;
+    Ok(units)
+}
+
+/// [`plan_units`], handing each unit to `emit` as soon as it is planned (the source is read
+/// once, from the start): a coordinator can record and dispatch the first units while the
+/// rest are still being planned.
+pub async fn plan_units_with(
+    request: &MapRunRequest,
+    stores: Arc<Stores>,
+    emit: &mut (dyn FnMut(WorkUnit) + Send),
+) -> Result<(), Failure> {
     let run = prepared(request.clone(), stores);
     // Units do not shrink with MaxConcurrency: a unit runs one child at a time, so leases
     // alone bound the children running.
@@ -173,24 +186,15 @@ pub async fn plan_units(request: &MapRunRequest, stores: Arc<Stores>) -> Result<
             };
             let batched = request.batching.is_some();
             let mut first_index = 0;
-            Ok(counts
-                .into_iter()
-                .enumerate()
-                .map(|(unit, items)| {
-                    let unit = WorkUnit {
-                        unit: unit as u64,
-                        first_index,
-                        items,
-                        children: if batched { 1 } else { items },
-                        descriptor: None,
-                    };
-                    first_index += items;
-                    unit
-                })
-                .collect())
+            for (unit, items) in counts.into_iter().enumerate() {
+                let children = if batched { 1 } else { items };
+                emit(WorkUnit { unit: unit as u64, first_index, items, children, descriptor: None });
+                first_index += items;
+            }
+            Ok(())
         }
         MapRunItems::Reader { .. } => {
-            let Some(reader) = run.open_reader().await? else { return Ok(Vec::new()) };
+            let Some(reader) = run.open_reader().await? else { return Ok(()) };
             let (limits, sizer): (BatchLimits, Option<Box<stepmap_storage::ItemSizer>>) = match &request.batching {
                 Some(batching) => {
                     // `,"BatchInput":` (14 bytes) and the value.
@@ -219,18 +223,16 @@ pub async fn plan_units(request: &MapRunRequest, stores: Arc<Stores>) -> Result<
                 None => (BatchLimits::items(unit_items), None),
             };
             let batched = request.batching.is_some();
-            let descriptors = reader.plan(&limits, sizer.as_deref()).await.map_err(|e| e.failure())?;
-            Ok(descriptors
-                .into_iter()
-                .enumerate()
-                .map(|(unit, descriptor)| WorkUnit {
-                    unit: unit as u64,
-                    first_index: descriptor.first_index,
-                    items: descriptor.items,
-                    children: if batched { 1 } else { descriptor.items },
-                    descriptor: Some(descriptor),
-                })
-                .collect())
+            let mut unit = 0;
+            let mut emit_descriptor = |descriptor: BatchDescriptor| {
+                let (first_index, items) = (descriptor.first_index, descriptor.items);
+                let children = if batched { 1 } else { items };
+                emit(WorkUnit { unit, first_index, items, children, descriptor: Some(descriptor) });
+                unit += 1;
+                Ok(())
+            };
+            reader.plan_with(&limits, sizer.as_deref(), &mut emit_descriptor).await.map_err(|e| e.failure())?;
+            Ok(())
         }
     }
 }

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use stepmap_asl::model::{State, StateMachine, StateMachineType};
 use stepmap_asl::resource::Resource;
 use stepmap_coordinator::driver::DriverTime;
-use stepmap_coordinator::state::{ArnScope, ExecutionRecord, ExecutionStatus};
+use stepmap_coordinator::state::{name_from, ArnScope, ExecutionRecord, ExecutionStatus};
 use stepmap_proto::v1 as pb;
 use stepmap_storage::{StoreConfig, Stores};
 use stepmap_worker::fleet_worker::FleetWorkerConfig;
@@ -84,9 +84,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         None => FunctionRegistry::new(),
     };
 
+    // By default the definition file's name, made valid as a state machine name.
     let state_machine_name = args.state_machine_name.clone().unwrap_or_else(|| {
-        let stem = args.definition.file_stem().and_then(|s| s.to_str()).unwrap_or("state-machine");
-        stem.trim_end_matches(".asl").to_string()
+        let stem = args.definition.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        name_from(stem.trim_end_matches(".asl"), "state-machine")
     });
     let execution_name = args.name.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     // Bucket B, key K is the file <data-dir>/B/K; without --data-dir, the working directory.

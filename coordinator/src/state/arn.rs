@@ -176,6 +176,25 @@ impl MapRunArn {
 /// AWS's name rule (CreateStateMachine, StartExecution, CreateActivity): 1–80 characters, no
 /// whitespace, no brackets `< > { } [ ]`, no wildcards `? *`, none of `" # % \ ^ | ~ ` $ & , ; : /`
 /// and no control characters.
+/// Characters AWS refuses in state machine and execution names.
+fn forbidden_in_name(c: char) -> bool {
+    c.is_whitespace()
+        || "<>{}[]?*\"#%\\^|~`$&,;:/".contains(c)
+        || ('\u{0}'..='\u{1f}').contains(&c)
+        || ('\u{7f}'..='\u{9f}').contains(&c)
+}
+
+/// A valid name made of `text` (a file name, say): forbidden characters become `-`, and it
+/// is cut to the longest name allowed; `fallback` when nothing is left.
+pub fn name_from(text: &str, fallback: &str) -> String {
+    let name: String = text.chars().map(|c| if forbidden_in_name(c) { '-' } else { c }).take(MAX_NAME_LENGTH).collect();
+    if name.is_empty() {
+        fallback.to_owned()
+    } else {
+        name
+    }
+}
+
 pub fn validate_name(field: &'static str, name: &str) -> Result<(), ApiError> {
     let invalid = |why: String| ApiError::InvalidName {
         field: field.to_owned(),
@@ -185,13 +204,7 @@ pub fn validate_name(field: &'static str, name: &str) -> Result<(), ApiError> {
     if length == 0 || length > MAX_NAME_LENGTH {
         return Err(invalid(format!("{field} must be 1 to {MAX_NAME_LENGTH} characters long")));
     }
-    let forbidden = |c: char| {
-        c.is_whitespace()
-            || "<>{}[]?*\"#%\\^|~`$&,;:/".contains(c)
-            || ('\u{0}'..='\u{1f}').contains(&c)
-            || ('\u{7f}'..='\u{9f}').contains(&c)
-    };
-    if let Some(c) = name.chars().find(|c| forbidden(*c)) {
+    if let Some(c) = name.chars().find(|c| forbidden_in_name(*c)) {
         return Err(invalid(format!("{field} must not contain {c:?}")));
     }
     Ok(())
@@ -200,6 +213,14 @@ pub fn validate_name(field: &'static str, name: &str) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_made_from_text_are_valid() {
+        assert_eq!(name_from("my flow: v2", "x"), "my-flow--v2");
+        assert_eq!(name_from("", "x"), "x");
+        assert_eq!(name_from(&"a".repeat(100), "x").len(), MAX_NAME_LENGTH);
+        assert!(validate_name("name", &name_from("a/b c", "x")).is_ok());
+    }
 
     #[test]
     fn arns_are_built_and_parsed_in_aws_format() {

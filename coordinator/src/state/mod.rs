@@ -25,7 +25,9 @@ use stepmap_asl::model::StateMachineType;
 
 pub use activity_record::{ActivityRecord, TaskTokenOutcome, TaskTokenRecord, TaskTokenStatus};
 pub use api_error::ApiError;
-pub use arn::{validate_name, ActivityArn, ArnScope, ExecutionArn, MapRunArn, StateMachineArn, MAX_NAME_LENGTH};
+pub use arn::{
+    name_from, validate_name, ActivityArn, ArnScope, ExecutionArn, MapRunArn, StateMachineArn, MAX_NAME_LENGTH,
+};
 pub use command::{decode_outcome, encode_outcome, Command, Outcome, Response};
 pub use execution_record::{ExecutionRecord, ExecutionStatus};
 pub use map_run_ledger::{

@@ -16,7 +16,7 @@ use super::pagination::{decode_token, page, page_size};
 use super::states_service::{list_item, status_filter, StatesService};
 use crate::error::Result;
 use crate::state::{
-    parse_map_run_arn, ApiError, ExecutionArn, ExecutionRecord, ExecutionStatus, MapRunArn, StateMachineArn, UnitStatus,
+    parse_map_run_arn, ApiError, ExecutionArn, ExecutionRecord, ExecutionStatus, MapRunArn, MapRunWork, StateMachineArn,
 };
 
 /// Where the children's executions are archived: a bucket of the cluster's object store.
@@ -102,17 +102,8 @@ impl StatesService {
             return Ok(children);
         }
         let key = run.clone();
-        let accepted: Vec<(u64, u64)> = self
-            .read(move |state| {
-                state.work.runs.get(&key).map_or_else(Vec::new, |work| {
-                    work.units
-                        .iter()
-                        .filter(|u| matches!(u.status, UnitStatus::Done { .. }))
-                        .map(|u| (u.unit.unit, u.epoch))
-                        .collect()
-                })
-            })
-            .await?;
+        let accepted: Vec<(u64, u64)> =
+            self.read(move |state| state.work.runs.get(&key).map_or_else(Vec::new, MapRunWork::accepted)).await?;
         let children = child_archive::read_units(&archive.stores, &archive.bucket, run.as_str(), &accepted).await?;
         if children.is_empty() && !accepted.is_empty() {
             // The run ended in between: its units were gathered into the run's object.

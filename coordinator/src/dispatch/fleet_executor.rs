@@ -283,13 +283,7 @@ impl FleetMapRunExecutor {
         if request.execution_type != StateMachineType::Standard {
             return Ok(());
         }
-        let accepted: Vec<(u64, u64)> = work
-            .units
-            .iter()
-            .filter(|u| matches!(u.status, UnitStatus::Done { .. }))
-            .map(|u| (u.unit.unit, u.epoch))
-            .collect();
-        child_archive::consolidate(&self.stores, bucket, &request.map_run_arn, &accepted)
+        child_archive::consolidate(&self.stores, bucket, &request.map_run_arn, &work.accepted())
             .await
             .map_err(|e| Failure::runtime(format!("the children's executions could not be archived: {e}")))
     }
@@ -297,13 +291,10 @@ impl FleetMapRunExecutor {
     /// The run's result from the ledger's DONE units (and PENDING records for the others when
     /// the run failed).
     async fn finalise(&self, request: &MapRunRequest, work: &MapRunWork, exceeded: bool) -> Result<Value, Failure> {
-        let done = work.units.iter().filter_map(|u| match &u.status {
-            UnitStatus::Done { outcome } => Some((u, outcome.as_ref())),
-            _ => None,
-        });
         match result_writer(request, &self.stores)? {
             Some(writer) => {
-                let staged: Vec<_> = done.map(|(u, _)| staged_batch(u.unit.unit, u.epoch)).collect();
+                let staged: Vec<_> =
+                    work.accepted().into_iter().map(|(unit, epoch)| staged_batch(unit, epoch)).collect();
                 let mut pending = Vec::new();
                 if exceeded {
                     for unit in work.units.iter().filter(|u| !matches!(u.status, UnitStatus::Done { .. })) {
@@ -320,8 +311,15 @@ impl FleetMapRunExecutor {
                 if exceeded {
                     return Err(Tolerance::failure());
                 }
-                let outputs: Vec<Value> =
-                    done.flat_map(|(_, outcome)| outcome.outputs.clone().unwrap_or_default()).collect();
+                let outputs: Vec<Value> = work
+                    .units
+                    .iter()
+                    .filter_map(|u| match &u.status {
+                        UnitStatus::Done { outcome } => outcome.outputs.clone(),
+                        _ => None,
+                    })
+                    .flatten()
+                    .collect();
                 Ok(Value::Array(outputs))
             }
         }

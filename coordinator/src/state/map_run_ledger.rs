@@ -309,7 +309,7 @@ fn not_running(record: &MapRunRecord) -> ApiError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use chrono::TimeZone;
 
     use super::*;
@@ -323,7 +323,7 @@ mod tests {
     }
 
     /// A state with one RUNNING execution of `orders`.
-    fn state_with_execution() -> (ReplicatedState, ExecutionArn) {
+    pub(in crate::state) fn state_with_execution() -> (ReplicatedState, ExecutionArn) {
         let scope = ArnScope::default();
         let machine = scope.state_machine("orders");
         let mut state = ReplicatedState::default();

@@ -71,6 +71,16 @@ impl MapRunWork {
         self.units.iter().filter(|u| matches!(u.status, UnitStatus::Pending))
     }
 
+    /// The accepted attempts, `(unit, epoch)` of the DONE units in number order: the staged
+    /// results and archived children a finaliser reads.
+    pub fn accepted(&self) -> Vec<(u64, u64)> {
+        self.units
+            .iter()
+            .filter(|u| matches!(u.status, UnitStatus::Done { .. }))
+            .map(|u| (u.unit.unit, u.epoch))
+            .collect()
+    }
+
     pub fn leased(&self) -> usize {
         self.units.iter().filter(|u| matches!(u.status, UnitStatus::Leased { .. })).count()
     }
@@ -272,23 +282,8 @@ mod tests {
 
     #[test]
     fn a_closed_parent_takes_its_map_runs_work_with_it() {
-        let scope = ArnScope::default();
-        let machine = scope.state_machine("orders");
-        let mut state = ReplicatedState::default();
+        let (mut state, execution) = crate::state::map_run_ledger::tests::state_with_execution();
         let date = chrono::Utc::now();
-        state
-            .execute(Command::CreateStateMachine {
-                arn: machine.clone(),
-                name: "orders".into(),
-                definition: r#"{"StartAt":"P","States":{"P":{"Type":"Pass","End":true}}}"#.into(),
-                machine_type: stepmap_asl::model::StateMachineType::Standard,
-                role_arn: "arn:aws:iam::123456789012:role/r".into(),
-                date,
-                revision_id: "r".into(),
-            })
-            .unwrap();
-        let execution = machine.execution("e");
-        state.execute(Command::StartExecution { arn: execution.clone(), input: "{}".into(), date, seed: 1 }).unwrap();
         let arn = MapRunArn::new(MAP_RUN.into());
         let record = MapRunRecord::start(arn.clone(), execution.clone(), MapRunSettings::default(), date);
         state.execute(Command::StartMapRun { record: Box::new(record) }).unwrap();

@@ -172,8 +172,20 @@ pub struct MapRunRequest {
     pub result_writer: Option<ResultWriterRequest>,
     pub region: String,
     pub account: String,
+    /// 0: a new map run; k > 0: the k-th redrive of the map run `map_run_arn` (features.md
+    /// §2.12), which re-runs only its unsuccessful children and writes its results under
+    /// `Redrive-<k>/`.
+    pub redrive_count: u32,
     /// The parent's clock, task invoker and randomness; children run with them.
     pub environment: Environment,
+}
+
+/// A map run the interpreter redrives instead of starting a new one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapRunRedrive {
+    pub map_run_arn: String,
+    /// The count this redrive gives the map run (1 for its first).
+    pub redrive_count: u32,
 }
 
 /// Runs map runs. `Ok` is the Map state's result (the array of child outputs, or
@@ -182,6 +194,15 @@ pub struct MapRunRequest {
 /// `States.ExceedToleratedFailureThreshold`, `States.ResultWriterFailed`, ...
 pub trait MapRunExecutor: Send + Sync {
     fn run(&self, request: MapRunRequest) -> BoxFuture<'static, Result<Value, Failure>>;
+
+    /// Asked when the Distributed Map state `state_name` starts an attempt: the map run to
+    /// redrive, when the execution is being redriven from this state and its failed attempt
+    /// ended in a map run that can be redriven (features.md §2.12). The interpreter then
+    /// records `MapRunRedriven` and runs the request under that ARN and count. By default
+    /// none: a redriven execution starts a new map run.
+    fn redriven(&self, _state_name: &str) -> Option<MapRunRedrive> {
+        None
+    }
 }
 
 /// The ARN of a map run: the Label, or the state's name, identifies it within the machine.

@@ -43,6 +43,9 @@ pub struct MapRunJob {
     /// plans the run; `None`: not archived.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub child_archive_bucket: Option<String>,
+    /// [`MapRunRequest::redrive_count`].
+    #[serde(default)]
+    pub redrive_count: u32,
 }
 
 /// [`MapRunItems`], serialisable.
@@ -122,6 +125,7 @@ impl MapRunRequest {
             region: self.region.clone(),
             account: self.account.clone(),
             child_archive_bucket: None,
+            redrive_count: self.redrive_count,
         }
     }
 }
@@ -188,6 +192,7 @@ impl MapRunJob {
                 .map(|w| ResultWriterRequest { writer: w.writer, parameters: w.parameters }),
             region: self.region,
             account: self.account,
+            redrive_count: self.redrive_count,
             environment,
         })
     }
@@ -278,6 +283,7 @@ mod tests {
             result_writer: None,
             region: "r".into(),
             account: "1".into(),
+            redrive_count: 2,
             environment: Environment::new(Arc::new(crate::clock::SystemClock), Arc::new(NoTasks)),
         };
         let text = serde_json::to_string(&request.to_job()).unwrap();
@@ -289,5 +295,6 @@ mod tests {
         assert_eq!((back.max_concurrency, back.tolerance), (3, request.tolerance));
         assert_eq!(back.processor.block.start_at, "P");
         assert_eq!(back.execution_type, StateMachineType::Express);
+        assert_eq!(back.redrive_count, 2);
     }
 }

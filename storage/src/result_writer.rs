@@ -406,6 +406,7 @@ impl ResultWriter {
             Err(e) => return Err(e),
         }
         let mut results = self.direct()?;
+        results.earlier_succeeded = self.earlier_succeeded(&store).await?;
         // One attempt per batch, in batch order.
         let chosen: BTreeMap<u64, StagedBatch> = batches.iter().map(|b| (b.batch, *b)).collect();
         for staged in chosen.values() {
@@ -457,10 +458,33 @@ impl ResultWriter {
         };
         Ok(DirectResults {
             writer: self.clone(),
+            earlier_succeeded: Vec::new(),
             succeeded: files("SUCCEEDED", layout),
             failed: files("FAILED", ParquetLayout::Records),
             pending: files("PENDING", ParquetLayout::Records),
         })
+    }
+
+    /// A redrive's manifest lists the SUCCEEDED files of every attempt (features.md §2.8): the
+    /// earlier ones are those of the latest earlier attempt that wrote a manifest (each
+    /// manifest holds all before it). None for a map run's first attempt.
+    async fn earlier_succeeded(&self, store: &crate::BucketStore) -> Result<Vec<ResultFileRef>> {
+        for count in (0..self.redrive_count).rev() {
+            let earlier = ResultWriter { redrive_count: count, ..self.clone() };
+            match store.get_bytes(&earlier.manifest_key()).await {
+                Ok(bytes) => {
+                    let manifest: ResultManifest = serde_json::from_slice(&bytes).map_err(|e| StorageError::Write {
+                        bucket: self.spec.bucket.clone(),
+                        key: earlier.manifest_key(),
+                        message: format!("the earlier attempt's manifest is unreadable: {e}"),
+                    })?;
+                    return Ok(manifest.result_files.succeeded);
+                }
+                Err(StorageError::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Vec::new())
     }
 
     /// Deletes every staged object, including attempts the run did not accept.
@@ -477,6 +501,8 @@ impl ResultWriter {
 /// The result files of one map run, written as records arrive (see [`ResultWriter::direct`]).
 pub struct DirectResults {
     writer: ResultWriter,
+    /// SUCCEEDED files of the map run's earlier attempts (a redrive), listed first.
+    earlier_succeeded: Vec<ResultFileRef>,
     succeeded: ResultFiles,
     failed: ResultFiles,
     pending: ResultFiles,
@@ -506,7 +532,11 @@ impl DirectResults {
             result_files: ResultFileSet {
                 failed: self.failed.finish().await?,
                 pending: self.pending.finish().await?,
-                succeeded: self.succeeded.finish().await?,
+                succeeded: {
+                    let mut succeeded = self.earlier_succeeded;
+                    succeeded.extend(self.succeeded.finish().await?);
+                    succeeded
+                },
             },
         };
         let key = self.writer.manifest_key();

@@ -34,8 +34,12 @@ impl Runner {
             return Err(eval.runtime("Distributed Map states need a map run executor, and none is configured.").into());
         };
         let effective = self.eval(visit, scope, None).select_path(&s.input_path, input)?;
-        // Distributed maps report length 0: items are counted by the map run (features.md §2.10).
-        self.record(visit, "MapStateStarted", Some(json!({"length": 0})));
+        // A redrive resumes the state's map run: the state started in the failed attempt.
+        let redrive = executor.redriven(visit.name);
+        if redrive.is_none() {
+            // Distributed maps report length 0: items are counted by the map run (features.md §2.10).
+            self.record(visit, "MapStateStarted", Some(json!({"length": 0})));
+        }
         let request = {
             let eval = self.eval(visit, scope, None);
             let processor_machine = StateMachine {
@@ -49,15 +53,18 @@ impl Runner {
                 definition: Some(processor.definition.clone()),
             };
             let label = s.label.clone().unwrap_or_else(|| visit.name.to_string());
-            let id = self.random_uuid();
-            MapRunRequest {
-                map_run_arn: map_run_arn(
+            let arn = match &redrive {
+                Some(redrive) => redrive.map_run_arn.clone(),
+                None => map_run_arn(
                     &self.spec.region,
                     &self.spec.account,
                     &self.spec.state_machine_name,
                     &label,
-                    &id,
+                    &self.random_uuid(),
                 ),
+            };
+            MapRunRequest {
+                map_run_arn: arn,
                 execution_arn: self.spec.execution_arn.clone(),
                 state_machine_name: self.spec.state_machine_name.clone(),
                 state_name: visit.name.to_string(),
@@ -89,12 +96,20 @@ impl Runner {
                 },
                 region: self.spec.region.clone(),
                 account: self.spec.account.clone(),
+                redrive_count: redrive.as_ref().map_or(0, |r| r.redrive_count),
                 // Children keep their history to themselves: the parent's event sink is not theirs.
                 environment: Environment { events: None, ..self.env.clone() },
             }
         };
         let map_run_arn = request.map_run_arn.clone();
-        self.record(visit, "MapRunStarted", Some(json!({"mapRunArn": map_run_arn})));
+        match &redrive {
+            Some(redrive) => self.record(
+                visit,
+                "MapRunRedriven",
+                Some(json!({"mapRunArn": map_run_arn, "redriveCount": redrive.redrive_count})),
+            ),
+            None => self.record(visit, "MapRunStarted", Some(json!({"mapRunArn": map_run_arn}))),
+        };
         self.history.flush().await;
         let result = match executor.run(request).await {
             Ok(result) => result,

@@ -39,8 +39,8 @@ fn describe(record: MapRunRecord) -> pb::DescribeMapRunResponse {
         tolerated_failure_count: record.settings.tolerated_failure_count.unwrap_or(0),
         item_counts: Some(counts(record.item_counts)),
         execution_counts: Some(counts(record.execution_counts)),
-        redrive_count: 0,
-        redrive_date: None,
+        redrive_count: record.redrive_count.into(),
+        redrive_date: record.redrive_date.map(date),
     }
 }
 

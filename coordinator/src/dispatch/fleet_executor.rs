@@ -25,7 +25,7 @@ use stepmap_worker::map_run::{
 
 use super::Dispatcher;
 use crate::proposer::propose_while_leader;
-use crate::state::{Command, MapRunArn, MapRunWork, UnitStatus};
+use crate::state::{Command, MapRunArn, MapRunWork, Response, UnitStatus};
 
 /// Units per `PlanMapRunUnits` command: keeps log entries small (a descriptor is ~250 bytes).
 const UNITS_PER_COMMAND: usize = 256;
@@ -88,6 +88,11 @@ impl ControlledMapRunExecutor for FleetMapRunExecutor {
         let this = self.clone();
         async move { this.run(request, control).await }.boxed()
     }
+
+    /// The work ledger keeps an unsuccessful run's units with each child's outcome.
+    fn redrives_children(&self) -> bool {
+        true
+    }
 }
 
 /// Aborts a task when dropped (a plan abandoned when this coordinator stops leading).
@@ -123,12 +128,19 @@ impl FleetMapRunExecutor {
         // Resume what the ledger holds (a new leader), or plan.
         let lookup = arn.clone();
         let (_, recorded) = node
-            .local_read(move |state| state.work.runs.get(&lookup).map(|w| (w.units.len(), w.planned)))
+            .local_read(move |state| state.work.runs.get(&lookup).map(|w| (w.units.len(), w.planned, w.round)))
             .await
             .map_err(|_| lost())?;
+        // A redrive of a run whose units the ledger kept re-runs what did not succeed; one
+        // whose units it never held (the run ended before it planned) plans it anew.
+        if let Some((_, _, round)) = recorded {
+            if round < request.redrive_count {
+                self.redrive(&request, &arn).await?;
+            }
+        }
         match recorded {
-            Some((_, true)) => tracing::info!(map_run = %arn, "resuming the map run from the work ledger"),
-            Some((recorded, false)) => self.plan(&request, &arn, recorded).await?,
+            Some((_, true, _)) => tracing::info!(map_run = %arn, "resuming the map run from the work ledger"),
+            Some((recorded, false, _)) => self.plan(&request, &arn, recorded).await?,
             None => self.plan(&request, &arn, 0).await?,
         }
 
@@ -193,10 +205,7 @@ impl FleetMapRunExecutor {
     /// previous part was committed — so workers start while the source is still being read.
     /// The last part, which marks the plan complete, is recorded only once planning succeeded.
     async fn plan(&self, request: &MapRunRequest, arn: &MapRunArn, recorded: usize) -> Result<(), Failure> {
-        let mut job = request.to_job();
-        job.child_archive_bucket = self.archive.clone();
-        let job = serde_json::to_string(&job)
-            .map_err(|e| Failure::runtime(format!("the map run's job cannot be described to workers: {e}")))?;
+        let job = self.job(request)?;
         let (sender, mut planned) = tokio::sync::mpsc::unbounded_channel();
         let mut planner = {
             let (request, stores) = (request.clone(), self.stores.clone());
@@ -242,6 +251,7 @@ impl FleetMapRunExecutor {
             let command = Command::PlanMapRunUnits {
                 arn: arn.clone(),
                 job: (first == 0).then(|| job.clone()),
+                round: request.redrive_count,
                 first,
                 units,
                 last,
@@ -256,6 +266,29 @@ impl FleetMapRunExecutor {
                 return Ok(());
             }
         }
+    }
+
+    /// The map run as workers receive it.
+    fn job(&self, request: &MapRunRequest) -> Result<String, Failure> {
+        let mut job = request.to_job();
+        job.child_archive_bucket = self.archive.clone();
+        serde_json::to_string(&job)
+            .map_err(|e| Failure::runtime(format!("the map run's job cannot be described to workers: {e}")))
+    }
+
+    /// Opens the redrive `request` is for: the units that did not wholly succeed run again,
+    /// for their unsuccessful children (features.md §2.12).
+    async fn redrive(&self, request: &MapRunRequest, arn: &MapRunArn) -> Result<(), Failure> {
+        let command =
+            Command::RedriveMapRunUnits { arn: arn.clone(), round: request.redrive_count, job: self.job(request)? };
+        let response = propose_while_leader(&self.dispatcher.inner.node, &command)
+            .await
+            .map_err(|e| Failure::runtime(format!("the map run's redrive was not recorded: {e}")))?;
+        if let Response::UnitsRedriven { reopened } = response {
+            tracing::info!(map_run = %arn, redrive = request.redrive_count, units = reopened, "map run redriven");
+        }
+        self.dispatcher.work_changed();
+        Ok(())
     }
 
     async fn stop(&self, arn: &MapRunArn) -> Result<(), Failure> {
@@ -334,17 +367,30 @@ fn progress_of(work: &MapRunWork) -> Progress {
     let mut leased = Vec::new();
     let mut output_bytes = 0u64;
     for record in &work.units {
-        let WorkUnit { items, children, .. } = record.unit;
+        let WorkUnit { mut items, mut children, .. } = record.unit;
         // A done unit counts the children that ran (a batch over the byte limit is split).
-        let ran = match &record.status {
-            UnitStatus::Done { outcome } => {
-                let e = &outcome.executions;
-                e.succeeded + e.failed + e.timed_out + e.aborted
-            }
-            _ => children,
+        let ran = |outcome: &UnitOutcome| {
+            let e = &outcome.executions;
+            e.succeeded + e.failed + e.timed_out + e.aborted
+        };
+        let in_total = match &record.status {
+            UnitStatus::Done { outcome } => ran(outcome),
+            _ => record.earlier.as_deref().map_or(children, ran),
         };
         counters.items.total += items;
-        counters.executions.total += ran;
+        counters.executions.total += in_total;
+        // A unit being redriven: what succeeded before stays succeeded (and written); the
+        // rest is pending or running again.
+        if let (Some(earlier), false) = (&record.earlier, matches!(record.status, UnitStatus::Done { .. })) {
+            for (counts, before) in
+                [(&mut counters.items, &earlier.items), (&mut counters.executions, &earlier.executions)]
+            {
+                counts.succeeded += before.succeeded;
+                counts.results_written += before.succeeded;
+            }
+            items -= earlier.items.succeeded;
+            children = ran(earlier) - earlier.executions.succeeded;
+        }
         match &record.status {
             UnitStatus::Pending => {
                 all_done = false;

@@ -31,7 +31,8 @@ use futures::FutureExt;
 use serde_json::Value;
 use stepmap_asl::clock::{ExternalWork, SystemClock};
 use stepmap_asl::failure::Failure;
-use stepmap_asl::map_run::{MapRunExecutor, MapRunRequest, Tolerance};
+use stepmap_asl::history::HistoryEvent;
+use stepmap_asl::map_run::{MapRunExecutor, MapRunRedrive, MapRunRequest, Tolerance};
 use stepmap_asl::task::TaskInvoker;
 use stepmap_storage::Stores;
 use stepmap_worker::map_run::{self as worker, ControlledMapRunExecutor, MapRunControl};
@@ -182,9 +183,20 @@ enum RecordedEnd {
 }
 
 impl MapRunExecutor for ClusterMapRunExecutor {
+    fn redriven(&self, state_name: &str) -> Option<MapRunRedrive> {
+        if !self.runner.redrives_children() {
+            return None;
+        }
+        self.recorded.as_deref()?.map_run_to_redrive(state_name)
+    }
+
     fn run(&self, mut request: MapRunRequest) -> BoxFuture<'static, Result<Value, Failure>> {
         let arn = MapRunArn::new(request.map_run_arn.clone());
-        match self.recorded.as_deref().and_then(|replay| recorded_end(replay, &request.map_run_arn)) {
+        let recorded = self
+            .recorded
+            .as_deref()
+            .and_then(|replay| recorded_end(replay, &request.map_run_arn, request.redrive_count));
+        match recorded {
             Some(RecordedEnd::Failed(failure)) => return Box::pin(std::future::ready(Err(failure))),
             // Its result is in the ledger: StartMapRun answers with the ended record below.
             Some(RecordedEnd::Succeeded) | None => {}
@@ -213,8 +225,18 @@ impl MapRunExecutor for ClusterMapRunExecutor {
             let control = MapRunControl::new(request.max_concurrency, request.tolerance);
             // Registered before the start is committed, so that no committed update misses it.
             let _registration = live.register(arn.clone(), control.clone());
-            match commit(&node, &Command::StartMapRun { record: Box::new(record) }).await {
-                Ok(Response::MapRunStarted { settings, .. }) => {
+            let start = match request.redrive_count {
+                0 => Command::StartMapRun { record: Box::new(record) },
+                redrive_count => Command::RedriveMapRun { arn: arn.clone(), redrive_count, date: Utc::now() },
+            };
+            match commit(&node, &start).await {
+                Ok(Response::MapRunStarted { settings, .. } | Response::MapRunRedriven { settings }) => {
+                    // A redrive runs with the settings UpdateMapRun last gave the run.
+                    control.set_max_concurrency(settings.max_concurrency);
+                    control.set_tolerance(Tolerance {
+                        count: settings.tolerated_failure_count,
+                        percentage: settings.tolerated_failure_percentage,
+                    });
                     live.apply(&arn, &settings);
                 }
                 Ok(Response::MapRunAlreadyEnded { record }) => return recorded_outcome(&record),
@@ -271,13 +293,17 @@ impl MapRunExecutor for Unrecorded {
     }
 }
 
-/// Whether the recorded history shows the end of map run `arn`: the `MapRun...` event that
-/// follows its `MapRunStarted` on the same path of the execution.
-fn recorded_end(replay: &Replay, arn: &str) -> Option<RecordedEnd> {
+/// Whether the recorded history shows the end of map run `arn` (of its redrive
+/// `redrive_count`): the `MapRun...` event that follows its `MapRunStarted` (`MapRunRedriven`)
+/// on the same path of the execution.
+fn recorded_end(replay: &Replay, arn: &str, redrive_count: u32) -> Option<RecordedEnd> {
     let events = || (1..=replay.recorded_len()).filter_map(|id| replay.recorded(id));
+    let detail = |e: &HistoryEvent, key: &str| e.details.as_ref().and_then(|d| d.get(key)).cloned();
     let started = events().find(|e| {
-        e.event_type == "MapRunStarted"
-            && e.details.as_ref().and_then(|d| d.get("mapRunArn")).and_then(Value::as_str) == Some(arn)
+        let kind = if redrive_count == 0 { "MapRunStarted" } else { "MapRunRedriven" };
+        e.event_type == kind
+            && detail(e, "mapRunArn").as_ref().and_then(Value::as_str) == Some(arn)
+            && (redrive_count == 0 || detail(e, "redriveCount").and_then(|c| c.as_u64()) == Some(redrive_count.into()))
     })?;
     let end = events().skip_while(|e| e.id <= started.id).find(|e| {
         e.previous_event_id == started.id

@@ -34,9 +34,10 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde_json::Value;
 use stepmap_asl::clock::Clock;
-use stepmap_asl::failure::Failure;
+use stepmap_asl::failure::{names, Failure};
 use stepmap_asl::history::HistoryEvent;
 use stepmap_asl::interpreter::RandomSource;
+use stepmap_asl::map_run::MapRunRedrive;
 use stepmap_asl::task::{TaskInvoker, TaskProgress, TaskRequest};
 
 use crate::state::{EventIdMap, ExecutionRecord};
@@ -124,6 +125,44 @@ impl Replay {
             .and_then(|event| self.at(event))
             .and_then(|event| event.details.as_ref()?.get("redriveCount")?.as_u64())
             .unwrap_or(0)
+    }
+
+    /// The map run to redrive when the rerun stands at a redrive's resume point and that is
+    /// the entry of the Distributed Map state `state_name`, whose failed attempt ran a map
+    /// run: that run and its next redrive count (features.md §2.12). None — a new map run —
+    /// when the attempt started none, or its run succeeded (the state failed after it), or
+    /// failed in a way AWS answers with a new run (`States.DataLimitExceeded`, or a
+    /// `States.Runtime` error such as a bad ItemSelector interpolation).
+    pub fn map_run_to_redrive(&self, state_name: &str) -> Option<MapRunRedrive> {
+        let next = self.cursor.load(Ordering::SeqCst) + 1;
+        let redriven = self.ids.opened_by(next)?;
+        let resume = self.ids.history_id(next - 1);
+        let entered = self.at(resume)?;
+        let name = entered.details.as_ref().and_then(|d| d.get("name")).and_then(Value::as_str);
+        if entered.event_type != "MapStateEntered" || name != Some(state_name) {
+            return None;
+        }
+        let arn_of = |event: &HistoryEvent| {
+            event.details.as_ref().and_then(|d| d.get("mapRunArn")).and_then(Value::as_str).map(str::to_owned)
+        };
+        // The failed attempt's last map run: started in it, or redriven by it.
+        let attempt = || (resume + 1..redriven).filter_map(|id| self.at(id));
+        let run = attempt().filter(|e| matches!(e.event_type.as_str(), "MapRunStarted" | "MapRunRedriven")).last()?;
+        let arn = arn_of(run)?;
+        let end = attempt().find(|e| e.previous_event_id == run.id && e.event_type.starts_with("MapRun"));
+        if let Some(end) = end {
+            let error = end.details.as_ref().and_then(|d| d.get("error")).and_then(Value::as_str);
+            let new_run = end.event_type == "MapRunSucceeded"
+                || matches!(error, Some(names::DATA_LIMIT_EXCEEDED) | Some(names::RUNTIME));
+            if new_run {
+                return None;
+            }
+        }
+        let earlier = (1..redriven)
+            .filter_map(|id| self.at(id))
+            .filter(|e| e.event_type == "MapRunRedriven" && arn_of(e).as_deref() == Some(arn.as_str()))
+            .count();
+        Some(MapRunRedrive { map_run_arn: arn, redrive_count: earlier as u32 + 1 })
     }
 
     /// The next event the rerun will record, if it is still within the recorded history.

@@ -126,9 +126,13 @@ pub enum Command {
     },
     // The work ledger of map runs on the worker fleet (work_ledger.rs).
     /// Units `first..` of a map run's plan; `job` with the first part, `last` with the last.
+    /// `round`: the redrive the plan is made for (a redriven run whose units were never
+    /// recorded is planned whole).
     PlanMapRunUnits {
         arn: MapRunArn,
         job: Option<String>,
+        #[serde(default)]
+        round: u32,
         first: u64,
         units: Vec<stepmap_worker::map_run::WorkUnit>,
         last: bool,
@@ -147,6 +151,20 @@ pub enum Command {
     },
     StopMapRunUnits {
         arn: MapRunArn,
+    },
+    /// Redrive `redrive_count` of a map run whose parent was redriven (features.md §2.12):
+    /// the record is RUNNING again.
+    RedriveMapRun {
+        arn: MapRunArn,
+        redrive_count: u32,
+        date: DateTime<Utc>,
+    },
+    /// The units of redrive `round` of a map run: those that did not wholly succeed are
+    /// PENDING again, for their unsuccessful children only; `job` is the redrive's.
+    RedriveMapRunUnits {
+        arn: MapRunArn,
+        round: u32,
+        job: String,
     },
     /// AWS UpdateMapRun: `None` leaves a setting as it is.
     UpdateMapRun {
@@ -229,6 +247,14 @@ pub enum Response {
         released: bool,
     },
     MapRunUnitsStopped,
+    /// The settings the redriven map run runs with.
+    MapRunRedriven {
+        settings: MapRunSettings,
+    },
+    /// `reopened`: the units PENDING again (0 when the round had been opened before).
+    UnitsRedriven {
+        reopened: u64,
+    },
     /// `redriven` is false when a repeated client token got the earlier redrive's answer.
     ExecutionRedriven {
         redrive_date: DateTime<Utc>,

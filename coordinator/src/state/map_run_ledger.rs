@@ -86,6 +86,11 @@ pub struct MapRunRecord {
     /// A FAILED run's error and cause.
     pub error: Option<String>,
     pub cause: Option<String>,
+    /// How often, and when last, the map run was redriven (features.md §2.12).
+    #[serde(default)]
+    pub redrive_count: u32,
+    #[serde(default)]
+    pub redrive_date: Option<DateTime<Utc>>,
 }
 
 impl MapRunRecord {
@@ -108,6 +113,8 @@ impl MapRunRecord {
             result: None,
             error: None,
             cause: None,
+            redrive_count: 0,
+            redrive_date: None,
         }
     }
 
@@ -259,9 +266,56 @@ impl ReplicatedState {
             MapRunEnd::Failed { error, cause } => (record.error, record.cause) = (error, cause),
             MapRunEnd::Aborted => {}
         }
-        // Its results are in the result files or in this record now.
-        self.work.runs.remove(arn);
+        // A succeeded run's results are in the result files or in this record now; an
+        // unsuccessful one keeps its units, no longer current, for a redrive.
+        if status == MapRunStatus::Succeeded {
+            self.work.runs.remove(arn);
+        } else if let Some(work) = self.work.runs.get_mut(arn) {
+            work.stopped = true;
+        }
         Ok(Response::MapRunEnded)
+    }
+
+    /// `RedriveMapRun`: an unsuccessful map run of a redriven (RUNNING) parent runs again as
+    /// redrive `redrive_count`, the next one. Repeating it (a retry, a new leader) answers the
+    /// redrive's settings while it runs, and how it ended once it has, as `StartMapRun` does.
+    pub(super) fn redrive_map_run(&mut self, arn: &MapRunArn, redrive_count: u32, date: DateTime<Utc>) -> Outcome {
+        let record = self.map_runs.map_runs.get(arn).ok_or_else(|| not_found(arn))?;
+        let parent_running =
+            self.executions.get(&record.execution_arn).is_some_and(|e| e.status == ExecutionStatus::Running);
+        if !parent_running {
+            return Err(ApiError::ExecutionNotRunning { arn: record.execution_arn.to_string() });
+        }
+        let record = self.map_run_mut(arn)?;
+        if record.redrive_count == redrive_count {
+            return match record.status {
+                MapRunStatus::Running => Ok(Response::MapRunRedriven { settings: record.settings }),
+                _ => Ok(Response::MapRunAlreadyEnded { record: Box::new(record.clone()) }),
+            };
+        }
+        // RUNNING here is a run whose parent closed under it (shown ABORTED until now).
+        if record.redrive_count + 1 != redrive_count || record.status == MapRunStatus::Succeeded {
+            return Err(ApiError::validation(
+                "mapRunArn",
+                format!(
+                    "Map Run '{arn}' is {} after {} redrives and cannot be redriven as redrive {redrive_count}",
+                    record.status.as_str(),
+                    record.redrive_count
+                ),
+            ));
+        }
+        record.status = MapRunStatus::Running;
+        record.stop_date = None;
+        record.redrive_count = redrive_count;
+        record.redrive_date = Some(date);
+        (record.error, record.cause) = (None, None);
+        // AWS resets the unsuccessful counts; the run's progress sets them again.
+        for counts in [&mut record.item_counts, &mut record.execution_counts] {
+            counts.failed = 0;
+            counts.timed_out = 0;
+            counts.aborted = 0;
+        }
+        Ok(Response::MapRunRedriven { settings: record.settings })
     }
 
     /// `UpdateMapRun`: AWS updates only map runs in progress (`ValidationException` otherwise).

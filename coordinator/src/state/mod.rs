@@ -114,13 +114,15 @@ impl ReplicatedState {
             Command::UpdateMapRun { arn, max_concurrency, tolerated_failure_percentage, tolerated_failure_count } => {
                 self.update_map_run(&arn, max_concurrency, tolerated_failure_percentage, tolerated_failure_count)
             }
-            Command::PlanMapRunUnits { arn, job, first, units, last } => {
-                self.plan_map_run_units(arn, job, first, units, last)
+            Command::PlanMapRunUnits { arn, job, round, first, units, last } => {
+                self.plan_map_run_units(arn, job, round, first, units, last)
             }
             Command::GrantLeases { worker, grants } => self.grant_leases(worker, grants),
             Command::CompleteUnit { lease, outcome } => self.complete_unit(lease, outcome),
             Command::ReleaseLease { lease } => self.release_lease(lease),
             Command::StopMapRunUnits { arn } => self.stop_map_run_units(&arn),
+            Command::RedriveMapRun { arn, redrive_count, date } => self.redrive_map_run(&arn, redrive_count, date),
+            Command::RedriveMapRunUnits { arn, round, job } => self.redrive_map_run_units(&arn, round, job),
             Command::RecordEvents { arn, events } => {
                 let execution = self.execution_mut(&arn)?;
                 let last_event_id = execution.append(&events)?;

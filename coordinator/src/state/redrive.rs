@@ -181,6 +181,12 @@ impl EventIdMap {
         self.segments.iter().rev().find(|s| s.first <= id).and_then(|s| s.redriven_by)
     }
 
+    /// The `ExecutionRedriven` event whose segment interpreter event `id` opens: `id` is the
+    /// first event the re-run records after that redrive's resume point.
+    pub fn opened_by(&self, id: u64) -> Option<u64> {
+        self.segments.iter().find(|s| s.first == id).and_then(|s| s.redriven_by)
+    }
+
     /// The interpreter id of history event `id`, if the re-run records it (it is not part of
     /// a failed attempt, nor an `ExecutionRedriven` event).
     pub fn interpreter_id(&self, id: u64) -> Option<u64> {

@@ -37,8 +37,11 @@ pub struct MapRunWork {
     pub units: Vec<UnitRecord>,
     /// Every unit is recorded (planning is committed in parts).
     pub planned: bool,
-    /// No more leases or results: the run is being finalised.
+    /// No more leases or results: the run is being finalised, or has ended.
     pub stopped: bool,
+    /// The redrive the units run for now (0: the map run's first attempt).
+    #[serde(default)]
+    pub round: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -47,6 +50,13 @@ pub struct UnitRecord {
     /// The epoch of the last lease granted (0: never leased).
     pub epoch: u64,
     pub status: UnitStatus,
+    /// The redrive the unit last ran (or runs) for.
+    #[serde(default)]
+    pub round: u32,
+    /// A unit redriven for some of its children: how it ended before, which the redrive's
+    /// outcome is merged into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earlier: Option<Box<UnitOutcome>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -71,12 +81,12 @@ impl MapRunWork {
         self.units.iter().filter(|u| matches!(u.status, UnitStatus::Pending))
     }
 
-    /// The accepted attempts, `(unit, epoch)` of the DONE units in number order: the staged
-    /// results and archived children a finaliser reads.
+    /// The accepted attempts of the current round, `(unit, epoch)` of the DONE units in
+    /// number order: the staged results and archived children its finaliser reads.
     pub fn accepted(&self) -> Vec<(u64, u64)> {
         self.units
             .iter()
-            .filter(|u| matches!(u.status, UnitStatus::Done { .. }))
+            .filter(|u| u.round == self.round && matches!(u.status, UnitStatus::Done { .. }))
             .map(|u| (u.unit.unit, u.epoch))
             .collect()
     }
@@ -100,13 +110,50 @@ impl ReplicatedState {
     /// Drops the work of `execution`'s map runs once it has closed (stopped, timed out,
     /// failed elsewhere): no `EndMapRun` comes for a map run its driver abandoned, and the
     /// units' leases must stop being current so that workers let go of them.
+    /// A parent that did not succeed may be redriven: its map runs keep their units, stopped.
     pub(super) fn drop_work_of_closed(&mut self, execution: &ExecutionArn) {
-        let closed = self.executions.get(execution).is_some_and(|e| e.status != ExecutionStatus::Running);
-        if let (true, Some(map_runs)) = (closed, self.map_runs.by_execution.get(execution)) {
-            for arn in map_runs {
+        let Some(status) = self.executions.get(execution).map(|e| e.status) else { return };
+        if status == ExecutionStatus::Running {
+            return;
+        }
+        for arn in self.map_runs.by_execution.get(execution).into_iter().flatten() {
+            if status == ExecutionStatus::Succeeded {
                 self.work.runs.remove(arn);
+            } else if let Some(work) = self.work.runs.get_mut(arn) {
+                work.stopped = true;
             }
         }
+    }
+
+    /// Opens redrive `round` of a map run's units: each unit that did not wholly succeed is
+    /// PENDING again — a DONE one for the children it left unsuccessful (its outcome kept to
+    /// merge the redrive's into), one that never completed or could not run for all its
+    /// children. Idempotent per round.
+    pub(super) fn redrive_map_run_units(&mut self, arn: &MapRunArn, round: u32, job: String) -> Outcome {
+        let work = self.work.runs.get_mut(arn).ok_or_else(|| ApiError::ResourceNotFound { arn: arn.to_string() })?;
+        if work.round >= round {
+            return Ok(Response::UnitsRedriven { reopened: 0 });
+        }
+        let mut reopened = 0;
+        for record in &mut work.units {
+            let earlier = match std::mem::replace(&mut record.status, UnitStatus::Pending) {
+                UnitStatus::Done { outcome } if outcome.failure.is_none() && outcome.unsuccessful.is_empty() => {
+                    record.status = UnitStatus::Done { outcome };
+                    continue;
+                }
+                UnitStatus::Done { outcome } if outcome.failure.is_none() => Some(outcome),
+                // Never completed (or could not run) in its round: the same children as then.
+                _ => record.earlier.take(),
+            };
+            record.unit.only = earlier.as_ref().map(|outcome| outcome.unsuccessful.clone());
+            record.earlier = earlier;
+            record.round = round;
+            reopened += 1;
+        }
+        work.job = job;
+        work.round = round;
+        work.stopped = false;
+        Ok(Response::UnitsRedriven { reopened })
     }
 
     /// Records units `first..first + units.len()` of a map run; `job` comes with the first
@@ -115,6 +162,7 @@ impl ReplicatedState {
         &mut self,
         arn: MapRunArn,
         job: Option<String>,
+        round: u32,
         first: u64,
         units: Vec<stepmap_worker::map_run::WorkUnit>,
         last: bool,
@@ -126,7 +174,8 @@ impl ReplicatedState {
             let Some(job) = job.filter(|_| first == 0) else {
                 return Err(ApiError::validation("units", "the first part of a plan carries the job"));
             };
-            self.work.runs.insert(arn.clone(), MapRunWork { job, units: Vec::new(), planned: false, stopped: false });
+            let work = MapRunWork { job, units: Vec::new(), planned: false, stopped: false, round };
+            self.work.runs.insert(arn.clone(), work);
         }
         let Some(work) = self.work.runs.get_mut(&arn) else {
             return Err(ApiError::ResourceNotFound { arn: arn.to_string() });
@@ -139,7 +188,14 @@ impl ReplicatedState {
             ));
         }
         let new = units.into_iter().skip((recorded - first) as usize);
-        work.units.extend(new.map(|unit| UnitRecord { unit, epoch: 0, status: UnitStatus::Pending }));
+        let round = work.round;
+        work.units.extend(new.map(|unit| UnitRecord {
+            unit,
+            epoch: 0,
+            status: UnitStatus::Pending,
+            round,
+            earlier: None,
+        }));
         work.planned |= last;
         Ok(Response::UnitsPlanned { recorded: work.units.len() as u64 })
     }
@@ -165,7 +221,12 @@ impl ReplicatedState {
     pub(super) fn complete_unit(&mut self, lease: LeaseGrant, outcome: UnitOutcome) -> Outcome {
         let accepted = match self.work.runs.get_mut(&lease.arn) {
             Some(work) if work.is_current(lease.unit, lease.epoch) => {
-                work.units[lease.unit as usize].status = UnitStatus::Done { outcome: Box::new(outcome) };
+                let record = &mut work.units[lease.unit as usize];
+                let outcome = match &record.earlier {
+                    Some(earlier) if outcome.failure.is_none() => outcome.after(earlier),
+                    _ => outcome,
+                };
+                record.status = UnitStatus::Done { outcome: Box::new(outcome) };
                 true
             }
             _ => false,
@@ -205,7 +266,7 @@ mod tests {
     const MAP_RUN: &str = "arn:aws:states:us-east-1:123456789012:mapRun:orders/Map:5e1c";
 
     fn unit(n: u64) -> WorkUnit {
-        WorkUnit { unit: n, first_index: n * 10, items: 10, children: 1, descriptor: None }
+        WorkUnit { unit: n, first_index: n * 10, items: 10, children: 1, descriptor: None, only: None }
     }
 
     fn outcome(succeeded: u64) -> UnitOutcome {
@@ -225,6 +286,7 @@ mod tests {
         let plan = |first: u64, n: u64, last| Command::PlanMapRunUnits {
             arn: arn.clone(),
             job: Some("{}".into()),
+            round: 0,
             first,
             units: (first..first + n).map(unit).collect(),
             last,
@@ -281,7 +343,7 @@ mod tests {
     }
 
     #[test]
-    fn a_closed_parent_takes_its_map_runs_work_with_it() {
+    fn a_closed_parent_stops_its_map_runs_work() {
         let (mut state, execution) = crate::state::map_run_ledger::tests::state_with_execution();
         let date = chrono::Utc::now();
         let arn = MapRunArn::new(MAP_RUN.into());
@@ -290,6 +352,7 @@ mod tests {
         let plan = Command::PlanMapRunUnits {
             arn: arn.clone(),
             job: Some("{}".into()),
+            round: 0,
             first: 0,
             units: vec![unit(0)],
             last: true,
@@ -298,9 +361,74 @@ mod tests {
         assert!(grant(&mut state, &arn, "w", 0, 1));
         let stop = Command::StopExecution { arn: execution, error: None, cause: None, date };
         state.execute(stop).unwrap();
-        // No EndMapRun comes for it: the work is gone, the lease no longer current.
-        assert!(!state.work.runs.contains_key(&arn));
+        // No EndMapRun comes for it: the lease is no longer current, the units stay for a
+        // redrive of the (ABORTED) parent.
         assert!(!complete(&mut state, &arn, 0, 1));
+        assert!(state.work.runs[&arn].stopped);
+    }
+
+    /// Outcome of `n` children, those at `unsuccessful` failed.
+    fn outcome_of(n: u64, unsuccessful: &[u64]) -> UnitOutcome {
+        let failed = unsuccessful.len() as u64;
+        let counts = StatusCounts { succeeded: n - failed, failed, ..Default::default() };
+        let outputs =
+            (0..n).map(|i| serde_json::json!(if unsuccessful.contains(&i) { "failed" } else { "ok" })).collect();
+        UnitOutcome {
+            items: counts,
+            executions: counts,
+            outputs: Some(outputs),
+            unsuccessful: unsuccessful.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_redrive_reruns_only_the_unsuccessful_children_and_merges_their_outcomes() {
+        let (mut state, arn) = state_with_map_run(3);
+        // Unit 0 succeeds whole, unit 1 fails at children 2 and 5, unit 2 never completes.
+        for unit in 0..3 {
+            assert!(grant(&mut state, &arn, "w", unit, 1));
+        }
+        let lease = |unit, epoch| LeaseGrant { arn: arn.clone(), unit, epoch };
+        state.execute(Command::CompleteUnit { lease: lease(0, 1), outcome: outcome_of(10, &[]) }).unwrap();
+        state.execute(Command::CompleteUnit { lease: lease(1, 1), outcome: outcome_of(10, &[2, 5]) }).unwrap();
+        state.execute(Command::StopMapRunUnits { arn: arn.clone() }).unwrap();
+
+        let redrive = Command::RedriveMapRunUnits { arn: arn.clone(), round: 1, job: "{\"redrive\":1}".into() };
+        assert_eq!(state.execute(redrive.clone()).unwrap(), Response::UnitsRedriven { reopened: 2 });
+        // Repeated (a retry, a new leader): nothing more.
+        assert_eq!(state.execute(redrive).unwrap(), Response::UnitsRedriven { reopened: 0 });
+        let work = &state.work.runs[&arn];
+        assert!(!work.stopped && work.round == 1 && work.job.contains("redrive"));
+        assert!(matches!(work.units[0].status, UnitStatus::Done { .. }) && work.units[0].round == 0);
+        assert_eq!(work.units[1].unit.only, Some(vec![2, 5]));
+        assert_eq!(work.units[2].unit.only, None, "a unit that never completed runs whole");
+        assert_eq!(work.accepted(), Vec::<(u64, u64)>::new(), "the round's own attempts only");
+
+        // The redrive of unit 1 ran its two children: one succeeds now, one fails again.
+        assert!(grant(&mut state, &arn, "w", 1, 2));
+        let again = UnitOutcome {
+            items: StatusCounts { succeeded: 1, failed: 1, ..Default::default() },
+            executions: StatusCounts { succeeded: 1, failed: 1, ..Default::default() },
+            outputs: Some(vec![serde_json::json!("ok now"), serde_json::json!("failed again")]),
+            unsuccessful: vec![5],
+            ..Default::default()
+        };
+        state.execute(Command::CompleteUnit { lease: lease(1, 2), outcome: again }).unwrap();
+        let UnitStatus::Done { outcome } = &state.work.runs[&arn].units[1].status else { panic!("done") };
+        assert_eq!((outcome.items.succeeded, outcome.items.failed), (9, 1));
+        assert_eq!(outcome.unsuccessful, vec![5]);
+        let outputs = outcome.outputs.as_ref().unwrap();
+        assert_eq!(
+            (outputs.len(), &outputs[2], &outputs[5]),
+            (10, &serde_json::json!("ok now"), &serde_json::json!("failed again"))
+        );
+        assert_eq!(state.work.runs[&arn].accepted(), vec![(1, 2)]);
+
+        // A second redrive reruns the child that failed again.
+        let redrive = Command::RedriveMapRunUnits { arn: arn.clone(), round: 2, job: "{}".into() };
+        assert_eq!(state.execute(redrive).unwrap(), Response::UnitsRedriven { reopened: 2 });
+        assert_eq!(state.work.runs[&arn].units[1].unit.only, Some(vec![5]));
     }
 
     #[derive(Clone, Debug)]

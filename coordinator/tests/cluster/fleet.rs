@@ -103,7 +103,18 @@ impl Deployment {
 
     /// A virtual worker with `slots` slots, registered and polling (unless `Vanish`).
     async fn worker(&self, name: &str, slots: u32, behaviour: Behaviour) -> VirtualWorker {
-        VirtualWorker::start(&self.endpoint, self.stores.clone(), name, slots, behaviour).await
+        self.worker_with(name, slots, behaviour, FunctionRegistry::new()).await
+    }
+
+    /// [`Self::worker`], whose children's Task states call `functions`.
+    async fn worker_with(
+        &self,
+        name: &str,
+        slots: u32,
+        behaviour: Behaviour,
+        functions: FunctionRegistry,
+    ) -> VirtualWorker {
+        VirtualWorker::start(&self.endpoint, self.stores.clone(), name, slots, behaviour, functions).await
     }
 
     async fn shutdown(self) {
@@ -241,11 +252,18 @@ fn failed_outcome(unit: &WorkUnit) -> UnitOutcome {
 }
 
 impl VirtualWorker {
-    async fn start(endpoint: &str, stores: Arc<Stores>, name: &str, slots: u32, behaviour: Behaviour) -> Self {
+    async fn start(
+        endpoint: &str,
+        stores: Arc<Stores>,
+        name: &str,
+        slots: u32,
+        behaviour: Behaviour,
+        functions: FunctionRegistry,
+    ) -> Self {
         let mut channel = LeaderChannel::new(endpoint).expect("worker channel");
         let registered = register(&mut channel, name, slots).await;
         assert_eq!(registered.lease_millis, LEASE.as_millis() as u64);
-        let invoker = Arc::new(LocalInvoker::new(FunctionRegistry::new()).expect("invoker"));
+        let invoker = Arc::new(LocalInvoker::new(functions).expect("invoker"));
         let mut environment = Environment::new(Arc::new(SystemClock), invoker);
         environment.history_payloads = false;
         let shared = Arc::new(Shared {
@@ -457,10 +475,14 @@ fn record_ids(record: &Value) -> Vec<u64> {
 /// (SUCCEEDED, FAILED, PENDING), each in the order the files hold them.
 fn result_ids(objects: &Path, prefix: &str, map_run_arn: &str) -> BTreeMap<String, Vec<u64>> {
     let id = map_run_arn.rsplit(':').next().expect("map run id");
-    let directory = objects.join("results").join(prefix).join(id);
+    result_ids_in(&objects.join("results").join(prefix).join(id))
+}
+
+/// [`result_ids`] of the result files in `directory` (e.g. a redrive's `Redrive-<k>/`).
+fn result_ids_in(directory: &Path) -> BTreeMap<String, Vec<u64>> {
     assert!(directory.join("manifest.json").is_file(), "no manifest in {}", directory.display());
     let mut by_category: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    let mut files: Vec<_> = std::fs::read_dir(&directory)
+    let mut files: Vec<_> = std::fs::read_dir(directory)
         .expect("result directory")
         .map(|entry| entry.expect("entry").path())
         .filter(|path| path.is_file())
@@ -830,4 +852,168 @@ async fn tolerated_failures_decide_the_run_and_fill_failed_and_pending_files() {
 
     drop((a, b));
     deployment.shutdown().await;
+}
+
+/// Rows whose id is a multiple of ten call `flaky`, which fails while `<dir>/broken` exists.
+const FLAKY: &str = r#"{
+  "C":{"Type":"Choice","Choices":[{"Variable":"$.id","StringMatches":"*0","Next":"T"}],"Default":"P"},
+  "T":{"Type":"Task","Resource":"arn:aws:lambda:us-east-1:123456789012:function:flaky","End":true},
+  "P":{"Type":"Pass","End":true}}"#;
+
+/// A function that fails (Lambda-style) while `marker` exists, and echoes its event after.
+fn flaky(marker: &Path) -> FunctionRegistry {
+    let script = format!(
+        r#"event=$(cat); if [ -e '{}' ]; then echo '{{"errorType":"Flaky","errorMessage":"broken"}}'; exit 1; fi; echo "$event""#,
+        marker.display()
+    );
+    let mut functions = FunctionRegistry::new();
+    functions.insert("flaky", stepmap_worker::function_registry::FunctionSpec::command(["sh", "-c", script.as_str()]));
+    functions
+}
+
+/// Every event of `arn`'s history: (id, previous id, type, details).
+async fn events(client: &StatesClient, arn: &str) -> Vec<(u64, u64, String, Value)> {
+    let request = pb::GetExecutionHistoryRequest { execution_arn: arn.into(), max_results: 1000, ..Default::default() };
+    let page = client
+        .clone()
+        .call(|mut c| {
+            let request = request.clone();
+            async move { c.get_execution_history(request).await }
+        })
+        .await
+        .expect("get execution history");
+    page.events
+        .into_iter()
+        .map(|e| {
+            let details =
+                if e.details.is_empty() { Value::Null } else { serde_json::from_str(&e.details).expect("details") };
+            (e.id, e.previous_event_id, e.r#type, details)
+        })
+        .collect()
+}
+
+/// RedriveExecution of a parent whose Distributed Map failed re-runs only the children that
+/// did not succeed — the failed ones and those never started — under the same map run ARN
+/// (features.md §2.12): `MapRunRedriven` in the history, `Redrive-1/` result files holding just
+/// those rows, a manifest listing the SUCCEEDED files of both attempts, the redriven children
+/// keeping their execution ARNs, and DescribeMapRun counting the redrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redrive_reruns_only_the_unsuccessful_children_of_the_same_map_run() {
+    init_tracing();
+    let objects = tempfile::tempdir().expect("temp dir");
+    write_csv(objects.path(), "ids.csv", 300);
+    let marker = objects.path().join("broken");
+    std::fs::write(&marker, "").expect("marker");
+    let deployment = Deployment::start(objects.path()).await;
+    let client = deployment.client();
+    let all: Vec<u64> = (1..=300).collect();
+    // No failure tolerated: the first failure stops the run, leaving some rows unstarted.
+    let definition = csv_map("ids.csv", r#""MaxConcurrency":2,"ToleratedFailureCount":0,"#, "C", FLAKY, "redrive");
+    let machine = create(&mut client.clone(), "redriven", &definition).await;
+    let a = deployment.worker_with("a", 1, Behaviour::Succeed, flaky(&marker)).await;
+    let b = deployment.worker_with("b", 1, Behaviour::Succeed, flaky(&marker)).await;
+
+    let execution = start(&mut client.clone(), &machine, "{}").await;
+    let failed = wait_closed(&client, &execution).await;
+    assert_eq!(
+        (failed.status.as_str(), failed.error.as_deref()),
+        ("FAILED", Some("States.ExceedToleratedFailureThreshold")),
+        "{failed:?}"
+    );
+    let map_run = map_run_of(&client, &execution).await;
+    let first = result_ids(objects.path(), "redrive", &map_run);
+    let first_succeeded = first.get("SUCCEEDED").cloned().unwrap_or_default();
+    let unsuccessful: Vec<u64> = sorted(
+        &first.iter().filter(|(c, _)| c.as_str() != "SUCCEEDED").flat_map(|(_, ids)| ids.clone()).collect::<Vec<_>>(),
+    );
+    assert!(!first.get("FAILED").cloned().unwrap_or_default().is_empty(), "{first:?}");
+    assert!(!first.get("PENDING").cloned().unwrap_or_default().is_empty(), "units left unstarted: {first:?}");
+    let failed_arns: BTreeSet<String> = {
+        let id = map_run.rsplit(':').next().expect("id");
+        let failed_file = objects.path().join("results/redrive").join(id).join("FAILED_0.json");
+        let records: Vec<Value> = serde_json::from_slice(&std::fs::read(failed_file).expect("FAILED_0")).expect("JSON");
+        records.iter().map(|r| r["ExecutionArn"].as_str().expect("ExecutionArn").to_owned()).collect()
+    };
+
+    // Mended: the redrive runs exactly the rows that did not succeed.
+    std::fs::remove_file(&marker).expect("mend");
+    let request = pb::RedriveExecutionRequest { execution_arn: execution.clone(), client_token: None };
+    client
+        .clone()
+        .call(|mut c| {
+            let request = request.clone();
+            async move { c.redrive_execution(request).await }
+        })
+        .await
+        .expect("redrive");
+    let redriven = wait_closed(&client, &execution).await;
+    assert_eq!(redriven.status, "SUCCEEDED", "{redriven:?}");
+    let output: Value = serde_json::from_str(redriven.output.as_deref().expect("output")).expect("output JSON");
+    let id = map_run.rsplit(':').next().expect("id");
+    assert_eq!(output["MapRunArn"], json!(map_run), "the same map run: {output}");
+    assert_eq!(output["ResultWriterDetails"]["Key"], json!(format!("redrive/{id}/Redrive-1/manifest.json")));
+
+    let directory = objects.path().join("results/redrive").join(id).join("Redrive-1");
+    let second = result_ids_in(&directory);
+    let again = second.get("SUCCEEDED").cloned().unwrap_or_default();
+    assert_eq!(sorted(&again), unsuccessful, "only the unsuccessful rows ran again");
+    assert!(!second.contains_key("FAILED") && !second.contains_key("PENDING"), "{second:?}");
+    let mut every = first_succeeded.clone();
+    every.extend(&again);
+    assert_eq!(sorted(&every), all, "every row succeeded exactly once across the attempts");
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(directory.join("manifest.json")).expect("manifest")).expect("JSON");
+    let listed: Vec<&str> = manifest["ResultFiles"]["SUCCEEDED"]
+        .as_array()
+        .expect("SUCCEEDED")
+        .iter()
+        .filter_map(|f| f["Key"].as_str())
+        .collect();
+    assert!(listed.contains(&format!("redrive/{id}/SUCCEEDED_0.json").as_str()), "{manifest}");
+    assert!(listed.contains(&format!("redrive/{id}/Redrive-1/SUCCEEDED_0.json").as_str()), "{manifest}");
+    // A redriven child keeps its execution ARN.
+    let succeeded_file = directory.join("SUCCEEDED_0.json");
+    let records: Vec<Value> = serde_json::from_slice(&std::fs::read(succeeded_file).expect("SUCCEEDED")).expect("JSON");
+    let redriven_arns: BTreeSet<String> =
+        records.iter().map(|r| r["ExecutionArn"].as_str().expect("ExecutionArn").to_owned()).collect();
+    assert!(failed_arns.is_subset(&redriven_arns), "failed children keep their ARNs");
+
+    let described = describe_map_run(&mut client.clone(), &map_run).await;
+    assert_eq!((described.status.as_str(), described.redrive_count), ("SUCCEEDED", 1), "{described:?}");
+    assert!(described.redrive_date.is_some());
+    let items = described.item_counts.expect("itemCounts");
+    assert_eq!((items.succeeded, items.failed, items.pending, items.total), (300, 0, 0, 300), "{items:?}");
+
+    // The parent's history: the map run redriven, not a new one started.
+    let history = events(&client, &execution).await;
+    let redrive_at = history.iter().position(|e| e.2 == "ExecutionRedriven").expect("ExecutionRedriven");
+    let after: Vec<&str> = history[redrive_at + 1..].iter().map(|e| e.2.as_str()).collect();
+    assert_eq!(after.first(), Some(&"MapRunRedriven"), "{after:?}");
+    assert!(!after.contains(&"MapRunStarted") && !after.contains(&"MapStateStarted"), "{after:?}");
+    assert!(after.contains(&"MapRunSucceeded"), "{after:?}");
+    let details = &history[redrive_at + 1].3;
+    assert_eq!(details["mapRunArn"], json!(map_run));
+    assert_eq!(details["redriveCount"], json!(1));
+    assert_eq!(map_runs_listed(&client, &execution).await, 1, "no second map run");
+
+    // Its STANDARD children: every row's once, all SUCCEEDED now.
+    let children = list_children(&client, &map_run).await;
+    assert_eq!(children.len(), 300);
+    assert!(children.iter().all(|c| c.status == "SUCCEEDED"), "{children:?}");
+
+    drop((a, b));
+    deployment.shutdown().await;
+}
+
+async fn map_runs_listed(client: &StatesClient, execution: &str) -> usize {
+    let request = pb::ListMapRunsRequest { execution_arn: execution.into(), ..Default::default() };
+    let listed = client
+        .clone()
+        .call(|mut c| {
+            let request = request.clone();
+            async move { c.list_map_runs(request).await }
+        })
+        .await
+        .expect("list map runs");
+    listed.map_runs.len()
 }

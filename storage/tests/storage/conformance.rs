@@ -41,6 +41,7 @@ conformance!(
     changed_source_is_detected,
     result_writer_layout_and_idempotence,
     result_writer_rollover,
+    result_writer_redrive_lists_earlier_successes,
 );
 
 async fn put_get_head_delete(stores: &Arc<Stores>) {
@@ -413,4 +414,45 @@ async fn result_writer_rollover(stores: &Arc<Stores>) {
         names.extend(entries.into_iter().map(|e| e["Name"].as_str().unwrap().to_string()));
     }
     assert_eq!(names, (0..20).map(|i| format!("child-{i}")).collect::<Vec<_>>());
+}
+
+/// A redrive writes its own files under `Redrive-<k>/`; its manifest lists the SUCCEEDED
+/// files of every attempt, but FAILED and PENDING files only of its own.
+async fn result_writer_redrive_lists_earlier_successes(stores: &Arc<Stores>) {
+    let model = serde_json::from_value(json!({"Resource": "arn:aws:states:::s3:putObject"})).unwrap();
+    let spec = ResultWriterSpec::new(&model, &json!({"Bucket": "results", "Prefix": "redrive"})).unwrap();
+    let arn = "arn:aws:states:us-east-1:1:mapRun:sm/Map:run3";
+    let attempt = |k: u32, statuses: Vec<(u64, ChildStatus)>| {
+        let writer = ResultWriter::new(stores.clone(), spec.clone(), arn, k);
+        async move {
+            let records: Vec<_> = statuses.into_iter().map(|(i, s)| (child(i, s), None)).collect();
+            writer.stage_batch(StagedBatch { batch: 0, attempt: 1 }, records).await.unwrap();
+            writer.finalize(&[StagedBatch { batch: 0, attempt: 1 }], &[]).await.unwrap()
+        }
+    };
+    let first = attempt(0, vec![(0, ChildStatus::Succeeded), (1, ChildStatus::Failed), (2, ChildStatus::Failed)]).await;
+    let keys = |files: &[stepmap_storage::result_writer::ResultFileRef]| {
+        files.iter().map(|f| f.key.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(keys(&first.result_files.failed), ["redrive/run3/FAILED_0.json"]);
+    let second = attempt(1, vec![(1, ChildStatus::Succeeded), (2, ChildStatus::Failed)]).await;
+    assert_eq!(
+        keys(&second.result_files.succeeded),
+        ["redrive/run3/SUCCEEDED_0.json", "redrive/run3/Redrive-1/SUCCEEDED_0.json"]
+    );
+    assert_eq!(keys(&second.result_files.failed), ["redrive/run3/Redrive-1/FAILED_0.json"]);
+    let third = attempt(2, vec![(2, ChildStatus::Succeeded)]).await;
+    assert_eq!(
+        keys(&third.result_files.succeeded),
+        [
+            "redrive/run3/SUCCEEDED_0.json",
+            "redrive/run3/Redrive-1/SUCCEEDED_0.json",
+            "redrive/run3/Redrive-2/SUCCEEDED_0.json"
+        ]
+    );
+    assert!(third.result_files.failed.is_empty());
+    let bucket = stores.bucket("results").unwrap();
+    let manifest: Value =
+        serde_json::from_slice(&bucket.get_bytes("redrive/run3/Redrive-2/manifest.json").await.unwrap()).unwrap();
+    assert_eq!(manifest["ResultFiles"]["SUCCEEDED"].as_array().unwrap().len(), 3);
 }

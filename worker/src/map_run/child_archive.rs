@@ -121,6 +121,25 @@ pub async fn consolidate(
         }
         text.extend_from_slice(&store.get_bytes(&unit_key).await?);
     }
+    // A redrive's children replace their earlier executions (same ARNs) in the run's object.
+    let earlier = match store.get_bytes(&key).await {
+        Ok(bytes) => Some(decode(&bytes, bucket, &key)?),
+        Err(StorageError::NotFound { .. }) => None,
+        Err(error) => return Err(error),
+    };
+    if let Some(mut executions) = earlier {
+        let mut redriven: Vec<Option<ArchivedExecution>> = decode(&text, bucket, &key)?.into_iter().map(Some).collect();
+        let position: std::collections::HashMap<String, usize> =
+            redriven.iter().flatten().enumerate().map(|(i, e)| (e.execution_arn.clone(), i)).collect();
+        for execution in &mut executions {
+            if let Some(again) = position.get(&execution.execution_arn).and_then(|&i| redriven[i].take()) {
+                *execution = again;
+            }
+        }
+        // Children without an earlier record (their unit was never archived) go last.
+        executions.extend(redriven.into_iter().flatten());
+        text = encode(&executions, &key, bucket)?;
+    }
     store.put(&key, Bytes::from(text)).await?;
     for unit_key in written {
         store.delete(&unit_key).await?;

@@ -69,6 +69,13 @@ pub trait ControlledMapRunExecutor: Send + Sync {
         request: MapRunRequest,
         control: MapRunControl,
     ) -> BoxFuture<'static, Result<Value, Failure>>;
+
+    /// Whether a request with a `redrive_count` re-runs only the children its map run left
+    /// unsuccessful (the executor keeps what each child did). Without, a redriven execution
+    /// starts a new map run instead.
+    fn redrives_children(&self) -> bool {
+        false
+    }
 }
 
 /// Counters of one kind (items or child executions) of a map run, as AWS's
@@ -380,7 +387,7 @@ impl MapRun {
                     let permit = gate.acquire().await;
                     let items = child.items;
                     this.control.update(|c| c.started(items));
-                    let run = this.clone().run_child(child);
+                    let run = this.clone().run_child(child, uuid::Uuid::new_v4().to_string());
                     let result = if this.parallel {
                         // Aborted when the map run stops waiting for it (the run failed).
                         let run = async move {
@@ -574,10 +581,10 @@ impl MapRun {
         Ok(self.child_inputs(items).skip(skip as usize).boxed())
     }
 
-    async fn run_child(self: Arc<Self>, child: ChildInput) -> ChildResult {
+    /// Runs one child execution named `name` (the last part of its ARN).
+    async fn run_child(self: Arc<Self>, child: ChildInput, name: String) -> ChildResult {
         let request = &self.request;
         let label = request.label.clone().unwrap_or_else(|| request.state_name.clone());
-        let name = uuid::Uuid::new_v4().to_string();
         let machine_name = format!("{}/{label}", request.state_machine_name);
         // The input's text is taken before the input moves into the execution: records of
         // failed children always show it, succeeded ones only in NONE results.

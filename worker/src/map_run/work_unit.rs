@@ -56,6 +56,24 @@ pub struct WorkUnit {
     /// Where its items are; `None` for items from the state input (`first_index..`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub descriptor: Option<BatchDescriptor>,
+    /// A redrive runs only these children: their positions among the unit's children (0-based,
+    /// ascending), the ones that did not succeed before. `None`: every child.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only: Option<Vec<u64>>,
+}
+
+impl WorkUnit {
+    /// Whether the child at `position` among the unit's children is to run.
+    fn runs(&self, position: u64) -> bool {
+        self.only.as_ref().is_none_or(|only| only.binary_search(&position).is_ok())
+    }
+}
+
+/// The name of the child at `position` among unit `unit`'s children: the same in every
+/// attempt and redrive of the unit, so that a redriven child keeps its execution ARN, as on
+/// AWS. A UUID (version 5) of the map run, the unit and the position.
+pub fn child_name(map_run_arn: &str, unit: u64, position: u64) -> String {
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("{map_run_arn}#{unit}/{position}").as_bytes()).to_string()
 }
 
 /// Items or children of one unit by how they ended.
@@ -101,6 +119,10 @@ pub struct UnitOutcome {
     /// map run fails with this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+    /// The positions among the unit's children (ascending) of those that did not succeed:
+    /// what a redrive runs again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unsuccessful: Vec<u64>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -122,6 +144,38 @@ impl UnitOutcome {
     fn failed(failure: Failure) -> Self {
         UnitOutcome { failure: Some(failure), ..UnitOutcome::default() }
     }
+
+    /// This outcome of a redrive of the unit (which ran the children `earlier` left
+    /// unsuccessful) merged into `earlier`: the children that succeeded before stay
+    /// succeeded, the redriven ones count as they ended now, and their outputs take the places
+    /// of their earlier records.
+    pub fn after(self, earlier: &UnitOutcome) -> UnitOutcome {
+        let carried = |now: StatusCounts, before: StatusCounts| StatusCounts {
+            succeeded: before.succeeded + now.succeeded,
+            ..now
+        };
+        let outputs = match (self.outputs, &earlier.outputs) {
+            (Some(now), Some(before)) => {
+                let mut merged = before.clone();
+                for (position, output) in earlier.unsuccessful.iter().zip(now) {
+                    if let Some(slot) = merged.get_mut(*position as usize) {
+                        *slot = output;
+                    }
+                }
+                Some(merged)
+            }
+            (now, _) => now,
+        };
+        let output_bytes = outputs.as_ref().map_or(0, |o| o.iter().map(|v| json_size(v) + 1).sum::<u64>() + 1);
+        UnitOutcome {
+            items: carried(self.items, earlier.items),
+            executions: carried(self.executions, earlier.executions),
+            outputs,
+            output_bytes,
+            failure: self.failure,
+            unsuccessful: self.unsuccessful,
+        }
+    }
 }
 
 /// The key under which a unit's records are staged, as the finaliser reads them.
@@ -134,7 +188,7 @@ pub fn result_writer(request: &MapRunRequest, stores: &Arc<Stores>) -> Result<Op
     match &request.result_writer {
         Some(w) if w.writer.resource.is_some() => {
             let spec = ResultWriterSpec::new(&w.writer, &w.parameters).map_err(|e| e.failure())?;
-            Ok(Some(ResultWriter::new(stores.clone(), spec, request.map_run_arn.clone(), 0)))
+            Ok(Some(ResultWriter::new(stores.clone(), spec, request.map_run_arn.clone(), request.redrive_count)))
         }
         _ => Ok(None),
     }
@@ -188,7 +242,7 @@ pub async fn plan_units_with(
             let mut first_index = 0;
             for (unit, items) in counts.into_iter().enumerate() {
                 let children = if batched { 1 } else { items };
-                emit(WorkUnit { unit: unit as u64, first_index, items, children, descriptor: None });
+                emit(WorkUnit { unit: unit as u64, first_index, items, children, descriptor: None, only: None });
                 first_index += items;
             }
             Ok(())
@@ -227,7 +281,7 @@ pub async fn plan_units_with(
             let mut emit_descriptor = |descriptor: BatchDescriptor| {
                 let (first_index, items) = (descriptor.first_index, descriptor.items);
                 let children = if batched { 1 } else { items };
-                emit(WorkUnit { unit, first_index, items, children, descriptor: Some(descriptor) });
+                emit(WorkUnit { unit, first_index, items, children, descriptor: Some(descriptor), only: None });
                 unit += 1;
                 Ok(())
             };
@@ -247,8 +301,13 @@ pub async fn pending_records(
     let reader = run.open_reader().await?;
     let mut children = run.unit_children(reader.as_ref(), unit);
     let mut records = Vec::new();
+    let mut position = 0;
     while let Some(child) = children.next().await {
-        records.push(ChildExecutionResult::pending(&child?.input));
+        let child = child?;
+        if unit.runs(position) {
+            records.push(ChildExecutionResult::pending(&child.input));
+        }
+        position += 1;
     }
     Ok(records)
 }
@@ -321,7 +380,8 @@ impl UnitRunner {
     async fn prepare(&self, job: &str) -> Result<Arc<PreparedRun>, Failure> {
         let job: MapRunJob =
             serde_json::from_str(job).map_err(|e| Failure::runtime(format!("the map run's job is unreadable: {e}")))?;
-        let arn = job.map_run_arn.clone();
+        // Each redrive of a run is prepared anew: it writes its results elsewhere.
+        let arn = format!("{}#{}", job.map_run_arn, job.redrive_count);
         if let Some(prepared) = self.runs.lock().unwrap_or_else(|e| e.into_inner()).get(&arn) {
             return Ok(prepared.clone());
         }
@@ -406,15 +466,25 @@ impl MapRun {
         let mut archived = Vec::new();
         let mut outputs = Vec::new();
         let mut children = self.unit_children(reader, unit);
+        let mut position = 0;
         while let Some(child) = children.next().await {
             let child = match child {
                 Ok(child) => child,
                 Err(failure) => return UnitOutcome::failed(failure),
             };
-            let mut result = self.clone().run_child(child).await;
+            position += 1;
+            let position = position - 1;
+            if !unit.runs(position) {
+                continue;
+            }
+            let name = child_name(&self.request.map_run_arn, unit.unit, position);
+            let mut result = self.clone().run_child(child, name).await;
             archived.extend(result.archived.take());
             outcome.items.add(result.record.status, result.items);
             outcome.executions.add(result.record.status, 1);
+            if result.record.status != ChildStatus::Succeeded {
+                outcome.unsuccessful.push(position);
+            }
             match writer {
                 Some(_) => records.push((result.record, result.output)),
                 None => outputs.push(result.output.unwrap_or_else(|| result.record.to_value())),
@@ -493,7 +563,7 @@ mod tests {
         let invoker = Arc::new(LocalInvoker::new(FunctionRegistry::new()).unwrap());
         let runner = UnitRunner::new(stores.clone(), Environment::new(Arc::new(SystemClock), invoker));
         // Planned by item count alone: one batch of ten items, about 1 MB once selected.
-        let unit = WorkUnit { unit: 0, first_index: 0, items: 10, children: 1, descriptor: None };
+        let unit = WorkUnit { unit: 0, first_index: 0, items: 10, children: 1, descriptor: None, only: None };
         let outcome = runner.run(&job(), &unit, 1).await;
         assert_eq!(outcome.failure, None);
         // 256 KiB batches of ~100 KB items: two items each.

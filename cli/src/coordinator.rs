@@ -254,7 +254,7 @@ async fn serve(config: CoordinatorConfig) -> anyhow::Result<()> {
             if !config.child_executions_bucket.is_empty() {
                 runner = runner.with_child_archive(config.child_executions_bucket.clone());
             }
-            (MapRunConfig::with_runner(Arc::new(runner)), Some(WorkersService::new(dispatcher)))
+            (MapRunConfig::fleet(runner), Some(WorkersService::new(dispatcher)))
         }
     };
     let driver = ExecutionDriver::start_with_map_runs(node.clone(), invoker.clone(), Some(map_runs));

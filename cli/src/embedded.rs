@@ -78,7 +78,7 @@ impl EmbeddedCluster {
         if let Some(observer) = config.progress {
             fleet = fleet.with_progress(observer);
         }
-        let map_runs = MapRunConfig::with_runner(Arc::new(fleet));
+        let map_runs = MapRunConfig::fleet(fleet);
         let driver = ExecutionDriver::start_with(node.clone(), invoker.clone(), Some(map_runs), config.time);
         let states = StatesService::new(node.clone(), driver.clone(), config.scope, invoker);
         let server = tokio::spawn({

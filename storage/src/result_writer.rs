@@ -392,6 +392,20 @@ impl ResultWriter {
     /// named attempt) and the records of never-started items, then `manifest.json`; finally
     /// removes the staging objects. Returns the manifest.
     pub async fn finalize(&self, batches: &[StagedBatch], pending: &[ChildExecutionResult]) -> Result<ResultManifest> {
+        self.finalize_redrive(batches, &[], pending).await
+    }
+
+    /// [`Self::finalize`] for a redrive: `carried` are accepted attempts of earlier attempts of
+    /// the map run, `(redrive count, batch)`, whose children succeeded for good (their failed
+    /// ones were redriven). Their SUCCEEDED entries are written here unless a later attempt's
+    /// manifest already lists them (an attempt that ended without writing its files, e.g. its
+    /// parent was stopped, leaves them to the next).
+    pub async fn finalize_redrive(
+        &self,
+        batches: &[StagedBatch],
+        carried: &[(u32, StagedBatch)],
+        pending: &[ChildExecutionResult],
+    ) -> Result<ResultManifest> {
         let store = self.stores.bucket(&self.spec.bucket)?;
         // The manifest is written after every result file: if it exists, an earlier run of this
         // effect completed, and only its clean-up may be missing.
@@ -406,35 +420,65 @@ impl ResultWriter {
             Err(e) => return Err(e),
         }
         let mut results = self.direct()?;
-        results.earlier_succeeded = self.earlier_succeeded(&store).await?;
+        let earlier = self.latest_earlier_manifest(&store).await?;
+        let written_through = earlier.as_ref().map(|(count, _)| *count);
+        results.earlier_succeeded = earlier.map(|(_, m)| m.result_files.succeeded).unwrap_or_default();
+        // Successes of earlier attempts that no manifest lists yet, in batch order.
+        let unwritten: BTreeMap<(u64, u64), u32> = carried
+            .iter()
+            .filter(|(count, _)| written_through.is_none_or(|through| *count > through))
+            .map(|(count, b)| ((b.batch, b.attempt), *count))
+            .collect();
+        for (&(batch, attempt), &count) in &unwritten {
+            let earlier = ResultWriter { redrive_count: count, ..self.clone() };
+            earlier.copy_staged(&store, StagedBatch { batch, attempt }, &mut results, true).await?;
+        }
         // One attempt per batch, in batch order.
         let chosen: BTreeMap<u64, StagedBatch> = batches.iter().map(|b| (b.batch, *b)).collect();
         for staged in chosen.values() {
-            let key = self.staging_key(*staged);
-            let bytes = store.get_bytes(&key).await?;
-            for (number, line) in bytes.split(|&b| b == b'\n').enumerate() {
-                let Some((&tag, entry)) = line.split_first() else { continue };
-                let files = match Category::from_tag(tag) {
-                    Some(Category::Succeeded) => &mut results.succeeded,
-                    Some(Category::Failed) => &mut results.failed,
-                    Some(Category::Pending) => &mut results.pending,
-                    None => {
-                        return Err(StorageError::Write {
-                            bucket: self.spec.bucket.clone(),
-                            key: key.clone(),
-                            message: format!("staged line {} has no category tag", number + 1),
-                        })
-                    }
-                };
-                files.push_rendered(entry).await?;
-            }
+            self.copy_staged(&store, *staged, &mut results, false).await?;
         }
         for record in pending {
             results.push(record, None).await?;
         }
         let manifest = results.finish().await?;
         self.remove_staging(&store).await?;
+        let counts: std::collections::BTreeSet<u32> = unwritten.values().copied().collect();
+        for count in counts {
+            ResultWriter { redrive_count: count, ..self.clone() }.remove_staging(&store).await?;
+        }
         Ok(manifest)
+    }
+
+    /// Copies the entries of a staged batch into `results` (only its SUCCEEDED ones when
+    /// `succeeded_only`).
+    async fn copy_staged(
+        &self,
+        store: &crate::BucketStore,
+        staged: StagedBatch,
+        results: &mut DirectResults,
+        succeeded_only: bool,
+    ) -> Result<()> {
+        let key = self.staging_key(staged);
+        let bytes = store.get_bytes(&key).await?;
+        for (number, line) in bytes.split(|&b| b == b'\n').enumerate() {
+            let Some((&tag, entry)) = line.split_first() else { continue };
+            let files = match Category::from_tag(tag) {
+                Some(Category::Succeeded) => &mut results.succeeded,
+                _ if succeeded_only => continue,
+                Some(Category::Failed) => &mut results.failed,
+                Some(Category::Pending) => &mut results.pending,
+                None => {
+                    return Err(StorageError::Write {
+                        bucket: self.spec.bucket.clone(),
+                        key: key.clone(),
+                        message: format!("staged line {} has no category tag", number + 1),
+                    })
+                }
+            };
+            files.push_rendered(entry).await?;
+        }
+        Ok(())
     }
 
     /// Result files written as children end, without staging: for a map run whose children
@@ -465,10 +509,10 @@ impl ResultWriter {
         })
     }
 
-    /// A redrive's manifest lists the SUCCEEDED files of every attempt (features.md §2.8): the
-    /// earlier ones are those of the latest earlier attempt that wrote a manifest (each
-    /// manifest holds all before it). None for a map run's first attempt.
-    async fn earlier_succeeded(&self, store: &crate::BucketStore) -> Result<Vec<ResultFileRef>> {
+    /// The manifest of the latest earlier attempt of the map run that wrote one, with that
+    /// attempt's redrive count: a redrive's manifest lists the SUCCEEDED files of every attempt
+    /// (features.md §2.8), and each manifest holds all before it. None for a first attempt.
+    async fn latest_earlier_manifest(&self, store: &crate::BucketStore) -> Result<Option<(u32, ResultManifest)>> {
         for count in (0..self.redrive_count).rev() {
             let earlier = ResultWriter { redrive_count: count, ..self.clone() };
             match store.get_bytes(&earlier.manifest_key()).await {
@@ -478,13 +522,13 @@ impl ResultWriter {
                         key: earlier.manifest_key(),
                         message: format!("the earlier attempt's manifest is unreadable: {e}"),
                     })?;
-                    return Ok(manifest.result_files.succeeded);
+                    return Ok(Some((count, manifest)));
                 }
                 Err(StorageError::NotFound { .. }) => continue,
                 Err(e) => return Err(e),
             }
         }
-        Ok(Vec::new())
+        Ok(None)
     }
 
     /// Deletes every staged object, including attempts the run did not accept.

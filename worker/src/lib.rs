@@ -8,7 +8,8 @@
 //!   `arn:aws:states:::lambda:invoke` and `arn:aws:states:::http:invoke`.
 //! * [`LocalMapRunExecutor`]: runs Distributed Map runs in this process (the embedded default).
 //! * [`fleet_worker::FleetWorker`]: a worker of a cluster's fleet, pulling map run work units
-//!   from the coordinators (`stepmap worker`).
+//!   and the Task invocations of parent executions ([`task_job`]) from the coordinators
+//!   (`stepmap worker`).
 
 pub mod error;
 pub mod fleet_worker;
@@ -16,6 +17,7 @@ pub mod function_registry;
 pub mod invoker;
 pub(crate) mod json_size;
 pub mod map_run;
+pub mod task_job;
 
 pub use error::WorkerError;
 pub use function_registry::{FunctionRef, FunctionRegistry, FunctionSpec, FunctionTarget};

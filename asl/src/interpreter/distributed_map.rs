@@ -2,7 +2,10 @@
 //! against the state's input — with AWS's `States.Runtime` causes for bad `...Path` values,
 //! raised after `MapStateStarted` and before any map run exists — then hands the map run to
 //! the environment's [`MapRunExecutor`](crate::map_run::MapRunExecutor) and records
-//! `MapRunStarted` / `MapRunSucceeded` / `MapRunFailed` around it.
+//! `MapRunStarted` / `MapRunSucceeded` / `MapRunFailed` around it. When the executor says the
+//! attempt redrives an earlier map run (a redriven execution resuming at this state), the
+//! request carries that run's ARN and redrive count and `MapRunRedriven` takes the place of
+//! `MapStateStarted` and `MapRunStarted`.
 
 use std::sync::Arc;
 

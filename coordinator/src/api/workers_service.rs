@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use crate::dispatch::Dispatcher;
 use crate::error::Error;
-use crate::state::{parse_map_run_arn, LeaseGrant};
+use crate::state::{parse_work_key, LeaseGrant};
 
 #[derive(Clone)]
 pub struct WorkersService {
@@ -33,7 +33,7 @@ impl WorkersService {
 
 fn lease_grant(lease: Option<Lease>) -> Result<LeaseGrant, Status> {
     let lease = lease.ok_or_else(|| Status::invalid_argument("lease: required"))?;
-    let arn = parse_map_run_arn("lease.mapRunArn", &lease.map_run_arn).map_err(|e| Status::from(Error::from(e)))?;
+    let arn = parse_work_key("lease.mapRunArn", &lease.map_run_arn).map_err(|e| Status::from(Error::from(e)))?;
     Ok(LeaseGrant { arn, unit: lease.unit, epoch: lease.epoch })
 }
 

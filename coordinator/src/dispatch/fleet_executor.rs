@@ -48,6 +48,11 @@ impl FleetMapRunExecutor {
         Self { dispatcher, stores, progress: None, archive: None }
     }
 
+    /// The dispatcher that hands out the runs' units.
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
     /// Archives the executions of STANDARD children in `bucket` of the stores, for
     /// DescribeExecution, GetExecutionHistory and ListExecutions by map run.
     pub fn with_child_archive(mut self, bucket: impl Into<String>) -> Self {
@@ -133,12 +138,15 @@ impl FleetMapRunExecutor {
             .map_err(|_| lost())?;
         // A redrive of a run whose units the ledger kept re-runs what did not succeed; one
         // whose units it never held (the run ended before it planned) plans it anew.
-        if let Some((_, _, round)) = recorded {
-            if round < request.redrive_count {
+        let redriven = match recorded {
+            Some((_, _, round)) if round < request.redrive_count => {
                 self.redrive(&request, &arn).await?;
+                true
             }
-        }
+            _ => false,
+        };
         match recorded {
+            Some((_, true, _)) if redriven => {}
             Some((_, true, _)) => tracing::info!(map_run = %arn, "resuming the map run from the work ledger"),
             Some((recorded, false, _)) => self.plan(&request, &arn, recorded).await?,
             None => self.plan(&request, &arn, 0).await?,
@@ -316,7 +324,8 @@ impl FleetMapRunExecutor {
         if request.execution_type != StateMachineType::Standard {
             return Ok(());
         }
-        child_archive::consolidate(&self.stores, bucket, &request.map_run_arn, &work.accepted())
+        let carried: Vec<_> = work.carried().into_iter().map(|(_, unit, epoch)| (unit, epoch)).collect();
+        child_archive::consolidate(&self.stores, bucket, &request.map_run_arn, &work.accepted(), &carried)
             .await
             .map_err(|e| Failure::runtime(format!("the children's executions could not be archived: {e}")))
     }
@@ -334,7 +343,9 @@ impl FleetMapRunExecutor {
                         pending.extend(pending_records(request, self.stores.clone(), &unit.unit).await?);
                     }
                 }
-                writer.finalize(&staged, &pending).await.map_err(|e| e.failure())?;
+                let carried: Vec<_> =
+                    work.carried().into_iter().map(|(round, unit, epoch)| (round, staged_batch(unit, epoch))).collect();
+                writer.finalize_redrive(&staged, &carried, &pending).await.map_err(|e| e.failure())?;
                 if exceeded {
                     return Err(Tolerance::failure());
                 }
@@ -369,10 +380,7 @@ fn progress_of(work: &MapRunWork) -> Progress {
     for record in &work.units {
         let WorkUnit { mut items, mut children, .. } = record.unit;
         // A done unit counts the children that ran (a batch over the byte limit is split).
-        let ran = |outcome: &UnitOutcome| {
-            let e = &outcome.executions;
-            e.succeeded + e.failed + e.timed_out + e.aborted
-        };
+        let ran = |outcome: &UnitOutcome| outcome.executions.ended();
         let in_total = match &record.status {
             UnitStatus::Done { outcome } => ran(outcome),
             _ => record.earlier.as_deref().map_or(children, ran),
@@ -410,8 +418,7 @@ fn progress_of(work: &MapRunWork) -> Progress {
                     counts.failed += by_status.failed;
                     counts.timed_out += by_status.timed_out;
                     counts.aborted += by_status.aborted;
-                    counts.results_written +=
-                        by_status.succeeded + by_status.failed + by_status.timed_out + by_status.aborted;
+                    counts.results_written += by_status.ended();
                 }
                 if failure.is_none() {
                     failure = outcome.failure.clone();

@@ -10,10 +10,13 @@
 //!
 //! - [`assignment`]: which pending units a poll gets (pure).
 //! - [`FleetMapRunExecutor`] (`fleet_executor.rs`): plans, watches and finalises map runs.
+//! - [`FleetTaskInvoker`] (`fleet_task.rs`): parent executions' Lambda and HTTP Task states,
+//!   each one unit of work.
 //! - [`Dispatcher`]: polls, reports and lease deadlines, for the `Workers` gRPC service.
 
 pub mod assignment;
 mod fleet_executor;
+mod fleet_task;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -24,6 +27,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 pub use fleet_executor::FleetMapRunExecutor;
+pub use fleet_task::FleetTaskInvoker;
 
 use self::assignment::{assign, RunDemand};
 use crate::error::{Error, Result};

@@ -40,11 +40,15 @@ use stepmap_worker::LocalMapRunExecutor;
 
 use super::replay::Replay;
 use super::ExecutionDriver;
+use crate::dispatch::{Dispatcher, FleetMapRunExecutor};
 use crate::error::Error;
 use crate::proposer::{propose, propose_while_leader, CoordinatorNode};
 use crate::state::{
     ApiError, Command, ExecutionArn, MapRunArn, MapRunCounts, MapRunEnd, MapRunRecord, MapRunSettings, Response,
 };
+
+/// AWS: a map run is redriven at most 1,000 times (then `States.Runtime`, features.md §2.12).
+pub const MAX_REDRIVES: u32 = 1000;
 
 /// How often a running map run's counters are committed (when they changed).
 pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
@@ -53,6 +57,8 @@ pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
 #[derive(Clone)]
 pub struct MapRunConfig {
     runner: Arc<dyn ControlledMapRunExecutor>,
+    /// On the worker fleet, parent executions' Task states go to the workers too.
+    pub(super) tasks: Option<Dispatcher>,
 }
 
 impl MapRunConfig {
@@ -62,9 +68,16 @@ impl MapRunConfig {
         Self::with_runner(Arc::new(LocalMapRunExecutor::new(stores, slots, true)))
     }
 
-    /// Children run by `runner` (the seam for the worker fleet).
+    /// Children run by `runner`.
     pub fn with_runner(runner: Arc<dyn ControlledMapRunExecutor>) -> Self {
-        Self { runner }
+        Self { runner, tasks: None }
+    }
+
+    /// The worker fleet: map runs through `executor`, and the Lambda and HTTP Task states of
+    /// parent executions through its dispatcher (`FleetTaskInvoker`).
+    pub fn fleet(executor: FleetMapRunExecutor) -> Self {
+        let tasks = Some(executor.dispatcher().clone());
+        Self { runner: Arc::new(executor), tasks }
     }
 }
 
@@ -196,6 +209,10 @@ impl MapRunExecutor for ClusterMapRunExecutor {
             .recorded
             .as_deref()
             .and_then(|replay| recorded_end(replay, &request.map_run_arn, request.redrive_count));
+        if request.redrive_count > MAX_REDRIVES {
+            let cause = format!("Map Run '{arn}' has been redriven {MAX_REDRIVES} times, the most AWS allows.");
+            return Box::pin(std::future::ready(Err(Failure::runtime(cause))));
+        }
         match recorded {
             Some(RecordedEnd::Failed(failure)) => return Box::pin(std::future::ready(Err(failure))),
             // Its result is in the ledger: StartMapRun answers with the ended record below.
@@ -226,18 +243,28 @@ impl MapRunExecutor for ClusterMapRunExecutor {
             // Registered before the start is committed, so that no committed update misses it.
             let _registration = live.register(arn.clone(), control.clone());
             let start = match request.redrive_count {
-                0 => Command::StartMapRun { record: Box::new(record) },
+                0 => Command::StartMapRun { record: Box::new(record.clone()) },
                 redrive_count => Command::RedriveMapRun { arn: arn.clone(), redrive_count, date: Utc::now() },
             };
             match commit(&node, &start).await {
+                // A redrive runs with the settings UpdateMapRun last gave the run.
                 Ok(Response::MapRunStarted { settings, .. } | Response::MapRunRedriven { settings }) => {
-                    // A redrive runs with the settings UpdateMapRun last gave the run.
-                    control.set_max_concurrency(settings.max_concurrency);
-                    control.set_tolerance(Tolerance {
-                        count: settings.tolerated_failure_count,
-                        percentage: settings.tolerated_failure_percentage,
-                    });
                     live.apply(&arn, &settings);
+                }
+                // The earlier attempt's start never committed (its leader died right after
+                // recording it): the run starts here, for this redrive.
+                Err(Some(ApiError::ResourceNotFound { .. })) if request.redrive_count > 0 => {
+                    match commit(&node, &Command::StartMapRun { record: Box::new(record) }).await {
+                        Ok(Response::MapRunStarted { settings, .. }) => {
+                            live.apply(&arn, &settings);
+                        }
+                        Ok(Response::MapRunAlreadyEnded { record }) => return recorded_outcome(&record),
+                        Ok(other) => {
+                            return Err(Failure::runtime(format!("unexpected answer to StartMapRun: {other:?}")))
+                        }
+                        Err(Some(error)) => return Err(Failure::runtime(format!("the map run cannot start: {error}"))),
+                        Err(None) => return std::future::pending().await,
+                    }
                 }
                 Ok(Response::MapRunAlreadyEnded { record }) => return recorded_outcome(&record),
                 Ok(other) => return Err(Failure::runtime(format!("unexpected answer to StartMapRun: {other:?}"))),

@@ -62,6 +62,8 @@ struct Inner {
     signal: TaskTokenSignal,
     /// Runs Distributed Maps (None: they fail with `States.Runtime`).
     map_runs: Option<map_runs::MapRuns>,
+    /// Where parent Task states a worker can serve run: the fleet (None: `invoker`).
+    fleet_tasks: Option<crate::dispatch::Dispatcher>,
     time: DriverTime,
     /// The executions driven here, with the term they were started in.
     running: Mutex<HashMap<ExecutionArn, Driven>>,
@@ -90,12 +92,14 @@ impl ExecutionDriver {
         map_runs: Option<MapRunConfig>,
         time: DriverTime,
     ) -> Self {
+        let fleet_tasks = map_runs.as_ref().and_then(|m| m.tasks.clone());
         let map_runs = map_runs.map(map_runs::MapRuns::new);
         let inner = Arc::new(Inner {
             node,
             invoker,
             signal: TaskTokenSignal::default(),
             map_runs,
+            fleet_tasks,
             time,
             running: Mutex::new(HashMap::new()),
             watcher: Mutex::new(None),
@@ -150,6 +154,12 @@ impl ExecutionDriver {
                 }
             }
         };
+        // The Task work of earlier terms waits for nobody now: the replays schedule anew.
+        if self.inner.fleet_tasks.is_some() {
+            if let Err(error) = propose(&self.inner.node, &Command::DropTaskWork { term }).await {
+                tracing::info!(%error, "cannot drop the task work of earlier terms");
+            }
+        }
         tracing::info!(count = running.len(), term, "resuming running executions");
         for record in running {
             self.launch(record);
@@ -263,7 +273,7 @@ impl ExecutionDriver {
                 inner: Arc::new(CallbackInvoker {
                     node: self.inner.node.clone(),
                     execution: record.arn.clone(),
-                    inner: self.inner.invoker.clone(),
+                    inner: self.task_invoker(&record.arn),
                     signal: self.inner.signal.clone(),
                     released,
                 }),
@@ -283,6 +293,18 @@ impl ExecutionDriver {
         }
     }
 
+    /// What `execution`'s Task states run with: on the fleet, its workers for what they serve.
+    fn task_invoker(&self, execution: &ExecutionArn) -> Arc<dyn TaskInvoker> {
+        match &self.inner.fleet_tasks {
+            Some(dispatcher) => Arc::new(crate::dispatch::FleetTaskInvoker {
+                dispatcher: dispatcher.clone(),
+                execution: execution.clone(),
+                inner: self.inner.invoker.clone(),
+            }),
+            None => self.inner.invoker.clone(),
+        }
+    }
+
     async fn drive_express(&self, record: ExecutionRecord, clock: Arc<dyn Clock>) {
         let Some((machine, spec)) = prepare(&record) else {
             self.close_unrunnable(&record).await;
@@ -291,7 +313,7 @@ impl ExecutionDriver {
         let env = Environment {
             random: seeded_random(record.seed),
             map_runs: self.map_run_executor(&record.arn, None),
-            ..Environment::new(clock, self.inner.invoker.clone())
+            ..Environment::new(clock, self.task_invoker(&record.arn))
         };
         let outcome = run_execution(machine, spec, env).await;
         let command = Command::RecordEvents { arn: record.arn.clone(), events: outcome.history };

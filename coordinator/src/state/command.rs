@@ -152,6 +152,24 @@ pub enum Command {
     StopMapRunUnits {
         arn: MapRunArn,
     },
+    /// A parent's Task invocation as one unit of work for the fleet (`key` names it where
+    /// a map run's ARN names a run's units); `job` is the worker crate's `TaskJob`.
+    ScheduleTaskWork {
+        key: MapRunArn,
+        execution: ExecutionArn,
+        job: String,
+        /// The term of the leader that schedules it.
+        term: u64,
+    },
+    /// The Task's result was taken (or the attempt abandoned): its work is dropped.
+    EndTaskWork {
+        key: MapRunArn,
+    },
+    /// A new leader drops the Task work scheduled in terms before `term`, its own: it replays
+    /// the executions and schedules what they still wait for anew.
+    DropTaskWork {
+        term: u64,
+    },
     /// Redrive `redrive_count` of a map run whose parent was redriven (features.md §2.12):
     /// the record is RUNNING again.
     RedriveMapRun {
@@ -251,6 +269,8 @@ pub enum Response {
     MapRunRedriven {
         settings: MapRunSettings,
     },
+    TaskWorkScheduled,
+    TaskWorkEnded,
     /// `reopened`: the units PENDING again (0 when the round had been opened before).
     UnitsRedriven {
         reopened: u64,

@@ -1,8 +1,8 @@
 //! The Map Run ledger (DESIGN.md §3): which map runs exist, their live settings and their
 //! counters (features.md §2.9). The leader that drives a parent execution writes it through
-//! four commands: `StartMapRun`, `RecordMapRunProgress` (counters, committed periodically, not
-//! per item), `EndMapRun`, and `UpdateMapRun` (the API's). The worker fleet's planner, leases
-//! and finaliser will add per-batch entries here.
+//! `StartMapRun`, `RecordMapRunProgress` (counters, committed periodically, not per item),
+//! `EndMapRun`, `RedriveMapRun` (a redriven parent resuming the run) and `UpdateMapRun` (the
+//! API's). The units of runs on the worker fleet are in the work ledger (`work_ledger.rs`).
 //!
 //! A map run's record outlives the run: an ended map run keeps its result (or error) so that a
 //! leader that replays the parent answers the Distributed Map from it instead of running the
@@ -51,7 +51,8 @@ pub struct MapRunCounts {
     pub aborted: u64,
     pub total: u64,
     pub results_written: u64,
-    /// Always 0 until map runs can be redriven.
+    /// Always 0: stepmap keeps what a redrive needs of every child of a fleet map run (AWS
+    /// counts children past its history or time limits here).
     pub failures_not_redrivable: u64,
     pub pending_redrive: u64,
 }
@@ -293,8 +294,10 @@ impl ReplicatedState {
                 _ => Ok(Response::MapRunAlreadyEnded { record: Box::new(record.clone()) }),
             };
         }
-        // RUNNING here is a run whose parent closed under it (shown ABORTED until now).
-        if record.redrive_count + 1 != redrive_count || record.status == MapRunStatus::Succeeded {
+        // RUNNING here is a run whose parent closed under it (shown ABORTED until now). The
+        // count comes from the parent's history, which may have recorded a redrive whose
+        // command never committed: any later count is accepted.
+        if redrive_count < record.redrive_count || record.status == MapRunStatus::Succeeded {
             return Err(ApiError::validation(
                 "mapRunArn",
                 format!(

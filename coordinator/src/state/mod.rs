@@ -35,7 +35,7 @@ pub use map_run_ledger::{
 };
 pub use redrive::{redrive_status, EventIdMap, Redrive, RedriveStatus};
 pub use state_machine_record::StateMachineRecord;
-pub use work_ledger::{LeaseGrant, MapRunWork, UnitRecord, UnitStatus, WorkLedger};
+pub use work_ledger::{parse_work_key, task_work_key, LeaseGrant, MapRunWork, UnitRecord, UnitStatus, WorkLedger};
 
 /// Everything the coordinators agree on. Cloneable so that readers can take a consistent copy
 /// of what they need; `Serialize` is the snapshot format.
@@ -121,6 +121,20 @@ impl ReplicatedState {
             Command::CompleteUnit { lease, outcome } => self.complete_unit(lease, outcome),
             Command::ReleaseLease { lease } => self.release_lease(lease),
             Command::StopMapRunUnits { arn } => self.stop_map_run_units(&arn),
+            Command::ScheduleTaskWork { key, execution, job, term } => {
+                self.schedule_task_work(key, execution, job, term)
+            }
+            Command::EndTaskWork { key } => {
+                // Task work only: a map run's units end with their run.
+                if self.work.runs.get(&key).is_some_and(|w| w.execution.is_some()) {
+                    self.work.runs.remove(&key);
+                }
+                Ok(Response::TaskWorkEnded)
+            }
+            Command::DropTaskWork { term } => {
+                self.work.runs.retain(|_, work| work.execution.is_none() || work.term >= term);
+                Ok(Response::TaskWorkEnded)
+            }
             Command::RedriveMapRun { arn, redrive_count, date } => self.redrive_map_run(&arn, redrive_count, date),
             Command::RedriveMapRunUnits { arn, round, job } => self.redrive_map_run_units(&arn, round, job),
             Command::RecordEvents { arn, events } => {

@@ -15,10 +15,15 @@
 //! The resume points are recorded with the execution ([`Redrive`]) rather than recomputed,
 //! so that the mapping of an existing history never changes under a replaying leader.
 //!
+//! A Distributed Map at the resume point redrives the map run its failed attempt ran (same
+//! ARN, `MapRunRedriven`; only its unsuccessful children run again) when the map runs are on
+//! the worker fleet (`Replay::map_run_to_redrive`, `driver/map_runs.rs`,
+//! `work_ledger::redrive_map_run_units`).
+//!
 //! Known differences from AWS: the granularity is the top-level state, so a failed Parallel
-//! or inline Map state is re-run whole (AWS re-runs only its failed branches or iterations)
-//! and a failed Distributed Map starts a new Map Run (AWS redrives the failed children of the
-//! existing one). `$$.Execution.RedriveCount` is the count of the redrive whose segment is
+//! or inline Map state is re-run whole (AWS re-runs only its failed branches or iterations);
+//! with in-process map runs (`map_runs = "local"`) a redriven Distributed Map starts a new Map
+//! Run. `$$.Execution.RedriveCount` is the count of the redrive whose segment is
 //! being run (`Replay::redrive_count`). An execution
 //! that never entered a state is redriven from its start (AWS has no such executions).
 

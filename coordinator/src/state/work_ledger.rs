@@ -9,8 +9,13 @@
 //! leader's to watch (a new leader gives every outstanding lease a fresh deadline), and a
 //! lapse is committed as `ReleaseLease`, which returns the unit to PENDING.
 //!
-//! A map run's work is dropped with its end (`EndMapRun`): results are in the result files
-//! or the map run's record by then.
+//! A succeeded map run's work is dropped with its end (`EndMapRun`): results are in the result
+//! files or the map run's record by then. An unsuccessful run's units stay, stopped, for a
+//! redrive of its parent (`RedriveMapRunUnits`), until the parent succeeds.
+//!
+//! A parent execution's Task invocation is work too (`ScheduleTaskWork`): one unit under a
+//! key of its own, leased, lapsed and reported like a map run's, dropped when the driver took
+//! its result (`EndTaskWork`) or the parent closed.
 
 use std::collections::BTreeMap;
 
@@ -42,6 +47,12 @@ pub struct MapRunWork {
     /// The redrive the units run for now (0: the map run's first attempt).
     #[serde(default)]
     pub round: u32,
+    /// Task work: the execution whose Task state it is (none for a map run), and the term
+    /// of the leader that scheduled it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<ExecutionArn>,
+    #[serde(default)]
+    pub term: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -57,6 +68,10 @@ pub struct UnitRecord {
     /// outcome is merged into.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub earlier: Option<Box<UnitOutcome>>,
+    /// The accepted attempts of earlier rounds, `(round, epoch)`, oldest first: their
+    /// succeeded children stay this unit's, and a finaliser writes them if no earlier one did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_attempts: Vec<(u32, u64)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -75,6 +90,19 @@ pub struct LeaseGrant {
     pub epoch: u64,
 }
 
+/// The key of a Task's work: the execution's ARN and `#task-<id>`.
+pub fn task_work_key(execution: &ExecutionArn, id: &str) -> MapRunArn {
+    MapRunArn::new(format!("{execution}#task-{id}"))
+}
+
+/// A lease's key from the request field `field`: a map run ARN, or a Task's work key.
+pub fn parse_work_key(field: &str, text: &str) -> Result<MapRunArn, ApiError> {
+    match text.split_once("#task-") {
+        Some((execution, id)) if execution.starts_with("arn:") && !id.is_empty() => Ok(MapRunArn::new(text.to_owned())),
+        _ => super::map_run_ledger::parse_map_run_arn(field, text),
+    }
+}
+
 impl MapRunWork {
     /// Units in number order that are PENDING.
     pub fn pending(&self) -> impl Iterator<Item = &UnitRecord> {
@@ -89,6 +117,21 @@ impl MapRunWork {
             .filter(|u| u.round == self.round && matches!(u.status, UnitStatus::Done { .. }))
             .map(|u| (u.unit.unit, u.epoch))
             .collect()
+    }
+
+    /// The accepted attempts of earlier rounds, `(round, unit, epoch)` in unit order, oldest
+    /// first: a redrive's finaliser writes their successes (and archives their children) if
+    /// the round that ran them ended without doing so.
+    pub fn carried(&self) -> Vec<(u32, u64, u64)> {
+        let mut carried = Vec::new();
+        for record in &self.units {
+            let unit = record.unit.unit;
+            carried.extend(record.earlier_attempts.iter().map(|&(round, epoch)| (round, unit, epoch)));
+            if record.round < self.round && matches!(record.status, UnitStatus::Done { .. }) {
+                carried.push((record.round, unit, record.epoch));
+            }
+        }
+        carried
     }
 
     pub fn leased(&self) -> usize {
@@ -123,6 +166,41 @@ impl ReplicatedState {
                 work.stopped = true;
             }
         }
+        self.work.runs.retain(|_, work| work.execution.as_ref() != Some(execution));
+    }
+
+    /// Records a Task invocation of `execution` as one PENDING unit under `key`. Idempotent.
+    pub(super) fn schedule_task_work(
+        &mut self,
+        key: MapRunArn,
+        execution: ExecutionArn,
+        job: String,
+        term: u64,
+    ) -> Outcome {
+        let running = self.executions.get(&execution).is_some_and(|e| e.status == ExecutionStatus::Running);
+        if !running {
+            return Err(ApiError::ExecutionNotRunning { arn: execution.to_string() });
+        }
+        self.work.runs.entry(key).or_insert_with(|| {
+            let unit = WorkUnit { unit: 0, first_index: 0, items: 0, children: 0, descriptor: None, only: None };
+            MapRunWork {
+                job,
+                units: vec![UnitRecord {
+                    unit,
+                    epoch: 0,
+                    status: UnitStatus::Pending,
+                    round: 0,
+                    earlier: None,
+                    earlier_attempts: Vec::new(),
+                }],
+                planned: true,
+                stopped: false,
+                round: 0,
+                execution: Some(execution),
+                term,
+            }
+        });
+        Ok(Response::TaskWorkScheduled)
     }
 
     /// Opens redrive `round` of a map run's units: each unit that did not wholly succeed is
@@ -130,6 +208,10 @@ impl ReplicatedState {
     /// merge the redrive's into), one that never completed or could not run for all its
     /// children. Idempotent per round.
     pub(super) fn redrive_map_run_units(&mut self, arn: &MapRunArn, round: u32, job: String) -> Outcome {
+        let parent = self.map_runs.map_runs.get(arn).map(|record| &record.execution_arn);
+        if !parent.and_then(|p| self.executions.get(p)).is_some_and(|e| e.status == ExecutionStatus::Running) {
+            return Err(ApiError::validation("mapRunArn", format!("the parent of map run '{arn}' is not running")));
+        }
         let work = self.work.runs.get_mut(arn).ok_or_else(|| ApiError::ResourceNotFound { arn: arn.to_string() })?;
         if work.round >= round {
             return Ok(Response::UnitsRedriven { reopened: 0 });
@@ -141,7 +223,10 @@ impl ReplicatedState {
                     record.status = UnitStatus::Done { outcome };
                     continue;
                 }
-                UnitStatus::Done { outcome } if outcome.failure.is_none() => Some(outcome),
+                UnitStatus::Done { outcome } if outcome.failure.is_none() => {
+                    record.earlier_attempts.push((record.round, record.epoch));
+                    Some(outcome)
+                }
                 // Never completed (or could not run) in its round: the same children as then.
                 _ => record.earlier.take(),
             };
@@ -174,7 +259,8 @@ impl ReplicatedState {
             let Some(job) = job.filter(|_| first == 0) else {
                 return Err(ApiError::validation("units", "the first part of a plan carries the job"));
             };
-            let work = MapRunWork { job, units: Vec::new(), planned: false, stopped: false, round };
+            let work =
+                MapRunWork { job, units: Vec::new(), planned: false, stopped: false, round, execution: None, term: 0 };
             self.work.runs.insert(arn.clone(), work);
         }
         let Some(work) = self.work.runs.get_mut(&arn) else {
@@ -195,6 +281,7 @@ impl ReplicatedState {
             status: UnitStatus::Pending,
             round,
             earlier: None,
+            earlier_attempts: Vec::new(),
         }));
         work.planned |= last;
         Ok(Response::UnitsPlanned { recorded: work.units.len() as u64 })
@@ -261,7 +348,7 @@ mod tests {
     use stepmap_worker::map_run::StatusCounts;
 
     use super::*;
-    use crate::state::{ArnScope, Command, MapRunRecord, MapRunSettings};
+    use crate::state::{Command, MapRunRecord, MapRunSettings};
 
     const MAP_RUN: &str = "arn:aws:states:us-east-1:123456789012:mapRun:orders/Map:5e1c";
 
@@ -277,10 +364,10 @@ mod tests {
         }
     }
 
+    /// A RUNNING execution with a map run of `units` planned units.
     fn state_with_map_run(units: u64) -> (ReplicatedState, MapRunArn) {
-        let mut state = ReplicatedState::default();
+        let (mut state, execution) = crate::state::map_run_ledger::tests::state_with_execution();
         let arn = MapRunArn::new(MAP_RUN.into());
-        let execution = ArnScope::default().state_machine("orders").execution("e");
         let record = MapRunRecord::start(arn.clone(), execution, MapRunSettings::default(), chrono::Utc::now());
         state.map_runs.map_runs.insert(arn.clone(), record);
         let plan = |first: u64, n: u64, last| Command::PlanMapRunUnits {

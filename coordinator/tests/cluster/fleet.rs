@@ -78,7 +78,7 @@ impl Deployment {
             let invoker = Arc::new(LocalInvoker::new(FunctionRegistry::new()).expect("invoker"));
             let dispatcher = Dispatcher::new(node.clone(), DispatchConfig::with_lease(LEASE));
             let executor = FleetMapRunExecutor::new(dispatcher.clone(), stores.clone()).with_child_archive(ARCHIVE);
-            let map_runs = MapRunConfig::with_runner(Arc::new(executor));
+            let map_runs = MapRunConfig::fleet(executor);
             let driver = ExecutionDriver::start_with_map_runs(node.clone(), invoker.clone(), Some(map_runs));
             let archive = ChildArchive { stores: stores.clone(), bucket: ARCHIVE.into() };
             let states = StatesService::new(node.clone(), driver.clone(), ArnScope::default(), invoker)
@@ -999,7 +999,7 @@ async fn redrive_reruns_only_the_unsuccessful_children_of_the_same_map_run() {
     // Its STANDARD children: every row's once, all SUCCEEDED now.
     let children = list_children(&client, &map_run).await;
     assert_eq!(children.len(), 300);
-    assert!(children.iter().all(|c| c.status == "SUCCEEDED"), "{children:?}");
+    assert!(children.iter().all(|c| c.status == "SUCCEEDED"));
 
     drop((a, b));
     deployment.shutdown().await;
@@ -1016,4 +1016,111 @@ async fn map_runs_listed(client: &StatesClient, execution: &str) -> usize {
         .await
         .expect("list map runs");
     listed.map_runs.len()
+}
+
+/// A parent execution's Lambda Task runs on the fleet, not on the coordinator (whose function
+/// registry is empty here): a worker that takes the invocation and goes silent loses its
+/// lease at expiry, and the invocation runs again on another worker, whose result is the
+/// Task's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parent_task_state_runs_on_a_worker_and_moves_when_its_worker_vanishes() {
+    init_tracing();
+    let objects = tempfile::tempdir().expect("temp dir");
+    let deployment = Deployment::start(objects.path()).await;
+    let client = deployment.client();
+    let definition = r#"{"StartAt":"T","States":{"T":{"Type":"Task",
+        "Resource":"arn:aws:lambda:us-east-1:123456789012:function:echo","ResultPath":"$.echoed","End":true}}}"#;
+    let machine = create(&mut client.clone(), "tasks", definition).await;
+    let echo = || {
+        let mut functions = FunctionRegistry::new();
+        functions.insert("echo", stepmap_worker::function_registry::FunctionSpec::command(["cat"]));
+        functions
+    };
+    let a = deployment.worker_with("a", 1, Behaviour::Hang, echo()).await;
+
+    let execution = start(&mut client.clone(), &machine, r#"{"x":1}"#).await;
+    let taken = eventually("worker a to take the task", || async {
+        a.seen().taken.first().cloned().filter(|work| work.job.starts_with(r#"{"Task":"#))
+    })
+    .await;
+    let task: Value = serde_json::from_str(&taken.job).expect("job JSON");
+    assert_eq!(task["Task"]["Parameters"], json!({"x": 1}), "{task}");
+    assert_eq!(describe(&mut client.clone(), &execution).await.status, "RUNNING");
+
+    // a goes silent; b takes the invocation once a's lease lapsed.
+    let b = deployment.worker_with("b", 1, Behaviour::Succeed, echo()).await;
+    a.behave(Behaviour::Vanish);
+    let closed = wait_closed(&client, &execution).await;
+    assert_eq!(closed.status, "SUCCEEDED", "{closed:?}");
+    let output: Value = serde_json::from_str(closed.output.as_deref().expect("output")).expect("output JSON");
+    assert_eq!(output, json!({"x": 1, "echoed": {"x": 1}}));
+    let accepted: Vec<_> = b.seen().reports.iter().filter(|(_, accepted)| *accepted).map(|(l, _)| l.clone()).collect();
+    assert_eq!(accepted.len(), 1, "b's report is the Task's result");
+    assert!(accepted[0].epoch > lease_of(&taken).epoch, "under a later epoch than a's lapsed lease");
+    let history = history_types(&client, &execution).await;
+    assert!(history.contains(&"LambdaFunctionSucceeded".to_owned()), "{history:?}");
+
+    drop((a, b));
+    deployment.shutdown().await;
+}
+
+/// A parent stopped while its map run ran, then redriven: the units that had succeeded are
+/// not run again, the ones that never finished are, and since the stopped attempt wrote no
+/// result files, the redrive's files hold every row — the carried successes included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_parent_redriven_finishes_its_map_run_without_rerunning_what_succeeded() {
+    init_tracing();
+    let objects = tempfile::tempdir().expect("temp dir");
+    write_csv(objects.path(), "ids.csv", 300);
+    let deployment = Deployment::start(objects.path()).await;
+    let client = deployment.client();
+    // Three units of 100 rows, one leased at a time.
+    let definition = csv_map("ids.csv", r#""MaxConcurrency":1,"#, "P", PASS, "stopped");
+    let machine = create(&mut client.clone(), "stopped", &definition).await;
+    let a = deployment.worker("a", 1, Behaviour::Hang).await;
+    let execution = start(&mut client.clone(), &machine, "{}").await;
+    let first = eventually("a to take unit 0", || async { a.seen().taken.first().cloned() }).await;
+    assert!(a.run_and_report(&first).await, "unit 0 accepted");
+    eventually("a to take unit 1", || async { (a.seen().taken.len() >= 2).then_some(()) }).await;
+    let request = pb::StopExecutionRequest { execution_arn: execution.clone(), ..Default::default() };
+    client
+        .clone()
+        .call(|mut c| {
+            let request = request.clone();
+            async move { c.stop_execution(request).await }
+        })
+        .await
+        .expect("stop");
+    assert_eq!(wait_closed(&client, &execution).await.status, "ABORTED");
+    let map_run = map_run_of(&client, &execution).await;
+    assert_eq!(describe_map_run(&mut client.clone(), &map_run).await.status, "ABORTED");
+
+    a.behave(Behaviour::Vanish);
+    let b = deployment.worker("b", 1, Behaviour::Succeed).await;
+    let request = pb::RedriveExecutionRequest { execution_arn: execution.clone(), client_token: None };
+    client
+        .clone()
+        .call(|mut c| {
+            let request = request.clone();
+            async move { c.redrive_execution(request).await }
+        })
+        .await
+        .expect("redrive");
+    let redriven = wait_closed(&client, &execution).await;
+    assert_eq!(redriven.status, "SUCCEEDED", "{redriven:?}");
+    let ran: Vec<u64> =
+        sorted(&b.seen().reports.iter().filter(|(_, accepted)| *accepted).map(|(l, _)| l.unit).collect::<Vec<_>>());
+    assert_eq!(ran, [1, 2], "unit 0 succeeded before and is not run again");
+    let id = map_run.rsplit(':').next().expect("id");
+    let results = result_ids_in(&objects.path().join("results/stopped").join(id).join("Redrive-1"));
+    let succeeded = results.get("SUCCEEDED").cloned().unwrap_or_default();
+    assert_eq!(sorted(&succeeded), (1..=300).collect::<Vec<_>>(), "every row once, unit 0's carried");
+    let described = describe_map_run(&mut client.clone(), &map_run).await;
+    assert_eq!((described.status.as_str(), described.redrive_count), ("SUCCEEDED", 1));
+    let children = list_children(&client, &map_run).await;
+    assert_eq!(children.len(), 300, "one child per row");
+    assert!(children.iter().all(|c| c.status == "SUCCEEDED"));
+
+    drop((a, b));
+    deployment.shutdown().await;
 }

@@ -455,4 +455,24 @@ async fn result_writer_redrive_lists_earlier_successes(stores: &Arc<Stores>) {
     let manifest: Value =
         serde_json::from_slice(&bucket.get_bytes("redrive/run3/Redrive-2/manifest.json").await.unwrap()).unwrap();
     assert_eq!(manifest["ResultFiles"]["SUCCEEDED"].as_array().unwrap().len(), 3);
+
+    // An attempt that ended without writing its files (its parent was stopped): the next one
+    // writes the successes it carries, not its failures, and removes its staging.
+    let arn = "arn:aws:states:us-east-1:1:mapRun:sm/Map:run4";
+    let stopped = ResultWriter::new(stores.clone(), spec.clone(), arn, 0);
+    let staged = |i, status| (child(i, status), None);
+    let batch = StagedBatch { batch: 0, attempt: 1 };
+    stopped.stage_batch(batch, vec![staged(0, ChildStatus::Succeeded), staged(1, ChildStatus::Failed)]).await.unwrap();
+    let redrive = ResultWriter::new(stores.clone(), spec.clone(), arn, 1);
+    let again = StagedBatch { batch: 0, attempt: 2 };
+    redrive.stage_batch(again, vec![staged(1, ChildStatus::Succeeded)]).await.unwrap();
+    let manifest = redrive.finalize_redrive(&[again], &[(0, batch)], &[]).await.unwrap();
+    assert_eq!(keys(&manifest.result_files.succeeded), ["redrive/run4/Redrive-1/SUCCEEDED_0.json"]);
+    assert!(manifest.result_files.failed.is_empty(), "the carried attempt's failure was redriven");
+    let entries: Vec<Value> =
+        serde_json::from_slice(&bucket.get_bytes("redrive/run4/Redrive-1/SUCCEEDED_0.json").await.unwrap()).unwrap();
+    let names: Vec<&str> = entries.iter().map(|e| e["Name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["child-0", "child-1"]);
+    let left = bucket.list_sorted("redrive/run4/.stepmap-staging/", None).try_collect::<Vec<_>>().await.unwrap().len();
+    assert_eq!(left, 0, "the carried attempt's staging is removed");
 }

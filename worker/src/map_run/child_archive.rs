@@ -93,11 +93,17 @@ pub async fn write_unit(
 /// then removes every per-unit object (accepted or not). Running it again gives the same
 /// object. An accepted attempt without an object (its worker archived nothing) is skipped
 /// with a warning: the archive is a record of the run, not its result.
+///
+/// A redrive passes the accepted attempts of earlier rounds as `carried`: those whose objects
+/// are still there (their round ended without consolidating) are gathered too, and each
+/// attempt's children replace earlier records of the same ARN — in the run's object or from
+/// an older attempt — so a redriven child shows how it ended last.
 pub async fn consolidate(
     stores: &Stores,
     bucket: &str,
     map_run_arn: &str,
     accepted: &[(u64, u64)],
+    carried: &[(u64, u64)],
 ) -> Result<(), StorageError> {
     let store = stores.bucket(bucket)?;
     let key = run_key(map_run_arn);
@@ -107,37 +113,53 @@ pub async fn consolidate(
         written.insert(meta?.location.to_string());
     }
     drop(units);
-    if written.is_empty() && store.get_bytes(&key).await.is_ok() {
-        return Ok(()); // consolidated before (a new leader finalising again)
-    }
-    let mut accepted = accepted.to_vec();
-    accepted.sort_unstable();
-    let mut text = Vec::new();
-    for (unit, epoch) in accepted {
-        let unit_key = unit_key(map_run_arn, unit, epoch);
-        if !written.contains(&unit_key) {
-            tracing::warn!(map_run = map_run_arn, unit, epoch, "no archived executions for an accepted unit");
-            continue;
-        }
-        text.extend_from_slice(&store.get_bytes(&unit_key).await?);
-    }
-    // A redrive's children replace their earlier executions (same ARNs) in the run's object.
     let earlier = match store.get_bytes(&key).await {
-        Ok(bytes) => Some(decode(&bytes, bucket, &key)?),
+        Ok(bytes) => Some(bytes),
         Err(StorageError::NotFound { .. }) => None,
         Err(error) => return Err(error),
     };
-    if let Some(mut executions) = earlier {
-        let mut redriven: Vec<Option<ArchivedExecution>> = decode(&text, bucket, &key)?.into_iter().map(Some).collect();
-        let position: std::collections::HashMap<String, usize> =
-            redriven.iter().flatten().enumerate().map(|(i, e)| (e.execution_arn.clone(), i)).collect();
-        for execution in &mut executions {
-            if let Some(again) = position.get(&execution.execution_arn).and_then(|&i| redriven[i].take()) {
-                *execution = again;
+    if written.is_empty() && earlier.is_some() {
+        return Ok(()); // consolidated before (a new leader finalising again)
+    }
+    for &(unit, epoch) in accepted {
+        if !written.contains(&unit_key(map_run_arn, unit, epoch)) {
+            tracing::warn!(map_run = map_run_arn, unit, epoch, "no archived executions for an accepted unit");
+        }
+    }
+    // Every attempt to gather, by unit and then epoch (a unit's later attempts are redrives).
+    let mut attempts: Vec<(u64, u64)> = accepted
+        .iter()
+        .chain(carried)
+        .copied()
+        .filter(|&(unit, epoch)| written.contains(&unit_key(map_run_arn, unit, epoch)))
+        .collect();
+    attempts.sort_unstable();
+    attempts.dedup();
+    let redriven = earlier.is_some() || !carried.is_empty();
+    let mut text = Vec::new();
+    if !redriven {
+        for (unit, epoch) in attempts {
+            text.extend_from_slice(&store.get_bytes(&unit_key(map_run_arn, unit, epoch)).await?);
+        }
+    } else {
+        let mut executions = match &earlier {
+            Some(bytes) => decode(bytes, bucket, &key)?,
+            None => Vec::new(),
+        };
+        let mut position: std::collections::HashMap<String, usize> =
+            executions.iter().enumerate().map(|(i, e)| (e.execution_arn.clone(), i)).collect();
+        for (unit, epoch) in attempts {
+            let unit_key = unit_key(map_run_arn, unit, epoch);
+            for execution in decode(&store.get_bytes(&unit_key).await?, bucket, &unit_key)? {
+                match position.get(&execution.execution_arn) {
+                    Some(&i) => executions[i] = execution,
+                    None => {
+                        position.insert(execution.execution_arn.clone(), executions.len());
+                        executions.push(execution);
+                    }
+                }
             }
         }
-        // Children without an earlier record (their unit was never archived) go last.
-        executions.extend(redriven.into_iter().flatten());
         text = encode(&executions, &key, bucket)?;
     }
     store.put(&key, Bytes::from(text)).await?;
@@ -234,14 +256,40 @@ mod tests {
         let running = read_units(&stores, "b", run, &[(1, 2), (0, 1)]).await.unwrap();
         assert_eq!(running.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
         assert_eq!(read_run(&stores, "b", run).await.unwrap(), None);
-        consolidate(&stores, "b", run, &[(1, 2), (0, 1)]).await.unwrap();
+        consolidate(&stores, "b", run, &[(1, 2), (0, 1)], &[]).await.unwrap();
         let names: Vec<String> =
             read_run(&stores, "b", run).await.unwrap().unwrap().into_iter().map(|e| e.name).collect();
         assert_eq!(names, ["a", "b", "c"]);
         // Again (a new leader finalising once more): the same object.
-        consolidate(&stores, "b", run, &[(1, 2), (0, 1)]).await.unwrap();
+        consolidate(&stores, "b", run, &[(1, 2), (0, 1)], &[]).await.unwrap();
         assert_eq!(read_run(&stores, "b", run).await.unwrap().map(|e| e.len()), Some(3));
         let left = stores.bucket("b").unwrap().list_sorted("child-executions/run1/", None).count().await;
         assert_eq!(left, 0);
+    }
+
+    fn failed(name: &str) -> ArchivedExecution {
+        ArchivedExecution { status: "FAILED".into(), ..execution(name) }
+    }
+
+    #[tokio::test]
+    async fn a_redrive_replaces_its_children_and_gathers_an_unconsolidated_round() {
+        let stores = Stores::new(StoreConfig::Memory);
+        let run = "arn:aws:states:r:1:mapRun:m/Map:run1";
+        async fn statuses(stores: &Stores) -> Vec<String> {
+            let run = read_run(stores, "b", "arn:aws:states:r:1:mapRun:m/Map:run1").await.unwrap().unwrap();
+            run.into_iter().map(|e| format!("{}={}", e.name, e.status)).collect()
+        }
+        // Round 0 ends without consolidating (its parent was stopped): unit 0 ran a, b (b
+        // failed), unit 1 ran c.
+        write_unit(&stores, "b", run, 0, 1, &[execution("a"), failed("b")]).await.unwrap();
+        write_unit(&stores, "b", run, 1, 1, &[execution("c")]).await.unwrap();
+        // Redrive 1 reran b (unit 0, epoch 2), which failed again; round 0's attempts are carried.
+        write_unit(&stores, "b", run, 0, 2, &[failed("b")]).await.unwrap();
+        consolidate(&stores, "b", run, &[(0, 2)], &[(0, 1), (1, 1)]).await.unwrap();
+        assert_eq!(statuses(&stores).await, ["a=SUCCEEDED", "b=FAILED", "c=SUCCEEDED"]);
+        // Redrive 2 reran b, which succeeded; the run's object has everything before.
+        write_unit(&stores, "b", run, 0, 3, &[execution("b")]).await.unwrap();
+        consolidate(&stores, "b", run, &[(0, 3)], &[(0, 1), (1, 1), (0, 2)]).await.unwrap();
+        assert_eq!(statuses(&stores).await, ["a=SUCCEEDED", "b=SUCCEEDED", "c=SUCCEEDED"]);
     }
 }

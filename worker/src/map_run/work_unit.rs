@@ -100,6 +100,11 @@ impl StatusCounts {
     pub fn failures(&self) -> u64 {
         self.failed + self.timed_out
     }
+
+    /// Every item or child that ended, however.
+    pub fn ended(&self) -> u64 {
+        self.succeeded + self.failed + self.timed_out + self.aborted
+    }
 }
 
 /// How one unit ended, as its worker reports it.
@@ -301,13 +306,8 @@ pub async fn pending_records(
     let reader = run.open_reader().await?;
     let mut children = run.unit_children(reader.as_ref(), unit);
     let mut records = Vec::new();
-    let mut position = 0;
-    while let Some(child) = children.next().await {
-        let child = child?;
-        if unit.runs(position) {
-            records.push(ChildExecutionResult::pending(&child.input));
-        }
-        position += 1;
+    while let Some((_, child)) = children.next().await {
+        records.push(ChildExecutionResult::pending(&child?.input));
     }
     Ok(records)
 }
@@ -369,6 +369,10 @@ impl UnitRunner {
     /// Runs `unit` of the map run `job` (asl's `MapRunJob` JSON) under lease epoch `epoch`.
     /// Never fails: what goes wrong is in the outcome.
     pub async fn run(&self, job: &str, unit: &WorkUnit, epoch: u64) -> UnitOutcome {
+        // A parent execution's Task state: one invocation with this worker's invoker.
+        if let Some(task) = crate::task_job::TaskJob::parse(job) {
+            return crate::task_job::task_outcome(self.environment.invoker.invoke(task.into_request()).await);
+        }
         let prepared = match self.prepare(job).await {
             Ok(prepared) => prepared,
             Err(failure) => return UnitOutcome::failed(failure),
@@ -403,8 +407,23 @@ impl UnitRunner {
 }
 
 impl MapRun {
-    /// The child inputs of one unit, in order.
+    /// The child inputs of one unit that are to run (a redrive's `only`), in order, each with
+    /// its position among the unit's children.
     fn unit_children(
+        self: &Arc<Self>,
+        reader: Option<&ItemReader>,
+        unit: &WorkUnit,
+    ) -> BoxStream<'static, (u64, Result<ChildInput, Failure>)> {
+        let selected = unit.clone();
+        self.all_unit_children(reader, unit)
+            .enumerate()
+            .map(|(position, child)| (position as u64, child))
+            .filter(move |(position, child)| std::future::ready(child.is_err() || selected.runs(*position)))
+            .boxed()
+    }
+
+    /// Every child input of one unit, in order.
+    fn all_unit_children(
         self: &Arc<Self>,
         reader: Option<&ItemReader>,
         unit: &WorkUnit,
@@ -466,17 +485,11 @@ impl MapRun {
         let mut archived = Vec::new();
         let mut outputs = Vec::new();
         let mut children = self.unit_children(reader, unit);
-        let mut position = 0;
-        while let Some(child) = children.next().await {
+        while let Some((position, child)) = children.next().await {
             let child = match child {
                 Ok(child) => child,
                 Err(failure) => return UnitOutcome::failed(failure),
             };
-            position += 1;
-            let position = position - 1;
-            if !unit.runs(position) {
-                continue;
-            }
             let name = child_name(&self.request.map_run_arn, unit.unit, position);
             let mut result = self.clone().run_child(child, name).await;
             archived.extend(result.archived.take());

@@ -9,8 +9,10 @@
 //! * [`LocalMapRunExecutor`]: runs Distributed Map runs in this process (the embedded default).
 //! * [`fleet_worker::FleetWorker`]: a worker of a cluster's fleet, pulling map run work units
 //!   and the Task invocations of parent executions ([`task_job`]) from the coordinators
-//!   (`stepmap worker`).
+//!   (`stepmap worker`), and serving activities with the registry's functions
+//!   ([`activity_worker`], `stepmap worker --activity`).
 
+pub mod activity_worker;
 pub mod error;
 pub mod fleet_worker;
 pub mod function_registry;

@@ -357,3 +357,67 @@ async fn a_worker_drains_on_sigterm() -> anyhow::Result<()> {
     anyhow::ensure!(children.succeeded == DRAIN_ITEMS && children.total == DRAIN_ITEMS, "{children:?}");
     Ok(())
 }
+
+/// A parent execution's Lambda Task and its activity Task both run on a `stepmap worker`
+/// process: the coordinator has no function registry, the worker runs the Lambda as fleet
+/// work and serves the activity (`--activity approve=approver`) with its registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_runs_parent_tasks_and_serves_activities() -> anyhow::Result<()> {
+    let store = tempfile::tempdir()?;
+    let store_path = store.path().to_str().context("temp dir path is not UTF-8")?.to_owned();
+    let extra = format!("object_store = {store_path:?}\nmap_runs = \"workers\"\n");
+    let mut cluster = Cluster::start_with(1, &extra)?;
+    let leader = cluster.leader().await?;
+    let functions = cluster.dir().join("functions.json");
+    let registry = serde_json::json!({"functions": {
+        "echo": {"command": ["cat"]},
+        "approver": {"command": ["sh", "-c", "cat >/dev/null; echo '{\"approved\":true}'"]}
+    }});
+    std::fs::write(&functions, registry.to_string())?;
+    let _worker = WorkerProcess::start(
+        &[
+            "--coordinators",
+            &cluster.addresses(),
+            "--object-store",
+            &store_path,
+            "--functions",
+            functions.to_str().context("UTF-8 path")?,
+            "--activity",
+            "approve=approver",
+        ],
+        cluster.dir().join("worker.log"),
+    )?;
+
+    let mut client = cluster.node(leader).client()?;
+    call!(client, create_activity, pb::CreateActivityRequest { name: "approve".into() })?;
+    let definition = r#"{"StartAt":"L","States":{
+        "L":{"Type":"Task","Resource":"arn:aws:lambda:us-east-1:123456789012:function:echo","ResultPath":"$.echoed","Next":"A"},
+        "A":{"Type":"Task","Resource":"arn:aws:states:us-east-1:123456789012:activity:approve",
+             "HeartbeatSeconds":30,"ResultPath":"$.approval","End":true}}}"#;
+    let request = pb::CreateStateMachineRequest {
+        name: "tasks".into(),
+        definition: definition.into(),
+        role_arn: "arn:aws:iam::123456789012:role/stepmap".into(),
+        r#type: String::new(),
+    };
+    let machine = call!(client, create_state_machine, request)?;
+    let request = pb::StartExecutionRequest {
+        state_machine_arn: machine.state_machine_arn,
+        name: "tasks".into(),
+        input: r#"{"x":1}"#.into(),
+    };
+    let execution = call!(client, start_execution, request)?.execution_arn;
+    let described = eventually("the execution's end", Duration::from_secs(60), async || {
+        let request = pb::DescribeExecutionRequest { execution_arn: execution.clone() };
+        let described = call!(client, describe_execution, request)?;
+        Ok((described.status != "RUNNING").then_some(described))
+    })
+    .await?;
+    anyhow::ensure!(described.status == "SUCCEEDED", "the execution ended {}: {:?}", described.status, described.cause);
+    let output: Value = serde_json::from_str(described.output.as_deref().context("an output")?)?;
+    anyhow::ensure!(
+        output == serde_json::json!({"x": 1, "echoed": {"x": 1}, "approval": {"approved": true}}),
+        "output {output}"
+    );
+    Ok(())
+}

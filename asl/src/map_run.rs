@@ -188,6 +188,15 @@ pub struct MapRunRedrive {
     pub redrive_count: u32,
 }
 
+impl MapRunRedrive {
+    /// Whether a map run that failed with `error` is redriven when its parent is; AWS starts a
+    /// new map run instead after `States.DataLimitExceeded` or a `States.Runtime` failure
+    /// (features.md §2.12).
+    pub fn follows_failure(error: Option<&str>) -> bool {
+        !matches!(error, Some(names::DATA_LIMIT_EXCEEDED | names::RUNTIME))
+    }
+}
+
 /// Runs map runs. `Ok` is the Map state's result (the array of child outputs, or
 /// `{MapRunArn, ResultWriterDetails}` with a ResultWriter); `Err` fails the Map state (and
 /// goes through its Retry and Catch): `States.ItemReaderFailed`,

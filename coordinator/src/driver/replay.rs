@@ -34,7 +34,7 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde_json::Value;
 use stepmap_asl::clock::Clock;
-use stepmap_asl::failure::{names, Failure};
+use stepmap_asl::failure::Failure;
 use stepmap_asl::history::HistoryEvent;
 use stepmap_asl::interpreter::RandomSource;
 use stepmap_asl::map_run::MapRunRedrive;
@@ -152,8 +152,7 @@ impl Replay {
         let end = attempt().find(|e| e.previous_event_id == run.id && e.event_type.starts_with("MapRun"));
         if let Some(end) = end {
             let error = end.details.as_ref().and_then(|d| d.get("error")).and_then(Value::as_str);
-            let new_run = end.event_type == "MapRunSucceeded"
-                || matches!(error, Some(names::DATA_LIMIT_EXCEEDED) | Some(names::RUNTIME));
+            let new_run = end.event_type == "MapRunSucceeded" || !MapRunRedrive::follows_failure(error);
             if new_run {
                 return None;
             }

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use stepmap_asl::map_run::MapRunRedrive;
 
 use super::api_error::ApiError;
 use super::arn::{ExecutionArn, MapRunArn};
@@ -268,8 +269,13 @@ impl ReplicatedState {
             MapRunEnd::Aborted => {}
         }
         // A succeeded run's results are in the result files or in this record now; an
-        // unsuccessful one keeps its units, no longer current, for a redrive.
-        if status == MapRunStatus::Succeeded {
+        // unsuccessful one keeps its units, no longer current, for a redrive (unless its
+        // failure is one after which a redrive starts a new run).
+        let redrivable = match &record.status {
+            MapRunStatus::Failed => MapRunRedrive::follows_failure(record.error.as_deref()),
+            status => *status == MapRunStatus::Aborted,
+        };
+        if !redrivable {
             self.work.runs.remove(arn);
         } else if let Some(work) = self.work.runs.get_mut(arn) {
             work.stopped = true;

@@ -627,16 +627,7 @@ async fn list_children(client: &StatesClient, map_run: &str) -> Vec<pb::Executio
 
 /// The event types of an execution's history.
 async fn history_types(client: &StatesClient, arn: &str) -> Vec<String> {
-    let request = pb::GetExecutionHistoryRequest { execution_arn: arn.into(), max_results: 1000, ..Default::default() };
-    let page = client
-        .clone()
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.get_execution_history(request).await }
-        })
-        .await
-        .expect("get execution history");
-    page.events.into_iter().map(|e| e.r#type).collect()
+    events(client, arn).await.into_iter().map(|(_, _, kind, _)| kind).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -874,14 +865,7 @@ fn flaky(marker: &Path) -> FunctionRegistry {
 /// Every event of `arn`'s history: (id, previous id, type, details).
 async fn events(client: &StatesClient, arn: &str) -> Vec<(u64, u64, String, Value)> {
     let request = pb::GetExecutionHistoryRequest { execution_arn: arn.into(), max_results: 1000, ..Default::default() };
-    let page = client
-        .clone()
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.get_execution_history(request).await }
-        })
-        .await
-        .expect("get execution history");
+    let page = call(client, request, |mut c, r| async move { c.get_execution_history(r).await }).await;
     page.events
         .into_iter()
         .map(|e| {
@@ -937,15 +921,7 @@ async fn redrive_reruns_only_the_unsuccessful_children_of_the_same_map_run() {
 
     // Mended: the redrive runs exactly the rows that did not succeed.
     std::fs::remove_file(&marker).expect("mend");
-    let request = pb::RedriveExecutionRequest { execution_arn: execution.clone(), client_token: None };
-    client
-        .clone()
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.redrive_execution(request).await }
-        })
-        .await
-        .expect("redrive");
+    redrive(&client, &execution).await;
     let redriven = wait_closed(&client, &execution).await;
     assert_eq!(redriven.status, "SUCCEEDED", "{redriven:?}");
     let output: Value = serde_json::from_str(redriven.output.as_deref().expect("output")).expect("output JSON");
@@ -1007,15 +983,26 @@ async fn redrive_reruns_only_the_unsuccessful_children_of_the_same_map_run() {
 
 async fn map_runs_listed(client: &StatesClient, execution: &str) -> usize {
     let request = pb::ListMapRunsRequest { execution_arn: execution.into(), ..Default::default() };
-    let listed = client
-        .clone()
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.list_map_runs(request).await }
-        })
-        .await
-        .expect("list map runs");
-    listed.map_runs.len()
+    call(client, request, |mut c, r| async move { c.list_map_runs(r).await }).await.map_runs.len()
+}
+
+/// RedriveExecution of `execution`.
+async fn redrive(client: &StatesClient, execution: &str) {
+    let request = pb::RedriveExecutionRequest { execution_arn: execution.into(), client_token: None };
+    call(client, request, |mut c, r| async move { c.redrive_execution(r).await }).await;
+}
+
+/// One States call of `request` through `method`, following the leader; panics on an error.
+async fn call<Req, Resp, Fut>(
+    client: &StatesClient,
+    request: Req,
+    method: impl Fn(stepmap_proto::v1::states_client::StatesClient<tonic::transport::Channel>, Req) -> Fut,
+) -> Resp
+where
+    Req: Clone,
+    Fut: std::future::Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+{
+    client.clone().call(|c| method(c, request.clone())).await.unwrap_or_else(|status| panic!("{status:?}"))
 }
 
 /// A parent execution's Lambda Task runs on the fleet, not on the coordinator (whose function
@@ -1083,29 +1070,14 @@ async fn a_stopped_parent_redriven_finishes_its_map_run_without_rerunning_what_s
     assert!(a.run_and_report(&first).await, "unit 0 accepted");
     eventually("a to take unit 1", || async { (a.seen().taken.len() >= 2).then_some(()) }).await;
     let request = pb::StopExecutionRequest { execution_arn: execution.clone(), ..Default::default() };
-    client
-        .clone()
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.stop_execution(request).await }
-        })
-        .await
-        .expect("stop");
+    call(&client, request, |mut c, r| async move { c.stop_execution(r).await }).await;
     assert_eq!(wait_closed(&client, &execution).await.status, "ABORTED");
     let map_run = map_run_of(&client, &execution).await;
     assert_eq!(describe_map_run(&mut client.clone(), &map_run).await.status, "ABORTED");
 
     a.behave(Behaviour::Vanish);
     let b = deployment.worker("b", 1, Behaviour::Succeed).await;
-    let request = pb::RedriveExecutionRequest { execution_arn: execution.clone(), client_token: None };
-    client
-        .clone()
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.redrive_execution(request).await }
-        })
-        .await
-        .expect("redrive");
+    redrive(&client, &execution).await;
     let redriven = wait_closed(&client, &execution).await;
     assert_eq!(redriven.status, "SUCCEEDED", "{redriven:?}");
     let ran: Vec<u64> =

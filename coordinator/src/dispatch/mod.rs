@@ -61,6 +61,8 @@ const MAX_JOB_BYTES_PER_POLL: usize = 16 << 20;
 
 /// How often lapsed leases are looked for.
 const LEASE_CHECK: Duration = Duration::from_millis(250);
+/// How often the units kept for redrives past AWS's redrivable period are looked for.
+const PRUNE_CHECK: Duration = Duration::from_secs(3600);
 
 /// The leader's dispatch state; cheap to clone.
 #[derive(Clone)]
@@ -353,9 +355,14 @@ impl Drop for RunGuard {
 async fn watch_leases(inner: Weak<Inner>) {
     let mut ticker = tokio::time::interval(LEASE_CHECK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_prune = Instant::now() + PRUNE_CHECK;
     loop {
         ticker.tick().await;
         let Some(inner) = inner.upgrade() else { return };
+        if Instant::now() >= next_prune {
+            next_prune = Instant::now() + PRUNE_CHECK;
+            prune_redrive_work(&inner.node).await;
+        }
         let now = Instant::now();
         let lapsed: Vec<LeaseGrant> = {
             let local = inner.local.lock().unwrap_or_else(|e| e.into_inner());
@@ -388,6 +395,21 @@ async fn watch_leases(inner: Weak<Inner>) {
                 Err(error) => tracing::debug!(%error, "lease lapse not committed; trying again"),
             }
         }
+    }
+}
+
+/// Drops the units kept for redrives that can no longer happen (AWS: 14 days after the
+/// parent's end), when there are any; only the leader's proposal commits.
+async fn prune_redrive_work(node: &CoordinatorNode) {
+    let before = chrono::Utc::now() - crate::state::REDRIVABLE_PERIOD;
+    let any = node.local_read(move |state| !state.prunable_work(before).is_empty()).await;
+    if !matches!(any, Ok((_, true))) || !node.status().is_leader() {
+        return;
+    }
+    match propose(node, &Command::PruneRedriveWork { before }).await {
+        Ok(Response::WorkPruned { map_runs }) => tracing::info!(map_runs, "units past their redrive period dropped"),
+        Ok(_) => {}
+        Err(error) => tracing::debug!(%error, "units past their redrive period not dropped; trying later"),
     }
 }
 

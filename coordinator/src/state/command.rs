@@ -165,6 +165,12 @@ pub enum Command {
     EndTaskWork {
         key: MapRunArn,
     },
+    /// Drops the units kept for a redrive of map runs whose parent closed before `before`
+    /// (the leader stamps now − AWS's 14-day redrivable period): they can no longer be
+    /// redriven.
+    PruneRedriveWork {
+        before: DateTime<Utc>,
+    },
     /// A new leader drops the Task work scheduled in terms before `term`, its own: it replays
     /// the executions and schedules what they still wait for anew.
     DropTaskWork {
@@ -271,6 +277,9 @@ pub enum Response {
     },
     TaskWorkScheduled,
     TaskWorkEnded,
+    WorkPruned {
+        map_runs: u64,
+    },
     /// `reopened`: the units PENDING again (0 when the round had been opened before).
     UnitsRedriven {
         reopened: u64,

@@ -33,7 +33,7 @@ pub use execution_record::{ExecutionRecord, ExecutionStatus};
 pub use map_run_ledger::{
     parse_map_run_arn, MapRunCounts, MapRunEnd, MapRunLedger, MapRunRecord, MapRunSettings, MapRunStatus,
 };
-pub use redrive::{redrive_status, EventIdMap, Redrive, RedriveStatus};
+pub use redrive::{redrive_status, EventIdMap, Redrive, RedriveStatus, REDRIVABLE_PERIOD};
 pub use state_machine_record::StateMachineRecord;
 pub use work_ledger::{parse_work_key, task_work_key, LeaseGrant, MapRunWork, UnitRecord, UnitStatus, WorkLedger};
 
@@ -130,6 +130,13 @@ impl ReplicatedState {
                     self.work.runs.remove(&key);
                 }
                 Ok(Response::TaskWorkEnded)
+            }
+            Command::PruneRedriveWork { before } => {
+                let pruned = self.prunable_work(before);
+                for arn in &pruned {
+                    self.work.runs.remove(arn);
+                }
+                Ok(Response::WorkPruned { map_runs: pruned.len() as u64 })
             }
             Command::DropTaskWork { term } => {
                 self.work.runs.retain(|_, work| work.execution.is_none() || work.term >= term);

@@ -11,7 +11,9 @@
 //!
 //! A succeeded map run's work is dropped with its end (`EndMapRun`): results are in the result
 //! files or the map run's record by then. An unsuccessful run's units stay, stopped, for a
-//! redrive of its parent (`RedriveMapRunUnits`), until the parent succeeds.
+//! redrive of its parent (`RedriveMapRunUnits`), until the parent succeeds or AWS's 14-day
+//! redrivable period after its end has passed (`PruneRedriveWork`, proposed hourly by the
+//! leader's dispatcher).
 //!
 //! A parent execution's Task invocation is work too (`ScheduleTaskWork`): one unit under a
 //! key of its own, leased, lapsed and reported like a map run's, dropped when the driver took
@@ -167,6 +169,23 @@ impl ReplicatedState {
             }
         }
         self.work.runs.retain(|_, work| work.execution.as_ref() != Some(execution));
+    }
+
+    /// The map runs whose units are kept only for a redrive of a parent that closed before
+    /// `before` (see `PruneRedriveWork`).
+    pub fn prunable_work(&self, before: chrono::DateTime<chrono::Utc>) -> Vec<MapRunArn> {
+        self.work
+            .runs
+            .iter()
+            .filter(|(arn, work)| {
+                let parent = self.map_runs.map_runs.get(*arn).and_then(|r| self.executions.get(&r.execution_arn));
+                work.execution.is_none()
+                    && parent.is_some_and(|p| {
+                        p.status != ExecutionStatus::Running && p.stop_date.is_some_and(|stop| stop < before)
+                    })
+            })
+            .map(|(arn, _)| arn.clone())
+            .collect()
     }
 
     /// Records a Task invocation of `execution` as one PENDING unit under `key`. Idempotent.
@@ -446,12 +465,20 @@ mod tests {
         };
         state.execute(plan).unwrap();
         assert!(grant(&mut state, &arn, "w", 0, 1));
-        let stop = Command::StopExecution { arn: execution, error: None, cause: None, date };
+        let stop = Command::StopExecution { arn: execution.clone(), error: None, cause: None, date };
         state.execute(stop).unwrap();
         // No EndMapRun comes for it: the lease is no longer current, the units stay for a
         // redrive of the (ABORTED) parent.
         assert!(!complete(&mut state, &arn, 0, 1));
         assert!(state.work.runs[&arn].stopped);
+        // Kept while the parent may be redriven, dropped once it closed before the cut-off.
+        let prune = |before| Command::PruneRedriveWork { before };
+        let stopped = state.executions[&execution].stop_date.expect("stopped");
+        let earlier = stopped - chrono::TimeDelta::seconds(1);
+        assert_eq!(state.execute(prune(earlier)).unwrap(), Response::WorkPruned { map_runs: 0 });
+        let later = stopped + chrono::TimeDelta::seconds(1);
+        assert_eq!(state.execute(prune(later)).unwrap(), Response::WorkPruned { map_runs: 1 });
+        assert!(!state.work.runs.contains_key(&arn));
     }
 
     /// Outcome of `n` children, those at `unsuccessful` failed.

@@ -1,9 +1,9 @@
 //! Distributed Map runs of leader-driven executions: the [`MapRunExecutor`] the driver hands
 //! to the interpreter. It runs the map run's children through a
-//! [`ControlledMapRunExecutor`] (this process's [`LocalMapRunExecutor`] today; the worker
-//! fleet's dispatcher will take its place behind the same trait) and records the map run in
-//! the replicated Map Run ledger: `StartMapRun`, the counters at most every
-//! [`PROGRESS_INTERVAL`], and `EndMapRun` — committed before the interpreter records
+//! [`ControlledMapRunExecutor`] (the worker fleet's `FleetMapRunExecutor`, or this process's
+//! [`LocalMapRunExecutor`] with `map_runs = "local"`) and records the map run in the
+//! replicated Map Run ledger: `StartMapRun` (`RedriveMapRun` for a redrive), the counters at
+//! most every [`PROGRESS_INTERVAL`], and `EndMapRun` — committed before the interpreter records
 //! `MapRunSucceeded` / `MapRunFailed`, so a history that shows the end implies a ledger that
 //! holds it.
 //!
@@ -12,10 +12,14 @@
 //! recorded Task outcome); a recorded `MapRunSucceeded` from the ledger, which kept the run's
 //! result (the history only holds the state's output after ResultSelector/ResultPath). A map
 //! run that was RUNNING at the change of leader is started again under the same ARN (its
-//! id comes from the execution's seeded randomness): its children run from the start and
-//! its counters restart at 0, with the settings UpdateMapRun last gave it. Children that had
-//! finished run again; acceptable until the worker fleet's batch ledger lets a new leader
-//! resume a map run where it was.
+//! id comes from the execution's seeded randomness), with the settings UpdateMapRun last gave
+//! it: on the fleet it resumes from the work ledger; in process its children run again from
+//! the start.
+//!
+//! Redrive (features.md §2.12): a redriven parent resuming at a Distributed Map whose failed
+//! attempt ran a map run redrives that run ([`MapRunExecutor::redriven`], answered from the
+//! replayed history by `Replay::map_run_to_redrive`) when the runner keeps each child's
+//! outcome (the fleet): same ARN, only the unsuccessful children run again.
 //!
 //! UpdateMapRun reaches a running map run through [`LiveMapRuns`]: the API commits the update,
 //! then applies it to the run's [`MapRunControl`] if this node drives it.

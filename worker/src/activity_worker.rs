@@ -23,6 +23,8 @@ use stepmap_proto::v1::states_client::StatesClient;
 use stepmap_proto::v1::{
     GetActivityTaskRequest, SendTaskFailureRequest, SendTaskHeartbeatRequest, SendTaskSuccessRequest,
 };
+use tonic::transport::Channel;
+use tonic::Status;
 
 /// Pause after a poll failed (no coordinator reachable) before the next.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
@@ -67,21 +69,11 @@ pub async fn serve_activity(
 ) {
     let mut shutdown = std::pin::pin!(shutdown);
     let mut next = 0;
+    let Some(mut channel) = coordinator(&coordinators, next) else { return };
     loop {
-        let Some(endpoint) = coordinators.get(next % coordinators.len().max(1)) else { return };
-        let mut channel = match LeaderChannel::new(endpoint) {
-            Ok(channel) => channel,
-            Err(status) => {
-                tracing::warn!(endpoint, error = %status.message(), "bad coordinator address");
-                return;
-            }
-        };
         let request =
             GetActivityTaskRequest { activity_arn: binding.activity_arn.clone(), worker_name: worker_name.clone() };
-        let poll = channel.call(StatesClient::new, |mut c| {
-            let request = request.clone();
-            async move { c.get_activity_task(request).await }
-        });
+        let poll = states_call(&mut channel, request, |mut c, r| async move { c.get_activity_task(r).await });
         let task = tokio::select! {
             () = &mut shutdown => return,
             task = poll => task,
@@ -91,7 +83,10 @@ pub async fn serve_activity(
             Ok(task) => task,
             Err(status) => {
                 tracing::info!(activity = %binding.activity_arn, error = %status.message(), "activity poll failed");
+                // The next coordinator of the list, after a pause.
                 next += 1;
+                let Some(other) = coordinator(&coordinators, next) else { return };
+                channel = other;
                 tokio::time::sleep(RETRY_PAUSE).await;
                 continue;
             }
@@ -137,12 +132,7 @@ async fn run_task(
             result = &mut invocation => return result,
             _ = ticker.tick() => {
                 let request = SendTaskHeartbeatRequest { task_token: token.to_owned() };
-                let sent = channel
-                    .call(StatesClient::new, |mut c| {
-                        let request = request.clone();
-                        async move { c.send_task_heartbeat(request).await }
-                    })
-                    .await;
+                let sent = states_call(channel, request, |mut c, r| async move { c.send_task_heartbeat(r).await }).await;
                 if let Err(status) = sent {
                     // Timed out or closed meanwhile: the answer will be refused too.
                     tracing::info!(error = %status.message(), "activity heartbeat refused");
@@ -154,36 +144,43 @@ async fn run_task(
 
 /// SendTaskSuccess or SendTaskFailure for `token`.
 async fn answer(channel: &mut LeaderChannel, token: &str, result: Result<Value, Failure>) {
+    let task_token = token.to_owned();
     let sent = match result {
         Ok(output) => {
-            let request = SendTaskSuccessRequest { task_token: token.to_owned(), output: output.to_string() };
-            channel
-                .call(StatesClient::new, |mut c| {
-                    let request = request.clone();
-                    async move { c.send_task_success(request).await }
-                })
-                .await
-                .map(|_| ())
+            let request = SendTaskSuccessRequest { task_token, output: output.to_string() };
+            states_call(channel, request, |mut c, r| async move { c.send_task_success(r).await }).await.map(|_| ())
         }
         Err(failure) => {
-            let request = SendTaskFailureRequest {
-                task_token: token.to_owned(),
-                error: failure.error.unwrap_or_default(),
-                cause: failure.cause.unwrap_or_default(),
-            };
-            channel
-                .call(StatesClient::new, |mut c| {
-                    let request = request.clone();
-                    async move { c.send_task_failure(request).await }
-                })
-                .await
-                .map(|_| ())
+            let (error, cause) = (failure.error.unwrap_or_default(), failure.cause.unwrap_or_default());
+            let request = SendTaskFailureRequest { task_token, error, cause };
+            states_call(channel, request, |mut c, r| async move { c.send_task_failure(r).await }).await.map(|_| ())
         }
     };
     if let Err(status) = sent {
         // The task timed out, or its execution ended: nobody takes the answer.
         tracing::info!(error = %status.message(), "activity task answer refused");
     }
+}
+
+/// A channel to the `n`-th coordinator of the list (round robin), following the leader from
+/// there; `None` for an empty list or a bad address.
+fn coordinator(coordinators: &[String], n: usize) -> Option<LeaderChannel> {
+    let endpoint = coordinators.get(n % coordinators.len().max(1))?;
+    LeaderChannel::new(endpoint)
+        .map_err(|status| tracing::warn!(endpoint, error = %status.message(), "bad coordinator address"))
+        .ok()
+}
+
+/// One States call of `request` through `channel` (which follows the leader).
+async fn states_call<Req: Clone, Resp, Fut>(
+    channel: &mut LeaderChannel,
+    request: Req,
+    method: impl Fn(StatesClient<Channel>, Req) -> Fut,
+) -> Result<Resp, Status>
+where
+    Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
+{
+    channel.call(StatesClient::new, |c| method(c, request.clone())).await
 }
 
 /// The region and account of an activity ARN (`arn:aws:states:<region>:<account>:...`).

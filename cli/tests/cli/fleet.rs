@@ -76,6 +76,31 @@ macro_rules! call {
     }};
 }
 
+/// CreateStateMachine `name` (STANDARD) with `definition`: its ARN.
+async fn create_machine(client: &mut StatesClient, name: &str, definition: &str) -> anyhow::Result<String> {
+    let request = pb::CreateStateMachineRequest {
+        name: name.into(),
+        definition: definition.into(),
+        role_arn: "arn:aws:iam::123456789012:role/stepmap".into(),
+        r#type: String::new(),
+    };
+    Ok(call!(client, create_state_machine, request)?.state_machine_arn)
+}
+
+/// DescribeExecution of `execution` once it is no longer RUNNING (within `timeout`).
+async fn wait_ended(
+    client: &mut StatesClient,
+    execution: &str,
+    timeout: Duration,
+) -> anyhow::Result<pb::DescribeExecutionResponse> {
+    eventually("the execution's end", timeout, async || {
+        let request = pb::DescribeExecutionRequest { execution_arn: execution.to_owned() };
+        let described = call!(client, describe_execution, request)?;
+        Ok((described.status != "RUNNING").then_some(described))
+    })
+    .await
+}
+
 async fn describe_map_run(
     client: &mut StatesClient,
     execution: &str,
@@ -137,18 +162,9 @@ async fn heavy_fleet_survives_kill_9_of_a_worker_and_the_leader() -> anyhow::Res
         .collect::<anyhow::Result<Vec<_>>>()?;
 
     let mut client = cluster.node(leader).client()?;
-    let request = pb::CreateStateMachineRequest {
-        name: "fleet".into(),
-        definition: WORKFLOW.into(),
-        role_arn: "arn:aws:iam::123456789012:role/stepmap".into(),
-        r#type: String::new(),
-    };
-    let machine = call!(client, create_state_machine, request)?;
-    let request = pb::StartExecutionRequest {
-        state_machine_arn: machine.state_machine_arn.clone(),
-        name: "million".into(),
-        input: "{}".into(),
-    };
+    let machine = create_machine(&mut client, "fleet", WORKFLOW).await?;
+    let request =
+        pb::StartExecutionRequest { state_machine_arn: machine.clone(), name: "million".into(), input: "{}".into() };
     let execution = call!(client, start_execution, request)?.execution_arn;
 
     wait_for_progress(&mut client, &execution, 150_000).await?;
@@ -160,12 +176,7 @@ async fn heavy_fleet_survives_kill_9_of_a_worker_and_the_leader() -> anyhow::Res
     let survivor = cluster.others(leader)[0];
     let mut client = cluster.node(survivor).client()?;
 
-    let described = eventually("the execution's end", DEADLINE, async || {
-        let request = pb::DescribeExecutionRequest { execution_arn: execution.clone() };
-        let described = call!(client, describe_execution, request)?;
-        Ok((described.status != "RUNNING").then_some(described))
-    })
-    .await?;
+    let described = wait_ended(&mut client, &execution, DEADLINE).await?;
     anyhow::ensure!(described.status == "SUCCEEDED", "the execution ended {}: {:?}", described.status, described.cause);
 
     // Every row exactly once in the SUCCEEDED files, none FAILED or PENDING.
@@ -280,16 +291,10 @@ async fn a_worker_drains_on_sigterm() -> anyhow::Result<()> {
     let mut worker_a = start_worker("a", log_a.clone())?;
 
     let mut client = cluster.node(leader).client()?;
-    let request = pb::CreateStateMachineRequest {
-        name: "drain".into(),
-        definition: DRAIN_WORKFLOW.into(),
-        role_arn: "arn:aws:iam::123456789012:role/stepmap".into(),
-        r#type: String::new(),
-    };
-    let machine = call!(client, create_state_machine, request)?;
+    let machine = create_machine(&mut client, "drain", DRAIN_WORKFLOW).await?;
     let items: Vec<Value> = (0..DRAIN_ITEMS).map(|id| serde_json::json!({ "id": id })).collect();
     let request = pb::StartExecutionRequest {
-        state_machine_arn: machine.state_machine_arn.clone(),
+        state_machine_arn: machine.clone(),
         name: "drain".into(),
         input: serde_json::json!({ "items": items }).to_string(),
     };
@@ -330,12 +335,7 @@ async fn a_worker_drains_on_sigterm() -> anyhow::Result<()> {
     eprintln!("worker A drained in {drain_time:?} with {on_a} units done");
 
     let _worker_b = start_worker("b", cluster.dir().join("worker-b.log"))?;
-    let described = eventually("the execution's end", Duration::from_secs(60), async || {
-        let request = pb::DescribeExecutionRequest { execution_arn: execution.clone() };
-        let described = call!(client, describe_execution, request)?;
-        Ok((described.status != "RUNNING").then_some(described))
-    })
-    .await?;
+    let described = wait_ended(&mut client, &execution, Duration::from_secs(60)).await?;
     let ended = started.elapsed();
     eprintln!("the execution ended {ended:?} after its start, {:?} after the SIGTERM", terminated.elapsed());
     anyhow::ensure!(described.status == "SUCCEEDED", "the execution ended {}: {:?}", described.status, described.cause);
@@ -394,25 +394,11 @@ async fn a_worker_runs_parent_tasks_and_serves_activities() -> anyhow::Result<()
         "L":{"Type":"Task","Resource":"arn:aws:lambda:us-east-1:123456789012:function:echo","ResultPath":"$.echoed","Next":"A"},
         "A":{"Type":"Task","Resource":"arn:aws:states:us-east-1:123456789012:activity:approve",
              "HeartbeatSeconds":30,"ResultPath":"$.approval","End":true}}}"#;
-    let request = pb::CreateStateMachineRequest {
-        name: "tasks".into(),
-        definition: definition.into(),
-        role_arn: "arn:aws:iam::123456789012:role/stepmap".into(),
-        r#type: String::new(),
-    };
-    let machine = call!(client, create_state_machine, request)?;
-    let request = pb::StartExecutionRequest {
-        state_machine_arn: machine.state_machine_arn,
-        name: "tasks".into(),
-        input: r#"{"x":1}"#.into(),
-    };
+    let machine = create_machine(&mut client, "tasks", definition).await?;
+    let request =
+        pb::StartExecutionRequest { state_machine_arn: machine, name: "tasks".into(), input: r#"{"x":1}"#.into() };
     let execution = call!(client, start_execution, request)?.execution_arn;
-    let described = eventually("the execution's end", Duration::from_secs(60), async || {
-        let request = pb::DescribeExecutionRequest { execution_arn: execution.clone() };
-        let described = call!(client, describe_execution, request)?;
-        Ok((described.status != "RUNNING").then_some(described))
-    })
-    .await?;
+    let described = wait_ended(&mut client, &execution, Duration::from_secs(60)).await?;
     anyhow::ensure!(described.status == "SUCCEEDED", "the execution ended {}: {:?}", described.status, described.cause);
     let output: Value = serde_json::from_str(described.output.as_deref().context("an output")?)?;
     anyhow::ensure!(

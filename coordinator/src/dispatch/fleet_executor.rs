@@ -9,7 +9,6 @@
 //! result.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -23,14 +22,12 @@ use stepmap_worker::map_run::{
     ControlledMapRunExecutor, MapRunControl, MapRunProgress, ProgressObserver, UnitOutcome, WorkUnit, MAX_RESULT_BYTES,
 };
 
-use super::Dispatcher;
+use super::{Dispatcher, WATCH_INTERVAL};
 use crate::proposer::propose_while_leader;
 use crate::state::{Command, MapRunArn, MapRunWork, Response, UnitStatus};
 
 /// Units per `PlanMapRunUnits` command: keeps log entries small (a descriptor is ~250 bytes).
 const UNITS_PER_COMMAND: usize = 256;
-/// A watcher looks at the ledger at least this often, even without a wake-up.
-const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Runs map runs on the worker fleet through `dispatcher`; reads ItemReader sources (to plan)
 /// and writes result files (to finalise) through `stores`.

@@ -13,7 +13,6 @@
 //! was not recorded is invoked again (at least once, as AWS's Task integrations are).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -23,13 +22,10 @@ use stepmap_asl::task::{TaskInvoker, TaskRequest};
 use stepmap_worker::map_run::MapRunControl;
 use stepmap_worker::task_job::{task_result, TaskJob};
 
-use super::Dispatcher;
+use super::{Dispatcher, WATCH_INTERVAL};
 use crate::error::Error;
 use crate::proposer::{propose, propose_while_leader};
 use crate::state::{task_work_key, Command, ExecutionArn, MapRunArn, UnitStatus};
-
-/// The invoker looks at the ledger at least this often, even without a wake-up.
-const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// The Task invoker of one execution driven by this leader (see the module doc).
 pub struct FleetTaskInvoker {

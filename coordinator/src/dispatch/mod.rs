@@ -59,6 +59,9 @@ impl Default for DispatchConfig {
 /// [`stepmap_proto::WORKERS_MAX_MESSAGE_BYTES`]).
 const MAX_JOB_BYTES_PER_POLL: usize = 16 << 20;
 
+/// A map run's watcher, or a Task waiting for its work, looks at the ledger at least this
+/// often, even without a wake-up.
+const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 /// How often lapsed leases are looked for.
 const LEASE_CHECK: Duration = Duration::from_millis(250);
 /// How often the units kept for redrives past AWS's redrivable period are looked for.

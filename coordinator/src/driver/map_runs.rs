@@ -250,25 +250,18 @@ impl MapRunExecutor for ClusterMapRunExecutor {
                 0 => Command::StartMapRun { record: Box::new(record.clone()) },
                 redrive_count => Command::RedriveMapRun { arn: arn.clone(), redrive_count, date: Utc::now() },
             };
-            match commit(&node, &start).await {
-                // A redrive runs with the settings UpdateMapRun last gave the run.
-                Ok(Response::MapRunStarted { settings, .. } | Response::MapRunRedriven { settings }) => {
-                    live.apply(&arn, &settings);
-                }
+            let started = match commit(&node, &start).await {
                 // The earlier attempt's start never committed (its leader died right after
                 // recording it): the run starts here, for this redrive.
                 Err(Some(ApiError::ResourceNotFound { .. })) if request.redrive_count > 0 => {
-                    match commit(&node, &Command::StartMapRun { record: Box::new(record) }).await {
-                        Ok(Response::MapRunStarted { settings, .. }) => {
-                            live.apply(&arn, &settings);
-                        }
-                        Ok(Response::MapRunAlreadyEnded { record }) => return recorded_outcome(&record),
-                        Ok(other) => {
-                            return Err(Failure::runtime(format!("unexpected answer to StartMapRun: {other:?}")))
-                        }
-                        Err(Some(error)) => return Err(Failure::runtime(format!("the map run cannot start: {error}"))),
-                        Err(None) => return std::future::pending().await,
-                    }
+                    commit(&node, &Command::StartMapRun { record: Box::new(record) }).await
+                }
+                other => other,
+            };
+            match started {
+                // A redrive runs with the settings UpdateMapRun last gave the run.
+                Ok(Response::MapRunStarted { settings, .. } | Response::MapRunRedriven { settings }) => {
+                    live.apply(&arn, &settings);
                 }
                 Ok(Response::MapRunAlreadyEnded { record }) => return recorded_outcome(&record),
                 Ok(other) => return Err(Failure::runtime(format!("unexpected answer to StartMapRun: {other:?}"))),

@@ -57,7 +57,7 @@ pub struct RunArgs {
     #[arg(long = "time-skipping")]
     time_skipping: bool,
     /// The in-process worker's slots: work units of a Distributed Map run at once (within
-    /// MaxConcurrency). Default: two per core.
+    /// MaxConcurrency). Default: one per core.
     #[arg(long, env = "STEPMAP_SLOTS", value_parser = clap::value_parser!(u32).range(1..=10_000))]
     slots: Option<u32>,
 }

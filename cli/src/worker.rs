@@ -26,7 +26,8 @@ pub struct WorkerArgs {
     /// of them will do, the worker follows the leader.
     #[arg(long, env = "STEPMAP_COORDINATORS", required = true, value_delimiter = ',')]
     coordinators: Vec<String>,
-    /// Work units this worker runs at once at most. Default: two per core.
+    /// Work units this worker runs at once at most. Default: one per core (while units are
+    /// short, up to two more per slot are leased ahead and queued).
     #[arg(long, env = "STEPMAP_SLOTS", value_parser = clap::value_parser!(u32).range(1..=10_000))]
     slots: Option<u32>,
     /// Function registry (JSON or TOML): which command or endpoint runs each Lambda, as for

@@ -14,11 +14,20 @@
 //!    once, so a slot never sits idle for a whole poll wait. A poll that offered slots is
 //!    never dropped (the coordinator may have leased units to it): it returns as soon as there
 //!    is work, so while it waits there is none for the slots freed meanwhile either.
-//! 3. Each granted [`Work`] runs on its own task; when it ends, another task reports its
+//! 3. Each granted [`Work`] runs on its own task, or waits in the worker's queue while every
+//!    slot is busy (a prefetch, below); when it ends, another task reports its
 //!    outcome (ReportResult), retried across the coordinators. A report that cannot be sent
 //!    is dropped: the lease lapses and the unit runs again elsewhere. Leases the coordinator
 //!    lists as `revoked` (the map run ended, or the lease lapsed and went to another worker)
 //!    have their tasks aborted: their results would be refused anyway.
+//!
+//! Prefetch: while the worker's units are short (under [`PREFETCH_BELOW`] on average), its
+//! polls also ask for up to two units per slot to queue, so that a slot that frees starts its
+//! next unit at once instead of waiting out a poll and the grant's commit — a few
+//! milliseconds, much of a short unit. Two, because a poll's answer can itself take about a
+//! short unit (the coordinator shares the cores with the units). The leader grants a prefetch
+//! only while no other worker's poll waits with free slots, and a queued unit waits about two
+//! short units at most, so prefetching does not leave another worker idle for long.
 //!
 //! The lease contract: a poll is the worker's heartbeat, and it renews every lease listed in
 //! its `held`. A lease lapses `lease_millis` after the poll that renewed it last, so a worker
@@ -35,7 +44,7 @@
 //! polling as its heartbeat, waits for the running units to end and be reported, and returns;
 //! after the drain timeout it aborts what still runs (those leases lapse on the coordinator).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -68,6 +77,11 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Attempts of a report (each over LeaderChannel, which retries on its own), moving along
 /// the coordinator list: at least this many, at least two rounds of the list.
 const MIN_REPORT_ATTEMPTS: usize = 3;
+/// A worker prefetches units while its units take less than this on average (see the
+/// module doc): the longest a queued unit may keep a unit from an idle worker.
+pub const PREFETCH_BELOW: Duration = Duration::from_secs(1);
+/// Units queued per slot at most (see the module doc).
+const PREFETCH_PER_SLOT: usize = 2;
 
 /// The worker's configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,12 +98,9 @@ pub struct FleetWorkerConfig {
 }
 
 impl FleetWorkerConfig {
-    /// Two slots per core. A unit spends part of its time off the CPU — reading its items'
-    /// byte range, staging results, the report and the next grant, or waiting on a Lambda
-    /// handler in another process — so one slot per core leaves cores idle (orders, 1M rows,
-    /// 2 cores: Pass-only 4.2 s with 2 slots, 3.4 s with 4; Python handler 7.3 s and 5.8 s).
+    /// One slot per core: with prefetch, a slot that frees starts its next unit at once.
     pub fn default_slots() -> usize {
-        2 * std::thread::available_parallelism().map_or(1, usize::from)
+        std::thread::available_parallelism().map_or(1, usize::from)
     }
 
     /// A configuration with the default drain timeout.
@@ -165,6 +176,7 @@ impl FleetWorker {
             backoff: Backoff::new(MIN_BACKOFF, MAX_BACKOFF),
             held: HeldLeases::default(),
             tasks: JoinSet::new(),
+            unit_time: None,
         };
         let mut pending: Option<(Pending, BoxFuture<'static, Step>)> = None;
         let mut drain_deadline: Option<Instant> = None;
@@ -203,9 +215,10 @@ impl FleetWorker {
                     return Drained { worker_id, aborted_units };
                 }
                 Some(joined) = state.tasks.join_next_with_id(), if !state.tasks.is_empty() => {
-                    let freed = self.task_ended(&mut state, joined);
-                    // A slot is free: ask for work now rather than at the end of the poll wait.
-                    if freed && heartbeat && drain_deadline.is_none() {
+                    self.task_ended(&mut state, joined);
+                    // A slot freed, or a queued unit took it: ask for work now rather than at
+                    // the end of the poll wait.
+                    if heartbeat && drain_deadline.is_none() && state.wanted(self.config.slots, false) != (0, 0) {
                         pending = None;
                     }
                 }
@@ -229,12 +242,14 @@ impl FleetWorker {
             };
             return (Pending::Register, register(state.channels.clone(), state.index, request).boxed());
         };
+        let (free_slots, prefetch) = state.wanted(self.config.slots, draining);
         let request = PollWorkRequest {
             worker_id: registration.worker_id.clone(),
-            free_slots: state.held.free_slots(self.config.slots, draining),
+            free_slots,
+            prefetch,
             held: state.held.leases(),
         };
-        let kind = if request.free_slots == 0 { Pending::Heartbeat } else { Pending::Poll };
+        let kind = if (free_slots, prefetch) == (0, 0) { Pending::Heartbeat } else { Pending::Poll };
         let timeout = registration.poll_wait + POLL_GRACE;
         (kind, poll(state.channels[state.index].clone(), state.index, request, timeout).boxed())
     }
@@ -296,7 +311,8 @@ impl FleetWorker {
         }
     }
 
-    /// Aborts the revoked leases' tasks and starts the granted work.
+    /// Aborts the revoked leases' tasks (or drops them from the queue) and starts or queues
+    /// the granted work.
     fn take(&self, state: &mut LoopState, response: PollWorkResponse) {
         for lease in &response.revoked {
             for abort in state.held.revoke(lease) {
@@ -309,19 +325,29 @@ impl FleetWorker {
         }
     }
 
-    fn start(&self, state: &mut LoopState, work: Work) {
-        let Some(lease) = work.lease else {
+    fn start(&self, state: &mut LoopState, mut work: Work) {
+        let Some(lease) = work.lease.take() else {
             tracing::warn!("the coordinator granted work without a lease: ignored");
             return;
         };
         if state.held.contains(&lease) {
-            tracing::debug!(map_run = %lease.map_run_arn, unit = lease.unit, "lease granted twice: already running");
+            tracing::debug!(map_run = %lease.map_run_arn, unit = lease.unit, "lease granted twice: already held");
             return;
         }
+        if state.held.running() < self.config.slots {
+            self.spawn(state, lease, work);
+        } else {
+            tracing::debug!(map_run = %lease.map_run_arn, unit = lease.unit, epoch = lease.epoch, "unit queued");
+            state.held.queue(lease, work);
+        }
+    }
+
+    fn spawn(&self, state: &mut LoopState, lease: Lease, work: Work) {
         tracing::debug!(map_run = %lease.map_run_arn, unit = lease.unit, epoch = lease.epoch, "unit started");
         let runner = self.runner.clone();
         let epoch = lease.epoch;
         let abort = state.tasks.spawn(async move {
+            let started = Instant::now();
             let outcome = match serde_json::from_str::<WorkUnit>(&work.unit) {
                 Ok(unit) => runner.run(&work.job, &unit, epoch).await,
                 // Reported as the unit's failure: run anywhere else it would fail the same way.
@@ -330,25 +356,28 @@ impl FleetWorker {
                     ..UnitOutcome::default()
                 },
             };
-            TaskEnd::Ran(outcome)
+            TaskEnd::Ran(outcome, started.elapsed())
         });
         state.held.start(abort.id(), lease, Phase::Running, abort);
     }
 
-    /// Handles the end of a unit's or report's task; true if it freed a slot.
-    fn task_ended(
-        &self,
-        state: &mut LoopState,
-        joined: Result<(tokio::task::Id, TaskEnd), tokio::task::JoinError>,
-    ) -> bool {
+    /// Handles the end of a unit's or report's task; a slot it frees goes to the next
+    /// queued unit.
+    fn task_ended(&self, state: &mut LoopState, joined: Result<(tokio::task::Id, TaskEnd), tokio::task::JoinError>) {
         let (id, end) = match joined {
             Ok((id, end)) => (id, Ok(end)),
             Err(error) => (error.id(), Err(error)),
         };
         // Not held: revoked (and aborted) meanwhile; nothing more to do.
-        let Some((lease, phase)) = state.held.remove(id) else { return false };
+        let Some((lease, phase)) = state.held.remove(id) else { return };
+        if phase == Phase::Running {
+            if let Some((lease, work)) = state.held.next_queued() {
+                self.spawn(state, lease, work);
+            }
+        }
         match end {
-            Ok(TaskEnd::Ran(outcome)) => {
+            Ok(TaskEnd::Ran(outcome, took)) => {
+                state.observe(took);
                 tracing::debug!(map_run = %lease.map_run_arn, unit = lease.unit, epoch = lease.epoch,
                     failed = outcome.failure.is_some(), "unit ran");
                 let outcome = serde_json::to_string(&outcome).unwrap_or_else(|error| {
@@ -375,7 +404,6 @@ impl FleetWorker {
             Err(error) => tracing::error!(map_run = %lease.map_run_arn, unit = lease.unit, phase = ?phase, %error,
                 "a unit's task panicked; its lease will lapse"),
         }
-        phase == Phase::Running
     }
 }
 
@@ -386,8 +414,23 @@ struct LoopState {
     index: usize,
     registration: Option<Registration>,
     backoff: Backoff,
-    held: HeldLeases<tokio::task::Id, AbortHandle>,
+    held: HeldLeases<tokio::task::Id, AbortHandle, Work>,
     tasks: JoinSet<TaskEnd>,
+    /// A moving average of how long units run here (`None` before the first).
+    unit_time: Option<Duration>,
+}
+
+impl LoopState {
+    /// A unit ran for `took`.
+    fn observe(&mut self, took: Duration) {
+        self.unit_time = Some(self.unit_time.map_or(took, |average| (average * 3 + took) / 4));
+    }
+
+    /// The next poll's `(free_slots, prefetch)`.
+    fn wanted(&self, slots: usize, draining: bool) -> (u32, u32) {
+        let short = self.unit_time.is_some_and(|average| average < PREFETCH_BELOW);
+        self.held.wanted(slots, draining, short)
+    }
 }
 
 /// What the outstanding call is.
@@ -410,7 +453,8 @@ enum Step {
 }
 
 enum TaskEnd {
-    Ran(UnitOutcome),
+    /// The unit's outcome and how long it ran.
+    Ran(UnitOutcome, Duration),
     Reported,
 }
 
@@ -568,21 +612,33 @@ enum Phase {
     Reporting,
 }
 
-/// The leases a worker holds, by the task working on them (`T`, with its abort handle `H`).
+/// The leases a worker holds: by the task working on them (`T`, with its abort handle `H`),
+/// and queued for a slot (with their work `W`).
 #[derive(Debug)]
-struct HeldLeases<T, H> {
+struct HeldLeases<T, H, W> {
     by_task: HashMap<T, (Lease, Phase, H)>,
+    queued: VecDeque<(Lease, W)>,
 }
 
-impl<T, H> Default for HeldLeases<T, H> {
+impl<T, H, W> Default for HeldLeases<T, H, W> {
     fn default() -> Self {
-        HeldLeases { by_task: HashMap::new() }
+        HeldLeases { by_task: HashMap::new(), queued: VecDeque::new() }
     }
 }
 
-impl<T: Eq + Hash + Copy, H> HeldLeases<T, H> {
+impl<T: Eq + Hash + Copy, H, W> HeldLeases<T, H, W> {
     fn start(&mut self, task: T, lease: Lease, phase: Phase, abort: H) {
         self.by_task.insert(task, (lease, phase, abort));
+    }
+
+    /// Holds `lease` until a slot frees for its work.
+    fn queue(&mut self, lease: Lease, work: W) {
+        self.queued.push_back((lease, work));
+    }
+
+    /// The queued unit to start next, in grant order.
+    fn next_queued(&mut self) -> Option<(Lease, W)> {
+        self.queued.pop_front()
     }
 
     /// The task ended: its lease and phase, if it was still held.
@@ -590,39 +646,45 @@ impl<T: Eq + Hash + Copy, H> HeldLeases<T, H> {
         self.by_task.remove(&task).map(|(lease, phase, _)| (lease, phase))
     }
 
-    /// Stops holding `lease`: the abort handles of its tasks.
+    /// Stops holding `lease`: the abort handles of its tasks (a queued unit is dropped).
     fn revoke(&mut self, lease: &Lease) -> Vec<H> {
+        self.queued.retain(|(l, _)| l != lease);
         let tasks: Vec<T> = self.by_task.iter().filter(|(_, (l, _, _))| l == lease).map(|(t, _)| *t).collect();
         tasks.into_iter().filter_map(|t| self.by_task.remove(&t)).map(|(_, _, abort)| abort).collect()
     }
 
     fn contains(&self, lease: &Lease) -> bool {
-        self.by_task.values().any(|(l, _, _)| l == lease)
+        self.by_task.values().any(|(l, _, _)| l == lease) || self.queued.iter().any(|(l, _)| l == lease)
     }
 
     fn len(&self) -> usize {
-        self.by_task.len()
+        self.by_task.len() + self.queued.len()
     }
 
     fn is_empty(&self) -> bool {
-        self.by_task.is_empty()
+        self.len() == 0
     }
 
     fn running(&self) -> usize {
         self.by_task.values().filter(|(_, phase, _)| *phase == Phase::Running).count()
     }
 
-    /// The poll's `free_slots`: 0 while draining.
-    fn free_slots(&self, slots: usize, draining: bool) -> u32 {
+    /// The poll's `(free_slots, prefetch)`: nothing while draining; a prefetch of
+    /// [`PREFETCH_PER_SLOT`] units per slot, less those queued, while units are `short`.
+    fn wanted(&self, slots: usize, draining: bool, short: bool) -> (u32, u32) {
         if draining {
-            return 0;
+            return (0, 0);
         }
-        u32::try_from(slots.saturating_sub(self.running())).unwrap_or(u32::MAX)
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let free = slots.saturating_sub(self.running() + self.queued.len());
+        let prefetch = if short { (PREFETCH_PER_SLOT * slots).saturating_sub(self.queued.len()) } else { 0 };
+        (count(free), count(prefetch))
     }
 
     /// The poll's `held`, in a stable order (by map run, unit, epoch).
     fn leases(&self) -> Vec<Lease> {
-        let mut leases: Vec<Lease> = self.by_task.values().map(|(lease, _, _)| lease.clone()).collect();
+        let running = self.by_task.values().map(|(lease, _, _)| lease);
+        let mut leases: Vec<Lease> = running.chain(self.queued.iter().map(|(lease, _)| lease)).cloned().collect();
         leases.sort_by(|a, b| (&a.map_run_arn, a.unit, a.epoch).cmp(&(&b.map_run_arn, b.unit, b.epoch)));
         leases
     }
@@ -651,17 +713,17 @@ mod tests {
 
     #[test]
     fn held_leases_count_slots_and_renew_reports() {
-        let mut held: HeldLeases<u32, &str> = HeldLeases::default();
+        let mut held: HeldLeases<u32, &str, ()> = HeldLeases::default();
         held.start(1, lease(0, 1), Phase::Running, "a");
         held.start(2, lease(1, 1), Phase::Running, "b");
-        assert_eq!(held.free_slots(4, false), 2);
-        assert_eq!(held.free_slots(4, true), 0, "a draining worker takes nothing");
-        assert_eq!(held.free_slots(1, false), 0, "never negative");
+        assert_eq!(held.wanted(4, false, false), (2, 0));
+        assert_eq!(held.wanted(4, true, true), (0, 0), "a draining worker takes nothing");
+        assert_eq!(held.wanted(1, false, false), (0, 0), "never negative");
 
         // Unit 0 ran: its report holds the lease but frees the slot.
         assert_eq!(held.remove(1), Some((lease(0, 1), Phase::Running)));
         held.start(3, lease(0, 1), Phase::Reporting, "c");
-        assert_eq!(held.free_slots(4, false), 3);
+        assert_eq!(held.wanted(4, false, false), (3, 0));
         assert_eq!(held.leases(), [lease(0, 1), lease(1, 1)]);
         assert!(held.contains(&lease(1, 1)) && !held.contains(&lease(1, 2)));
 
@@ -671,5 +733,34 @@ mod tests {
         assert_eq!(held.remove(2), None);
         assert_eq!(held.remove(3), Some((lease(0, 1), Phase::Reporting)));
         assert!(held.is_empty());
+    }
+
+    #[test]
+    fn queued_leases_are_held_and_prefetched_two_per_slot() {
+        let mut held: HeldLeases<u32, &str, &str> = HeldLeases::default();
+        held.start(1, lease(0, 1), Phase::Running, "a");
+        held.start(2, lease(1, 1), Phase::Running, "b");
+        assert_eq!(held.wanted(2, false, true), (0, 4), "short units: two queued per slot");
+        assert_eq!(held.wanted(2, false, false), (0, 0), "long units: a heartbeat");
+        held.queue(lease(2, 1), "w2");
+        held.queue(lease(3, 1), "w3");
+        assert_eq!(held.wanted(2, false, true), (0, 2));
+        assert_eq!(held.len(), 4);
+        assert!(held.contains(&lease(3, 1)));
+        assert_eq!(held.leases(), [lease(0, 1), lease(1, 1), lease(2, 1), lease(3, 1)], "queued leases are renewed");
+
+        // A revoked queued unit is dropped without a task to abort.
+        assert!(held.revoke(&lease(2, 1)).is_empty());
+        assert!(!held.contains(&lease(2, 1)));
+        assert_eq!(held.wanted(2, false, true), (0, 3));
+
+        // A slot frees: the queue's head takes it.
+        held.remove(1);
+        assert_eq!(held.next_queued(), Some((lease(3, 1), "w3")));
+        held.start(4, lease(3, 1), Phase::Running, "d");
+        assert_eq!(held.next_queued(), None);
+        assert_eq!(held.wanted(2, false, true), (0, 4));
+        held.remove(2);
+        assert_eq!(held.wanted(2, false, true), (1, 4), "a free slot, and a prefetch behind it");
     }
 }

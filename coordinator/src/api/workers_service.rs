@@ -63,7 +63,8 @@ impl Workers for WorkersService {
             return Err(Status::invalid_argument("workerId: required (RegisterWorker gives one)"));
         }
         let held = request.held.into_iter().map(|l| lease_grant(Some(l))).collect::<Result<Vec<_>, _>>()?;
-        let (assigned, revoked) = self.dispatcher.poll(&request.worker_id, request.free_slots, held).await?;
+        let (assigned, revoked) =
+            self.dispatcher.poll(&request.worker_id, request.free_slots, request.prefetch, held).await?;
         let work = assigned
             .into_iter()
             .map(|a| {

@@ -1,9 +1,10 @@
 //! Which pending units a polling worker gets: a pure function of what the leader knows, so
 //! that it can be property-tested (DESIGN.md §3).
 //!
-//! Rules: never more units than the worker's free slots; never more leases out per map run
-//! than its MaxConcurrency (0 means AWS's ceiling of 10,000 children; a unit runs one child
-//! at a time, so leases bound running children); each run's units in number order (results
+//! Rules: never more units than the worker asks for (its free slots, plus its prefetch when
+//! no other worker waits); never more leases out per map run than its MaxConcurrency (0 means
+//! AWS's ceiling of 10,000 children; a unit runs one child at a time, so leases bound running
+//! children — a prefetched unit counts before it runs); each run's units in number order (results
 //! and PENDING records follow item order, and an early unit failing is found early); runs
 //! share the slots round-robin, so one large run does not starve the others.
 

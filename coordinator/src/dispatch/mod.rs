@@ -91,6 +91,9 @@ struct Local {
     deadlines: HashMap<(MapRunArn, u64), (u64, Instant)>,
     /// Workers heard from: id → (name, slots).
     workers: HashMap<String, (String, u32)>,
+    /// Polls offering free slots that are waiting for work now: while there are any, other
+    /// polls get no prefetch (a worker's queued unit must not keep an idle one waiting).
+    waiting_with_free_slots: usize,
 }
 
 struct LiveRun {
@@ -106,6 +109,22 @@ pub struct Assigned {
     pub lease: LeaseGrant,
     pub job: String,
     pub unit: WorkUnit,
+}
+
+/// Counts a poll with free slots among the waiting ones while it lives.
+struct WaitingPoll<'a>(&'a Dispatcher);
+
+impl<'a> WaitingPoll<'a> {
+    fn enter(dispatcher: &'a Dispatcher) -> Self {
+        dispatcher.local().waiting_with_free_slots += 1;
+        WaitingPoll(dispatcher)
+    }
+}
+
+impl Drop for WaitingPoll<'_> {
+    fn drop(&mut self) {
+        self.0.local().waiting_with_free_slots -= 1;
+    }
 }
 
 impl Dispatcher {
@@ -139,12 +158,14 @@ impl Dispatcher {
     }
 
     /// A worker's poll: renews the leases it holds (answering those no longer current as
-    /// revoked) and, with free slots, waits up to the poll wait for units to lease to it.
-    /// Only the leader answers (`NotLeader` otherwise).
+    /// revoked) and, with free slots or a prefetch, waits up to the poll wait for units to
+    /// lease to it: up to `free_slots`, plus up to `prefetch` while no other poll with free
+    /// slots is waiting. Only the leader answers (`NotLeader` otherwise).
     pub async fn poll(
         &self,
         worker: &str,
         free_slots: u32,
+        prefetch: u32,
         held: Vec<LeaseGrant>,
     ) -> Result<(Vec<Assigned>, Vec<LeaseGrant>)> {
         let until = Instant::now() + self.inner.config.poll_wait;
@@ -177,29 +198,35 @@ impl Dispatcher {
                 }
             }
         }
-        if free_slots == 0 {
+        if free_slots == 0 && prefetch == 0 {
             // A heartbeat: answered at the end of the wait (the worker drops it and polls
             // with a free slot as soon as it has one), so that it does not spin.
             tokio::time::sleep_until(until).await;
             return Ok((Vec::new(), revoked));
         }
+        let _waiting = (free_slots > 0).then(|| WaitingPoll::enter(self));
         loop {
             // Registered before looking, so that work arriving in between is not missed.
             let wake = self.inner.work_available.notified();
             tokio::pin!(wake);
             wake.as_mut().enable();
-            // On a task of its own: if the worker goes away mid-grant (its call is dropped),
-            // the grant still completes with its deadlines, so its leases lapse in time.
-            let grant = tokio::spawn({
-                let (this, worker) = (self.clone(), worker.to_owned());
-                async move { this.grant(&worker, free_slots).await }
-            });
-            let assigned = grant.await.map_err(|e| Error::ProposalOutcomeUnknown {
-                proposal: "GrantLeases".into(),
-                reason: format!("the grant task failed: {e}"),
-            })??;
-            if !assigned.is_empty() {
-                return Ok((assigned, revoked));
+            let others_wait = self.local().waiting_with_free_slots > usize::from(free_slots > 0);
+            let wanted = free_slots.saturating_add(if others_wait { 0 } else { prefetch });
+            if wanted > 0 {
+                // On a task of its own: if the worker goes away mid-grant (its call is
+                // dropped), the grant still completes with its deadlines, so its leases
+                // lapse in time.
+                let grant = tokio::spawn({
+                    let (this, worker) = (self.clone(), worker.to_owned());
+                    async move { this.grant(&worker, wanted).await }
+                });
+                let assigned = grant.await.map_err(|e| Error::ProposalOutcomeUnknown {
+                    proposal: "GrantLeases".into(),
+                    reason: format!("the grant task failed: {e}"),
+                })??;
+                if !assigned.is_empty() {
+                    return Ok((assigned, revoked));
+                }
             }
             if tokio::time::timeout_at(until, wake).await.is_err() {
                 return Ok((Vec::new(), revoked));
@@ -207,15 +234,15 @@ impl Dispatcher {
         }
     }
 
-    /// Leases up to `free_slots` pending units of the runs driven here to `worker`.
-    async fn grant(&self, worker: &str, free_slots: u32) -> Result<Vec<Assigned>> {
+    /// Leases up to `wanted` pending units of the runs driven here to `worker`.
+    async fn grant(&self, worker: &str, wanted: u32) -> Result<Vec<Assigned>> {
         let _granting = self.inner.granting.lock().await;
         let runs: Vec<(MapRunArn, u64)> =
             self.local().runs.iter().map(|(arn, run)| (arn.clone(), run.control.max_concurrency())).collect();
         if runs.is_empty() {
             return Ok(Vec::new());
         }
-        let wanted = free_slots as usize;
+        let limit = wanted as usize;
         let (_, demand) = self
             .inner
             .node
@@ -224,7 +251,7 @@ impl Dispatcher {
                     .filter_map(|(arn, max_concurrency)| {
                         let work = state.work.runs.get(&arn).filter(|w| !w.stopped)?;
                         let pending: Vec<(u64, u64)> =
-                            work.pending().take(wanted).map(|u| (u.unit.unit, u.epoch)).collect();
+                            work.pending().take(limit).map(|u| (u.unit.unit, u.epoch)).collect();
                         let demand = RunDemand {
                             max_concurrency,
                             leased: work.leased() as u64,
@@ -239,7 +266,7 @@ impl Dispatcher {
         // Each unit carries its run's job: a response holds as many as fit its byte budget
         // (at least one).
         let mut budget = MAX_JOB_BYTES_PER_POLL;
-        let grants: Vec<LeaseGrant> = assign(u64::from(free_slots), &demands)
+        let grants: Vec<LeaseGrant> = assign(u64::from(wanted), &demands)
             .into_iter()
             .enumerate()
             .take_while(|(n, (run, _))| {

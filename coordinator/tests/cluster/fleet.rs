@@ -329,7 +329,7 @@ async fn work_loop(shared: Arc<Shared>, mut behaviour: watch::Receiver<Behaviour
             let seen = shared.seen();
             (shared.slots.saturating_sub(seen.held.len() as u32), seen.held.clone())
         };
-        let request = pb::PollWorkRequest { worker_id: shared.worker_id.clone(), free_slots, held };
+        let request = pb::PollWorkRequest { worker_id: shared.worker_id.clone(), free_slots, held, prefetch: 0 };
         let response = match poll(&mut channel, request).await {
             Ok(response) => response,
             Err(status) => {
@@ -779,6 +779,56 @@ async fn max_concurrency_caps_leases_and_update_map_run_raises_it() {
     assert_eq!((items.succeeded, items.total), (20, 20), "{items:?}");
 
     drop(worker);
+    deployment.shutdown().await;
+}
+
+/// A poll's prefetch (units a worker queues behind its busy slots) is leased beyond its free
+/// slots, within the map run's MaxConcurrency, and renewed like any held lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefetch_is_leased_beyond_free_slots_within_max_concurrency() {
+    init_tracing();
+    let objects = tempfile::tempdir().expect("temp dir");
+    let deployment = Deployment::start(objects.path()).await;
+    let client = deployment.client();
+    let definition = NARROW_MAP.replace(r#""MaxConcurrency":2"#, r#""MaxConcurrency":3"#);
+    let machine = create(&mut client.clone(), "prefetched", &definition).await;
+    let items: Vec<u64> = (1..=20).collect();
+    let execution = start(&mut client.clone(), &machine, &json!({ "items": items }).to_string()).await;
+    map_run_of(&client, &execution).await;
+
+    let channel = LeaderChannel::new(&deployment.endpoint).expect("worker channel");
+    let worker_id = register(&mut channel.clone(), "prefetching", 1).await.worker_id;
+    let first = pb::PollWorkRequest { worker_id: worker_id.clone(), free_slots: 1, prefetch: 5, held: Vec::new() };
+    let granted = eventually("a grant", || {
+        let (mut channel, request) = (channel.clone(), first.clone());
+        async move {
+            let work = poll(&mut channel, request).await.ok()?.work;
+            (!work.is_empty()).then_some(work)
+        }
+    })
+    .await;
+    let units: Vec<u64> = granted.iter().map(|w| lease_of(w).unit).collect();
+    assert_eq!(units, [0, 1, 2], "one free slot and a prefetch of five, capped by MaxConcurrency 3");
+
+    // Polls that only prefetch renew what is held and get nothing more: the run has no room.
+    let held: Vec<pb::Lease> = granted.iter().map(lease_of).collect();
+    for _ in 0..3 {
+        let again =
+            pb::PollWorkRequest { worker_id: worker_id.clone(), free_slots: 0, prefetch: 2, held: held.clone() };
+        let answer = poll(&mut channel.clone(), again).await.expect("poll");
+        assert!(answer.work.is_empty() && answer.revoked.is_empty(), "{answer:?}");
+        tokio::time::sleep(LEASE / 2).await;
+    }
+    // Renewed past the lease: still current, so its report is accepted.
+    let one = StatusCounts { succeeded: 1, ..StatusCounts::default() };
+    let outcome = UnitOutcome {
+        items: one,
+        executions: one,
+        outputs: Some(vec![json!({ "Items": [1] })]),
+        ..UnitOutcome::default()
+    };
+    assert!(report(&mut channel.clone(), &worker_id, held[0].clone(), &outcome).await, "the lease lapsed");
+
     deployment.shutdown().await;
 }
 

@@ -62,11 +62,16 @@ impl Eval<'_> {
         }
     }
 
-    /// Like [`Eval::select_path`] but consumes the value (OutputPath).
+    /// Like [`Eval::select_path`] but consumes the value (OutputPath): a path into the input
+    /// moves the node it names out rather than copying it.
     pub fn select_path_owned(&self, field: &PathField, value: Value) -> Result<Value, Failure> {
         match field {
             PathField::Absent => Ok(value),
             PathField::Path(expr) if expr.text == "$" => Ok(value),
+            PathField::Path(expr) if expr.root == PathRoot::Input => expr
+                .path
+                .select_owned(value)
+                .map_err(|e| self.runtime(format!("Invalid path '{}' : {}", expr.text, e.message))),
             _ => self.select_path(field, &value),
         }
     }

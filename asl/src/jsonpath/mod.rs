@@ -81,6 +81,17 @@ impl JsonPath {
         }
     }
 
+    /// [`JsonPath::select`] consuming `root`: a definite path's node is moved out, not copied.
+    pub fn select_owned(&self, root: Value) -> Result<Value, PathError> {
+        if self.tokens.is_empty() {
+            Ok(root)
+        } else if self.definite {
+            select::take_definite(&self.tokens, root)
+        } else {
+            Ok(Value::Array(select::select_all(&self.tokens, &root, &root)))
+        }
+    }
+
     /// The rest of this path after the leading single-name steps `names`, e.g. `$.Value.qty`
     /// for `$.Map.Item.Value.qty` and `["Map", "Item"]`; `None` when it does not start so.
     pub fn after_names(&self, names: &[&str]) -> Option<JsonPath> {

@@ -46,10 +46,47 @@ pub(crate) fn select_definite(tokens: &[Token], root: &Value) -> Result<Value, P
     select_definite_from(tokens, root, root)
 }
 
+/// [`select_definite`] taking the node out of `root` instead of copying it, where the path
+/// names one node (OutputPath `$.Items` over a batch, say).
+pub(crate) fn take_definite(tokens: &[Token], mut root: Value) -> Result<Value, PathError> {
+    match locate_definite(tokens, &root, &root)? {
+        Located::Computed(value) => Ok(value),
+        Located::Node(_) => {
+            let mut node = &mut root;
+            for token in tokens {
+                // `locate_definite` found every step: single names and indices only.
+                node = match (token, node) {
+                    (Token::Property(names), Value::Object(map)) => map.get_mut(&names[0]),
+                    (Token::Index(indices), Value::Array(items)) => {
+                        effective_index(items.len(), indices[0]).map(move |i| &mut items[i])
+                    }
+                    _ => None,
+                }
+                .expect("a located node");
+            }
+            Ok(node.take())
+        }
+    }
+}
+
+/// Where a definite path leads: a node of the input, or a value computed from it (a function,
+/// several properties merged).
+enum Located<'a> {
+    Node(&'a Value),
+    Computed(Value),
+}
+
 fn select_definite_from(tokens: &[Token], base: &Value, root: &Value) -> Result<Value, PathError> {
+    Ok(match locate_definite(tokens, base, root)? {
+        Located::Node(node) => node.clone(),
+        Located::Computed(value) => value,
+    })
+}
+
+fn locate_definite<'a>(tokens: &[Token], base: &'a Value, root: &Value) -> Result<Located<'a>, PathError> {
     if let Some((Token::Function(function), prefix)) = tokens.split_last() {
         let input = function_input(prefix, base, root)?;
-        return apply_function(*function, &input).map_err(|message| PathError { message });
+        return apply_function(*function, &input).map(Located::Computed).map_err(|message| PathError { message });
     }
     let mut node = base;
     for (i, token) in tokens.iter().enumerate() {
@@ -60,7 +97,7 @@ fn select_definite_from(tokens: &[Token], base: &Value, root: &Value) -> Result<
                     return Err(not_an_object(token, &tokens[..i], node));
                 };
                 if names.len() > 1 {
-                    return Ok(merge_properties(map, names));
+                    return Ok(Located::Computed(merge_properties(map, names)));
                 }
                 match map.get(&names[0]) {
                     Some(value) => node = value,
@@ -84,10 +121,10 @@ fn select_definite_from(tokens: &[Token], base: &Value, root: &Value) -> Result<
                 }
             }
             // `is_definite` admits no other token.
-            _ => return Ok(Value::Array(select_all(tokens, base, root))),
+            _ => return Ok(Located::Computed(Value::Array(select_all(tokens, base, root)))),
         }
     }
-    Ok(node.clone())
+    Ok(Located::Node(node))
 }
 
 /// Writes `value` at a Reference Path, creating missing intermediate objects.

@@ -69,6 +69,19 @@ fn selections_match_jayway() {
     for (path, expected) in cases {
         let parsed = JsonPath::parse(path).unwrap_or_else(|e| panic!("{path}: {e}"));
         assert_eq!(&parsed.select(&doc).unwrap_or_else(|e| panic!("{path}: {e}")), expected, "{path}");
+        // Moving the node out selects the same, whatever the path.
+        assert_eq!(&parsed.select_owned(doc.clone()).unwrap_or_else(|e| panic!("{path}: {e}")), expected, "{path}");
+    }
+}
+
+#[test]
+fn owned_selection_fails_as_the_borrowed_one() {
+    let doc = store();
+    for path in ["$.nope", "$.store.book[9]", "$.expensive.price", "$.store.book.title", "$.store.nope.price"] {
+        let parsed = JsonPath::parse(path).unwrap();
+        let borrowed = parsed.select(&doc).expect_err(path);
+        let owned = parsed.select_owned(doc.clone()).expect_err(path);
+        assert_eq!(borrowed.message, owned.message, "{path}");
     }
 }
 

@@ -387,7 +387,7 @@ impl MapRun {
                     let permit = gate.acquire().await;
                     let items = child.items;
                     this.control.update(|c| c.started(items));
-                    let run = this.clone().run_child(child, uuid::Uuid::new_v4().to_string());
+                    let run = this.clone().run_child(child, uuid::Uuid::new_v4().to_string(), true);
                     let result = if this.parallel {
                         // Aborted when the map run stops waiting for it (the run failed).
                         let run = async move {
@@ -582,13 +582,15 @@ impl MapRun {
     }
 
     /// Runs one child execution named `name` (the last part of its ARN).
-    async fn run_child(self: Arc<Self>, child: ChildInput, name: String) -> ChildResult {
+    /// Runs one child. Its record shows its input only with `keep_input` (the caller fills it
+    /// in otherwise, where it shows).
+    async fn run_child(self: Arc<Self>, child: ChildInput, name: String, keep_input: bool) -> ChildResult {
         let request = &self.request;
         let label = request.label.clone().unwrap_or_else(|| request.state_name.clone());
         let machine_name = format!("{}/{label}", request.state_machine_name);
         // The input's text is taken before the input moves into the execution: records of
         // failed children always show it, succeeded ones only in NONE results.
-        let input_text = child.input.to_string();
+        let input_text = if keep_input { child.input.to_string() } else { String::new() };
         let ChildInput { ordinal, input, items } = child;
         let mut spec =
             ExecutionSpec::new(&machine_name, &name, request.execution_type, &request.account, &request.region, input);

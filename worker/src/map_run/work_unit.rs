@@ -483,7 +483,11 @@ impl MapRun {
         let mut outcome = UnitOutcome::default();
         let mut records = Vec::new();
         let mut archived = Vec::new();
-        let mut outputs = Vec::new();
+        // Only the records of children that did not succeed show their input (unless every
+        // record does, or the children are archived): rather than writing every child's input
+        // out as it starts, the unit's inputs are read again for those, once it has run.
+        let every_input = self.archive || self.records == SucceededRecords::Full;
+        let mut without_input = Vec::new();
         let mut children = self.unit_children(reader, unit);
         while let Some((position, child)) = children.next().await {
             let child = match child {
@@ -491,16 +495,30 @@ impl MapRun {
                 Err(failure) => return UnitOutcome::failed(failure),
             };
             let name = child_name(&self.request.map_run_arn, unit.unit, position);
-            let mut result = self.clone().run_child(child, name).await;
+            let mut result = self.clone().run_child(child, name, every_input).await;
             archived.extend(result.archived.take());
             outcome.items.add(result.record.status, result.items);
             outcome.executions.add(result.record.status, 1);
             if result.record.status != ChildStatus::Succeeded {
                 outcome.unsuccessful.push(position);
+                if !every_input {
+                    without_input.push((records.len(), position));
+                }
             }
-            match writer {
-                Some(_) => records.push((result.record, result.output)),
-                None => outputs.push(result.output.unwrap_or_else(|| result.record.to_value())),
+            records.push((result.record, result.output));
+        }
+        drop(children);
+        if !without_input.is_empty() {
+            let mut children = self.unit_children(reader, unit);
+            let mut missing = without_input.into_iter().peekable();
+            while let (Some(&(record, wanted)), Some((position, child))) = (missing.peek(), children.next().await) {
+                if position == wanted {
+                    match child {
+                        Ok(child) => records[record].0.input = child.input.to_string(),
+                        Err(failure) => return UnitOutcome::failed(failure),
+                    }
+                    missing.next();
+                }
             }
         }
         if let Some(bucket) = archive {
@@ -517,6 +535,8 @@ impl MapRun {
                 }
             }
             None => {
+                let outputs: Vec<Value> =
+                    records.into_iter().map(|(record, output)| output.unwrap_or_else(|| record.to_value())).collect();
                 // Bracket and commas of the array included.
                 let bytes = outputs.iter().map(|o| json_size(o) + 1).sum::<u64>() + 1;
                 if bytes > MAX_RESULT_BYTES {
@@ -601,5 +621,41 @@ mod tests {
             })
             .collect();
         assert_eq!(items, (0..10).map(|i| i.to_string()).collect::<Vec<_>>());
+    }
+
+    /// With COMPACT results a child's input is not kept as it starts: the records of those
+    /// that failed get it from a second reading of the unit's items.
+    #[tokio::test]
+    async fn records_of_failed_children_show_their_input() {
+        let mut job: Value = serde_json::from_str(&job()).unwrap();
+        job["Items"]["Items"] = json!([1, 2, 3, 4, 5, 6]);
+        job["Batching"] = Value::Null;
+        job["Processor"] = json!({"StartAt": "C", "States": {
+            "C": {"Type": "Choice", "Choices": [{"Variable": "$", "NumericGreaterThan": 4, "Next": "F"}], "Default": "P"},
+            "F": {"Type": "Fail", "Error": "Big", "Cause": "over four"},
+            "P": {"Type": "Pass", "End": true}}});
+        job["ResultWriter"]["Writer"]["WriterConfig"] = json!({"Transformation": "COMPACT"});
+        let stores = Arc::new(Stores::new(StoreConfig::Memory));
+        let invoker = Arc::new(LocalInvoker::new(FunctionRegistry::new()).unwrap());
+        let runner = UnitRunner::new(stores.clone(), Environment::new(Arc::new(SystemClock), invoker));
+        let unit = WorkUnit { unit: 0, first_index: 0, items: 6, children: 6, descriptor: None, only: None };
+        let outcome = runner.run(&job.to_string(), &unit, 1).await;
+        assert_eq!(outcome.failure, None);
+        assert_eq!((outcome.executions.succeeded, outcome.executions.failed), (4, 2));
+        assert_eq!(outcome.unsuccessful, [4, 5]);
+
+        let staged = stores.bucket("results").unwrap();
+        let key = "out/1/.stepmap-staging/batch-000000000000-1.jsonl";
+        let text = String::from_utf8(staged.get_bytes(key).await.unwrap().to_vec()).unwrap();
+        let failed: Vec<(String, String)> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix('F'))
+            .map(|entry| {
+                let record: Value = serde_json::from_str(entry).unwrap();
+                (record["Input"].as_str().unwrap().to_owned(), record["Error"].as_str().unwrap().to_owned())
+            })
+            .collect();
+        assert_eq!(failed, [("5".to_owned(), "Big".to_owned()), ("6".to_owned(), "Big".to_owned())]);
+        assert_eq!(text.lines().filter(|line| line.starts_with('S')).count(), 4);
     }
 }

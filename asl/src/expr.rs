@@ -25,6 +25,9 @@ pub struct PathExpr {
     /// For `$$.Map.Item...`: the rest of the path, applied to the item's context directly
     /// (an ItemSelector evaluates such paths once per item; building `$$` each time is waste).
     pub map_item: Option<JsonPath>,
+    /// For `$$.Map.Item.Value...`: the rest of the path, applied to the item's value (an
+    /// ItemSelector that reads only the value does not build `$$.Map.Item` at all).
+    pub item_value: Option<JsonPath>,
 }
 
 impl PathExpr {
@@ -47,8 +50,9 @@ impl PathExpr {
             return Err(syntax("a path must start with '$'"));
         };
         let path = JsonPath::parse(&format!("${rest}"))?;
-        let map_item = if root == PathRoot::Context { path.after_names(&["Map", "Item"]) } else { None };
-        Ok(PathExpr { text: text.to_string(), root, path, map_item })
+        let after = |names: &[&str]| if root == PathRoot::Context { path.after_names(names) } else { None };
+        let (map_item, item_value) = (after(&["Map", "Item"]), after(&["Map", "Item", "Value"]));
+        Ok(PathExpr { text: text.to_string(), root, path, map_item, item_value })
     }
 
     /// Whether `text` looks like a path (starts with `$`).

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use serde_json::{json, Map, Value};
 
+use crate::expr::PathRoot;
 use crate::failure::{names, Failure};
 use crate::interpreter::context_object::{ExecutionContext, StateContext};
 use crate::interpreter::data_flow::Eval;
@@ -112,16 +113,25 @@ impl ItemSelection {
     /// The child input of one item (before batching).
     pub fn select(&self, item: MapItem) -> Result<Value, Failure> {
         let Some(template) = &self.template else { return Ok(item.value) };
-        let mut map_item = Map::with_capacity(4);
-        map_item.insert("Index".into(), json!(item.index));
-        map_item.insert("Value".into(), item.value);
-        if let Some(key) = item.key {
-            map_item.insert("Key".into(), Value::String(key));
-        }
-        if let Some(source) = item.source {
-            map_item.insert("Source".into(), Value::String(source));
-        }
-        let map_item = Value::Object(map_item);
+        // `$$.Map.Item` is built only for a selector that reads more of it than its value
+        // (paths into the value are applied to the value directly).
+        let mut whole = false;
+        template.visit_paths(&mut |path| whole |= path.root == PathRoot::Context && path.item_value.is_none());
+        let (map_item, value) = if whole {
+            let mut map_item = Map::with_capacity(4);
+            map_item.insert("Index".into(), json!(item.index));
+            map_item.insert("Value".into(), item.value);
+            if let Some(key) = item.key {
+                map_item.insert("Key".into(), Value::String(key));
+            }
+            if let Some(source) = item.source {
+                map_item.insert("Source".into(), Value::String(source));
+            }
+            (Some(Value::Object(map_item)), None)
+        } else {
+            (None, Some(item.value))
+        };
+        let item_value = map_item.as_ref().and_then(|item| item.get("Value")).or(value.as_ref());
         let random = || rand::random::<u64>();
         let eval = Eval {
             state: StateContext {
@@ -130,7 +140,8 @@ impl ItemSelection {
                 entered_time: &self.entered_time,
                 retry_count: 0,
                 task_token: None,
-                map_item: Some(&map_item),
+                map_item: map_item.as_ref(),
+                item_value,
             },
             scope: &self.variables,
             random: &random,

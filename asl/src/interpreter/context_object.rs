@@ -48,8 +48,11 @@ pub struct StateContext<'a> {
     pub entered_time: &'a str,
     pub retry_count: u64,
     pub task_token: Option<&'a str>,
-    /// `$$.Map.Item`, only while evaluating a Map's ItemSelector.
+    /// `$$.Map.Item`, only while evaluating a Map's ItemSelector (and only if the selector
+    /// reads more of it than its value).
     pub map_item: Option<&'a Value>,
+    /// `$$.Map.Item.Value`, while evaluating a Map's ItemSelector.
+    pub item_value: Option<&'a Value>,
 }
 
 impl StateContext<'_> {

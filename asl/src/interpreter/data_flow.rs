@@ -38,6 +38,9 @@ impl Eval<'_> {
         match &expr.root {
             PathRoot::Input => select(input),
             PathRoot::Context => {
+                if let (Some(value), Some(path)) = (self.state.item_value, &expr.item_value) {
+                    return path.select(value).map_err(|e| Unresolved::Missing(e.message));
+                }
                 if let (Some(item), Some(path)) = (self.state.map_item, &expr.map_item) {
                     return path.select(item).map_err(|e| Unresolved::Missing(e.message));
                 }

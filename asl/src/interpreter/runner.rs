@@ -306,6 +306,7 @@ impl Runner {
 
     /// The evaluation context of a state visit.
     pub(crate) fn eval<'a>(&'a self, visit: &'a Visit<'_>, scope: &'a Scope, map_item: Option<&'a Value>) -> Eval<'a> {
+        let item_value = map_item.and_then(|item| item.get("Value"));
         Eval {
             state: StateContext {
                 execution: &self.exec_ctx,
@@ -314,6 +315,7 @@ impl Runner {
                 retry_count: visit.retry_count,
                 task_token: visit.task_token.as_deref(),
                 map_item,
+                item_value,
             },
             scope,
             random: &*self.env.random,

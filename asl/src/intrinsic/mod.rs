@@ -78,6 +78,20 @@ impl IntrinsicCall {
         &self.text
     }
 
+    /// Calls `visit` with every path among the call's arguments, nested calls' included.
+    pub fn visit_paths(&self, visit: &mut dyn FnMut(&PathExpr)) {
+        fn walk(call: &ast::Call, visit: &mut dyn FnMut(&PathExpr)) {
+            for arg in &call.args {
+                match arg {
+                    ast::Arg::Path(path) => visit(path),
+                    ast::Arg::Call(inner) => walk(inner, visit),
+                    _ => {}
+                }
+            }
+        }
+        walk(&self.call, visit);
+    }
+
     /// Evaluates the call. A path argument that does not resolve fails with the failure
     /// `env.resolve` returned; anything else that goes wrong is a `States.Runtime` failure.
     pub fn evaluate(&self, env: &mut dyn IntrinsicEnv) -> Result<Value, Failure> {

@@ -63,6 +63,17 @@ impl PayloadTemplate {
         }
     }
 
+    /// Calls `visit` with every path the template reads, intrinsic arguments included.
+    pub fn visit_paths(&self, visit: &mut dyn FnMut(&PathExpr)) {
+        match self {
+            PayloadTemplate::Literal(_) => {}
+            PayloadTemplate::Object(fields) => fields.iter().for_each(|(_, field)| field.visit_paths(visit)),
+            PayloadTemplate::Array(items) => items.iter().for_each(|item| item.visit_paths(visit)),
+            PayloadTemplate::Path { expr, .. } => visit(expr),
+            PayloadTemplate::Intrinsic { call, .. } => call.visit_paths(visit),
+        }
+    }
+
     /// The template as written: what [`PayloadTemplate::compile`] compiles back to this
     /// template (how a map run's ItemSelector travels to workers).
     pub fn to_value(&self) -> Value {

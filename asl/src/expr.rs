@@ -26,8 +26,9 @@ pub struct PathExpr {
     /// (an ItemSelector evaluates such paths once per item; building `$$` each time is waste).
     pub map_item: Option<JsonPath>,
     /// For `$$.Map.Item.Value...`: the rest of the path, applied to the item's value (an
-    /// ItemSelector that reads only the value does not build `$$.Map.Item` at all).
-    pub item_value: Option<JsonPath>,
+    /// ItemSelector that reads only the value does not build `$$.Map.Item` at all). Boxed:
+    /// most paths have none, and templates hold many paths.
+    pub item_value: Option<Box<JsonPath>>,
 }
 
 impl PathExpr {
@@ -51,7 +52,7 @@ impl PathExpr {
         };
         let path = JsonPath::parse(&format!("${rest}"))?;
         let after = |names: &[&str]| if root == PathRoot::Context { path.after_names(names) } else { None };
-        let (map_item, item_value) = (after(&["Map", "Item"]), after(&["Map", "Item", "Value"]));
+        let (map_item, item_value) = (after(&["Map", "Item"]), after(&["Map", "Item", "Value"]).map(Box::new));
         Ok(PathExpr { text: text.to_string(), root, path, map_item, item_value })
     }
 

@@ -296,4 +296,41 @@ mod tests {
         let item = MapItem { index: 3, value: json!("row"), key: None, source: Some("S3://b/k".into()) };
         assert_eq!(selection.select(item).unwrap(), json!({"v": "row", "i": 3, "in": 1, "x": "var", "s": "S3://b/k"}));
     }
+
+    /// A selector reading only `$$.Map.Item.Value` paths (the value itself, its fields, an
+    /// intrinsic's argument) resolves them against the item's value, with the same results and
+    /// failures as when `$$.Map.Item` is built for another path.
+    #[test]
+    fn value_only_selectors_select_as_whole_item_ones() {
+        let selection = |template: Value| ItemSelection {
+            template: Some(PayloadTemplate::compile(&template).unwrap()),
+            input: json!({}),
+            execution: ExecutionContext { execution: json!({}), redrive_count: None, state_machine: json!({}) },
+            state_name: "M".into(),
+            entered_time: "t".into(),
+            variables: Scope::default(),
+            cause_prefix: String::new(),
+        };
+        let item = || MapItem { index: 7, value: json!({"qty": "3", "c": "de"}), key: None, source: None };
+        let value_only = json!({"all.$": "$$.Map.Item.Value", "c.$": "$$.Map.Item.Value.c",
+            "qty.$": "States.StringToJson($$.Map.Item.Value.qty)"});
+        let selected = selection(value_only.clone()).select(item()).unwrap();
+        assert_eq!(selected, json!({"all": {"qty": "3", "c": "de"}, "c": "de", "qty": 3}));
+        let mut whole = value_only;
+        whole["i.$"] = json!("$$.Map.Item.Index");
+        let mut expected = selected;
+        expected["i"] = json!(7);
+        assert_eq!(selection(whole).select(item()).unwrap(), expected);
+
+        // A missing field fails the same way on both paths.
+        let missing = |extra: Option<&str>| {
+            let mut template = json!({"n.$": "$$.Map.Item.Value.nope"});
+            if let Some(path) = extra {
+                template["i.$"] = json!(path);
+            }
+            selection(template).select(item()).unwrap_err().cause
+        };
+        assert!(missing(None).is_some());
+        assert_eq!(missing(None), missing(Some("$$.Map.Item.Index")));
+    }
 }

@@ -7,13 +7,14 @@
 //! 1. RegisterWorker with the first coordinator of the list that answers (through a
 //!    [`LeaderChannel`], which follows leader hints); the answer gives the worker id, the
 //!    lease duration and how long a poll waits at most.
-//! 2. PollWork with the free slots (`slots - running`, 0 while draining) and every lease the
-//!    worker holds. The poll waits until there is work or the wait ends; the worker polls
-//!    again at once when it returns. A unit that finishes while a heartbeat (a poll without
-//!    free slots) is outstanding frees a slot: the heartbeat is dropped and a poll sent at
-//!    once, so a slot never sits idle for a whole poll wait. A poll that offered slots is
-//!    never dropped (the coordinator may have leased units to it): it returns as soon as there
-//!    is work, so while it waits there is none for the slots freed meanwhile either.
+//! 2. PollWork with the free slots (`slots - running - queued`), the prefetch (below) — both
+//!    0 while draining — and every lease the worker holds. The poll waits until there is work
+//!    or the wait ends; the worker polls again at once when it returns. A unit that finishes
+//!    while a heartbeat (a poll asking for nothing) is outstanding frees a slot: the heartbeat
+//!    is dropped and a poll sent at once, so a slot never sits idle for a whole poll wait. A
+//!    poll that asked for units is never dropped (the coordinator may have leased units to
+//!    it): it returns as soon as there is work, so while it waits there is none for the slots
+//!    freed meanwhile either.
 //! 3. Each granted [`Work`] runs on its own task, or waits in the worker's queue while every
 //!    slot is busy (a prefetch, below); when it ends, another task reports its
 //!    outcome (ReportResult), retried across the coordinators. A report that cannot be sent
@@ -26,8 +27,10 @@
 //! next unit at once instead of waiting out a poll and the grant's commit — a few
 //! milliseconds, much of a short unit. Two, because a poll's answer can itself take about a
 //! short unit (the coordinator shares the cores with the units). The leader grants a prefetch
-//! only while no other worker's poll waits with free slots, and a queued unit waits about two
-//! short units at most, so prefetching does not leave another worker idle for long.
+//! only from map runs without a MaxConcurrency (a queued unit's lease must not take the place
+//! of a child another worker could run) and only while no other worker's poll waits with free
+//! slots. A queued unit waits for a slot of this worker, usually a short unit or two; behind
+//! a unit that turns out long it waits that long.
 //!
 //! The lease contract: a poll is the worker's heartbeat, and it renews every lease listed in
 //! its `held`. A lease lapses `lease_millis` after the poll that renewed it last, so a worker
@@ -41,7 +44,8 @@
 //! (the coordinator does not know this worker, e.g. it lost its state) registers again.
 //!
 //! Draining ([`FleetWorker::run`]'s `shutdown`): the worker takes no more work but keeps
-//! polling as its heartbeat, waits for the running units to end and be reported, and returns;
+//! polling as its heartbeat, waits for the running and queued units to end and be reported,
+//! and returns;
 //! after the drain timeout it aborts what still runs (those leases lapse on the coordinator).
 
 use std::collections::{HashMap, VecDeque};
@@ -78,7 +82,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// the coordinator list: at least this many, at least two rounds of the list.
 const MIN_REPORT_ATTEMPTS: usize = 3;
 /// A worker prefetches units while its units take less than this on average (see the
-/// module doc): the longest a queued unit may keep a unit from an idle worker.
+/// module doc).
 pub const PREFETCH_BELOW: Duration = Duration::from_secs(1);
 /// Units queued per slot at most (see the module doc).
 const PREFETCH_PER_SLOT: usize = 2;
@@ -126,7 +130,8 @@ pub struct Registration {
 pub struct Drained {
     /// The id of the worker's last registration (`None`: it never registered).
     pub worker_id: Option<String>,
-    /// Units (running or being reported) aborted when the drain timeout passed.
+    /// Units (running, queued or being reported) aborted or dropped when the drain timeout
+    /// passed.
     pub aborted_units: usize,
 }
 
@@ -210,7 +215,7 @@ impl FleetWorker {
                     tracing::info!(
                         worker = worker_id.as_deref().unwrap_or(""),
                         aborted_units,
-                        "worker drain timed out: running units aborted, their leases will lapse"
+                        "worker drain timed out: units aborted, their leases will lapse"
                     );
                     return Drained { worker_id, aborted_units };
                 }
@@ -320,8 +325,17 @@ impl FleetWorker {
                 abort.abort();
             }
         }
+        // Slots the revoked units held go to queued ones first, in grant order.
+        self.fill_slots(state);
         for work in response.work {
             self.start(state, work);
+        }
+    }
+
+    /// Starts queued units while slots are free.
+    fn fill_slots(&self, state: &mut LoopState) {
+        while let Some((lease, work)) = state.held.next_startable(self.config.slots) {
+            self.spawn(state, lease, work);
         }
     }
 
@@ -368,13 +382,10 @@ impl FleetWorker {
             Ok((id, end)) => (id, Ok(end)),
             Err(error) => (error.id(), Err(error)),
         };
+        let removed = state.held.remove(id);
+        self.fill_slots(state);
         // Not held: revoked (and aborted) meanwhile; nothing more to do.
-        let Some((lease, phase)) = state.held.remove(id) else { return };
-        if phase == Phase::Running {
-            if let Some((lease, work)) = state.held.next_queued() {
-                self.spawn(state, lease, work);
-            }
-        }
+        let Some((lease, phase)) = removed else { return };
         match end {
             Ok(TaskEnd::Ran(outcome, took)) => {
                 state.observe(took);
@@ -437,9 +448,9 @@ impl LoopState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Pending {
     Register,
-    /// A poll offering free slots.
+    /// A poll asking for units (free slots or a prefetch).
     Poll,
-    /// A poll without free slots: it only renews the held leases.
+    /// A poll asking for nothing: it only renews the held leases.
     Heartbeat,
     Sleep,
 }
@@ -636,9 +647,13 @@ impl<T: Eq + Hash + Copy, H, W> HeldLeases<T, H, W> {
         self.queued.push_back((lease, work));
     }
 
-    /// The queued unit to start next, in grant order.
-    fn next_queued(&mut self) -> Option<(Lease, W)> {
-        self.queued.pop_front()
+    /// The queued unit to start next, in grant order, if fewer than `slots` units run.
+    fn next_startable(&mut self, slots: usize) -> Option<(Lease, W)> {
+        if self.running() < slots {
+            self.queued.pop_front()
+        } else {
+            None
+        }
     }
 
     /// The task ended: its lease and phase, if it was still held.
@@ -736,6 +751,18 @@ mod tests {
     }
 
     #[test]
+    fn revoked_running_units_leave_their_slots_to_queued_ones() {
+        let mut held: HeldLeases<u32, &str, &str> = HeldLeases::default();
+        held.start(1, lease(0, 1), Phase::Running, "a");
+        held.queue(lease(1, 1), "w1");
+        held.queue(lease(2, 1), "w2");
+        assert_eq!(held.next_startable(1), None);
+        assert_eq!(held.revoke(&lease(0, 1)), ["a"]);
+        assert_eq!(held.next_startable(1), Some((lease(1, 1), "w1")));
+        assert_eq!(held.wanted(1, false, false), (0, 0), "one running again, one queued");
+    }
+
+    #[test]
     fn queued_leases_are_held_and_prefetched_two_per_slot() {
         let mut held: HeldLeases<u32, &str, &str> = HeldLeases::default();
         held.start(1, lease(0, 1), Phase::Running, "a");
@@ -755,10 +782,11 @@ mod tests {
         assert_eq!(held.wanted(2, false, true), (0, 3));
 
         // A slot frees: the queue's head takes it.
+        assert_eq!(held.next_startable(2), None, "both slots busy");
         held.remove(1);
-        assert_eq!(held.next_queued(), Some((lease(3, 1), "w3")));
+        assert_eq!(held.next_startable(2), Some((lease(3, 1), "w3")));
         held.start(4, lease(3, 1), Phase::Running, "d");
-        assert_eq!(held.next_queued(), None);
+        assert_eq!(held.next_startable(2), None);
         assert_eq!(held.wanted(2, false, true), (0, 4));
         held.remove(2);
         assert_eq!(held.wanted(2, false, true), (1, 4), "a free slot, and a prefetch behind it");

@@ -92,6 +92,16 @@ impl IntrinsicCall {
         walk(&self.call, visit);
     }
 
+    /// Whether the call (or a call among its arguments) draws random values: `States.UUID`,
+    /// `States.MathRandom`.
+    pub fn is_random(&self) -> bool {
+        fn random(call: &ast::Call) -> bool {
+            matches!(call.function, ast::Function::Uuid | ast::Function::MathRandom)
+                || call.args.iter().any(|arg| matches!(arg, ast::Arg::Call(inner) if random(inner)))
+        }
+        random(&self.call)
+    }
+
     /// Evaluates the call. A path argument that does not resolve fails with the failure
     /// `env.resolve` returned; anything else that goes wrong is a `States.Runtime` failure.
     pub fn evaluate(&self, env: &mut dyn IntrinsicEnv) -> Result<Value, Failure> {

@@ -74,6 +74,17 @@ impl PayloadTemplate {
         }
     }
 
+    /// Whether evaluating the template twice on the same input may give different values
+    /// (it calls `States.UUID` or `States.MathRandom`).
+    pub fn is_random(&self) -> bool {
+        match self {
+            PayloadTemplate::Literal(_) | PayloadTemplate::Path { .. } => false,
+            PayloadTemplate::Object(fields) => fields.iter().any(|(_, field)| field.is_random()),
+            PayloadTemplate::Array(items) => items.iter().any(PayloadTemplate::is_random),
+            PayloadTemplate::Intrinsic { call, .. } => call.is_random(),
+        }
+    }
+
     /// The template as written: what [`PayloadTemplate::compile`] compiles back to this
     /// template (how a map run's ItemSelector travels to workers).
     pub fn to_value(&self) -> Value {

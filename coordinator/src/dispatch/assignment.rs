@@ -1,10 +1,11 @@
 //! Which pending units a polling worker gets: a pure function of what the leader knows, so
 //! that it can be property-tested (DESIGN.md §3).
 //!
-//! Rules: never more units than the worker asks for (its free slots, plus its prefetch when
-//! no other worker waits); never more leases out per map run than its MaxConcurrency (0 means
-//! AWS's ceiling of 10,000 children; a unit runs one child at a time, so leases bound running
-//! children — a prefetched unit counts before it runs); each run's units in number order (results
+//! Rules: never more units than the worker's free slots, plus its prefetch (units it queues
+//! behind busy slots) from runs without a MaxConcurrency only — a queued unit holds a lease
+//! without running, and under a cap it would take the place of a child another worker could
+//! run; never more leases out per map run than its MaxConcurrency (0 means AWS's ceiling of
+//! 10,000 children; a unit runs one child at a time, so leases bound running children); each run's units in number order (results
 //! and PENDING records follow item order, and an early unit failing is found early); runs
 //! share the slots round-robin, so one large run does not starve the others.
 
@@ -18,7 +19,8 @@ pub struct RunDemand {
     pub max_concurrency: u64,
     /// Leases out now.
     pub leased: u64,
-    /// Pending unit numbers, in order (the first few are enough: at most `free_slots`).
+    /// Pending unit numbers, in order (the first few are enough: at most what the worker
+    /// asks for).
     pub pending: Vec<u64>,
 }
 
@@ -32,25 +34,40 @@ impl RunDemand {
     }
 }
 
-/// The units to lease to a worker with `free_slots`: `(index into runs, unit)` pairs.
-pub fn assign(free_slots: u64, runs: &[RunDemand]) -> Vec<(usize, u64)> {
+/// The units to lease to a worker with `free_slots` and a `prefetch`: `(index into runs,
+/// unit)` pairs, the free slots' first.
+pub fn assign(free_slots: u64, prefetch: u64, runs: &[RunDemand]) -> Vec<(usize, u64)> {
     let mut taken = vec![0u64; runs.len()];
     let mut out = Vec::new();
+    round_robin(free_slots, runs, |_| true, &mut taken, &mut out);
+    round_robin(prefetch, runs, |run| run.max_concurrency == 0, &mut taken, &mut out);
+    out
+}
+
+/// Adds up to `count` units to `out`, one per `eligible` run in turn, after the `taken` ones.
+fn round_robin(
+    count: u64,
+    runs: &[RunDemand],
+    eligible: impl Fn(&RunDemand) -> bool,
+    taken: &mut [u64],
+    out: &mut Vec<(usize, u64)>,
+) {
+    let limit = out.len() as u64 + count;
     loop {
         let mut progressed = false;
         for (index, run) in runs.iter().enumerate() {
-            if out.len() as u64 >= free_slots {
-                return out;
+            if out.len() as u64 >= limit {
+                return;
             }
             let next = taken[index];
-            if next < run.room() && (next as usize) < run.pending.len() {
+            if eligible(run) && next < run.room() && (next as usize) < run.pending.len() {
                 out.push((index, run.pending[next as usize]));
                 taken[index] += 1;
                 progressed = true;
             }
         }
         if !progressed {
-            return out;
+            return;
         }
     }
 }
@@ -67,10 +84,20 @@ mod tests {
             RunDemand { max_concurrency: 0, leased: 0, pending: vec![0, 1, 2, 3] },
             RunDemand { max_concurrency: 2, leased: 1, pending: vec![5, 6, 7] },
         ];
-        assert_eq!(assign(4, &runs), vec![(0, 0), (1, 5), (0, 1), (0, 2)]);
-        assert_eq!(assign(0, &runs), vec![]);
+        assert_eq!(assign(4, 0, &runs), vec![(0, 0), (1, 5), (0, 1), (0, 2)]);
+        assert_eq!(assign(0, 0, &runs), vec![]);
         let full = RunDemand { max_concurrency: 1, leased: 1, pending: vec![1] };
-        assert_eq!(assign(3, &[full]), vec![]);
+        assert_eq!(assign(3, 0, &[full]), vec![]);
+    }
+
+    #[test]
+    fn a_prefetch_comes_only_from_runs_without_max_concurrency() {
+        let runs = vec![
+            RunDemand { max_concurrency: 5, leased: 0, pending: vec![0, 1, 2, 3] },
+            RunDemand { max_concurrency: 0, leased: 0, pending: vec![7, 8, 9] },
+        ];
+        assert_eq!(assign(1, 3, &runs), vec![(0, 0), (1, 7), (1, 8), (1, 9)]);
+        assert_eq!(assign(0, 2, &runs[..1]), vec![], "a capped run has no prefetch");
     }
 
     fn demand() -> impl Strategy<Value = RunDemand> {
@@ -85,18 +112,22 @@ mod tests {
         #[test]
         fn assignments_respect_slots_concurrency_and_order(
             free_slots in 0..12u64,
+            prefetch in 0..6u64,
             runs in proptest::collection::vec(demand(), 0..4),
         ) {
-            let assigned = assign(free_slots, &runs);
-            prop_assert!(assigned.len() as u64 <= free_slots);
+            let assigned = assign(free_slots, prefetch, &runs);
+            prop_assert!(assigned.len() as u64 <= free_slots + prefetch);
+            let capped = assigned.iter().filter(|(i, _)| runs[*i].max_concurrency != 0).count() as u64;
+            prop_assert!(capped <= free_slots, "a prefetch never comes from a capped run");
             for (index, run) in runs.iter().enumerate() {
                 let units: Vec<u64> = assigned.iter().filter(|(i, _)| *i == index).map(|(_, u)| *u).collect();
                 // Within MaxConcurrency, and the first pending units in order.
                 prop_assert!(units.len() as u64 <= run.room());
                 prop_assert_eq!(&units[..], &run.pending[..units.len()]);
-                // Maximal: a run is left with work and room only when the slots ran out.
+                // Maximal: a run is left with work and room only when what it may take ran out.
                 let left = run.pending.len() > units.len() && (units.len() as u64) < run.room();
-                prop_assert!(!left || assigned.len() as u64 == free_slots);
+                let may_take = free_slots + if run.max_concurrency == 0 { prefetch } else { 0 };
+                prop_assert!(!left || assigned.len() as u64 >= may_take);
             }
         }
     }

@@ -123,7 +123,13 @@ impl<'a> WaitingPoll<'a> {
 
 impl Drop for WaitingPoll<'_> {
     fn drop(&mut self) {
-        self.0.local().waiting_with_free_slots -= 1;
+        let mut local = self.0.local();
+        local.waiting_with_free_slots -= 1;
+        if local.waiting_with_free_slots == 0 {
+            drop(local);
+            // Prefetch polls refused while this one waited may take work now.
+            self.0.inner.work_available.notify_waiters();
+        }
     }
 }
 
@@ -159,8 +165,9 @@ impl Dispatcher {
 
     /// A worker's poll: renews the leases it holds (answering those no longer current as
     /// revoked) and, with free slots or a prefetch, waits up to the poll wait for units to
-    /// lease to it: up to `free_slots`, plus up to `prefetch` while no other poll with free
-    /// slots is waiting. Only the leader answers (`NotLeader` otherwise).
+    /// lease to it: up to `free_slots`, plus up to `prefetch` (at most two per slot it
+    /// registered, from runs without a MaxConcurrency) while no other poll with free slots is
+    /// waiting. Only the leader answers (`NotLeader` otherwise).
     pub async fn poll(
         &self,
         worker: &str,
@@ -210,15 +217,24 @@ impl Dispatcher {
             let wake = self.inner.work_available.notified();
             tokio::pin!(wake);
             wake.as_mut().enable();
-            let others_wait = self.local().waiting_with_free_slots > usize::from(free_slots > 0);
-            let wanted = free_slots.saturating_add(if others_wait { 0 } else { prefetch });
-            if wanted > 0 {
+            let prefetch = {
+                let local = self.local();
+                let others_wait = local.waiting_with_free_slots > usize::from(free_slots > 0);
+                // Two queued units per slot at most, as workers ask (fleet_worker.rs).
+                let slots = local.workers.get(worker).map_or(1, |(_, slots)| (*slots).max(1));
+                if others_wait {
+                    0
+                } else {
+                    prefetch.min(slots.saturating_mul(2))
+                }
+            };
+            if free_slots > 0 || prefetch > 0 {
                 // On a task of its own: if the worker goes away mid-grant (its call is
                 // dropped), the grant still completes with its deadlines, so its leases
                 // lapse in time.
                 let grant = tokio::spawn({
                     let (this, worker) = (self.clone(), worker.to_owned());
-                    async move { this.grant(&worker, wanted).await }
+                    async move { this.grant(&worker, free_slots, prefetch).await }
                 });
                 let assigned = grant.await.map_err(|e| Error::ProposalOutcomeUnknown {
                     proposal: "GrantLeases".into(),
@@ -234,15 +250,16 @@ impl Dispatcher {
         }
     }
 
-    /// Leases up to `wanted` pending units of the runs driven here to `worker`.
-    async fn grant(&self, worker: &str, wanted: u32) -> Result<Vec<Assigned>> {
+    /// Leases pending units of the runs driven here to `worker`: up to `free_slots`, and up to
+    /// `prefetch` more from runs without a MaxConcurrency (see [`assign`]).
+    async fn grant(&self, worker: &str, free_slots: u32, prefetch: u32) -> Result<Vec<Assigned>> {
         let _granting = self.inner.granting.lock().await;
         let runs: Vec<(MapRunArn, u64)> =
             self.local().runs.iter().map(|(arn, run)| (arn.clone(), run.control.max_concurrency())).collect();
         if runs.is_empty() {
             return Ok(Vec::new());
         }
-        let limit = wanted as usize;
+        let limit = free_slots as usize + prefetch as usize;
         let (_, demand) = self
             .inner
             .node
@@ -266,7 +283,7 @@ impl Dispatcher {
         // Each unit carries its run's job: a response holds as many as fit its byte budget
         // (at least one).
         let mut budget = MAX_JOB_BYTES_PER_POLL;
-        let grants: Vec<LeaseGrant> = assign(u64::from(wanted), &demands)
+        let grants: Vec<LeaseGrant> = assign(u64::from(free_slots), u64::from(prefetch), &demands)
             .into_iter()
             .enumerate()
             .take_while(|(n, (run, _))| {

@@ -783,43 +783,52 @@ async fn max_concurrency_caps_leases_and_update_map_run_raises_it() {
 }
 
 /// A poll's prefetch (units a worker queues behind its busy slots) is leased beyond its free
-/// slots, within the map run's MaxConcurrency, and renewed like any held lease.
+/// slots from runs without a MaxConcurrency only, and renewed like any held lease.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_prefetch_is_leased_beyond_free_slots_within_max_concurrency() {
+async fn a_prefetch_is_leased_beyond_free_slots_from_runs_without_max_concurrency() {
     init_tracing();
     let objects = tempfile::tempdir().expect("temp dir");
     let deployment = Deployment::start(objects.path()).await;
     let client = deployment.client();
-    let definition = NARROW_MAP.replace(r#""MaxConcurrency":2"#, r#""MaxConcurrency":3"#);
-    let machine = create(&mut client.clone(), "prefetched", &definition).await;
     let items: Vec<u64> = (1..=20).collect();
-    let execution = start(&mut client.clone(), &machine, &json!({ "items": items }).to_string()).await;
-    map_run_of(&client, &execution).await;
+    let input = json!({ "items": items }).to_string();
+    let capped = create(&mut client.clone(), "capped", NARROW_MAP).await;
+    let capped_run = map_run_of(&client, &start(&mut client.clone(), &capped, &input).await).await;
 
     let channel = LeaderChannel::new(&deployment.endpoint).expect("worker channel");
     let worker_id = register(&mut channel.clone(), "prefetching", 1).await.worker_id;
-    let first = pb::PollWorkRequest { worker_id: worker_id.clone(), free_slots: 1, prefetch: 5, held: Vec::new() };
-    let granted = eventually("a grant", || {
-        let (mut channel, request) = (channel.clone(), first.clone());
-        async move {
-            let work = poll(&mut channel, request).await.ok()?.work;
-            (!work.is_empty()).then_some(work)
-        }
-    })
-    .await;
-    let units: Vec<u64> = granted.iter().map(|w| lease_of(w).unit).collect();
-    assert_eq!(units, [0, 1, 2], "one free slot and a prefetch of five, capped by MaxConcurrency 3");
+    let granted = |free_slots: u32, prefetch: u32, held: Vec<pb::Lease>| {
+        let request = pb::PollWorkRequest { worker_id: worker_id.clone(), free_slots, prefetch, held };
+        let channel = channel.clone();
+        eventually("a grant", move || {
+            let (mut channel, request) = (channel.clone(), request.clone());
+            async move {
+                let work = poll(&mut channel, request).await.ok()?.work;
+                (!work.is_empty()).then(|| work.iter().map(lease_of).collect::<Vec<_>>())
+            }
+        })
+    };
+    let first = granted(1, 2, Vec::new()).await;
+    let units: Vec<(&str, u64)> = first.iter().map(|l| (l.map_run_arn.as_str(), l.unit)).collect();
+    assert_eq!(units, [(capped_run.as_str(), 0)], "MaxConcurrency 2: the free slot only, no prefetch");
 
-    // Polls that only prefetch renew what is held and get nothing more: the run has no room.
-    let held: Vec<pb::Lease> = granted.iter().map(lease_of).collect();
-    for _ in 0..3 {
-        let again =
-            pb::PollWorkRequest { worker_id: worker_id.clone(), free_slots: 0, prefetch: 2, held: held.clone() };
-        let answer = poll(&mut channel.clone(), again).await.expect("poll");
-        assert!(answer.work.is_empty() && answer.revoked.is_empty(), "{answer:?}");
-        tokio::time::sleep(LEASE / 2).await;
-    }
-    // Renewed past the lease: still current, so its report is accepted.
+    // A poll that only prefetches renews what is held and gets nothing of the capped run.
+    let again = pb::PollWorkRequest { worker_id: worker_id.clone(), free_slots: 0, prefetch: 2, held: first.clone() };
+    let answer = poll(&mut channel.clone(), again).await.expect("poll");
+    assert!(answer.work.is_empty() && answer.revoked.is_empty(), "{answer:?}");
+
+    // A run without MaxConcurrency: the same prefetch is granted.
+    let open = create(&mut client.clone(), "open", &NARROW_MAP.replace(r#""MaxConcurrency":2,"#, "")).await;
+    let open_run = map_run_of(&client, &start(&mut client.clone(), &open, &input).await).await;
+    let second = granted(0, 2, first.clone()).await;
+    let units: Vec<(&str, u64)> = second.iter().map(|l| (l.map_run_arn.as_str(), l.unit)).collect();
+    assert_eq!(units, [(open_run.as_str(), 0), (open_run.as_str(), 1)]);
+
+    // Renewed by these polls past the lease: still current, so its report is accepted.
+    tokio::time::sleep(LEASE / 2).await;
+    let held: Vec<pb::Lease> = first.iter().chain(&second).cloned().collect();
+    let renew = pb::PollWorkRequest { worker_id: worker_id.clone(), free_slots: 0, prefetch: 0, held };
+    assert!(poll(&mut channel.clone(), renew).await.expect("heartbeat").revoked.is_empty());
     let one = StatusCounts { succeeded: 1, ..StatusCounts::default() };
     let outcome = UnitOutcome {
         items: one,
@@ -827,7 +836,7 @@ async fn a_prefetch_is_leased_beyond_free_slots_within_max_concurrency() {
         outputs: Some(vec![json!({ "Items": [1] })]),
         ..UnitOutcome::default()
     };
-    assert!(report(&mut channel.clone(), &worker_id, held[0].clone(), &outcome).await, "the lease lapsed");
+    assert!(report(&mut channel.clone(), &worker_id, first[0].clone(), &outcome).await, "the lease lapsed");
 
     deployment.shutdown().await;
 }

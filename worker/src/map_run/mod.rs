@@ -581,15 +581,15 @@ impl MapRun {
         Ok(self.child_inputs(items).skip(skip as usize).boxed())
     }
 
-    /// Runs one child execution named `name` (the last part of its ARN).
-    /// Runs one child. Its record shows its input only with `keep_input` (the caller fills it
-    /// in otherwise, where it shows).
+    /// Runs one child execution named `name` (the last part of its ARN). Its record shows its
+    /// input only with `keep_input`; otherwise the caller fills it in where a record shows it.
     async fn run_child(self: Arc<Self>, child: ChildInput, name: String, keep_input: bool) -> ChildResult {
         let request = &self.request;
         let label = request.label.clone().unwrap_or_else(|| request.state_name.clone());
         let machine_name = format!("{}/{label}", request.state_machine_name);
         // The input's text is taken before the input moves into the execution: records of
-        // failed children always show it, succeeded ones only in NONE results.
+        // failed children always show it, succeeded ones only in NONE results, archived
+        // executions all.
         let input_text = if keep_input { child.input.to_string() } else { String::new() };
         let ChildInput { ordinal, input, items } = child;
         let mut spec =

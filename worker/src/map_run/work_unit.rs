@@ -485,8 +485,10 @@ impl MapRun {
         let mut archived = Vec::new();
         // Only the records of children that did not succeed show their input (unless every
         // record does, or the children are archived): rather than writing every child's input
-        // out as it starts, the unit's inputs are read again for those, once it has run.
-        let every_input = self.archive || self.records == SucceededRecords::Full;
+        // out as it starts, the unit's inputs are read again for those, once it has run —
+        // unless the ItemSelector draws random values, which a second reading would not repeat.
+        let random_selection = self.request.selection.template.as_ref().is_some_and(|t| t.is_random());
+        let every_input = self.archive || self.records == SucceededRecords::Full || random_selection;
         let mut without_input = Vec::new();
         let mut children = self.unit_children(reader, unit);
         while let Some((position, child)) = children.next().await {
@@ -511,14 +513,24 @@ impl MapRun {
         if !without_input.is_empty() {
             let mut children = self.unit_children(reader, unit);
             let mut missing = without_input.into_iter().peekable();
-            while let (Some(&(record, wanted)), Some((position, child))) = (missing.peek(), children.next().await) {
-                if position == wanted {
-                    match child {
-                        Ok(child) => records[record].0.input = child.input.to_string(),
-                        Err(failure) => return UnitOutcome::failed(failure),
-                    }
-                    missing.next();
+            while let Some(&(record, wanted)) = missing.peek() {
+                let Some((position, child)) = children.next().await else { break };
+                if position != wanted {
+                    continue;
                 }
+                missing.next();
+                match child {
+                    Ok(child) => records[record].0.input = child.input.to_string(),
+                    // The children ran and their outcomes stand: only this record's input is
+                    // missing (the items could not be read again).
+                    Err(failure) => tracing::warn!(map_run = %self.request.map_run_arn, unit = unit.unit, position,
+                        cause = failure.cause.as_deref().unwrap_or(""),
+                        "the input of a child that did not succeed could not be read again: its record shows none"),
+                }
+            }
+            for (_, position) in missing {
+                tracing::warn!(map_run = %self.request.map_run_arn, unit = unit.unit, position,
+                    "the input of a child that did not succeed was not found again: its record shows none");
             }
         }
         if let Some(bucket) = archive {

@@ -29,7 +29,9 @@
 //! short unit (the coordinator shares the cores with the units). The leader grants a prefetch
 //! only from map runs without a MaxConcurrency (a queued unit's lease must not take the place
 //! of a child another worker could run) and only while no other worker's poll waits with free
-//! slots. A queued unit waits for a slot of this worker, usually a short unit or two; behind
+//! slots. A poll for a prefetch only is answered at once (the worker could not take work for
+//! a slot that frees while it waits); when it brings nothing the worker sends heartbeats until
+//! one of its units ends. A queued unit waits for a slot of this worker, usually a short unit or two; behind
 //! a unit that turns out long it waits that long.
 //!
 //! The lease contract: a poll is the worker's heartbeat, and it renews every lease listed in
@@ -182,6 +184,7 @@ impl FleetWorker {
             held: HeldLeases::default(),
             tasks: JoinSet::new(),
             unit_time: None,
+            prefetch_refused: false,
         };
         let mut pending: Option<(Pending, BoxFuture<'static, Step>)> = None;
         let mut drain_deadline: Option<Instant> = None;
@@ -287,11 +290,14 @@ impl FleetWorker {
                     }
                 }
             }
-            Step::Polled { index, channel, result } => {
+            Step::Polled { index, channel, prefetch_only, result } => {
                 state.channels[index] = channel;
                 match result {
                     Ok(response) => {
                         state.backoff.reset();
+                        // Nothing to queue now (the runs are capped, all leased, or another
+                        // worker waits): heartbeats until a unit ends, not a prefetch per poll.
+                        state.prefetch_refused = prefetch_only && response.work.is_empty();
                         self.take(state, response);
                     }
                     Err(status) if status.code() == tonic::Code::NotFound => {
@@ -389,6 +395,7 @@ impl FleetWorker {
         match end {
             Ok(TaskEnd::Ran(outcome, took)) => {
                 state.observe(took);
+                state.prefetch_refused = false;
                 tracing::debug!(map_run = %lease.map_run_arn, unit = lease.unit, epoch = lease.epoch,
                     failed = outcome.failure.is_some(), "unit ran");
                 let outcome = serde_json::to_string(&outcome).unwrap_or_else(|error| {
@@ -429,6 +436,8 @@ struct LoopState {
     tasks: JoinSet<TaskEnd>,
     /// A moving average of how long units run here (`None` before the first).
     unit_time: Option<Duration>,
+    /// The last poll asked for a prefetch only and got nothing: no prefetch until a unit ends.
+    prefetch_refused: bool,
 }
 
 impl LoopState {
@@ -440,7 +449,7 @@ impl LoopState {
     /// The next poll's `(free_slots, prefetch)`.
     fn wanted(&self, slots: usize, draining: bool) -> (u32, u32) {
         let short = self.unit_time.is_some_and(|average| average < PREFETCH_BELOW);
-        self.held.wanted(slots, draining, short)
+        self.held.wanted(slots, draining, short && !self.prefetch_refused)
     }
 }
 
@@ -458,8 +467,18 @@ enum Pending {
 /// How an outstanding call ended. Calls own a clone of their channel and hand it back, so
 /// that the leader it found is kept.
 enum Step {
-    Registered { index: usize, channel: LeaderChannel, result: Result<Registration, tonic::Status> },
-    Polled { index: usize, channel: LeaderChannel, result: Result<PollWorkResponse, tonic::Status> },
+    Registered {
+        index: usize,
+        channel: LeaderChannel,
+        result: Result<Registration, tonic::Status>,
+    },
+    Polled {
+        index: usize,
+        channel: LeaderChannel,
+        /// The poll asked for a prefetch only (no free slots).
+        prefetch_only: bool,
+        result: Result<PollWorkResponse, tonic::Status>,
+    },
     Slept,
 }
 
@@ -513,6 +532,7 @@ async fn register(mut channels: Vec<LeaderChannel>, start: usize, request: Regis
 }
 
 async fn poll(mut channel: LeaderChannel, index: usize, request: PollWorkRequest, timeout: Duration) -> Step {
+    let prefetch_only = request.free_slots == 0 && request.prefetch > 0;
     let call = channel.call(workers_client, |mut client| {
         let request = request.clone();
         async move { client.poll_work(request).await }
@@ -521,7 +541,7 @@ async fn poll(mut channel: LeaderChannel, index: usize, request: PollWorkRequest
         Ok(result) => result,
         Err(_) => Err(tonic::Status::deadline_exceeded("PollWork did not return within its wait")),
     };
-    Step::Polled { index, channel, result }
+    Step::Polled { index, channel, prefetch_only, result }
 }
 
 /// Reports a unit's outcome, trying the coordinators in turn from `start`. Dropped when no

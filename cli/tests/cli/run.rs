@@ -79,6 +79,80 @@ fn a_distributed_map_over_a_csv_runs_on_the_embedded_cluster() {
     assert_eq!(temp_left(dir.path()), 0, "the embedded cluster's Raft log is removed");
 }
 
+/// The README's main command: the orders example (its CSV, workflow and Python handler, kept
+/// warm through the Lambda Runtime API) runs to SUCCEEDED with the default slots, and its
+/// result files account for every row: transformed rows in SUCCEEDED, batches with a bad row
+/// (the example's 1%) in FAILED.
+#[test]
+fn the_readme_orders_example_succeeds_and_accounts_for_every_row() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/orders");
+    let copy = dir.path().join("examples/orders");
+    std::fs::create_dir_all(copy.join("data/orders")).expect("example dir");
+    for file in [
+        "workflow.asl.json",
+        "input.json",
+        "functions.json",
+        "handler.py",
+        "lambda_runtime.py",
+        "data/orders/orders.csv",
+    ] {
+        std::fs::copy(example.join(file), copy.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+    let rows = std::fs::read_to_string(copy.join("data/orders/orders.csv")).expect("csv").lines().count() - 1;
+
+    let mut child = stepmap(dir.path())
+        .args(["run", "examples/orders/workflow.asl.json", "--input", "@examples/orders/input.json"])
+        .args(["--functions", "examples/orders/functions.json", "--data-dir", "examples/orders/data"])
+        .args(["--output", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("stepmap run");
+    // A liveness guard, not a timing: the job takes about a second, and a run that stalls
+    // (a worker waiting out its polls) should fail here rather than at the harness's limit.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the orders example did not finish within two minutes");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let document: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&output.stderr)));
+    assert_eq!(document["status"].as_str(), Some("SUCCEEDED"), "{document}");
+
+    let manifest = document["output"]["manifest"].as_str().expect("manifest");
+    let data = copy.join("data");
+    let manifest: Value = serde_json::from_slice(&std::fs::read(data.join(manifest)).expect("manifest")).expect("JSON");
+    let lines = |category: &str| -> Vec<Value> {
+        let files = manifest["ResultFiles"][category].as_array().expect("result files");
+        files
+            .iter()
+            .flat_map(|f| {
+                let path = data.join(manifest["DestinationBucket"].as_str().unwrap()).join(f["Key"].as_str().unwrap());
+                let text = std::fs::read_to_string(path).expect("result file");
+                text.lines().map(|l| serde_json::from_str::<Value>(l).expect("JSON line")).collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let succeeded = lines("SUCCEEDED");
+    assert!(succeeded.iter().all(|row| row["total"].is_number() && row["country"].is_string()), "transformed rows");
+    let failed_rows: usize = lines("FAILED")
+        .iter()
+        .map(|record| {
+            let input: Value = serde_json::from_str(record["Input"].as_str().expect("Input")).expect("JSON input");
+            input["Items"].as_array().expect("a batch").len()
+        })
+        .sum();
+    assert!(failed_rows > 0, "the example has bad rows");
+    assert_eq!(succeeded.len() + failed_rows, rows);
+    assert!(lines("PENDING").is_empty());
+}
+
 #[test]
 fn time_skipping_lets_an_hour_pass_at_once() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -123,13 +123,7 @@ impl<'a> WaitingPoll<'a> {
 
 impl Drop for WaitingPoll<'_> {
     fn drop(&mut self) {
-        let mut local = self.0.local();
-        local.waiting_with_free_slots -= 1;
-        if local.waiting_with_free_slots == 0 {
-            drop(local);
-            // Prefetch polls refused while this one waited may take work now.
-            self.0.inner.work_available.notify_waiters();
-        }
+        self.0.local().waiting_with_free_slots -= 1;
     }
 }
 
@@ -164,10 +158,10 @@ impl Dispatcher {
     }
 
     /// A worker's poll: renews the leases it holds (answering those no longer current as
-    /// revoked) and, with free slots or a prefetch, waits up to the poll wait for units to
-    /// lease to it: up to `free_slots`, plus up to `prefetch` (at most two per slot it
-    /// registered, from runs without a MaxConcurrency) while no other poll with free slots is
-    /// waiting. Only the leader answers (`NotLeader` otherwise).
+    /// revoked) and, with free slots, waits up to the poll wait for units to lease to it: up
+    /// to `free_slots`, plus up to `prefetch` (at most two per slot it registered, from runs
+    /// without a MaxConcurrency) while no other poll with free slots is waiting. A poll for a
+    /// prefetch only is answered at once. Only the leader answers (`NotLeader` otherwise).
     pub async fn poll(
         &self,
         worker: &str,
@@ -243,6 +237,11 @@ impl Dispatcher {
                 if !assigned.is_empty() {
                     return Ok((assigned, revoked));
                 }
+            }
+            if free_slots == 0 {
+                // A poll for a prefetch only does not wait: the worker could not take the
+                // work of a slot that frees meanwhile until it returns.
+                return Ok((Vec::new(), revoked));
             }
             if tokio::time::timeout_at(until, wake).await.is_err() {
                 return Ok((Vec::new(), revoked));

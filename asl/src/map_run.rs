@@ -7,7 +7,7 @@
 //! writing results (ResultWriter) belong to the executor: in-process for `stepmap run`, on the
 //! worker fleet for a cluster.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use futures::future::BoxFuture;
 use serde_json::{json, Map, Value};
@@ -96,6 +96,9 @@ pub struct ItemSelection {
     pub variables: Scope,
     /// `An error occurred while executing the state ...` prefix for `States.Runtime` causes.
     pub cause_prefix: String,
+    /// Whether the template reads more of `$$.Map.Item` than its value (worked out on the
+    /// first item).
+    pub(crate) reads_whole_item: OnceLock<bool>,
 }
 
 /// One item as the reader gives it, with what `$$.Map.Item` shows of it.
@@ -115,8 +118,11 @@ impl ItemSelection {
         let Some(template) = &self.template else { return Ok(item.value) };
         // `$$.Map.Item` is built only for a selector that reads more of it than its value
         // (paths into the value are applied to the value directly).
-        let mut whole = false;
-        template.visit_paths(&mut |path| whole |= path.root == PathRoot::Context && path.item_value.is_none());
+        let whole = *self.reads_whole_item.get_or_init(|| {
+            let mut whole = false;
+            template.visit_paths(&mut |path| whole |= path.root == PathRoot::Context && path.item_value.is_none());
+            whole
+        });
         let (map_item, value) = if whole {
             let mut map_item = Map::with_capacity(4);
             map_item.insert("Index".into(), json!(item.index));
@@ -292,6 +298,7 @@ mod tests {
                 scope
             },
             cause_prefix: String::new(),
+            reads_whole_item: OnceLock::new(),
         };
         let item = MapItem { index: 3, value: json!("row"), key: None, source: Some("S3://b/k".into()) };
         assert_eq!(selection.select(item).unwrap(), json!({"v": "row", "i": 3, "in": 1, "x": "var", "s": "S3://b/k"}));
@@ -310,6 +317,7 @@ mod tests {
             entered_time: "t".into(),
             variables: Scope::default(),
             cause_prefix: String::new(),
+            reads_whole_item: OnceLock::new(),
         };
         let item = || MapItem { index: 7, value: json!({"qty": "3", "c": "de"}), key: None, source: None };
         let value_only = json!({"all.$": "$$.Map.Item.Value", "c.$": "$$.Map.Item.Value.c",

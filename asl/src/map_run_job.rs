@@ -6,7 +6,7 @@
 //! Templates travel as written (they are compiled again on the worker), the ItemProcessor as
 //! its definition, and the variables the ItemSelector may read as one flat object.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -181,6 +181,7 @@ impl MapRunJob {
                 entered_time: self.selection.entered_time,
                 variables,
                 cause_prefix: self.selection.cause_prefix,
+                reads_whole_item: OnceLock::new(),
             },
             batching: self.batching,
             processor: Arc::new(processor),
@@ -267,6 +268,7 @@ mod tests {
                 entered_time: "t".into(),
                 variables: scope,
                 cause_prefix: String::new(),
+                reads_whole_item: OnceLock::new(),
             },
             batching: Some(Batching {
                 max_items_per_batch: Some(5),

@@ -31,8 +31,8 @@
 //! of a child another worker could run) and only while no other worker's poll waits with free
 //! slots. A poll for a prefetch only is answered at once (the worker could not take work for
 //! a slot that frees while it waits); when it brings nothing the worker sends heartbeats until
-//! one of its units ends. A queued unit waits for a slot of this worker, usually a short unit or two; behind
-//! a unit that turns out long it waits that long.
+//! one of its units ends. A queued unit waits for a slot of this worker, usually a short unit
+//! or two; behind a unit that turns out long it waits that long.
 //!
 //! The lease contract: a poll is the worker's heartbeat, and it renews every lease listed in
 //! its `held`. A lease lapses `lease_millis` after the poll that renewed it last, so a worker
@@ -354,12 +354,9 @@ impl FleetWorker {
             tracing::debug!(map_run = %lease.map_run_arn, unit = lease.unit, "lease granted twice: already held");
             return;
         }
-        if state.held.running() < self.config.slots {
-            self.spawn(state, lease, work);
-        } else {
-            tracing::debug!(map_run = %lease.map_run_arn, unit = lease.unit, epoch = lease.epoch, "unit queued");
-            state.held.queue(lease, work);
-        }
+        // Behind any queued units: granted work starts in grant order.
+        state.held.queue(lease, work);
+        self.fill_slots(state);
     }
 
     fn spawn(&self, state: &mut LoopState, lease: Lease, work: Work) {

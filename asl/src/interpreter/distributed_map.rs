@@ -7,7 +7,7 @@
 //! request carries that run's ARN and redrive count and `MapRunRedriven` takes the place of
 //! `MapStateStarted` and `MapRunStarted`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{json, Value};
 
@@ -81,6 +81,7 @@ impl Runner {
                     entered_time: visit.entered_time.clone(),
                     variables: scope.clone(),
                     cause_prefix: eval.cause_prefix.clone(),
+                    reads_whole_item: OnceLock::new(),
                 },
                 batching: s.item_batcher.as_ref().map(|b| batching(&eval, b, &effective)).transpose()?,
                 processor: Arc::new(processor_machine),

@@ -471,6 +471,37 @@ impl MapRun {
         }
     }
 
+    /// Fills in the inputs of `wanted` records (`(record index, child position)`, in position
+    /// order) from a second reading of the unit's children. The children ran and their
+    /// outcomes stand: an input that cannot be read again is only logged, its record shows none.
+    async fn read_inputs_again(
+        self: &Arc<Self>,
+        reader: Option<&ItemReader>,
+        unit: &WorkUnit,
+        records: &mut [(ChildExecutionResult, Option<Value>)],
+        wanted: Vec<(usize, u64)>,
+    ) {
+        let mut children = self.unit_children(reader, unit);
+        let mut missing = wanted.into_iter().peekable();
+        while let Some(&(record, wanted)) = missing.peek() {
+            let Some((position, child)) = children.next().await else { break };
+            if position != wanted {
+                continue;
+            }
+            missing.next();
+            match child {
+                Ok(child) => records[record].0.input = child.input.to_string(),
+                Err(failure) => tracing::warn!(map_run = %self.request.map_run_arn, unit = unit.unit, position,
+                    cause = failure.cause.as_deref().unwrap_or(""),
+                    "the input of a child that did not succeed could not be read again: its record shows none"),
+            }
+        }
+        for (_, position) in missing {
+            tracing::warn!(map_run = %self.request.map_run_arn, unit = unit.unit, position,
+                "the input of a child that did not succeed was not found again: its record shows none");
+        }
+    }
+
     /// Runs the unit's children one after the other and stages (or collects) their results.
     async fn run_unit(
         self: Arc<Self>,
@@ -511,27 +542,7 @@ impl MapRun {
         }
         drop(children);
         if !without_input.is_empty() {
-            let mut children = self.unit_children(reader, unit);
-            let mut missing = without_input.into_iter().peekable();
-            while let Some(&(record, wanted)) = missing.peek() {
-                let Some((position, child)) = children.next().await else { break };
-                if position != wanted {
-                    continue;
-                }
-                missing.next();
-                match child {
-                    Ok(child) => records[record].0.input = child.input.to_string(),
-                    // The children ran and their outcomes stand: only this record's input is
-                    // missing (the items could not be read again).
-                    Err(failure) => tracing::warn!(map_run = %self.request.map_run_arn, unit = unit.unit, position,
-                        cause = failure.cause.as_deref().unwrap_or(""),
-                        "the input of a child that did not succeed could not be read again: its record shows none"),
-                }
-            }
-            for (_, position) in missing {
-                tracing::warn!(map_run = %self.request.map_run_arn, unit = unit.unit, position,
-                    "the input of a child that did not succeed was not found again: its record shows none");
-            }
+            self.read_inputs_again(reader, unit, &mut records, without_input).await;
         }
         if let Some(bucket) = archive {
             let arn = &self.request.map_run_arn;

@@ -4,6 +4,7 @@
 //! task work through [`task::TaskInvoker`].
 
 pub mod clock;
+pub mod column_selection;
 pub mod diagnostic;
 pub mod expr;
 pub mod failure;

@@ -137,11 +137,16 @@ fn format(call: &Call, args: &[Value]) -> Result<Value, Failure> {
 /// integer 0 (observed), not the float -0.0 serde_json reads it as.
 fn string_to_json(call: &Call, args: &[Value]) -> Result<Value, Failure> {
     let text = string(call, args, 0)?;
+    parse_json_text(text).map_err(|e| invalid(call, format!("the first argument is not valid JSON ({e})")))
+}
+
+/// `States.StringToJson` of `text`: blank text is `null`; `-0` stays an integer where Java's
+/// parser keeps it one.
+pub(crate) fn parse_json_text(text: &str) -> Result<Value, serde_json::Error> {
     if text.trim_matches([' ', '\t', '\n', '\r']).is_empty() {
         return Ok(Value::Null);
     }
-    let mut value: Value =
-        serde_json::from_str(text).map_err(|e| invalid(call, format!("the first argument is not valid JSON ({e})")))?;
+    let mut value: Value = serde_json::from_str(text)?;
     if text.contains("-0") {
         let mut tokens = number_tokens(text).into_iter();
         integer_negative_zeros(&mut value, &mut tokens);

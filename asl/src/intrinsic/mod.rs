@@ -22,6 +22,7 @@
 mod arguments;
 mod ast;
 mod functions;
+pub(crate) use functions::parse_json_text;
 mod java_hash;
 mod java_random;
 mod java_text;
@@ -90,6 +91,14 @@ impl IntrinsicCall {
             }
         }
         walk(&self.call, visit);
+    }
+
+    /// The path `p` when the call is `States.StringToJson(p)`.
+    pub fn string_to_json_of(&self) -> Option<&PathExpr> {
+        match (&self.call.function, self.call.args.as_slice()) {
+            (ast::Function::StringToJson, [ast::Arg::Path(path)]) => Some(path),
+            _ => None,
+        }
     }
 
     /// Whether the call (or a call among its arguments) draws random values: `States.UUID`,

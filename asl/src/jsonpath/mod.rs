@@ -69,6 +69,14 @@ impl JsonPath {
         })
     }
 
+    /// The name when the path is one name step (`$.name`, `$['name']`).
+    pub fn single_name(&self) -> Option<&str> {
+        match self.tokens.as_slice() {
+            [Token::Property(names)] if names.len() == 1 => Some(&names[0]),
+            _ => None,
+        }
+    }
+
     /// Applies the path. Definite paths return the single value or an error when it is
     /// missing; indefinite paths return a JSON array of every match (possibly empty).
     pub fn select(&self, root: &Value) -> Result<Value, PathError> {

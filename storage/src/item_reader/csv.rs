@@ -387,6 +387,100 @@ impl CsvRows {
     }
 }
 
+/// CSV records split into fields but not built into objects: a chunk of
+/// [`ItemReader::batch_records`](super::ItemReader::batch_records). A reader that selects
+/// columns (a compiled ItemSelector) takes fields by column number; [`CsvRecords::item`] is the
+/// item AWS would build.
+#[derive(Clone, Debug)]
+pub struct CsvRecords {
+    pub headers: Arc<[String]>,
+    /// `$$.Map.Item.Source`.
+    pub source: Arc<str>,
+    /// `$$.Map.Item.Index` of the first record.
+    pub first_index: u64,
+    /// The fields' text, one after the other.
+    text: String,
+    /// The end in `text` of each field kept (a record's fields beyond the headers are dropped).
+    field_ends: Vec<usize>,
+    /// For each record, one past its last field in `field_ends`.
+    record_ends: Vec<usize>,
+}
+
+impl CsvRecords {
+    pub(crate) fn new(headers: Arc<[String]>, source: Arc<str>, first_index: u64) -> Self {
+        CsvRecords {
+            headers,
+            source,
+            first_index,
+            text: String::new(),
+            field_ends: Vec::new(),
+            record_ends: Vec::new(),
+        }
+    }
+
+    /// Splits `record` (without its newline) and appends its fields.
+    pub(crate) fn push(
+        &mut self,
+        record: &[u8],
+        delimiter: u8,
+        scratch: &mut Vec<u8>,
+    ) -> std::result::Result<(), String> {
+        let columns = self.headers.len();
+        let (text, field_ends) = (&mut self.text, &mut self.field_ends);
+        let first = field_ends.len();
+        let result = split_fields(record, delimiter, scratch, &mut |index, field| {
+            if index < columns {
+                text.push_str(field);
+                field_ends.push(text.len());
+            }
+            Ok(())
+        });
+        if result.is_err() {
+            // Nothing of a record that failed stays.
+            field_ends.truncate(first);
+            text.truncate(field_ends.last().copied().unwrap_or(0));
+            return result;
+        }
+        self.record_ends.push(self.field_ends.len());
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.record_ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.record_ends.is_empty()
+    }
+
+    /// The field of `record` in `column`: `""` where the record has fewer fields (AWS's rule).
+    pub fn field(&self, record: usize, column: usize) -> &str {
+        let first = if record == 0 { 0 } else { self.record_ends[record - 1] };
+        let at = first + column;
+        if at >= self.record_ends[record] {
+            return "";
+        }
+        let start = if at == 0 { 0 } else { self.field_ends[at - 1] };
+        &self.text[start..self.field_ends[at]]
+    }
+
+    /// The item of `record`: `{header: field}`, as [`CsvRows::item`] builds it.
+    pub fn item(&self, record: usize) -> crate::Item {
+        let value: Map<String, Value> = self
+            .headers
+            .iter()
+            .enumerate()
+            .map(|(column, header)| (header.clone(), Value::String(self.field(record, column).to_owned())))
+            .collect();
+        crate::Item {
+            index: self.first_index + record as u64,
+            key: None,
+            value: Value::Object(value),
+            source: self.source.clone(),
+        }
+    }
+}
+
 /// Reads a header record into names.
 pub(crate) fn header_names(record: &[u8], delimiter: CsvDelimiter) -> std::result::Result<Vec<String>, String> {
     let mut names = Vec::new();

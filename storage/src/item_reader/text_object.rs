@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::csv::{check_headers, header_names, CsvFramer, CsvHeader, CsvRows};
+use super::csv::{check_headers, header_names, CsvFramer, CsvHeader, CsvRecords, CsvRows};
 use super::json::{parse_element, parse_pointer, JsonFramer};
 use super::jsonl::JsonlFramer;
 use super::text::{Flow, Framer, Record, TextScan};
@@ -167,6 +167,48 @@ impl TextCursor {
             Ok(if batch >= RECORDS_PER_STEP { Flow::Pause } else { Flow::Continue })
         };
         scan.step(framer.as_mut(), &mut visit).await
+    }
+}
+
+impl TextCursor {
+    /// Appends the next chunk of a CSV object's records to `out`, split into fields but not
+    /// built into items; false once the object is done. Errors as [`TextCursor::next_chunk`].
+    pub async fn next_csv_chunk(&mut self, out: &mut CsvRecords) -> Result<bool> {
+        let TextCursor { scan, framer, rows, .. } = self;
+        let object = scan.object().to_string();
+        let mut scratch = Vec::new();
+        let mut batch = 0;
+        let mut visit = |record: Record<'_>| -> Result<Flow> {
+            let malformed = |message: String| StorageError::Malformed {
+                object: object.clone(),
+                format: "CSV",
+                position: Position::Text { line: Some(record.lines.line_at(record.start)), byte: record.start },
+                message,
+            };
+            match rows {
+                Rows::CsvHeaderPending { delimiter } => {
+                    let names = header_names(record.bytes, *delimiter).map_err(malformed)?;
+                    check_headers(&names)?;
+                    *rows = Rows::Csv(CsvRows::new(*delimiter, Arc::from(names)));
+                    Ok(Flow::Continue)
+                }
+                Rows::Csv(csv) => {
+                    out.push(record.bytes, csv.delimiter, &mut scratch).map_err(malformed)?;
+                    batch += 1;
+                    Ok(if batch >= RECORDS_PER_STEP { Flow::Pause } else { Flow::Continue })
+                }
+                Rows::Json | Rows::Jsonl => Err(StorageError::reader_config("not a CSV object")),
+            }
+        };
+        scan.step(framer.as_mut(), &mut visit).await
+    }
+
+    /// The column names of a CSV object, once known (its header read or given).
+    pub fn csv_headers(&self) -> Option<Arc<[String]>> {
+        match &self.rows {
+            Rows::Csv(csv) => Some(csv.headers.clone()),
+            _ => None,
+        }
     }
 }
 

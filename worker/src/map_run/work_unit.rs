@@ -20,6 +20,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use stepmap_asl::clock::SystemClock;
+use stepmap_asl::column_selection::ColumnSelection;
 use stepmap_asl::failure::Failure;
 use stepmap_asl::interpreter::Environment;
 use stepmap_asl::map_run::{MapItem, MapRunItems, MapRunRequest};
@@ -28,8 +29,8 @@ use stepmap_asl::model::StateMachineType;
 use stepmap_asl::task::TaskInvoker;
 use stepmap_storage::result_writer::ChildStatus;
 use stepmap_storage::{
-    BatchDescriptor, BatchLimits, ChildExecutionResult, Item, ItemReader, ResultWriter, ResultWriterSpec, StagedBatch,
-    Stores,
+    BatchDescriptor, BatchLimits, ChildExecutionResult, Item, ItemReader, Records, ResultWriter, ResultWriterSpec,
+    StagedBatch, Stores,
 };
 
 use super::{
@@ -428,24 +429,54 @@ impl MapRun {
         reader: Option<&ItemReader>,
         unit: &WorkUnit,
     ) -> BoxStream<'static, Result<ChildInput, Failure>> {
-        let items: BoxStream<'static, Result<MapItem, Failure>> =
+        let run = self.clone();
+        let select = move |item: Result<MapItem, Failure>| item.and_then(|item| run.request.selection.select(item));
+        let selected: BoxStream<'static, Result<Value, Failure>> =
             match (&self.request.items, reader, &unit.descriptor) {
                 (MapRunItems::Inline(values), _, _) => {
                     let first = unit.first_index as usize;
                     let values: Vec<Value> = values.iter().skip(first).take(unit.items as usize).cloned().collect();
                     stream::iter(values.into_iter().enumerate().map(move |(offset, value)| {
-                        Ok(MapItem { index: (first + offset) as u64, value, key: None, source: None })
+                        select(Ok(MapItem { index: (first + offset) as u64, value, key: None, source: None }))
                     }))
                     .boxed()
                 }
                 (MapRunItems::Reader { .. }, Some(reader), Some(descriptor)) => {
-                    reader.batch_items(descriptor).map(|item| item.map(map_item).map_err(|e| e.failure())).boxed()
+                    // The ItemSelector compiled for the CSV header last seen.
+                    let mut compiled: Option<(Arc<[String]>, Option<ColumnSelection>)> = None;
+                    let run = self.clone();
+                    reader
+                        .batch_records(descriptor)
+                        .flat_map(move |records| {
+                            let selected: Vec<Result<Value, Failure>> = match records {
+                                Err(e) => vec![Err(e.failure())],
+                                Ok(Records::Item(item)) => vec![select(Ok(map_item(item)))],
+                                Ok(Records::Csv(records)) => {
+                                    let headers = &records.headers;
+                                    if compiled.as_ref().is_none_or(|(seen, _)| !Arc::ptr_eq(seen, headers)) {
+                                        let selection = run.request.selection.for_columns(headers);
+                                        compiled = Some((headers.clone(), selection));
+                                    }
+                                    let columns = compiled.as_ref().and_then(|(_, c)| c.as_ref());
+                                    (0..records.len())
+                                        .map(|r| {
+                                            let index = records.first_index + r as u64;
+                                            // A row the compiled selector leaves undecided (or
+                                            // every row, without one) is selected the general way.
+                                            columns
+                                                .and_then(|c| c.select(index, |column| records.field(r, column)))
+                                                .map_or_else(|| select(Ok(map_item(records.item(r)))), Ok)
+                                        })
+                                        .collect()
+                                }
+                            };
+                            stream::iter(selected)
+                        })
+                        .boxed()
                 }
                 _ => stream::once(async { Err(Failure::runtime("the work unit does not say where its items are")) })
                     .boxed(),
             };
-        let run = self.clone();
-        let selected = items.map(move |item| item.and_then(|item| run.request.selection.select(item)));
         match &self.request.batching {
             // The unit is one batch, as planned.
             // The unit is one batch as planned, split further only where its selected items
@@ -577,6 +608,7 @@ impl MapRun {
 mod tests {
     use serde_json::json;
     use stepmap_asl::clock::SystemClock;
+    use stepmap_asl::column_selection::ColumnSelection;
     use stepmap_storage::StoreConfig;
 
     use super::*;

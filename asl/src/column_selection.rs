@@ -1,0 +1,180 @@
+//! An ItemSelector compiled against the columns of a CSV source.
+//!
+//! A CSV item is `{header: field}`, all strings. The usual ItemSelector over such items reads
+//! columns by name (`$$.Map.Item.Value.qty`), types some with `States.StringToJson`, and adds
+//! the index or literals. Evaluated the general way, every row is first built as an object,
+//! then every path looks its column up by name and every result key is hashed into a new
+//! object: most of a CSV map run's CPU time. Compiled here against the header once, a row is
+//! selected from its fields by column number into a copy of a prebuilt object, with the
+//! same result.
+//!
+//! Contract: [`ColumnSelection::select`] returns exactly what [`ItemSelection::select`] returns
+//! for the row's object, or `None` where the general evaluation must decide (a field that is
+//! not valid JSON for `States.StringToJson`: the general path produces AWS's failure).
+//! Templates this cannot express compile to `None` and are evaluated the general way.
+
+use serde_json::{Map, Value};
+
+use crate::expr::{PathExpr, PathRoot};
+use crate::intrinsic::parse_json_text;
+use crate::map_run::ItemSelection;
+use crate::model::PayloadTemplate;
+
+/// One entry of the selected object.
+#[derive(Clone, Debug)]
+enum Field {
+    Literal(Value),
+    /// `$$.Map.Item.Value.<column>`: the field as a string.
+    Column(usize),
+    /// `States.StringToJson($$.Map.Item.Value.<column>)`.
+    ColumnJson(usize),
+    /// `$$.Map.Item.Index`.
+    Index,
+}
+
+/// An ItemSelector over CSV rows with given column names (see the module doc).
+#[derive(Clone, Debug)]
+pub struct ColumnSelection {
+    /// The result's keys in order, with placeholder values: cloning it copies the key index
+    /// without hashing a key again.
+    shape: Map<String, Value>,
+    fields: Vec<Field>,
+}
+
+impl ItemSelection {
+    /// This selection compiled for CSV rows whose columns are `headers`; `None` when its
+    /// template is not one [`ColumnSelection`] expresses (or there is none).
+    pub fn for_columns(&self, headers: &[String]) -> Option<ColumnSelection> {
+        let Some(PayloadTemplate::Object(entries)) = &self.template else { return None };
+        let column = |expr: &PathExpr| -> Option<usize> {
+            let name = expr.item_value.as_ref()?.single_name()?;
+            headers.iter().position(|h| h == name)
+        };
+        let mut shape = Map::with_capacity(entries.len());
+        let mut fields = Vec::with_capacity(entries.len());
+        for (key, entry) in entries {
+            let field = match entry {
+                PayloadTemplate::Literal(value) => Field::Literal(value.clone()),
+                PayloadTemplate::Path { expr, .. } if expr.root == PathRoot::Context => {
+                    if expr.item_value.is_some() {
+                        Field::Column(column(expr)?)
+                    } else if expr.map_item.as_ref().and_then(|p| p.single_name()) == Some("Index") {
+                        Field::Index
+                    } else {
+                        return None;
+                    }
+                }
+                PayloadTemplate::Intrinsic { call, .. } => Field::ColumnJson(column(call.string_to_json_of()?)?),
+                _ => return None,
+            };
+            // A key written twice (`"a"` and `"a.$"`) keeps its first place with the last
+            // value in the general evaluation; not worth expressing here.
+            if shape.insert(key.clone(), Value::Null).is_some() {
+                return None;
+            }
+            fields.push(field);
+        }
+        Some(ColumnSelection { shape, fields })
+    }
+}
+
+impl ColumnSelection {
+    /// The child input of the row at `index` whose field in column `c` is `field(c)` (`""`
+    /// for a column the row lacks, as AWS fills it); `None`: evaluate the row the general way.
+    pub fn select<'r>(&self, index: u64, field: impl Fn(usize) -> &'r str) -> Option<Value> {
+        let mut selected = self.shape.clone();
+        for (slot, spec) in selected.values_mut().zip(&self.fields) {
+            *slot = match spec {
+                Field::Literal(value) => value.clone(),
+                Field::Column(c) => Value::String(field(*c).to_owned()),
+                Field::ColumnJson(c) => parse_json_text(field(*c)).ok()?,
+                Field::Index => Value::from(index),
+            };
+        }
+        Some(Value::Object(selected))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::OnceLock;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::interpreter::context_object::ExecutionContext;
+    use crate::interpreter::Scope;
+    use crate::map_run::MapItem;
+
+    fn selection(template: Value) -> ItemSelection {
+        ItemSelection {
+            template: Some(PayloadTemplate::compile(&template).unwrap()),
+            input: json!({"run": "r1"}),
+            execution: ExecutionContext { execution: json!({}), redrive_count: None, state_machine: json!({}) },
+            state_name: "Map".into(),
+            entered_time: "2026-01-01T00:00:00Z".into(),
+            variables: Scope::default(),
+            cause_prefix: String::new(),
+            reads_whole_item: OnceLock::new(),
+        }
+    }
+
+    fn headers(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    /// The general evaluation of the row `fields` under `headers`.
+    fn general(selection: &ItemSelection, headers: &[String], index: u64, fields: &[&str]) -> Value {
+        let row: Map<String, Value> =
+            headers.iter().zip(fields).map(|(h, f)| (h.clone(), Value::String(f.to_string()))).collect();
+        let item = MapItem { index, value: Value::Object(row), key: None, source: Some("S3://b/k.csv".into()) };
+        selection.select(item).unwrap()
+    }
+
+    #[test]
+    fn a_compiled_selection_selects_as_the_general_one() {
+        let selection = selection(json!({
+            "id.$": "States.StringToJson($$.Map.Item.Value.id)",
+            "name.$": "$$.Map.Item.Value['name']",
+            "price.$": "States.StringToJson($$.Map.Item.Value.price)",
+            "blank.$": "States.StringToJson($$.Map.Item.Value.note)",
+            "at.$": "$$.Map.Item.Index",
+            "kind": "order",
+            "nested": {"a": [1, 2]},
+        }));
+        let headers = headers(&["id", "name", "price", "note"]);
+        let compiled = selection.for_columns(&headers).expect("compiles");
+        for (index, row) in
+            [["7", "Ann", "12.50", " "], ["-0", "Bo \"B\"", "1e3", ""], ["0012", "", "-0.0", "x"]].iter().enumerate()
+        {
+            let index = index as u64 + 40;
+            match compiled.select(index, |c| row[c]) {
+                Some(value) => {
+                    assert_eq!(value, general(&selection, &headers, index, row));
+                    // Same keys in the same order.
+                    assert_eq!(value.to_string(), general(&selection, &headers, index, row).to_string());
+                }
+                // `0012` is not JSON: the general evaluation decides (and fails).
+                None => assert_eq!(row[0], "0012"),
+            }
+        }
+    }
+
+    #[test]
+    fn templates_it_cannot_express_are_left_to_the_general_evaluation() {
+        let headers = headers(&["id", "name"]);
+        for template in [
+            json!({"id.$": "$$.Map.Item.Value.missing"}),
+            json!({"id.$": "$$.Map.Item.Value"}),
+            json!({"id.$": "$.run"}),
+            json!({"id.$": "$$.Map.Item.Value.id.deeper"}),
+            json!({"id.$": "States.Format('{}', $$.Map.Item.Value.id)"}),
+            json!({"id.$": "States.StringToJson($.run)"}),
+            json!({"n": {"id.$": "$$.Map.Item.Value.id"}}),
+            json!({"id": 1, "id.$": "$$.Map.Item.Value.id"}),
+            json!(["$$.Map.Item.Value.id"]),
+        ] {
+            assert!(selection(template.clone()).for_columns(&headers).is_none(), "{template}");
+        }
+    }
+}

@@ -222,18 +222,28 @@ impl Framer for CsvFramer {
         let mut state = self.state;
         let mut pos = self.pos;
         while pos < buf.len() {
-            // Fast path: plain field bytes.
+            // Fast path: runs of field bytes, found with vectorised scans. Inside an unquoted
+            // field a delimiter matters only where a quote follows it (the quote opens a
+            // quoted field), so an unquoted run ends at a newline, backslash or quote only.
             if state == State::Unquoted || state == State::Quoted {
                 let stop = if state == State::Quoted {
                     memchr::memchr2(b'"', b'\\', &buf[pos..])
                 } else {
-                    buf[pos..]
-                        .iter()
-                        .position(|&b| b == delimiter || b == b'\n' || b == b'\r' || b == b'\\' || b == b'"')
+                    unquoted_stop(&buf[pos..])
                 };
                 match stop {
-                    Some(n) => pos += n,
+                    Some(n) => {
+                        if state == State::Unquoted && n > 0 && buf[pos + n] == b'"' && buf[pos + n - 1] == delimiter {
+                            // The delimiter before the quote (run over above) ended a field.
+                            state = State::FieldStart;
+                        }
+                        pos += n;
+                    }
                     None => {
+                        if state == State::Unquoted && buf.last() == Some(&delimiter) {
+                            // As above, for a quote that may start the next buffer.
+                            state = State::FieldStart;
+                        }
                         pos = buf.len();
                         break;
                     }
@@ -276,6 +286,13 @@ impl Framer for CsvFramer {
     }
 }
 
+/// Where an unquoted run stops for the framer: at the first newline, carriage return,
+/// backslash or quote.
+fn unquoted_stop(bytes: &[u8]) -> Option<usize> {
+    let stop = memchr::memchr3(b'\n', b'\\', b'"', bytes);
+    memchr::memchr(b'\r', &bytes[..stop.unwrap_or(bytes.len())]).or(stop)
+}
+
 /// Splits one record (without its newline) into fields, calling `field(index, text)` for each.
 /// `scratch` is reused between records; a field without quotes or escapes is passed straight
 /// from the record.
@@ -285,6 +302,18 @@ pub(crate) fn split_fields(
     scratch: &mut Vec<u8>,
     field: &mut dyn FnMut(usize, &str) -> std::result::Result<(), String>,
 ) -> std::result::Result<(), String> {
+    // Fast path: without quotes or backslashes, fields are the text between delimiters.
+    if memchr::memchr2(b'"', b'\\', record).is_none() {
+        if let Ok(text) = std::str::from_utf8(record) {
+            let mut start = 0;
+            for (index, end) in memchr::memchr_iter(delimiter, record).chain([record.len()]).enumerate() {
+                field(index, &text[start..end])?;
+                start = end + 1;
+            }
+            return Ok(());
+        }
+        // Not UTF-8: the field-by-field path below names the field.
+    }
     let mut state = State::FieldStart;
     let mut index = 0;
     // Start of the current field when it is still a plain slice of the record.
@@ -298,10 +327,8 @@ pub(crate) fn split_fields(
     while i < record.len() {
         // Runs of plain content.
         let run_end = match state {
-            State::Unquoted => record[i..]
-                .iter()
-                .position(|&b| b == delimiter || b == b'\\' || b == b'\n' || b == b'\r' || b == b'"')
-                .map_or(record.len(), |n| i + n),
+            // A framed record has no newline outside quotes.
+            State::Unquoted => memchr::memchr3(delimiter, b'\\', b'"', &record[i..]).map_or(record.len(), |n| i + n),
             State::Quoted => memchr::memchr2(b'"', b'\\', &record[i..]).map_or(record.len(), |n| i + n),
             _ => i,
         };
@@ -489,4 +516,117 @@ pub(crate) fn header_names(record: &[u8], delimiter: CsvDelimiter) -> std::resul
         Ok(())
     })?;
     Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Records as the state machine alone frames them, one byte at a time.
+    fn reference_records(text: &[u8], delimiter: u8) -> std::result::Result<Vec<Vec<u8>>, ()> {
+        let (mut records, mut state, mut start) = (Vec::new(), State::FieldStart, None);
+        let mut i = 0;
+        while i < text.len() {
+            let b = text[i];
+            if start.is_none() {
+                if b == b'\n' || b == b'\r' {
+                    i += 1;
+                    continue;
+                }
+                start = Some(i);
+            }
+            match step(&mut state, delimiter, b) {
+                Action::QuoteThenAgain => continue,
+                Action::EndRecord => records.push(text[start.take().unwrap()..i].to_vec()),
+                _ => {}
+            }
+            i += 1;
+        }
+        if matches!(state, State::Quoted | State::QuotedEscape) {
+            return Err(());
+        }
+        if let Some(start) = start {
+            records.push(text[start..].to_vec());
+        }
+        Ok(records)
+    }
+
+    /// Records as [`CsvFramer`] frames them when the text arrives in pieces of `piece` bytes.
+    fn framed_records(text: &[u8], delimiter: u8, piece: usize) -> std::result::Result<Vec<Vec<u8>>, ()> {
+        let mut framer = CsvFramer::new(match delimiter {
+            b'|' => CsvDelimiter::Pipe,
+            _ => CsvDelimiter::Comma,
+        });
+        let (mut buf, mut fed, mut records) = (Vec::new(), 0, Vec::new());
+        loop {
+            let eof = fed == text.len();
+            match framer.next(&buf, eof).map_err(|_| ())? {
+                Step::Record(frame) => {
+                    records.push(buf[frame.start..frame.end].to_vec());
+                    buf.drain(..frame.next.min(buf.len()));
+                }
+                Step::NeedMore { consumed } => {
+                    buf.drain(..consumed);
+                    let more = piece.min(text.len() - fed);
+                    buf.extend_from_slice(&text[fed..fed + more]);
+                    fed += more;
+                }
+                Step::End { .. } => return Ok(records),
+            }
+        }
+    }
+
+    /// Fields as the state machine alone splits them.
+    fn reference_fields(record: &[u8], delimiter: u8) -> Vec<String> {
+        let (mut fields, mut field, mut state) = (Vec::new(), Vec::new(), State::FieldStart);
+        let mut i = 0;
+        while i < record.len() {
+            match step(&mut state, delimiter, record[i]) {
+                Action::Keep => field.push(record[i]),
+                Action::QuoteThenAgain => {
+                    field.push(b'"');
+                    continue;
+                }
+                Action::EndField => fields.push(String::from_utf8(std::mem::take(&mut field)).unwrap()),
+                Action::Skip | Action::EndRecord => {}
+            }
+            i += 1;
+        }
+        if state == State::UnquotedQuote {
+            field.push(b'"');
+        }
+        fields.push(String::from_utf8(field).unwrap());
+        fields
+    }
+
+    proptest! {
+        /// The framer's and splitter's vectorised runs agree with the byte-at-a-time machine,
+        /// wherever the input is cut into buffers.
+        #[test]
+        fn fast_paths_agree_with_the_state_machine(
+            parts in proptest::collection::vec(
+                prop_oneof![Just("a"), Just("bc"), Just(","), Just("|"), Just("\""), Just("\\"), Just("\n"), Just("\r\n"), Just("é")],
+                0..40,
+            ),
+            pipe in any::<bool>(),
+            piece in 1usize..12,
+        ) {
+            let text = parts.concat().into_bytes();
+            let delimiter = if pipe { b'|' } else { b',' };
+            let expected = reference_records(&text, delimiter);
+            prop_assert_eq!(&framed_records(&text, delimiter, piece), &expected);
+            prop_assert_eq!(&framed_records(&text, delimiter, text.len().max(1)), &expected);
+            for record in expected.unwrap_or_default() {
+                let mut fields = Vec::new();
+                split_fields(&record, delimiter, &mut Vec::new(), &mut |_, text| {
+                    fields.push(text.to_string());
+                    Ok(())
+                })
+                .unwrap();
+                prop_assert_eq!(fields, reference_fields(&record, delimiter));
+            }
+        }
+    }
 }

@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt;
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use stepmap_storage::{BatchLimits, ItemReader, StoreConfig, Stores};
+use stepmap_storage::{BatchLimits, ItemReader, Records, StoreConfig, Stores};
 
 use super::harness::{block_on, gzip, planned_items, put, read_all, spec, zstd, BUCKET};
 
@@ -91,6 +92,19 @@ fn check(body: Vec<u8>, reader_config: Value, limits: BatchLimits, max_items: Op
         }
         let planned = planned_items(&reader, &limits).await;
         assert_eq!(planned, sequential);
+        // Records (CSV rows split into fields, built into items here) read as the items.
+        let plan = reader.plan(&limits, None).await.unwrap();
+        let mut from_records = Vec::new();
+        for batch in &plan {
+            let mut records = reader.batch_records(batch);
+            while let Some(chunk) = records.next().await {
+                match chunk.unwrap() {
+                    Records::Item(item) => from_records.push(item),
+                    Records::Csv(rows) => from_records.extend((0..rows.len()).map(|r| rows.item(r))),
+                }
+            }
+        }
+        assert_eq!(from_records, sequential);
         if let Some(max_bytes) = limits.max_input_bytes_per_batch {
             let plan = reader.plan(&limits, None).await.unwrap();
             for batch in plan.iter().filter(|b| b.items > 1) {

@@ -108,6 +108,42 @@ pub struct BatchDescriptor {
     pub extents: Vec<Extent>,
 }
 
+impl BatchDescriptor {
+    /// Appends the batch that follows this one (`next.first_index` is this one's end): one
+    /// descriptor for both, reading the same items in the same order. A text extent that
+    /// continues this one's last in the same object is merged into it (one read instead of two).
+    pub fn append(&mut self, next: BatchDescriptor) {
+        debug_assert_eq!(self.first_index + self.items, next.first_index, "batches are appended in order");
+        self.items += next.items;
+        for extent in next.extents {
+            if let (
+                Some(Extent::Text { object, compression, end, member, items, .. }),
+                Extent::Text {
+                    object: next_object,
+                    compression: next_compression,
+                    start: next_start,
+                    end: next_end,
+                    member: next_member,
+                    items: next_items,
+                    ..
+                },
+            ) = (self.extents.last_mut(), &extent)
+            {
+                if object == next_object
+                    && compression == next_compression
+                    && end == next_start
+                    && member == next_member
+                {
+                    *end = *next_end;
+                    *items += next_items;
+                    continue;
+                }
+            }
+            self.extents.push(extent);
+        }
+    }
+}
+
 /// `ItemBatcher` limits, resolved.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]

@@ -42,6 +42,23 @@ use crate::json_size::json_size;
 /// against the children's work, few enough that MaxConcurrency spreads a run over workers.
 pub const ITEMS_PER_UNIT: u64 = 100;
 
+/// A unit of batches for a processor that calls nothing (see [`plan_units_with`]) closes
+/// once it holds this many items, or this many batches. A batch's input is at most 256 KiB,
+/// so such a unit stays a few milliseconds of work.
+const GROUPED_UNIT_ITEMS: u64 = 4096;
+const GROUPED_UNIT_BATCHES: u64 = 16;
+
+/// Whether every state of `processor` only moves data (Pass, Choice, Succeed, Fail): its
+/// children call no service, wait for nothing and start no nested runs.
+fn calls_nothing(processor: &stepmap_asl::model::StateMachine) -> bool {
+    use stepmap_asl::model::State;
+    processor
+        .block
+        .states
+        .values()
+        .all(|state| matches!(state, State::Pass(_) | State::Choice(_) | State::Succeed(_) | State::Fail(_)))
+}
+
 /// One lease's work (see the module doc).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -283,15 +300,37 @@ pub async fn plan_units_with(
                 None => (BatchLimits::items(unit_items), None),
             };
             let batched = request.batching.is_some();
+            // Batches of a processor that calls nothing take microseconds: a unit then holds
+            // several (the worker splits them again by the same limits), so that the lease,
+            // the outcome and the staged object are paid per few thousand items, not per batch.
+            let group = batched && calls_nothing(&request.processor);
             let mut unit = 0;
-            let mut emit_descriptor = |descriptor: BatchDescriptor| {
+            let mut open: Option<(BatchDescriptor, u64)> = None;
+            let mut emit_unit = |descriptor: BatchDescriptor, children: u64| {
                 let (first_index, items) = (descriptor.first_index, descriptor.items);
-                let children = if batched { 1 } else { items };
+                let children = if batched { children } else { items };
                 emit(WorkUnit { unit, first_index, items, children, descriptor: Some(descriptor), only: None });
                 unit += 1;
+            };
+            let mut emit_descriptor = |descriptor: BatchDescriptor| {
+                let (unit, batches) = match open.take() {
+                    Some((mut unit, batches)) => {
+                        unit.append(descriptor);
+                        (unit, batches + 1)
+                    }
+                    None => (descriptor, 1),
+                };
+                if group && unit.items < GROUPED_UNIT_ITEMS && batches < GROUPED_UNIT_BATCHES {
+                    open = Some((unit, batches));
+                } else {
+                    emit_unit(unit, batches);
+                }
                 Ok(())
             };
             reader.plan_with(&limits, sizer.as_deref(), &mut emit_descriptor).await.map_err(|e| e.failure())?;
+            if let Some((unit, batches)) = open {
+                emit_unit(unit, batches);
+            }
             Ok(())
         }
     }

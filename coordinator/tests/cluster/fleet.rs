@@ -528,6 +528,9 @@ fn init_tracing() {
 
 /// A Pass child per batch.
 const PASS: &str = r#"{"P":{"Type":"Pass","End":true}}"#;
+/// A processor that waits (for nothing): unlike a Pass-only one, whose batches are grouped
+/// into units of several, it gets one unit per batch, as a Task's would.
+const WAIT: &str = r#"{"P":{"Type":"Wait","Seconds":0,"End":true}}"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_runs_a_csv_map_run_on_virtual_workers() {
@@ -536,7 +539,7 @@ async fn fleet_runs_a_csv_map_run_on_virtual_workers() {
     write_csv(objects.path(), "items.csv", 1000);
     let deployment = Deployment::start(objects.path()).await;
     let client = deployment.client();
-    let definition = csv_map("items.csv", r#""ItemBatcher":{"MaxItemsPerBatch":100},"#, "P", PASS, "fleet");
+    let definition = csv_map("items.csv", r#""ItemBatcher":{"MaxItemsPerBatch":100},"#, "P", WAIT, "fleet");
     let machine = create(&mut client.clone(), "fleet", &definition).await;
     let a = deployment.worker("a", 4, Behaviour::Succeed).await;
     let b = deployment.worker("b", 4, Behaviour::Succeed).await;
@@ -592,7 +595,7 @@ async fn fleet_runs_a_csv_map_run_on_virtual_workers() {
     let history = history_types(&client, &listed[0].execution_arn).await;
     assert_eq!(history.first().map(String::as_str), Some("ExecutionStarted"), "{history:?}");
     assert_eq!(history.last().map(String::as_str), Some("ExecutionSucceeded"), "{history:?}");
-    assert!(history.contains(&"PassStateEntered".to_owned()), "{history:?}");
+    assert!(history.contains(&"WaitStateEntered".to_owned()), "{history:?}");
 
     drop((a, b));
     deployment.shutdown().await;
@@ -637,7 +640,7 @@ async fn a_lapsed_lease_runs_again_and_the_stale_result_is_refused() {
     write_csv(objects.path(), "items.csv", 1000);
     let deployment = Deployment::start(objects.path()).await;
     let client = deployment.client();
-    let definition = csv_map("items.csv", r#""ItemBatcher":{"MaxItemsPerBatch":100},"#, "P", PASS, "lapsed");
+    let definition = csv_map("items.csv", r#""ItemBatcher":{"MaxItemsPerBatch":100},"#, "P", WAIT, "lapsed");
     let machine = create(&mut client.clone(), "lapsed", &definition).await;
     let execution = start(&mut client.clone(), &machine, "{}").await;
 

@@ -3,7 +3,8 @@
 //!
 //! A [`WorkUnit`] is what one lease covers: a run of consecutive items, read from storage by
 //! its batch descriptor (or taken from the state input). With an ItemBatcher a unit is one
-//! batch, i.e. one child execution; without, each of its items is a child, run one after the
+//! batch, i.e. one child execution (several consecutive batches when the processor calls
+//! nothing, see [`plan_units_with`]); without, each of its items is a child, run one after the
 //! other — so a map run never has more children running than leases out, which is how the
 //! coordinator holds it to MaxConcurrency.
 //!
@@ -68,8 +69,8 @@ pub struct WorkUnit {
     /// `$$.Map.Item.Index` of its first item.
     pub first_index: u64,
     pub items: u64,
-    /// Child executions: 1 with an ItemBatcher (more if its items, selected, exceed the batch
-    /// byte limit; the outcome counts the children that ran), else one per item.
+    /// Child executions: the batches it holds with an ItemBatcher (more if its items, selected,
+    /// exceed the batch byte limit; the outcome counts the children that ran), else one per item.
     pub children: u64,
     /// Where its items are; `None` for items from the state input (`first_index..`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -715,6 +716,47 @@ mod tests {
             })
             .collect();
         assert_eq!(items, (0..10).map(|i| i.to_string()).collect::<Vec<_>>());
+    }
+
+    /// Batches of a processor that calls nothing are grouped into units of several, which
+    /// run as the same children; a Task processor's batches stay one per unit.
+    #[tokio::test]
+    async fn batches_of_a_processor_that_calls_nothing_share_units() {
+        let stores = Arc::new(Stores::new(StoreConfig::Memory));
+        let csv: String = std::iter::once("id\n".to_string()).chain((0..10_000).map(|i| format!("{i}\n"))).collect();
+        stores.bucket("data").unwrap().put("rows.csv", csv.into_bytes().into()).await.unwrap();
+        let invoker = Arc::new(LocalInvoker::new(FunctionRegistry::new()).unwrap());
+        let environment = Environment::new(Arc::new(SystemClock), invoker);
+        // The test job over rows.csv in batches of 1,000, with `processor`.
+        let job_with = |processor: Value| {
+            let mut job: Value = serde_json::from_str(&job()).unwrap();
+            job["Items"] = json!({"Kind": "Reader", "Resource": "arn:aws:states:::s3:getObject",
+                "Config": {"InputType": "CSV", "CSVHeaderLocation": "FIRST_ROW"},
+                "Parameters": {"Bucket": "data", "Key": "rows.csv"}, "MaxItems": null});
+            job["Batching"]["MaxItemsPerBatch"] = json!(1000);
+            job["Processor"] = processor;
+            job
+        };
+        let request = |job: &Value| {
+            serde_json::from_value::<MapRunJob>(job.clone()).unwrap().into_request(environment.clone()).unwrap()
+        };
+
+        let pass = job_with(json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}));
+        let units = plan_units(&request(&pass), stores.clone()).await.unwrap();
+        // 4,096 items close a unit: five batches of 1,000, then the remaining five.
+        let shape: Vec<(u64, u64, u64)> = units.iter().map(|u| (u.first_index, u.items, u.children)).collect();
+        assert_eq!(shape, [(0, 5000, 5), (5000, 5000, 5)]);
+        let runner = UnitRunner::new(stores.clone(), environment.clone());
+        let outcome = runner.run(&pass.to_string(), &units[1], 1).await;
+        assert_eq!(outcome.failure, None);
+        assert_eq!((outcome.executions.succeeded, outcome.items.succeeded), (5, 5000));
+
+        let task = job_with(json!({"StartAt": "T", "States": {"T": {"Type": "Task",
+            "Resource": "arn:aws:lambda:us-east-1:123456789012:function:f", "End": true}}}));
+        let task = request(&task);
+        let units = plan_units(&task, stores).await.unwrap();
+        assert_eq!(units.len(), 10);
+        assert!(units.iter().all(|u| (u.items, u.children) == (1000, 1)));
     }
 
     /// With COMPACT results a child's input is not kept as it starts: the records of those

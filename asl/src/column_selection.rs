@@ -144,9 +144,13 @@ mod tests {
         }));
         let headers = headers(&["id", "name", "price", "note"]);
         let compiled = selection.for_columns(&headers).expect("compiles");
-        for (index, row) in
-            [["7", "Ann", "12.50", " "], ["-0", "Bo \"B\"", "1e3", ""], ["0012", "", "-0.0", "x"]].iter().enumerate()
-        {
+        let rows = [
+            ["7", "Ann", "12.50", " "],
+            ["-0", "Bo \"B\"", "1e3", ""],
+            ["0", "", "123456789012345678", "18446744073709551616"],
+            ["0012", "", "-0.0", "x"],
+        ];
+        for (index, row) in rows.iter().enumerate() {
             let index = index as u64 + 40;
             match compiled.select(index, |c| row[c]) {
                 Some(value) => {

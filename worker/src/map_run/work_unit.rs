@@ -44,9 +44,10 @@ use crate::json_size::json_size;
 pub const ITEMS_PER_UNIT: u64 = 100;
 
 /// A unit of batches for a processor that calls nothing (see [`plan_units_with`]) closes
-/// once it holds this many items, or this many batches. A batch's input is at most 256 KiB,
-/// so such a unit stays a few milliseconds of work.
-const GROUPED_UNIT_ITEMS: u64 = 4096;
+/// once it holds this many items, or this many batches: about 10 ms of work for rows like the
+/// orders bench's (a batch's input is at most 256 KiB, so such a unit stays short whatever
+/// its items).
+const GROUPED_UNIT_ITEMS: u64 = 8192;
 const GROUPED_UNIT_BATCHES: u64 = 16;
 
 /// Whether every state of `processor` only moves data (Pass, Choice, Succeed, Fail): its
@@ -471,52 +472,54 @@ impl MapRun {
     ) -> BoxStream<'static, Result<ChildInput, Failure>> {
         let run = self.clone();
         let select = move |item: Result<MapItem, Failure>| item.and_then(|item| run.request.selection.select(item));
-        let selected: BoxStream<'static, Result<Value, Failure>> =
-            match (&self.request.items, reader, &unit.descriptor) {
-                (MapRunItems::Inline(values), _, _) => {
-                    let first = unit.first_index as usize;
-                    let values: Vec<Value> = values.iter().skip(first).take(unit.items as usize).cloned().collect();
-                    stream::iter(values.into_iter().enumerate().map(move |(offset, value)| {
-                        select(Ok(MapItem { index: (first + offset) as u64, value, key: None, source: None }))
-                    }))
-                    .boxed()
-                }
-                (MapRunItems::Reader { .. }, Some(reader), Some(descriptor)) => {
-                    // The ItemSelector compiled for the CSV header last seen.
-                    let mut compiled: Option<(Arc<[String]>, Option<ColumnSelection>)> = None;
-                    let run = self.clone();
-                    reader
-                        .batch_records(descriptor)
-                        .flat_map(move |records| {
-                            let selected: Vec<Result<Value, Failure>> = match records {
-                                Err(e) => vec![Err(e.failure())],
-                                Ok(Records::Item(item)) => vec![select(Ok(map_item(item)))],
-                                Ok(Records::Csv(records)) => {
-                                    let headers = &records.headers;
-                                    if compiled.as_ref().is_none_or(|(seen, _)| !Arc::ptr_eq(seen, headers)) {
-                                        let selection = run.request.selection.for_columns(headers);
-                                        compiled = Some((headers.clone(), selection));
-                                    }
-                                    let columns = compiled.as_ref().and_then(|(_, c)| c.as_ref());
-                                    (0..records.len())
-                                        .map(|r| {
-                                            let index = records.first_index + r as u64;
-                                            // A row the compiled selector leaves undecided (or
-                                            // every row, without one) is selected the general way.
-                                            columns
-                                                .and_then(|c| c.select(index, |column| records.field(r, column)))
-                                                .map_or_else(|| select(Ok(map_item(records.item(r)))), Ok)
-                                        })
-                                        .collect()
+        let selected: BoxStream<'static, Result<Value, Failure>> = match (&self.request.items, reader, &unit.descriptor)
+        {
+            (MapRunItems::Inline(values), _, _) => {
+                let first = unit.first_index as usize;
+                let values: Vec<Value> = values.iter().skip(first).take(unit.items as usize).cloned().collect();
+                stream::iter(values.into_iter().enumerate().map(move |(offset, value)| {
+                    select(Ok(MapItem { index: (first + offset) as u64, value, key: None, source: None }))
+                }))
+                .boxed()
+            }
+            (MapRunItems::Reader { .. }, Some(reader), Some(descriptor)) => {
+                // The ItemSelector compiled for the CSV header last seen.
+                let mut compiled: Option<(Arc<[String]>, Option<ColumnSelection>)> = None;
+                let run = self.clone();
+                reader
+                    .batch_records(descriptor)
+                    .flat_map(move |records| {
+                        let one = |selected| futures::future::Either::Left(stream::once(std::future::ready(selected)));
+                        match records {
+                            Err(e) => one(Err(e.failure())),
+                            Ok(Records::Item(item)) => one(select(Ok(map_item(item)))),
+                            Ok(Records::Csv(records)) => {
+                                let headers = &records.headers;
+                                if compiled.as_ref().is_none_or(|(seen, _)| !Arc::ptr_eq(seen, headers)) {
+                                    let selection = run.request.selection.for_columns(headers);
+                                    compiled = Some((headers.clone(), selection));
                                 }
-                            };
-                            stream::iter(selected)
-                        })
-                        .boxed()
-                }
-                _ => stream::once(async { Err(Failure::runtime("the work unit does not say where its items are")) })
-                    .boxed(),
-            };
+                                let columns = compiled.as_ref().and_then(|(_, c)| c.as_ref());
+                                let selected = (0..records.len())
+                                    .map(|r| {
+                                        let index = records.first_index + r as u64;
+                                        // A row the compiled selector leaves undecided (or
+                                        // every row, without one) is selected the general way.
+                                        columns
+                                            .and_then(|c| c.select(index, |column| records.field(r, column)))
+                                            .map_or_else(|| select(Ok(map_item(records.item(r)))), Ok)
+                                    })
+                                    .collect::<Vec<_>>();
+                                futures::future::Either::Right(stream::iter(selected))
+                            }
+                        }
+                    })
+                    .boxed()
+            }
+            _ => {
+                stream::once(async { Err(Failure::runtime("the work unit does not say where its items are")) }).boxed()
+            }
+        };
         match &self.request.batching {
             // The unit is one batch, as planned.
             // The unit is one batch as planned, split further only where its selected items
@@ -743,13 +746,13 @@ mod tests {
 
         let pass = job_with(json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}));
         let units = plan_units(&request(&pass), stores.clone()).await.unwrap();
-        // 4,096 items close a unit: five batches of 1,000, then the remaining five.
+        // 8,192 items close a unit: nine batches of 1,000, then the last one.
         let shape: Vec<(u64, u64, u64)> = units.iter().map(|u| (u.first_index, u.items, u.children)).collect();
-        assert_eq!(shape, [(0, 5000, 5), (5000, 5000, 5)]);
+        assert_eq!(shape, [(0, 9000, 9), (9000, 1000, 1)]);
         let runner = UnitRunner::new(stores.clone(), environment.clone());
-        let outcome = runner.run(&pass.to_string(), &units[1], 1).await;
+        let outcome = runner.run(&pass.to_string(), &units[0], 1).await;
         assert_eq!(outcome.failure, None);
-        assert_eq!((outcome.executions.succeeded, outcome.items.succeeded), (5, 5000));
+        assert_eq!((outcome.executions.succeeded, outcome.items.succeeded), (9, 9000));
 
         let task = job_with(json!({"StartAt": "T", "States": {"T": {"Type": "Task",
             "Resource": "arn:aws:lambda:us-east-1:123456789012:function:f", "End": true}}}));

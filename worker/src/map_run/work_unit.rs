@@ -651,7 +651,6 @@ impl MapRun {
 mod tests {
     use serde_json::json;
     use stepmap_asl::clock::SystemClock;
-    use stepmap_asl::column_selection::ColumnSelection;
     use stepmap_storage::StoreConfig;
 
     use super::*;

@@ -359,7 +359,9 @@ impl ItemReader {
                         st.cursor.insert((*cursor, st.context.source(&unit)))
                     }
                 };
-                let headers = cursor.csv_headers().unwrap_or_else(|| Arc::from(Vec::new()));
+                let Some(headers) = cursor.csv_headers() else {
+                    return Err(StorageError::reader_config("a CSV extent opened without its header"));
+                };
                 let mut records = CsvRecords::new(headers, source.clone(), st.index);
                 let more = cursor.next_csv_chunk(&mut records).await?;
                 if !more {

@@ -168,11 +168,10 @@ impl TextCursor {
         };
         scan.step(framer.as_mut(), &mut visit).await
     }
-}
 
-impl TextCursor {
-    /// Appends the next chunk of a CSV object's records to `out`, split into fields but not
-    /// built into items; false once the object is done. Errors as [`TextCursor::next_chunk`].
+    /// Appends the next chunk of a CSV object's records to `out` (made with this cursor's
+    /// [`TextCursor::csv_headers`]), split into fields but not built into items; false once the
+    /// object is done. Errors as [`TextCursor::next_chunk`].
     pub async fn next_csv_chunk(&mut self, out: &mut CsvRecords) -> Result<bool> {
         let TextCursor { scan, framer, rows, .. } = self;
         let object = scan.object().to_string();
@@ -186,18 +185,15 @@ impl TextCursor {
                 message,
             };
             match rows {
-                Rows::CsvHeaderPending { delimiter } => {
-                    let names = header_names(record.bytes, *delimiter).map_err(malformed)?;
-                    check_headers(&names)?;
-                    *rows = Rows::Csv(CsvRows::new(*delimiter, Arc::from(names)));
-                    Ok(Flow::Continue)
-                }
                 Rows::Csv(csv) => {
                     out.push(record.bytes, csv.delimiter, &mut scratch).map_err(malformed)?;
                     batch += 1;
                     Ok(if batch >= RECORDS_PER_STEP { Flow::Pause } else { Flow::Continue })
                 }
-                Rows::Json | Rows::Jsonl => Err(StorageError::reader_config("not a CSV object")),
+                // A batch's extent knows its header before it is read (`TextCursor::range`).
+                Rows::CsvHeaderPending { .. } | Rows::Json | Rows::Jsonl => {
+                    Err(StorageError::reader_config("not a CSV extent with its header"))
+                }
             }
         };
         scan.step(framer.as_mut(), &mut visit).await

@@ -22,7 +22,7 @@ use crate::item_reader::{Cursor, DataFormat, ItemReader, RecordPosition, ScanNee
 use crate::store::{ObjectRef, ReadCondition};
 
 /// `{"Items":[]}`: the bytes of a batch input without items or `BatchInput`.
-const BATCH_ENVELOPE: u64 = 12;
+pub const BATCH_ENVELOPE: u64 = 12;
 /// The default batch size limit when a batcher sets no limit (AWS: "up to 256 KiB").
 pub const DEFAULT_MAX_INPUT_BYTES: u64 = 256 * 1024;
 
@@ -111,7 +111,8 @@ pub struct BatchDescriptor {
 impl BatchDescriptor {
     /// Appends the batch that follows this one (`next.first_index` is this one's end): one
     /// descriptor for both, reading the same items in the same order. A text extent that
-    /// continues this one's last in the same object is merged into it (one read instead of two).
+    /// follows this one's last in the same object (only separators between them: a newline,
+    /// a comma) is merged into it (one read instead of two).
     pub fn append(&mut self, next: BatchDescriptor) {
         debug_assert_eq!(self.first_index + self.items, next.first_index, "batches are appended in order");
         self.items += next.items;
@@ -131,7 +132,7 @@ impl BatchDescriptor {
             {
                 if object == next_object
                     && compression == next_compression
-                    && end == next_start
+                    && *end <= *next_start
                     && member == next_member
                 {
                     *end = *next_end;

@@ -105,6 +105,15 @@ fn check(body: Vec<u8>, reader_config: Value, limits: BatchLimits, max_items: Op
             }
         }
         assert_eq!(from_records, sequential);
+        // The whole plan appended into one descriptor reads the same items.
+        if let Some((first, rest)) = plan.split_first() {
+            let mut whole = first.clone();
+            for batch in rest {
+                whole.append(batch.clone());
+            }
+            let items: Vec<_> = reader.batch_items(&whole).map(|item| item.unwrap()).collect().await;
+            assert_eq!(items, sequential);
+        }
         if let Some(max_bytes) = limits.max_input_bytes_per_batch {
             let plan = reader.plan(&limits, None).await.unwrap();
             for batch in plan.iter().filter(|b| b.items > 1) {

@@ -24,7 +24,7 @@ use stepmap_asl::map_run::{
 use stepmap_asl::timestamp;
 
 use crate::json_size::json_size;
-use stepmap_storage::batch_plan::DEFAULT_MAX_INPUT_BYTES;
+use stepmap_storage::batch_plan::{BATCH_ENVELOPE, DEFAULT_MAX_INPUT_BYTES};
 use stepmap_storage::result_writer::{ChildStatus, PayloadDetails};
 use stepmap_storage::{
     ChildExecutionResult, ItemReader, ItemReaderSpec, ResultWriter, ResultWriterSpec, StorageError, Stores,
@@ -773,6 +773,8 @@ fn batches(
 ) -> BoxStream<'static, Result<ChildInput, Failure>> {
     let max_items = batching.max_items_per_batch.unwrap_or(u64::MAX).max(1);
     let max_bytes = batching.max_input_bytes_per_batch.unwrap_or(DEFAULT_MAX_INPUT_BYTES);
+    // `{"Items":[]}` and `,"BatchInput":<value>`.
+    let envelope = BATCH_ENVELOPE + batching.batch_input.as_ref().map_or(0, |b| 14 + json_size(b));
     struct State<S> {
         selected: std::pin::Pin<Box<S>>,
         held: Option<(Value, u64)>,
@@ -787,7 +789,7 @@ fn batches(
                 return None;
             }
             let mut items = Vec::new();
-            let mut bytes = 0u64;
+            let mut bytes = envelope;
             loop {
                 let next = match state.held.take() {
                     Some(held) => Some(held),
@@ -805,11 +807,13 @@ fn batches(
                     },
                 };
                 let Some((value, size)) = next else { break };
-                if !items.is_empty() && bytes + size > max_bytes {
+                // Measured as the planner measures (`stepmap_storage::batch_plan`): the
+                // envelope, `BatchInput`, the items and the commas between them.
+                if !items.is_empty() && bytes + 1 + size > max_bytes {
                     state.held = Some((value, size));
                     break;
                 }
-                bytes += size;
+                bytes += size + u64::from(!items.is_empty());
                 items.push(value);
                 if items.len() as u64 >= max_items {
                     break;
@@ -853,8 +857,8 @@ mod tests {
         let by_items = collect(values.clone(), Batching { max_items_per_batch: Some(2), ..Batching::default() });
         assert_eq!(by_items.iter().map(|(_, n)| *n).collect::<Vec<_>>(), vec![2, 2, 1]);
         assert_eq!(by_items[0].0, json!({"Items": [0, 1]}));
-        // Each item serializes to 1 byte: 3 bytes per batch.
-        let by_bytes = collect(values, Batching { max_input_bytes_per_batch: Some(3), ..Batching::default() });
+        // Each item serializes to 1 byte: `{"Items":[0,1,2]}` is 17 bytes, as the planner counts.
+        let by_bytes = collect(values, Batching { max_input_bytes_per_batch: Some(17), ..Batching::default() });
         assert_eq!(by_bytes.iter().map(|(_, n)| *n).collect::<Vec<_>>(), vec![3, 2]);
     }
 

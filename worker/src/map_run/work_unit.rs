@@ -44,7 +44,7 @@ use crate::json_size::json_size;
 pub const ITEMS_PER_UNIT: u64 = 100;
 
 /// A unit of batches for a processor that calls nothing (see [`plan_units_with`]) closes
-/// once it holds this many items, or this many batches: about 10 ms of work for rows like the
+/// with the batch that brings it to this many items, or at this many batches: about 10 ms of work for rows like the
 /// orders bench's (a batch's input is at most 256 KiB, so such a unit stays short whatever
 /// its items).
 const GROUPED_UNIT_ITEMS: u64 = 8192;
@@ -305,7 +305,9 @@ pub async fn plan_units_with(
             // Batches of a processor that calls nothing take microseconds: a unit then holds
             // several (the worker splits them again by the same limits), so that the lease,
             // the outcome and the staged object are paid per few thousand items, not per batch.
-            let group = batched && calls_nothing(&request.processor);
+            // Only where batches are cut by count alone: the worker's split of a unit then
+            // meets the plan's boundaries (sizes, measured again, could come out otherwise).
+            let group = batched && sizer.is_none() && calls_nothing(&request.processor);
             let mut unit = 0;
             let mut open: Option<(BatchDescriptor, u64)> = None;
             let mut emit_unit = |descriptor: BatchDescriptor, children: u64| {
@@ -315,17 +317,17 @@ pub async fn plan_units_with(
                 unit += 1;
             };
             let mut emit_descriptor = |descriptor: BatchDescriptor| {
-                let (unit, batches) = match open.take() {
-                    Some((mut unit, batches)) => {
-                        unit.append(descriptor);
-                        (unit, batches + 1)
+                let (grouped, batches) = match open.take() {
+                    Some((mut grouped, batches)) => {
+                        grouped.append(descriptor);
+                        (grouped, batches + 1)
                     }
                     None => (descriptor, 1),
                 };
-                if group && unit.items < GROUPED_UNIT_ITEMS && batches < GROUPED_UNIT_BATCHES {
-                    open = Some((unit, batches));
+                if group && grouped.items < GROUPED_UNIT_ITEMS && batches < GROUPED_UNIT_BATCHES {
+                    open = Some((grouped, batches));
                 } else {
-                    emit_unit(unit, batches);
+                    emit_unit(grouped, batches);
                 }
                 Ok(())
             };
@@ -521,9 +523,9 @@ impl MapRun {
             }
         };
         match &self.request.batching {
-            // The unit is one batch, as planned.
-            // The unit is one batch as planned, split further only where its selected items
-            // exceed the batch byte limit (256 KiB by default).
+            // The unit's batches as planned (one, or several for a processor that calls
+            // nothing), split further only where selected items exceed the batch byte limit
+            // (256 KiB by default).
             Some(batching) => {
                 let sized = selected.map(|value| {
                     value.map(|value| {

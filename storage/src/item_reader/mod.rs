@@ -238,6 +238,14 @@ impl ReadContext {
     }
 }
 
+/// A run of a batch's items as [`ItemReader::batch_records`] hands them over.
+#[derive(Clone, Debug)]
+pub enum Records {
+    Item(Item),
+    /// CSV records, split into fields but not built into items.
+    Csv(CsvRecords),
+}
+
 /// An ItemReader opened on its stores: manifests are read once here.
 #[derive(Clone, Debug)]
 pub struct ItemReader {
@@ -285,34 +293,9 @@ impl ItemReader {
         let units: Vec<Result<Unit>> = descriptor.extents.iter().cloned().map(|e| Ok(Unit::Extent(e))).collect();
         let expected = descriptor.items;
         let inner = unit_items(self.context.clone(), stream::iter(units).boxed(), descriptor.first_index, None);
-        // A descriptor that does not hold exactly its item count was not planned from this
-        // source (or the source changed in a way its ETag did not show).
-        stream::try_unfold((inner, 0u64), move |(mut inner, seen)| async move {
-            match inner.next().await {
-                Some(Ok(item)) if seen < expected => Ok(Some((item, (inner, seen + 1)))),
-                Some(Ok(_)) => {
-                    Err(StorageError::Descriptor { message: format!("the batch holds more than its {expected} items") })
-                }
-                Some(Err(e)) => Err(e),
-                None if seen == expected => Ok(None),
-                None => {
-                    Err(StorageError::Descriptor { message: format!("the batch holds {seen} items, not {expected}") })
-                }
-            }
-        })
-        .boxed()
+        counted(inner, expected, |_| 1)
     }
-}
 
-/// A run of a batch's items as [`ItemReader::batch_records`] hands them over.
-#[derive(Clone, Debug)]
-pub enum Records {
-    Item(Item),
-    /// CSV records, split into fields but not built into items.
-    Csv(CsvRecords),
-}
-
-impl ItemReader {
     /// The items of a batch as [`ItemReader::batch_items`] reads them, CSV records in chunks
     /// split into fields but not built into objects (a compiled ItemSelector takes columns by
     /// number, which saves most of the work of a CSV row). Same errors, same count checks.
@@ -327,29 +310,19 @@ impl ItemReader {
             extents: std::vec::IntoIter<Extent>,
             cursor: Option<(TextCursor, Arc<str>)>,
             index: u64,
-            seen: u64,
-            expected: u64,
         }
         let state = State {
             context: self.context.clone(),
             extents: descriptor.extents.clone().into_iter(),
             cursor: None,
             index: descriptor.first_index,
-            seen: 0,
-            expected: descriptor.items,
         };
-        stream::try_unfold(state, |mut st| async move {
+        let chunks = stream::try_unfold(state, |mut st| async move {
             loop {
                 let (cursor, source) = match st.cursor.as_mut() {
                     Some(open) => open,
                     None => {
-                        let Some(extent) = st.extents.next() else {
-                            if st.seen == st.expected {
-                                return Ok(None);
-                            }
-                            let message = format!("the batch holds {} items, not {}", st.seen, st.expected);
-                            return Err(StorageError::Descriptor { message });
-                        };
+                        let Some(extent) = st.extents.next() else { return Ok(None) };
                         let unit = Unit::Extent(extent);
                         let Cursor::Text(cursor) =
                             st.context.open(&unit, ScanNeeds { values: false, lines: false }).await?
@@ -370,17 +343,42 @@ impl ItemReader {
                 if records.is_empty() {
                     continue;
                 }
-                st.seen += records.len() as u64;
                 st.index += records.len() as u64;
-                if st.seen > st.expected {
-                    let message = format!("the batch holds more than its {} items", st.expected);
-                    return Err(StorageError::Descriptor { message });
-                }
                 return Ok(Some((Records::Csv(records), st)));
             }
+        });
+        counted(chunks.boxed(), descriptor.items, |records| match records {
+            Records::Item(_) => 1,
+            Records::Csv(records) => records.len() as u64,
         })
-        .boxed()
     }
+}
+
+/// `inner` checked to hold exactly `expected` items (`len` of each element): a descriptor
+/// that does not was not planned from this source (or the source changed in a way its ETag
+/// did not show).
+fn counted<T: Send + 'static>(
+    inner: BoxStream<'static, Result<T>>,
+    expected: u64,
+    len: fn(&T) -> u64,
+) -> BoxStream<'static, Result<T>> {
+    stream::try_unfold((inner, 0u64), move |(mut inner, seen)| async move {
+        match inner.next().await {
+            Some(Ok(next)) => {
+                let seen = seen + len(&next);
+                if seen > expected {
+                    return Err(StorageError::Descriptor {
+                        message: format!("the batch holds more than its {expected} items"),
+                    });
+                }
+                Ok(Some((next, (inner, seen))))
+            }
+            Some(Err(e)) => Err(e),
+            None if seen == expected => Ok(None),
+            None => Err(StorageError::Descriptor { message: format!("the batch holds {seen} items, not {expected}") }),
+        }
+    })
+    .boxed()
 }
 
 /// Reads `units` in order into items numbered from `first_index`, at most `limit` of them.

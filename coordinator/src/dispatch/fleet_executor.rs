@@ -126,7 +126,8 @@ impl FleetMapRunExecutor {
         // Adopted first, so that units are handed out as soon as the plan records them.
         // Leases outstanding in the ledger (granted by an earlier leader) get a deadline on the
         // watcher's first pass.
-        let (_guard, changed) = self.dispatcher.adopt(&arn, control.clone());
+        let parallelism = worker::UnitGrouping::of(&request).parallelism();
+        let (_guard, changed) = self.dispatcher.adopt(&arn, control.clone(), parallelism);
         // Resume what the ledger holds (a new leader), or plan.
         let lookup = arn.clone();
         let (_, recorded) = node

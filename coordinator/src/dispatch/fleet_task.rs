@@ -51,7 +51,7 @@ async fn run(dispatcher: Dispatcher, execution: ExecutionArn, request: TaskReque
     let job = serde_json::to_string(&TaskJob::from_request(&request))
         .map_err(|e| Failure::runtime(format!("the task cannot be described to workers: {e}")))?;
     // Adopted first, so that the work is handed out as soon as it is recorded.
-    let (_guard, changed) = dispatcher.adopt(&key, MapRunControl::new(0, Tolerance::default()));
+    let (_guard, changed) = dispatcher.adopt(&key, MapRunControl::new(0, Tolerance::default()), 1);
     let term = node.status().term;
     let schedule = Command::ScheduleTaskWork { key: key.clone(), execution, job, term };
     // Dropped however the attempt ends, also when the schedule's outcome stays unknown.

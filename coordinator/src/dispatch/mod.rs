@@ -98,6 +98,8 @@ struct Local {
 
 struct LiveRun {
     control: MapRunControl,
+    /// Children one of its units runs at once (`UnitGrouping::parallelism`).
+    parallelism: u64,
     /// Wakes the run's watcher when one of its units completes.
     changed: Arc<Notify>,
     token: Arc<()>,
@@ -253,8 +255,12 @@ impl Dispatcher {
     /// `prefetch` more from runs without a MaxConcurrency (see [`assign`]).
     async fn grant(&self, worker: &str, free_slots: u32, prefetch: u32) -> Result<Vec<Assigned>> {
         let _granting = self.inner.granting.lock().await;
-        let runs: Vec<(MapRunArn, u64)> =
-            self.local().runs.iter().map(|(arn, run)| (arn.clone(), run.control.max_concurrency())).collect();
+        let runs: Vec<(MapRunArn, u64, u64)> = self
+            .local()
+            .runs
+            .iter()
+            .map(|(arn, run)| (arn.clone(), run.control.max_concurrency(), run.parallelism))
+            .collect();
         if runs.is_empty() {
             return Ok(Vec::new());
         }
@@ -264,12 +270,13 @@ impl Dispatcher {
             .node
             .local_read(move |state| {
                 runs.into_iter()
-                    .filter_map(|(arn, max_concurrency)| {
+                    .filter_map(|(arn, max_concurrency, parallelism)| {
                         let work = state.work.runs.get(&arn).filter(|w| !w.stopped)?;
                         let pending: Vec<(u64, u64)> =
                             work.pending().take(limit).map(|u| (u.unit.unit, u.epoch)).collect();
                         let demand = RunDemand {
                             max_concurrency,
+                            parallelism,
                             leased: work.leased() as u64,
                             pending: pending.iter().map(|p| p.0).collect(),
                         };
@@ -351,12 +358,14 @@ impl Dispatcher {
         Ok(accepted)
     }
 
-    /// Hands out the units of `arn` from now on. The run is no longer handed out when the
-    /// returned guard drops.
-    fn adopt(&self, arn: &MapRunArn, control: MapRunControl) -> (RunGuard, Arc<Notify>) {
+    /// Hands out the units of `arn` from now on, each counted as `parallelism` children
+    /// against the run's MaxConcurrency. The run is no longer handed out when the returned
+    /// guard drops.
+    fn adopt(&self, arn: &MapRunArn, control: MapRunControl, parallelism: u64) -> (RunGuard, Arc<Notify>) {
         let changed = Arc::new(Notify::new());
         let token = Arc::new(());
-        self.local().runs.insert(arn.clone(), LiveRun { control, changed: changed.clone(), token: token.clone() });
+        let run = LiveRun { control, parallelism, changed: changed.clone(), token: token.clone() };
+        self.local().runs.insert(arn.clone(), run);
         self.inner.work_available.notify_waiters();
         (RunGuard { dispatcher: self.clone(), arn: arn.clone(), token }, changed)
     }

@@ -528,9 +528,9 @@ fn init_tracing() {
 
 /// A Pass child per batch.
 const PASS: &str = r#"{"P":{"Type":"Pass","End":true}}"#;
-/// A processor that waits (for nothing): unlike a Pass-only one, whose batches are grouped
-/// into units of several, it gets one unit per batch, as a Task's would.
-const WAIT: &str = r#"{"P":{"Type":"Wait","Seconds":0,"End":true}}"#;
+/// Batches of 100 rows, one unit each: batches measured by size are never grouped into units
+/// of several (`UnitGrouping::Single`).
+const ONE_BATCH_PER_UNIT: &str = r#""ItemBatcher":{"MaxItemsPerBatch":100,"MaxInputBytesPerBatch":262144},"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_runs_a_csv_map_run_on_virtual_workers() {
@@ -539,7 +539,7 @@ async fn fleet_runs_a_csv_map_run_on_virtual_workers() {
     write_csv(objects.path(), "items.csv", 1000);
     let deployment = Deployment::start(objects.path()).await;
     let client = deployment.client();
-    let definition = csv_map("items.csv", r#""ItemBatcher":{"MaxItemsPerBatch":100},"#, "P", WAIT, "fleet");
+    let definition = csv_map("items.csv", ONE_BATCH_PER_UNIT, "P", PASS, "fleet");
     let machine = create(&mut client.clone(), "fleet", &definition).await;
     let a = deployment.worker("a", 4, Behaviour::Succeed).await;
     let b = deployment.worker("b", 4, Behaviour::Succeed).await;
@@ -595,7 +595,7 @@ async fn fleet_runs_a_csv_map_run_on_virtual_workers() {
     let history = history_types(&client, &listed[0].execution_arn).await;
     assert_eq!(history.first().map(String::as_str), Some("ExecutionStarted"), "{history:?}");
     assert_eq!(history.last().map(String::as_str), Some("ExecutionSucceeded"), "{history:?}");
-    assert!(history.contains(&"WaitStateEntered".to_owned()), "{history:?}");
+    assert!(history.contains(&"PassStateEntered".to_owned()), "{history:?}");
 
     drop((a, b));
     deployment.shutdown().await;
@@ -640,7 +640,7 @@ async fn a_lapsed_lease_runs_again_and_the_stale_result_is_refused() {
     write_csv(objects.path(), "items.csv", 1000);
     let deployment = Deployment::start(objects.path()).await;
     let client = deployment.client();
-    let definition = csv_map("items.csv", r#""ItemBatcher":{"MaxItemsPerBatch":100},"#, "P", WAIT, "lapsed");
+    let definition = csv_map("items.csv", ONE_BATCH_PER_UNIT, "P", PASS, "lapsed");
     let machine = create(&mut client.clone(), "lapsed", &definition).await;
     let execution = start(&mut client.clone(), &machine, "{}").await;
 
@@ -780,6 +780,50 @@ async fn max_concurrency_caps_leases_and_update_map_run_raises_it() {
     assert_eq!(taken, (0..20).collect::<BTreeSet<_>>());
     let items = describe_map_run(&mut client.clone(), &map_run).await.item_counts.expect("itemCounts");
     assert_eq!((items.succeeded, items.total), (20, 20), "{items:?}");
+
+    drop(worker);
+    deployment.shutdown().await;
+}
+
+/// Batches of a processor that calls something (here a Wait) are grouped into units whose
+/// children run at once, by half the MaxConcurrency: 1,000 rows in batches of 50 under
+/// MaxConcurrency 8 make five units of four batches, and two leases fill the eight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn units_of_batches_run_at_once_count_as_their_children_against_max_concurrency() {
+    init_tracing();
+    let objects = tempfile::tempdir().expect("temp dir");
+    write_csv(objects.path(), "items.csv", 1000);
+    let deployment = Deployment::start(objects.path()).await;
+    let client = deployment.client();
+    let settings = r#""ItemBatcher":{"MaxItemsPerBatch":50},"MaxConcurrency":8,"#;
+    let wait = r#"{"P":{"Type":"Wait","Seconds":0,"End":true}}"#;
+    let machine = create(&mut client.clone(), "grouped", &csv_map("items.csv", settings, "P", wait, "grouped")).await;
+    let execution = start(&mut client.clone(), &machine, "{}").await;
+    let map_run = map_run_of(&client, &execution).await;
+
+    let worker = deployment.worker("greedy", 10, Behaviour::Hang).await;
+    let polls = eventually("two leases", || async {
+        let seen = worker.seen();
+        (seen.held.len() == 2).then_some(seen.polls)
+    })
+    .await;
+    eventually("three more polls with free slots", || async { (worker.seen().polls >= polls + 3).then_some(()) }).await;
+    let seen = worker.seen();
+    assert_eq!(seen.held.len(), 2, "two units of four children fill MaxConcurrency 8: {:?}", seen.held);
+    assert_max_held(&seen, 2);
+
+    worker.behave(Behaviour::Succeed);
+    let closed = wait_closed(&client, &execution).await;
+    assert_eq!(closed.status, "SUCCEEDED", "{closed:?}");
+    let seen = worker.seen();
+    assert_max_held(&seen, 2);
+    let taken: BTreeSet<u64> = seen.taken.iter().map(|w| lease_of(w).unit).collect();
+    assert_eq!(taken, (0..5).collect::<BTreeSet<_>>(), "five units of 200 rows");
+    let results = result_ids(objects.path(), "grouped", &map_run);
+    let succeeded = results.get("SUCCEEDED").cloned().unwrap_or_default();
+    assert_eq!(sorted(&succeeded), (1..=1000).collect::<Vec<_>>(), "every row exactly once");
+    let executions = describe_map_run(&mut client.clone(), &map_run).await.execution_counts.expect("executionCounts");
+    assert_eq!((executions.succeeded, executions.total), (20, 20), "a child per batch: {executions:?}");
 
     drop(worker);
     deployment.shutdown().await;

@@ -32,7 +32,7 @@ use stepmap_storage::{
 
 pub use work_unit::{
     pending_records, plan_units, plan_units_with, result_too_large, result_writer, staged_batch, StatusCounts,
-    UnitOutcome, UnitRunner, WorkUnit, ITEMS_PER_UNIT, MAX_RESULT_BYTES,
+    UnitGrouping, UnitOutcome, UnitRunner, WorkUnit, ITEMS_PER_UNIT, MAX_RESULT_BYTES,
 };
 
 /// AWS's ceiling on parallel children of one map run ("MaxConcurrency 0 ⇒ up to 10,000").

@@ -3,10 +3,10 @@
 //!
 //! A [`WorkUnit`] is what one lease covers: a run of consecutive items, read from storage by
 //! its batch descriptor (or taken from the state input). With an ItemBatcher a unit is one
-//! batch, i.e. one child execution (several consecutive batches when the processor calls
-//! nothing, see [`plan_units_with`]); without, each of its items is a child, run one after the
-//! other — so a map run never has more children running than leases out, which is how the
-//! coordinator holds it to MaxConcurrency.
+//! batch, i.e. one child execution, or several consecutive batches (see [`UnitGrouping`]);
+//! without, each of its items is a child, run one after the other. A unit runs at most
+//! [`UnitGrouping::parallelism`] children at once, which is how the coordinator holds a map
+//! run to MaxConcurrency by counting leases.
 //!
 //! A unit's outcome is counted once by the coordinator (for the lease's current epoch).
 //! With a ResultWriter its records are staged under a key derived from (map run, unit,
@@ -43,12 +43,81 @@ use crate::json_size::json_size;
 /// against the children's work, few enough that MaxConcurrency spreads a run over workers.
 pub const ITEMS_PER_UNIT: u64 = 100;
 
-/// A unit of batches for a processor that calls nothing (see [`plan_units_with`]) closes
-/// with the batch that brings it to this many items, or at this many batches: about 10 ms of work for rows like the
-/// orders bench's (a batch's input is at most 256 KiB, so such a unit stays short whatever
-/// its items).
+/// A unit of batches for a processor that calls nothing (see [`UnitGrouping::Sequential`])
+/// closes with the batch that brings it to this many items, or at this many batches: about
+/// 10 ms of work for rows like the orders bench's (a batch's input is at most 256 KiB, so such
+/// a unit stays short whatever its items).
 const GROUPED_UNIT_ITEMS: u64 = 8192;
 const GROUPED_UNIT_BATCHES: u64 = 16;
+
+/// Batches of a unit whose children run at once (see [`UnitGrouping::Parallel`]) at most:
+/// enough to pay a lease, an outcome and a staged object per several batches and to keep a
+/// pool of warm handlers fed while the engine prepares the next events; few enough that a
+/// lost lease re-runs little and a run spreads over the fleet.
+const PARALLEL_UNIT_BATCHES: u64 = 8;
+
+/// How a map run's units hold its batches: a pure function of the request, so that the
+/// planner (which cuts units), the worker (which runs them) and the coordinator (which counts
+/// their children against MaxConcurrency) agree.
+///
+/// Batches are grouped only when they are cut by count alone (MaxItemsPerBatch without
+/// MaxInputBytesPerBatch), from an ItemReader: the worker's split of a unit into batches then
+/// meets the plan's boundaries, whereas sizes, measured again, could come out otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnitGrouping {
+    /// One batch per unit; without an ItemBatcher, [`ITEMS_PER_UNIT`] items, each a child.
+    Single,
+    /// Consecutive batches of a processor that calls nothing (Pass, Choice, Succeed, Fail),
+    /// run one after the other: each takes microseconds, so the lease, the outcome and the
+    /// staged object are paid per few thousand items instead of per batch.
+    Sequential,
+    /// Up to this many consecutive batches of a processor that calls something (a Task, a
+    /// Wait, a nested run), all running at once: their time is spent waiting, so the unit
+    /// takes about as long as its slowest child. At most half the run's MaxConcurrency, so
+    /// that at least two units (one finishing, one starting) share it.
+    Parallel(u64),
+}
+
+impl UnitGrouping {
+    pub fn of(request: &MapRunRequest) -> UnitGrouping {
+        let counted = request
+            .batching
+            .as_ref()
+            .is_some_and(|b| b.max_items_per_batch.is_some() && b.max_input_bytes_per_batch.is_none());
+        if !counted || !matches!(request.items, MapRunItems::Reader { .. }) {
+            return UnitGrouping::Single;
+        }
+        if calls_nothing(&request.processor) {
+            return UnitGrouping::Sequential;
+        }
+        let batches = match request.max_concurrency {
+            0 => PARALLEL_UNIT_BATCHES,
+            cap => (cap / 2).min(PARALLEL_UNIT_BATCHES),
+        };
+        if batches > 1 {
+            UnitGrouping::Parallel(batches)
+        } else {
+            UnitGrouping::Single
+        }
+    }
+
+    /// Children of one unit that run at once.
+    pub fn parallelism(self) -> u64 {
+        match self {
+            UnitGrouping::Parallel(batches) => batches,
+            UnitGrouping::Single | UnitGrouping::Sequential => 1,
+        }
+    }
+
+    /// Whether a unit of `batches` batches and `items` items is full.
+    fn full(self, batches: u64, items: u64) -> bool {
+        match self {
+            UnitGrouping::Single => true,
+            UnitGrouping::Sequential => items >= GROUPED_UNIT_ITEMS || batches >= GROUPED_UNIT_BATCHES,
+            UnitGrouping::Parallel(most) => batches >= most,
+        }
+    }
+}
 
 /// Whether every state of `processor` only moves data (Pass, Choice, Succeed, Fail): its
 /// children call no service, wait for nothing and start no nested runs.
@@ -235,8 +304,8 @@ pub async fn plan_units_with(
     emit: &mut (dyn FnMut(WorkUnit) + Send),
 ) -> Result<(), Failure> {
     let run = prepared(request.clone(), stores);
-    // Units do not shrink with MaxConcurrency: a unit runs one child at a time, so leases
-    // alone bound the children running.
+    // Units do not shrink with MaxConcurrency: the coordinator bounds the leases out by it
+    // (each unit counted as its parallelism).
     let unit_items = ITEMS_PER_UNIT;
     match &request.items {
         MapRunItems::Inline(values) => {
@@ -302,12 +371,8 @@ pub async fn plan_units_with(
                 None => (BatchLimits::items(unit_items), None),
             };
             let batched = request.batching.is_some();
-            // Batches of a processor that calls nothing take microseconds: a unit then holds
-            // several (the worker splits them again by the same limits), so that the lease,
-            // the outcome and the staged object are paid per few thousand items, not per batch.
-            // Only where batches are cut by count alone: the worker's split of a unit then
-            // meets the plan's boundaries (sizes, measured again, could come out otherwise).
-            let group = batched && sizer.is_none() && calls_nothing(&request.processor);
+            // The worker splits a unit of several batches again by the same limits.
+            let grouping = UnitGrouping::of(request);
             let mut unit = 0;
             let mut open: Option<(BatchDescriptor, u64)> = None;
             let mut emit_unit = |descriptor: BatchDescriptor, children: u64| {
@@ -324,7 +389,7 @@ pub async fn plan_units_with(
                     }
                     None => (descriptor, 1),
                 };
-                if group && grouped.items < GROUPED_UNIT_ITEMS && batches < GROUPED_UNIT_BATCHES {
+                if !grouping.full(batches, grouped.items) {
                     open = Some((grouped, batches));
                 } else {
                     emit_unit(grouped, batches);
@@ -578,7 +643,8 @@ impl MapRun {
         }
     }
 
-    /// Runs the unit's children one after the other and stages (or collects) their results.
+    /// Runs the unit's children, up to its grouping's parallelism at once, and stages (or
+    /// collects) their results in the children's order.
     async fn run_unit(
         self: Arc<Self>,
         reader: Option<&ItemReader>,
@@ -597,14 +663,25 @@ impl MapRun {
         let random_selection = self.request.selection.template.as_ref().is_some_and(|t| t.is_random());
         let every_input = self.archive || self.records == SucceededRecords::Full || random_selection;
         let mut without_input = Vec::new();
-        let mut children = self.unit_children(reader, unit);
-        while let Some((position, child)) = children.next().await {
-            let child = match child {
-                Ok(child) => child,
+        let parallelism = UnitGrouping::of(&self.request).parallelism() as usize;
+        let run = self.clone();
+        let unit_number = unit.unit;
+        // `buffered` starts the next children while earlier ones run and yields them in order.
+        let mut children = self
+            .unit_children(reader, unit)
+            .map(move |(position, child)| {
+                let run = run.clone();
+                async move {
+                    let name = child_name(&run.request.map_run_arn, unit_number, position);
+                    Ok::<_, Failure>((position, run.run_child(child?, name, every_input).await))
+                }
+            })
+            .buffered(parallelism);
+        while let Some(ended) = children.next().await {
+            let (position, mut result) = match ended {
+                Ok(ended) => ended,
                 Err(failure) => return UnitOutcome::failed(failure),
             };
-            let name = child_name(&self.request.map_run_arn, unit.unit, position);
-            let mut result = self.clone().run_child(child, name, every_input).await;
             archived.extend(result.archived.take());
             outcome.items.add(result.record.status, result.items);
             outcome.executions.add(result.record.status, 1);
@@ -722,45 +799,92 @@ mod tests {
         assert_eq!(items, (0..10).map(|i| i.to_string()).collect::<Vec<_>>());
     }
 
+    /// A Task that answers only once `n` calls are in flight at once: a unit that ran its
+    /// children one after the other would never get an answer.
+    struct Rendezvous(Arc<tokio::sync::Barrier>);
+
+    impl TaskInvoker for Rendezvous {
+        fn invoke(
+            &self,
+            request: stepmap_asl::task::TaskRequest,
+        ) -> futures::future::BoxFuture<'static, Result<Value, Failure>> {
+            let barrier = self.0.clone();
+            Box::pin(async move {
+                barrier.wait().await;
+                Ok(request.parameters["Items"].clone())
+            })
+        }
+    }
+
     /// Batches of a processor that calls nothing are grouped into units of several, which
-    /// run as the same children; a Task processor's batches stay one per unit.
+    /// run one after the other; a Task processor's are grouped by at most half the
+    /// MaxConcurrency (8 without), and run at once.
     #[tokio::test]
-    async fn batches_of_a_processor_that_calls_nothing_share_units() {
+    async fn batches_are_grouped_into_units_by_what_their_processor_does() {
         let stores = Arc::new(Stores::new(StoreConfig::Memory));
         let csv: String = std::iter::once("id\n".to_string()).chain((0..10_000).map(|i| format!("{i}\n"))).collect();
         stores.bucket("data").unwrap().put("rows.csv", csv.into_bytes().into()).await.unwrap();
         let invoker = Arc::new(LocalInvoker::new(FunctionRegistry::new()).unwrap());
         let environment = Environment::new(Arc::new(SystemClock), invoker);
         // The test job over rows.csv in batches of 1,000, with `processor`.
-        let job_with = |processor: Value| {
+        let job_with = |processor: Value, max_concurrency: u64| {
             let mut job: Value = serde_json::from_str(&job()).unwrap();
             job["Items"] = json!({"Kind": "Reader", "Resource": "arn:aws:states:::s3:getObject",
                 "Config": {"InputType": "CSV", "CSVHeaderLocation": "FIRST_ROW"},
                 "Parameters": {"Bucket": "data", "Key": "rows.csv"}, "MaxItems": null});
             job["Batching"]["MaxItemsPerBatch"] = json!(1000);
             job["Processor"] = processor;
+            job["MaxConcurrency"] = json!(max_concurrency);
             job
         };
         let request = |job: &Value| {
             serde_json::from_value::<MapRunJob>(job.clone()).unwrap().into_request(environment.clone()).unwrap()
         };
+        let shape = |units: &[WorkUnit]| units.iter().map(|u| (u.first_index, u.items, u.children)).collect::<Vec<_>>();
 
-        let pass = job_with(json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}));
+        let pass = job_with(json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}), 0);
+        assert_eq!(UnitGrouping::of(&request(&pass)), UnitGrouping::Sequential);
         let units = plan_units(&request(&pass), stores.clone()).await.unwrap();
         // 8,192 items close a unit: nine batches of 1,000, then the last one.
-        let shape: Vec<(u64, u64, u64)> = units.iter().map(|u| (u.first_index, u.items, u.children)).collect();
-        assert_eq!(shape, [(0, 9000, 9), (9000, 1000, 1)]);
+        assert_eq!(shape(&units), [(0, 9000, 9), (9000, 1000, 1)]);
         let runner = UnitRunner::new(stores.clone(), environment.clone());
         let outcome = runner.run(&pass.to_string(), &units[0], 1).await;
         assert_eq!(outcome.failure, None);
         assert_eq!((outcome.executions.succeeded, outcome.items.succeeded), (9, 9000));
 
-        let task = job_with(json!({"StartAt": "T", "States": {"T": {"Type": "Task",
-            "Resource": "arn:aws:lambda:us-east-1:123456789012:function:f", "End": true}}}));
-        let task = request(&task);
-        let units = plan_units(&task, stores).await.unwrap();
-        assert_eq!(units.len(), 10);
-        assert!(units.iter().all(|u| (u.items, u.children) == (1000, 1)));
+        let task = json!({"StartAt": "T", "States": {"T": {"Type": "Task",
+            "Resource": "arn:aws:lambda:us-east-1:123456789012:function:f", "End": true}}});
+        let unlimited = request(&job_with(task.clone(), 0));
+        assert_eq!(UnitGrouping::of(&unlimited).parallelism(), 8);
+        let units = plan_units(&unlimited, stores.clone()).await.unwrap();
+        assert_eq!(shape(&units), [(0, 8000, 8), (8000, 2000, 2)]);
+        let capped = plan_units(&request(&job_with(task.clone(), 7)), stores.clone()).await.unwrap();
+        assert_eq!(shape(&capped), [(0, 3000, 3), (3000, 3000, 3), (6000, 3000, 3), (9000, 1000, 1)]);
+        let narrow = request(&job_with(task.clone(), 3));
+        assert_eq!(UnitGrouping::of(&narrow), UnitGrouping::Single);
+        let units_narrow = plan_units(&narrow, stores.clone()).await.unwrap();
+        assert!(units_narrow.len() == 10 && units_narrow.iter().all(|u| (u.items, u.children) == (1000, 1)));
+
+        // The eight children of the first unit are all in flight at once; results in order.
+        let rendezvous = Arc::new(Rendezvous(Arc::new(tokio::sync::Barrier::new(8))));
+        let runner = UnitRunner::new(stores.clone(), Environment::new(Arc::new(SystemClock), rendezvous));
+        let job = job_with(task, 0).to_string();
+        let run = runner.run(&job, &units[0], 1);
+        let outcome = tokio::time::timeout(std::time::Duration::from_secs(30), run).await.expect("children at once");
+        assert_eq!(outcome.failure, None);
+        assert_eq!((outcome.executions.succeeded, outcome.items.succeeded), (8, 8000));
+        let key = "out/1/.stepmap-staging/batch-000000000000-1.jsonl";
+        let text = String::from_utf8(stores.bucket("results").unwrap().get_bytes(key).await.unwrap().to_vec()).unwrap();
+        let firsts: Vec<String> = text
+            .lines()
+            .map(|line| {
+                let record: Value = serde_json::from_str(line.strip_prefix('S').expect("a SUCCEEDED entry")).unwrap();
+                let output: Value = serde_json::from_str(record["Output"].as_str().unwrap()).unwrap();
+                output[0]["id"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        let expected: Vec<String> = (0..8).map(|batch| (batch * 1000).to_string()).collect();
+        assert_eq!(firsts, expected, "staged in the children's order");
     }
 
     /// With COMPACT results a child's input is not kept as it starts: the records of those

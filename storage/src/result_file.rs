@@ -174,6 +174,32 @@ impl ResultFiles {
         }
     }
 
+    /// Appends entries given as JSON texts, each followed by a newline: as many
+    /// [`Self::push_rendered`] calls, in one write when they are JSON Lines that fit the open
+    /// file (the finaliser copies a staged batch so, instead of line by line).
+    pub async fn push_rendered_lines(&mut self, lines: &[u8], entries: u64) -> Result<()> {
+        let total = lines.len() as u64;
+        // The size check of `push_entry`, for the last entry: sizes only grow.
+        let fits = self.output_type == OutputType::Jsonl
+            && self.open.as_ref().map_or(0, |f| f.bytes) + total < self.max_file_bytes;
+        if !fits {
+            for line in lines.split(|&b| b == b'\n').filter(|line| !line.is_empty()) {
+                self.push_rendered(line).await?;
+            }
+            return Ok(());
+        }
+        if self.open.is_none() {
+            self.open_file().await?;
+        }
+        let Some(file) = self.open.as_mut() else { return Ok(()) };
+        if let Err(e) = file.writer.write_all(lines).await {
+            return Err(self.write_error(&self.current_key(), e));
+        }
+        file.bytes += total;
+        file.entries += entries;
+        Ok(())
+    }
+
     /// Appends an entry: its `text` for JSON and JSONL, its value for Parquet.
     async fn push_entry(&mut self, text: &[u8], entry: Option<&Value>) -> Result<()> {
         // JSON: `,` before every entry but the first, `]` at the end; JSONL: a newline each.

@@ -461,13 +461,15 @@ impl ResultWriter {
     ) -> Result<()> {
         let key = self.staging_key(staged);
         let bytes = store.get_bytes(&key).await?;
+        // Each category's entries, in order, as lines: categories go to files of their own.
+        let mut lines: [(Vec<u8>, u64); 3] = Default::default();
         for (number, line) in bytes.split(|&b| b == b'\n').enumerate() {
             let Some((&tag, entry)) = line.split_first() else { continue };
-            let files = match Category::from_tag(tag) {
-                Some(Category::Succeeded) => &mut results.succeeded,
+            let category = match Category::from_tag(tag) {
+                Some(Category::Succeeded) => 0,
                 _ if succeeded_only => continue,
-                Some(Category::Failed) => &mut results.failed,
-                Some(Category::Pending) => &mut results.pending,
+                Some(Category::Failed) => 1,
+                Some(Category::Pending) => 2,
                 None => {
                     return Err(StorageError::Write {
                         bucket: self.spec.bucket.clone(),
@@ -476,7 +478,18 @@ impl ResultWriter {
                     })
                 }
             };
-            files.push_rendered(entry).await?;
+            let (text, entries) = &mut lines[category];
+            text.extend_from_slice(entry);
+            text.push(b'\n');
+            *entries += 1;
+        }
+        let [succeeded, failed, pending] = lines;
+        for ((text, entries), files) in
+            [(succeeded, &mut results.succeeded), (failed, &mut results.failed), (pending, &mut results.pending)]
+        {
+            if entries > 0 {
+                files.push_rendered_lines(&text, entries).await?;
+            }
         }
         Ok(())
     }

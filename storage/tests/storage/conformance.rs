@@ -393,27 +393,50 @@ async fn result_writer_layout_and_idempotence(stores: &Arc<Stores>) {
     }
 }
 
+/// Result files roll over at the size limit, whether entries are copied one by one (JSON) or
+/// a staged batch's lines at once where they fit (JSON Lines): no file over the limit, every
+/// entry once, in order.
 async fn result_writer_rollover(stores: &Arc<Stores>) {
-    let model = serde_json::from_value(json!({"Resource": "arn:aws:states:::s3:putObject"})).unwrap();
-    let mut spec = ResultWriterSpec::new(&model, &json!({"Bucket": "results", "Prefix": "roll/"})).unwrap();
-    assert_eq!(spec.transformation, Transformation::None);
-    spec.max_file_bytes = 1500;
-    let writer = ResultWriter::new(stores.clone(), spec, "arn:aws:states:us-east-1:1:mapRun:sm/Map:run2", 1);
-    let records: Vec<_> = (0..20).map(|i| child(i, ChildStatus::Succeeded)).collect();
-    writer.stage_batch(StagedBatch { batch: 0, attempt: 0 }, records.iter().map(|r| (r.clone(), None))).await.unwrap();
-    let manifest = writer.finalize(&[StagedBatch { batch: 0, attempt: 0 }], &[]).await.unwrap();
-    let files = &manifest.result_files.succeeded;
-    assert!(files.len() > 2, "{files:?}");
-    assert!(manifest.result_files.failed.is_empty() && manifest.result_files.pending.is_empty());
-    let bucket = stores.bucket("results").unwrap();
-    let mut names = Vec::new();
-    for (n, file) in files.iter().enumerate() {
-        assert_eq!(file.key, format!("roll/run2/Redrive-1/SUCCEEDED_{n}.json"));
-        assert!(file.size <= 1500, "{file:?}");
-        let entries: Vec<Value> = serde_json::from_slice(&bucket.get_bytes(&file.key).await.unwrap()).unwrap();
-        names.extend(entries.into_iter().map(|e| e["Name"].as_str().unwrap().to_string()));
+    // AWS names JSON Lines result files `.json` too.
+    for output_type in ["JSON", "JSONL"] {
+        let model = serde_json::from_value(json!({"Resource": "arn:aws:states:::s3:putObject",
+            "WriterConfig": {"OutputType": output_type, "Transformation": "NONE"}}))
+        .unwrap();
+        let prefix = format!("roll-{output_type}/");
+        let mut spec = ResultWriterSpec::new(&model, &json!({"Bucket": "results", "Prefix": prefix})).unwrap();
+        assert_eq!(spec.transformation, Transformation::None);
+        spec.max_file_bytes = 1500;
+        let writer = ResultWriter::new(stores.clone(), spec, "arn:aws:states:us-east-1:1:mapRun:sm/Map:run2", 1);
+        // Two entries that fit a file, then one, then more than a file holds.
+        let mut batches = Vec::new();
+        for (batch, range) in [(0, 0..2), (1, 2..3), (2, 3..20)] {
+            let records: Vec<_> = range.map(|i| (child(i, ChildStatus::Succeeded), None)).collect();
+            writer.stage_batch(StagedBatch { batch, attempt: 0 }, records).await.unwrap();
+            batches.push(StagedBatch { batch, attempt: 0 });
+        }
+        let manifest = writer.finalize(&batches, &[]).await.unwrap();
+        let files = &manifest.result_files.succeeded;
+        assert!(files.len() > 2, "{files:?}");
+        assert!(manifest.result_files.failed.is_empty() && manifest.result_files.pending.is_empty());
+        let bucket = stores.bucket("results").unwrap();
+        let mut names = Vec::new();
+        for (n, file) in files.iter().enumerate() {
+            assert_eq!(file.key, format!("roll-{output_type}/run2/Redrive-1/SUCCEEDED_{n}.json"));
+            let bytes = bucket.get_bytes(&file.key).await.unwrap();
+            assert!(file.size <= 1500 && file.size == bytes.len() as u64, "{file:?}");
+            let entries: Vec<Value> = if output_type == "JSON" {
+                serde_json::from_slice(&bytes).unwrap()
+            } else {
+                bytes
+                    .split(|&b| b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .map(|l| serde_json::from_slice(l).unwrap())
+                    .collect()
+            };
+            names.extend(entries.into_iter().map(|e| e["Name"].as_str().unwrap().to_string()));
+        }
+        assert_eq!(names, (0..20).map(|i| format!("child-{i}")).collect::<Vec<_>>(), "{output_type}");
     }
-    assert_eq!(names, (0..20).map(|i| format!("child-{i}")).collect::<Vec<_>>());
 }
 
 /// A redrive writes its own files under `Redrive-<k>/`; its manifest lists the SUCCEEDED

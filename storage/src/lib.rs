@@ -15,7 +15,7 @@ pub use error::{Position, StorageError};
 pub use item::Item;
 pub use item_reader::{CsvRecords, ItemReader, ItemReaderSpec, ItemSource, Records};
 pub use result_writer::{
-    ChildExecutionResult, ChildStatus, DirectResults, ResultManifest, ResultWriter, ResultWriterSpec, StagedBatch,
-    Transformation,
+    ChildExecutionResult, ChildStatus, DirectResults, ResultManifest, ResultWriter, ResultWriterSpec, ResultsBegun,
+    ResultsInProgress, StagedBatch, Transformation,
 };
 pub use store::{BucketStore, ObjectRef, S3Config, StoreConfig, Stores};

@@ -406,6 +406,24 @@ impl ResultWriter {
         carried: &[(u32, StagedBatch)],
         pending: &[ChildExecutionResult],
     ) -> Result<ResultManifest> {
+        let mut results = match self.begin_results(carried).await? {
+            ResultsBegun::Written(manifest) => return Ok(manifest),
+            ResultsBegun::InProgress(results) => results,
+        };
+        // One attempt per batch, in batch order.
+        let chosen: BTreeMap<u64, StagedBatch> = batches.iter().map(|b| (b.batch, *b)).collect();
+        for staged in chosen.values() {
+            results.copy(*staged).await?;
+        }
+        results.finish(pending).await
+    }
+
+    /// Starts writing the result files: those of an earlier run of the finaliser are taken as
+    /// they are if it completed (its manifest exists; only its clean-up may be missing), else
+    /// files are opened and `carried` (see [`Self::finalize_redrive`]) copied first. The
+    /// accepted batches follow with [`ResultsInProgress::copy`] — while the map run still runs,
+    /// if the caller knows them in order — and [`ResultsInProgress::finish`] ends.
+    pub async fn begin_results(&self, carried: &[(u32, StagedBatch)]) -> Result<ResultsBegun> {
         let store = self.stores.bucket(&self.spec.bucket)?;
         // The manifest is written after every result file: if it exists, an earlier run of this
         // effect completed, and only its clean-up may be missing.
@@ -413,7 +431,7 @@ impl ResultWriter {
             Ok(bytes) => {
                 if let Ok(manifest) = serde_json::from_slice::<ResultManifest>(&bytes) {
                     self.remove_staging(&store).await?;
-                    return Ok(manifest);
+                    return Ok(ResultsBegun::Written(manifest));
                 }
             }
             Err(StorageError::NotFound { .. }) => {}
@@ -433,21 +451,12 @@ impl ResultWriter {
             let earlier = ResultWriter { redrive_count: count, ..self.clone() };
             earlier.copy_staged(&store, StagedBatch { batch, attempt }, &mut results, true).await?;
         }
-        // One attempt per batch, in batch order.
-        let chosen: BTreeMap<u64, StagedBatch> = batches.iter().map(|b| (b.batch, *b)).collect();
-        for staged in chosen.values() {
-            self.copy_staged(&store, *staged, &mut results, false).await?;
-        }
-        for record in pending {
-            results.push(record, None).await?;
-        }
-        let manifest = results.finish().await?;
-        self.remove_staging(&store).await?;
-        let counts: std::collections::BTreeSet<u32> = unwritten.values().copied().collect();
-        for count in counts {
-            ResultWriter { redrive_count: count, ..self.clone() }.remove_staging(&store).await?;
-        }
-        Ok(manifest)
+        Ok(ResultsBegun::InProgress(Box::new(ResultsInProgress {
+            writer: self.clone(),
+            store,
+            results,
+            earlier_attempts: unwritten.values().copied().collect(),
+        })))
     }
 
     /// Copies the entries of a staged batch into `results` (only its SUCCEEDED ones when
@@ -552,6 +561,44 @@ impl ResultWriter {
             store.delete(meta?.location.as_ref()).await?;
         }
         Ok(())
+    }
+}
+
+/// What [`ResultWriter::begin_results`] found.
+pub enum ResultsBegun {
+    /// The files were written by an earlier run of the finaliser: its manifest.
+    Written(ResultManifest),
+    /// Boxed: its open files hold write buffers.
+    InProgress(Box<ResultsInProgress>),
+}
+
+/// Result files being written from staged batches (see [`ResultWriter::begin_results`]).
+pub struct ResultsInProgress {
+    writer: ResultWriter,
+    store: crate::BucketStore,
+    results: DirectResults,
+    /// Earlier attempts of the map run whose staged batches were copied: removed at the end.
+    earlier_attempts: std::collections::BTreeSet<u32>,
+}
+
+impl ResultsInProgress {
+    /// Copies an accepted staged batch's entries; batches must come in batch order, each once.
+    pub async fn copy(&mut self, staged: StagedBatch) -> Result<()> {
+        self.writer.copy_staged(&self.store, staged, &mut self.results, false).await
+    }
+
+    /// Writes the records of never-started items, closes the files, writes `manifest.json`,
+    /// then removes the staging objects. Returns the manifest.
+    pub async fn finish(mut self, pending: &[ChildExecutionResult]) -> Result<ResultManifest> {
+        for record in pending {
+            self.results.push(record, None).await?;
+        }
+        let manifest = self.results.finish().await?;
+        self.writer.remove_staging(&self.store).await?;
+        for count in self.earlier_attempts {
+            ResultWriter { redrive_count: count, ..self.writer.clone() }.remove_staging(&self.store).await?;
+        }
+        Ok(manifest)
     }
 }
 

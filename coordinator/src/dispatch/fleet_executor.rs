@@ -16,7 +16,7 @@ use serde_json::Value;
 use stepmap_asl::failure::Failure;
 use stepmap_asl::map_run::{MapRunRequest, Tolerance};
 use stepmap_asl::model::StateMachineType;
-use stepmap_storage::Stores;
+use stepmap_storage::{ResultsBegun, ResultsInProgress, Stores};
 use stepmap_worker::map_run::{
     self as worker, child_archive, pending_records, plan_units_with, result_too_large, result_writer, staged_batch,
     ControlledMapRunExecutor, MapRunControl, MapRunProgress, ProgressObserver, UnitOutcome, WorkUnit, MAX_RESULT_BYTES,
@@ -150,6 +150,10 @@ impl FleetMapRunExecutor {
             None => self.plan(&request, &arn, 0).await?,
         }
 
+        // Result files are written as the units are done, in order, so that little is left
+        // to copy once the last one is.
+        let mut streamed = self.begin_results(&request, &arn).await?;
+
         // Watch until every unit is done, or the threshold is exceeded, or a unit failed.
         let exceeded = loop {
             let wake = changed.notified();
@@ -157,6 +161,13 @@ impl FleetMapRunExecutor {
             self.report(&arn, &progress.counters, None);
             control.set_counters(progress.counters);
             self.dispatcher.watch(&arn, &progress.leased);
+            if let Some(stream) = streamed.as_mut() {
+                if let Err(failure) = self.copy_done(&arn, stream).await {
+                    // The finaliser writes every file again at the end, and fails with it then.
+                    tracing::warn!(map_run = %arn, error = ?failure.error, cause = ?failure.cause, "cannot write result files yet");
+                    streamed = None;
+                }
+            }
             if let Some(failure) = progress.failure.clone() {
                 self.stop(&arn).await?;
                 return Err(failure);
@@ -188,7 +199,7 @@ impl FleetMapRunExecutor {
         let (_, work) =
             node.local_read(move |state| state.work.runs.get(&lookup).cloned()).await.map_err(|_| lost())?;
         let work = work.ok_or_else(lost)?;
-        let mut result = self.finalise(&request, &work, exceeded).await;
+        let mut result = self.finalise(&request, &work, exceeded, streamed).await;
         if let Err(failure) = self.consolidate_archive(&request, &work).await {
             result = result.and(Err(failure));
         }
@@ -330,20 +341,77 @@ impl FleetMapRunExecutor {
 
     /// The run's result from the ledger's DONE units (and PENDING records for the others when
     /// the run failed).
-    async fn finalise(&self, request: &MapRunRequest, work: &MapRunWork, exceeded: bool) -> Result<Value, Failure> {
+    /// Opens the result files of a run with a ResultWriter (none: the run has no ResultWriter,
+    /// or an earlier leader wrote its files already).
+    async fn begin_results(&self, request: &MapRunRequest, arn: &MapRunArn) -> Result<Option<Streamed>, Failure> {
+        let Some(writer) = result_writer(request, &self.stores)? else { return Ok(None) };
+        let lookup = arn.clone();
+        let (_, carried) = self
+            .dispatcher
+            .inner
+            .node
+            .local_read(move |state| state.work.runs.get(&lookup).map(MapRunWork::carried).unwrap_or_default())
+            .await
+            .map_err(|_| Failure::runtime("this coordinator no longer leads"))?;
+        let carried: Vec<_> =
+            carried.into_iter().map(|(round, unit, epoch)| (round, staged_batch(unit, epoch))).collect();
+        match writer.begin_results(&carried).await.map_err(|e| e.failure())? {
+            ResultsBegun::InProgress(results) => Ok(Some(Streamed { results, next: 0 })),
+            ResultsBegun::Written(_) => Ok(None),
+        }
+    }
+
+    /// Copies the staged results of the units done since the last call, in unit order.
+    async fn copy_done(&self, arn: &MapRunArn, streamed: &mut Streamed) -> Result<(), Failure> {
+        let (lookup, from) = (arn.clone(), streamed.next);
+        let (_, done) = self
+            .dispatcher
+            .inner
+            .node
+            .local_read(move |state| state.work.runs.get(&lookup).map(|work| work.accepted_from(from)))
+            .await
+            .map_err(|_| Failure::runtime("this coordinator no longer leads"))?;
+        let Some((accepted, next)) = done else { return Ok(()) };
+        for (unit, epoch) in accepted {
+            streamed.results.copy(staged_batch(unit, epoch)).await.map_err(|e| e.failure())?;
+        }
+        streamed.next = next;
+        Ok(())
+    }
+
+    async fn finalise(
+        &self,
+        request: &MapRunRequest,
+        work: &MapRunWork,
+        exceeded: bool,
+        streamed: Option<Streamed>,
+    ) -> Result<Value, Failure> {
         match result_writer(request, &self.stores)? {
             Some(writer) => {
-                let staged: Vec<_> =
-                    work.accepted().into_iter().map(|(unit, epoch)| staged_batch(unit, epoch)).collect();
                 let mut pending = Vec::new();
                 if exceeded {
                     for unit in work.units.iter().filter(|u| !matches!(u.status, UnitStatus::Done { .. })) {
                         pending.extend(pending_records(request, self.stores.clone(), &unit.unit).await?);
                     }
                 }
-                let carried: Vec<_> =
-                    work.carried().into_iter().map(|(round, unit, epoch)| (round, staged_batch(unit, epoch))).collect();
-                writer.finalize_redrive(&staged, &carried, &pending).await.map_err(|e| e.failure())?;
+                let accepted = work.accepted().into_iter();
+                match streamed {
+                    Some(Streamed { mut results, next }) => {
+                        for (unit, epoch) in accepted.filter(|(unit, _)| *unit >= next as u64) {
+                            results.copy(staged_batch(unit, epoch)).await.map_err(|e| e.failure())?;
+                        }
+                        results.finish(&pending).await.map_err(|e| e.failure())?;
+                    }
+                    None => {
+                        let staged: Vec<_> = accepted.map(|(unit, epoch)| staged_batch(unit, epoch)).collect();
+                        let carried: Vec<_> = work
+                            .carried()
+                            .into_iter()
+                            .map(|(round, unit, epoch)| (round, staged_batch(unit, epoch)))
+                            .collect();
+                        writer.finalize_redrive(&staged, &carried, &pending).await.map_err(|e| e.failure())?;
+                    }
+                }
                 if exceeded {
                     return Err(Tolerance::failure());
                 }
@@ -366,6 +434,13 @@ impl FleetMapRunExecutor {
             }
         }
     }
+}
+
+/// Result files being written while the run runs: the staged results of units before the
+/// one at index `next` are copied.
+struct Streamed {
+    results: Box<ResultsInProgress>,
+    next: usize,
 }
 
 /// Counters (features.md §2.9) and the threshold's inputs from a run's units.

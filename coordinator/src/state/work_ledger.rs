@@ -121,6 +121,24 @@ impl MapRunWork {
             .collect()
     }
 
+    /// The accepted attempts of the current round from the unit at `index` on, up to the first
+    /// of its units not done, and the index after them: a finaliser that copies staged results
+    /// while the run still runs takes each once, in order (a done unit stays done in its round).
+    pub fn accepted_from(&self, index: usize) -> (Vec<(u64, u64)>, usize) {
+        let mut accepted = Vec::new();
+        let mut next = index;
+        for record in self.units.iter().skip(index) {
+            if record.round == self.round {
+                if !matches!(record.status, UnitStatus::Done { .. }) {
+                    break;
+                }
+                accepted.push((record.unit.unit, record.epoch));
+            }
+            next += 1;
+        }
+        (accepted, next)
+    }
+
     /// The accepted attempts of earlier rounds, `(round, unit, epoch)` in unit order, oldest
     /// first: a redrive's finaliser writes their successes (and archives their children) if
     /// the round that ran them ended without doing so.
@@ -518,6 +536,8 @@ mod tests {
         assert_eq!(work.units[1].unit.only, Some(vec![2, 5]));
         assert_eq!(work.units[2].unit.only, None, "a unit that never completed runs whole");
         assert_eq!(work.accepted(), Vec::<(u64, u64)>::new(), "the round's own attempts only");
+        // Copied in order while the round runs: unit 0 is not the round's, unit 1 not done.
+        assert_eq!(work.accepted_from(0), (vec![], 1));
 
         // The redrive of unit 1 ran its two children: one succeeds now, one fails again.
         assert!(grant(&mut state, &arn, "w", 1, 2));
@@ -538,6 +558,8 @@ mod tests {
             (10, &serde_json::json!("ok now"), &serde_json::json!("failed again"))
         );
         assert_eq!(state.work.runs[&arn].accepted(), vec![(1, 2)]);
+        assert_eq!(state.work.runs[&arn].accepted_from(0), (vec![(1, 2)], 2), "up to unit 2, not done");
+        assert_eq!(state.work.runs[&arn].accepted_from(2), (vec![], 2));
 
         // A second redrive reruns the child that failed again.
         let redrive = Command::RedriveMapRunUnits { arn: arn.clone(), round: 2, job: "{}".into() };

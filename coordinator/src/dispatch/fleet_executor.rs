@@ -16,7 +16,7 @@ use serde_json::Value;
 use stepmap_asl::failure::Failure;
 use stepmap_asl::map_run::{MapRunRequest, Tolerance};
 use stepmap_asl::model::StateMachineType;
-use stepmap_storage::{ResultsBegun, ResultsInProgress, Stores};
+use stepmap_storage::{ResultsBegun, ResultsInProgress, StagedBatch, Stores};
 use stepmap_worker::map_run::{
     self as worker, child_archive, pending_records, plan_units_with, result_too_large, result_writer, staged_batch,
     ControlledMapRunExecutor, MapRunControl, MapRunProgress, ProgressObserver, UnitOutcome, WorkUnit, MAX_RESULT_BYTES,
@@ -122,7 +122,7 @@ impl FleetMapRunExecutor {
     async fn run(&self, request: MapRunRequest, control: MapRunControl) -> Result<Value, Failure> {
         let arn = MapRunArn::new(request.map_run_arn.clone());
         let node = &self.dispatcher.inner.node;
-        let lost = || Failure::runtime("this coordinator no longer leads");
+        let lost = no_longer_leads;
         // Adopted first, so that units are handed out as soon as the plan records them.
         // Leases outstanding in the ledger (granted by an earlier leader) get a deadline on the
         // watcher's first pass.
@@ -151,8 +151,12 @@ impl FleetMapRunExecutor {
         }
 
         // Result files are written as the units are done, in order, so that little is left
-        // to copy once the last one is.
-        let mut streamed = self.begin_results(&request, &arn).await?;
+        // to copy once the last one is. Not being able to is not fatal: the finaliser writes
+        // every file at the end then (and fails if it still cannot).
+        let mut streamed = self.begin_results(&request, &arn).await.unwrap_or_else(|failure| {
+            tracing::warn!(map_run = %arn, error = ?failure.error, cause = ?failure.cause, "cannot open the result files yet");
+            None
+        });
 
         // Watch until every unit is done, or the threshold is exceeded, or a unit failed.
         let exceeded = loop {
@@ -161,16 +165,16 @@ impl FleetMapRunExecutor {
             self.report(&arn, &progress.counters, None);
             control.set_counters(progress.counters);
             self.dispatcher.watch(&arn, &progress.leased);
+            if let Some(failure) = progress.failure.clone() {
+                self.stop(&arn).await?;
+                return Err(failure);
+            }
             if let Some(stream) = streamed.as_mut() {
                 if let Err(failure) = self.copy_done(&arn, stream).await {
                     // The finaliser writes every file again at the end, and fails with it then.
                     tracing::warn!(map_run = %arn, error = ?failure.error, cause = ?failure.cause, "cannot write result files yet");
                     streamed = None;
                 }
-            }
-            if let Some(failure) = progress.failure.clone() {
-                self.stop(&arn).await?;
-                return Err(failure);
             }
             let tolerance = control.tolerance();
             // A count threshold can be judged before every unit is done (breaching it fails
@@ -350,27 +354,28 @@ impl FleetMapRunExecutor {
             .dispatcher
             .inner
             .node
-            .local_read(move |state| state.work.runs.get(&lookup).map(MapRunWork::carried).unwrap_or_default())
+            .local_read(move |state| state.work.runs.get(&lookup).map(carried_batches).unwrap_or_default())
             .await
-            .map_err(|_| Failure::runtime("this coordinator no longer leads"))?;
-        let carried: Vec<_> =
-            carried.into_iter().map(|(round, unit, epoch)| (round, staged_batch(unit, epoch))).collect();
+            .map_err(|_| no_longer_leads())?;
         match writer.begin_results(&carried).await.map_err(|e| e.failure())? {
             ResultsBegun::InProgress(results) => Ok(Some(Streamed { results, next: 0 })),
             ResultsBegun::Written(_) => Ok(None),
         }
     }
 
-    /// Copies the staged results of the units done since the last call, in unit order.
+    /// Copies the staged results of the units done since the last call, in unit order: at
+    /// most [`COPIED_PER_WATCH`], so that the watch goes on (a new leader may find thousands).
     async fn copy_done(&self, arn: &MapRunArn, streamed: &mut Streamed) -> Result<(), Failure> {
         let (lookup, from) = (arn.clone(), streamed.next);
         let (_, done) = self
             .dispatcher
             .inner
             .node
-            .local_read(move |state| state.work.runs.get(&lookup).map(|work| work.accepted_from(from)))
+            .local_read(move |state| {
+                state.work.runs.get(&lookup).map(|work| work.accepted_from(from, COPIED_PER_WATCH))
+            })
             .await
-            .map_err(|_| Failure::runtime("this coordinator no longer leads"))?;
+            .map_err(|_| no_longer_leads())?;
         let Some((accepted, next)) = done else { return Ok(()) };
         for (unit, epoch) in accepted {
             streamed.results.copy(staged_batch(unit, epoch)).await.map_err(|e| e.failure())?;
@@ -404,11 +409,7 @@ impl FleetMapRunExecutor {
                     }
                     None => {
                         let staged: Vec<_> = accepted.map(|(unit, epoch)| staged_batch(unit, epoch)).collect();
-                        let carried: Vec<_> = work
-                            .carried()
-                            .into_iter()
-                            .map(|(round, unit, epoch)| (round, staged_batch(unit, epoch)))
-                            .collect();
+                        let carried = carried_batches(work);
                         writer.finalize_redrive(&staged, &carried, &pending).await.map_err(|e| e.failure())?;
                     }
                 }
@@ -434,6 +435,18 @@ impl FleetMapRunExecutor {
             }
         }
     }
+}
+
+/// Units whose staged results one watch of a run copies at most (see `copy_done`).
+const COPIED_PER_WATCH: usize = 32;
+
+fn no_longer_leads() -> Failure {
+    Failure::runtime("this coordinator no longer leads")
+}
+
+/// The staged batches of a redrive's earlier rounds its result files take first.
+fn carried_batches(work: &MapRunWork) -> Vec<(u32, StagedBatch)> {
+    work.carried().into_iter().map(|(round, unit, epoch)| (round, staged_batch(unit, epoch))).collect()
 }
 
 /// Result files being written while the run runs: the staged results of units before the

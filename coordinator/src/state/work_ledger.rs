@@ -122,14 +122,15 @@ impl MapRunWork {
     }
 
     /// The accepted attempts of the current round from the unit at `index` on, up to the first
-    /// of its units not done, and the index after them: a finaliser that copies staged results
-    /// while the run still runs takes each once, in order (a done unit stays done in its round).
-    pub fn accepted_from(&self, index: usize) -> (Vec<(u64, u64)>, usize) {
+    /// of its units not done (or `most` of them), and the index after them: a finaliser that
+    /// copies staged results while the run still runs takes each once, in order (a done unit
+    /// stays done in its round).
+    pub fn accepted_from(&self, index: usize, most: usize) -> (Vec<(u64, u64)>, usize) {
         let mut accepted = Vec::new();
         let mut next = index;
         for record in self.units.iter().skip(index) {
             if record.round == self.round {
-                if !matches!(record.status, UnitStatus::Done { .. }) {
+                if accepted.len() == most || !matches!(record.status, UnitStatus::Done { .. }) {
                     break;
                 }
                 accepted.push((record.unit.unit, record.epoch));
@@ -537,7 +538,7 @@ mod tests {
         assert_eq!(work.units[2].unit.only, None, "a unit that never completed runs whole");
         assert_eq!(work.accepted(), Vec::<(u64, u64)>::new(), "the round's own attempts only");
         // Copied in order while the round runs: unit 0 is not the round's, unit 1 not done.
-        assert_eq!(work.accepted_from(0), (vec![], 1));
+        assert_eq!(work.accepted_from(0, 10), (vec![], 1));
 
         // The redrive of unit 1 ran its two children: one succeeds now, one fails again.
         assert!(grant(&mut state, &arn, "w", 1, 2));
@@ -558,8 +559,9 @@ mod tests {
             (10, &serde_json::json!("ok now"), &serde_json::json!("failed again"))
         );
         assert_eq!(state.work.runs[&arn].accepted(), vec![(1, 2)]);
-        assert_eq!(state.work.runs[&arn].accepted_from(0), (vec![(1, 2)], 2), "up to unit 2, not done");
-        assert_eq!(state.work.runs[&arn].accepted_from(2), (vec![], 2));
+        assert_eq!(state.work.runs[&arn].accepted_from(0, 10), (vec![(1, 2)], 2), "up to unit 2, not done");
+        assert_eq!(state.work.runs[&arn].accepted_from(0, 0), (vec![], 1), "none of the round's");
+        assert_eq!(state.work.runs[&arn].accepted_from(2, 10), (vec![], 2));
 
         // A second redrive reruns the child that failed again.
         let redrive = Command::RedriveMapRunUnits { arn: arn.clone(), round: 2, job: "{}".into() };

@@ -666,9 +666,15 @@ impl MapRun {
         let parallelism = UnitGrouping::of(&self.request).parallelism() as usize;
         let run = self.clone();
         let unit_number = unit.unit;
-        // `buffered` starts the next children while earlier ones run and yields them in order.
+        // `buffered` starts the next children while earlier ones run and yields them in order;
+        // none starts after an input that cannot be read (the unit fails with it).
         let mut children = self
             .unit_children(reader, unit)
+            .scan(false, |failed, (position, child)| {
+                let next = (!*failed).then_some((position, child));
+                *failed = next.as_ref().is_some_and(|(_, child)| child.is_err());
+                std::future::ready(next)
+            })
             .map(move |(position, child)| {
                 let run = run.clone();
                 async move {

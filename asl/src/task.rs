@@ -53,6 +53,12 @@ pub enum TaskProgress {
     ActivityStarted { worker_name: String },
     /// The service call of a `.waitForTaskToken` task returned `output`: `TaskSubmitted`.
     Submitted { output: Value },
+    /// A local warm pool queued the invocation for a free process: waiting for one would not
+    /// take the function's time on Lambda (which scales out), so the task's TimeoutSeconds
+    /// stops counting until [`TaskProgress::Dispatched`]. No event is recorded.
+    Queued,
+    /// The queued invocation was handed to a process: TimeoutSeconds counts from here.
+    Dispatched,
 }
 
 pub type TaskProgressSender = futures::channel::mpsc::UnboundedSender<TaskProgress>;

@@ -223,7 +223,7 @@ impl Runner {
         let outcome = {
             let _work = ExternalWork::start(self.env.clock.clone());
             let mut invocation = self.env.invoker.invoke(request).fuse();
-            let (mut activity_started, mut submitted) = (false, false);
+            let (mut activity_started, mut submitted, mut dispatched) = (false, false, false);
             loop {
                 let mut timer = match deadline {
                     Some(deadline) => self.env.clock.sleep_until(deadline).fuse(),
@@ -250,6 +250,11 @@ impl Runner {
                         let details = json!({"resourceType": resource_type, "resource": resource_name});
                         self.record(visit, "TaskSubmitted", Some(self.with_payload(details, "output", &output)));
                         self.history.flush().await;
+                    }
+                    Some(TaskProgress::Queued) if family != EventFamily::Activity && !dispatched => deadline = None,
+                    Some(TaskProgress::Dispatched) if family != EventFamily::Activity && !dispatched => {
+                        dispatched = true;
+                        deadline = start_timer(self.env.clock.now());
                     }
                     // A repeated or foreign milestone, or the invoker dropped its sender.
                     _ => {}

@@ -192,7 +192,7 @@ async fn call_function(
                 reference.qualifier.as_deref().map(|q| format!(":{q}")).unwrap_or_default()
             );
             let pool = inner.warm_pool(name, invocation.region, &invocation.request_id)?;
-            pool.invoke(invocation, invoked_arn, request.timeout, spec.timeout).await
+            pool.invoke(invocation, invoked_arn, request.timeout, spec.timeout, request.progress.clone()).await
         }
     }
 }

@@ -44,6 +44,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::{json, Value};
 use stepmap_asl::failure::Failure;
+use stepmap_asl::task::{TaskProgress, TaskProgressSender};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot, Mutex};
@@ -95,8 +96,12 @@ struct Job {
     invoked_function_arn: String,
     want_log: bool,
     function_timeout: Option<Duration>,
-    /// When the state's TimeoutSeconds runs out (the caller enforces it; the runtime is told).
-    task_deadline: Option<Instant>,
+    /// The state's TimeoutSeconds, counted from the hand-over (the caller enforces it; the
+    /// runtime is told).
+    task_limit: Option<Duration>,
+    /// Told when the event is handed over: the task's timeout counts from then.
+    delivered: Option<oneshot::Sender<()>>,
+    progress: Option<TaskProgressSender>,
     reply: oneshot::Sender<RawInvocation>,
 }
 
@@ -128,17 +133,21 @@ impl WarmPool {
         WarmPool { function: function.to_string(), jobs, slots }
     }
 
-    /// Runs one invocation on the pool. `task_timeout` is the state's TimeoutSeconds
-    /// (`States.Timeout`, counted from now, queueing included); `function_timeout` the
-    /// function's own (`Sandbox.Timedout`, counted from when a slot takes the invocation).
+    /// Runs one invocation on the pool. `task_limit` is the state's TimeoutSeconds
+    /// (`States.Timeout`), `function_timeout` the function's own (`Sandbox.Timedout`), both
+    /// counted from the hand-over of the event to a process: waiting for a free one is the
+    /// pool's doing, not the function's (Lambda would scale out). `progress` (the interpreter's)
+    /// hears [`TaskProgress::Queued`] now and [`TaskProgress::Dispatched`] then.
     pub(crate) async fn invoke(
         &self,
         invocation: Invocation<'_>,
         invoked_function_arn: String,
         task_limit: Option<Duration>,
         function_timeout: Option<Duration>,
+        progress: Option<TaskProgressSender>,
     ) -> Result<RawInvocation, Failure> {
         let (reply, answer) = oneshot::channel();
+        let (delivered, handed_over) = oneshot::channel();
         let request_id = invocation.request_id.clone();
         let job = Job {
             request_id: invocation.request_id,
@@ -147,7 +156,9 @@ impl WarmPool {
             invoked_function_arn,
             want_log: invocation.want_log,
             function_timeout,
-            task_deadline: task_limit.map(|limit| Instant::now() + limit),
+            task_limit,
+            delivered: Some(delivered),
+            progress,
             reply,
         };
         let gone = || {
@@ -158,11 +169,14 @@ impl WarmPool {
                 &request_id,
             )
         };
+        if let Some(progress) = &job.progress {
+            let _ = progress.unbounded_send(TaskProgress::Queued);
+        }
         self.jobs.send(job).map_err(|_| gone())?;
         // Dropping `answer` (on the task timeout, or when our caller drops this future) tells
         // the slot that nobody waits any more; it then kills the process running the event.
         let answer = match task_limit {
-            Some(limit) => match tokio::time::timeout(limit, answer).await {
+            Some(limit) => match timeout_after_hand_over(limit, handed_over, answer).await {
                 Ok(answer) => answer,
                 Err(_) => {
                     tracing::warn!(function = %self.function, %request_id, "task timed out on a warm runtime");
@@ -173,6 +187,21 @@ impl WarmPool {
         };
         answer.map_err(|_| gone())
     }
+}
+
+/// `answer`, or an error once `limit` has passed since the hand-over (`handed_over`; a job
+/// dropped before it counts as handed over now).
+async fn timeout_after_hand_over<T>(
+    limit: Duration,
+    handed_over: oneshot::Receiver<()>,
+    mut answer: oneshot::Receiver<T>,
+) -> Result<Result<T, oneshot::error::RecvError>, tokio::time::error::Elapsed> {
+    tokio::select! {
+        biased;
+        answer = &mut answer => return Ok(answer),
+        _ = handed_over => {}
+    }
+    tokio::time::timeout(limit, answer).await
 }
 
 impl Drop for WarmPool {
@@ -227,11 +256,10 @@ impl Assigned {
     fn deliver(&mut self) -> NextInvocation {
         let now = Instant::now();
         self.delivered_at = Some(now);
-        let remaining = [self.job.function_timeout.map(|limit| now + limit), self.job.task_deadline]
+        let remaining = [self.job.function_timeout, self.job.task_limit]
             .into_iter()
             .flatten()
             .min()
-            .map(|at| at.saturating_duration_since(now))
             .unwrap_or(MAX_FUNCTION_TIMEOUT);
         let epoch_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default() + remaining;
         NextInvocation {
@@ -391,6 +419,11 @@ impl Slot {
                     // for the process's next poll.
                     if waiting.send(assigned.deliver()).is_err() {
                         assigned.delivered_at = None;
+                    } else if let Some(delivered) = assigned.job.delivered.take() {
+                        let _ = delivered.send(());
+                        if let Some(progress) = &assigned.job.progress {
+                            let _ = progress.unbounded_send(TaskProgress::Dispatched);
+                        }
                     }
                 }
             }

@@ -9,9 +9,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use base64::Engine as _;
 use serde_json::{json, Value};
+use stepmap_asl::clock::SystemClock;
 use stepmap_asl::failure::Failure;
+use stepmap_asl::interpreter::{run_execution, Environment, ExecutionSpec, ExecutionStatus};
+use stepmap_asl::model::{StateMachine, StateMachineType};
 use stepmap_asl::resource::Resource;
-use stepmap_asl::task::{TaskInvoker, TaskRequest};
+use stepmap_asl::task::{TaskInvoker, TaskProgress, TaskRequest};
 use stepmap_worker::{FunctionRegistry, FunctionSpec, FunctionTarget, LocalInvoker};
 
 const REGION: &str = "us-east-1";
@@ -374,6 +377,46 @@ async fn warm_handler_timeouts_kill_and_replace_the_process() -> Result<()> {
     assert!(wait_until_dead(first).await, "runtime {first} outlived its task's timeout");
     let second = pid_of(&run(&invoker, request(&function_arn("unlimited"), json!({}))).await?)?;
     assert_ne!(second, first);
+    Ok(())
+}
+
+/// A task's TimeoutSeconds counts from the hand-over of its event to a process, not from
+/// when it joined the pool's queue: on a pool of one, three 0.6 s calls under a 1 s timeout all
+/// succeed, the last after waiting 1.2 s — through the invoker alone (the pool's own timer)
+/// and through the interpreter (whose timer restarts at `TaskProgress::Dispatched`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_timeout_counts_from_the_hand_over_not_the_queue() -> Result<()> {
+    let script = Script::new()?;
+    let invoker = invoker(vec![("single", script.spec(1))])?;
+    run(&invoker, request(&function_arn("single"), json!({}))).await?;
+    let sleepy = || {
+        let (progress, heard) = futures::channel::mpsc::unbounded();
+        let mut request = request(&function_arn("single"), json!({"action": "sleep", "seconds": 0.6}));
+        request.timeout = Some(Duration::from_secs(1));
+        request.progress = Some(progress);
+        (request, heard)
+    };
+    let (calls, heard): (Vec<_>, Vec<_>) = (0..3).map(|_| sleepy()).unzip();
+    let results = futures::future::join_all(calls.into_iter().map(|call| outcome(&invoker, call))).await;
+    for result in results {
+        result.map_err(|f| anyhow!("{f:?}"))?;
+    }
+    for mut heard in heard {
+        use futures::StreamExt;
+        ensure!(matches!(heard.next().await, Some(TaskProgress::Queued)), "no Queued milestone");
+        ensure!(matches!(heard.next().await, Some(TaskProgress::Dispatched)), "no Dispatched milestone");
+    }
+
+    let task = json!({"Type": "Task", "Resource": function_arn("single"), "TimeoutSeconds": 1,
+        "Parameters": {"action": "sleep", "seconds": 0.6}, "End": true});
+    let branch = json!({"StartAt": "T", "States": {"T": task}});
+    let definition = json!({"StartAt": "P", "States": {"P": {"Type": "Parallel",
+        "Branches": [branch, branch, branch], "End": true}}});
+    let machine = std::sync::Arc::new(StateMachine::from_value(definition)?);
+    let env = Environment::new(std::sync::Arc::new(SystemClock), std::sync::Arc::new(invoker));
+    let spec = ExecutionSpec::new("queued", "e", StateMachineType::Standard, ACCOUNT, REGION, json!({}));
+    let outcome = run_execution(machine, spec, env).await;
+    ensure!(outcome.status == ExecutionStatus::Succeeded, "{:?} {:?}", outcome.error, outcome.cause);
     Ok(())
 }
 

@@ -705,6 +705,18 @@ const NARROW_MAP: &str = r#"{"StartAt":"M","States":{"M":{"Type":"Map","ItemsPat
     "StartAt":"P","States":{"P":{"Type":"Pass","End":true}}},
   "End":true}}}"#;
 
+/// What `worker` saw once it held `leases` leases and polled three more times with free
+/// slots (so that a lease more would have been granted by now).
+async fn leases_held_steadily(worker: &VirtualWorker, leases: usize) -> Seen {
+    let polls = eventually(&format!("{leases} leases"), || async {
+        let seen = worker.seen();
+        (seen.held.len() == leases).then_some(seen.polls)
+    })
+    .await;
+    eventually("three more polls with free slots", || async { (worker.seen().polls >= polls + 3).then_some(()) }).await;
+    worker.seen()
+}
+
 /// The worker never held more than `cap` leases at once. A lease that lapsed (the worker was
 /// too slow to renew it) stays in the worker's list until a poll revokes it, while the
 /// coordinator may already have leased its unit again: the bound is only checked without
@@ -730,13 +742,7 @@ async fn max_concurrency_caps_leases_and_update_map_run_raises_it() {
 
     // Ten free slots, but only two leases, however often it asks.
     let worker = deployment.worker("greedy", 10, Behaviour::Hang).await;
-    let polls = eventually("two leases", || async {
-        let seen = worker.seen();
-        (seen.held.len() == 2).then_some(seen.polls)
-    })
-    .await;
-    eventually("three more polls with free slots", || async { (worker.seen().polls >= polls + 3).then_some(()) }).await;
-    let seen = worker.seen();
+    let seen = leases_held_steadily(&worker, 2).await;
     assert_eq!(seen.held.len(), 2, "MaxConcurrency 2: {:?}", seen.held);
     assert_max_held(&seen, 2);
 
@@ -755,13 +761,7 @@ async fn max_concurrency_caps_leases_and_update_map_run_raises_it() {
         })
         .await
         .expect("UpdateMapRun");
-    let polls = eventually("four leases", || async {
-        let seen = worker.seen();
-        (seen.held.len() == 4).then_some(seen.polls)
-    })
-    .await;
-    eventually("three more polls with free slots", || async { (worker.seen().polls >= polls + 3).then_some(()) }).await;
-    let seen = worker.seen();
+    let seen = leases_held_steadily(&worker, 4).await;
     assert_eq!(seen.held.len(), 4, "MaxConcurrency 4: {:?}", seen.held);
     assert_max_held(&seen, 4);
     let described = describe_map_run(&mut client.clone(), &map_run).await;
@@ -802,13 +802,7 @@ async fn units_of_batches_run_at_once_count_as_their_children_against_max_concur
     let map_run = map_run_of(&client, &execution).await;
 
     let worker = deployment.worker("greedy", 10, Behaviour::Hang).await;
-    let polls = eventually("two leases", || async {
-        let seen = worker.seen();
-        (seen.held.len() == 2).then_some(seen.polls)
-    })
-    .await;
-    eventually("three more polls with free slots", || async { (worker.seen().polls >= polls + 3).then_some(()) }).await;
-    let seen = worker.seen();
+    let seen = leases_held_steadily(&worker, 2).await;
     assert_eq!(seen.held.len(), 2, "two units of four children fill MaxConcurrency 8: {:?}", seen.held);
     assert_max_held(&seen, 2);
 

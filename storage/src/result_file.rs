@@ -285,6 +285,22 @@ impl ResultFiles {
         Ok(())
     }
 
+    /// Gives the files up: the open one's upload is aborted (no partial object, no multipart
+    /// upload left behind on S3) and the completed ones are deleted. Best effort: what cannot
+    /// be removed is logged.
+    pub async fn abort(mut self) {
+        if let Some(mut file) = self.open.take() {
+            if let Err(error) = file.writer.abort().await {
+                tracing::warn!(key = %file.key, %error, "cannot abort a result file's upload");
+            }
+        }
+        for file in &self.done {
+            if let Err(error) = self.store.delete(&file.key).await {
+                tracing::warn!(key = %file.key, %error, "cannot delete a result file given up");
+            }
+        }
+    }
+
     /// Completes the last file; returns every file written, in order.
     pub async fn finish(mut self) -> Result<Vec<ResultFileRef>> {
         self.close_file().await?;

@@ -587,6 +587,15 @@ impl ResultsInProgress {
         self.writer.copy_staged(&self.store, staged, &mut self.results, false).await
     }
 
+    /// Gives the files up (the run failed, or another coordinator leads it now): nothing of
+    /// them is left, no manifest is written; the staging objects stay for whoever finalises.
+    pub async fn abort(self) {
+        let DirectResults { succeeded, failed, pending, .. } = self.results;
+        succeeded.abort().await;
+        failed.abort().await;
+        pending.abort().await;
+    }
+
     /// Writes the records of never-started items, closes the files, writes `manifest.json`,
     /// then removes the staging objects. Returns the manifest.
     pub async fn finish(mut self, pending: &[ChildExecutionResult]) -> Result<ResultManifest> {

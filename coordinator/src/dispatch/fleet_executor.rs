@@ -158,47 +158,21 @@ impl FleetMapRunExecutor {
             None
         });
 
-        // Watch until every unit is done, or the threshold is exceeded, or a unit failed.
-        let exceeded = loop {
-            let wake = changed.notified();
-            let progress = self.progress(&arn).await.ok_or_else(lost)?;
-            self.report(&arn, &progress.counters, None);
-            control.set_counters(progress.counters);
-            self.dispatcher.watch(&arn, &progress.leased);
-            if let Some(failure) = progress.failure.clone() {
-                self.stop(&arn).await?;
+        // Watch until every unit is done, or the threshold is exceeded, or a unit failed; then
+        // no more leases or results: the finaliser reads a ledger that no longer changes.
+        let watched = match self.watch(&arn, &control, &changed, &mut streamed).await {
+            Ok(exceeded) => self.stop(&arn).await.map(|()| exceeded),
+            Err(failure) => Err(failure),
+        };
+        let exceeded = match watched {
+            Ok(exceeded) => exceeded,
+            Err(failure) => {
+                if let Some(streamed) = streamed {
+                    streamed.results.abort().await;
+                }
                 return Err(failure);
             }
-            if let Some(stream) = streamed.as_mut() {
-                if let Err(failure) = self.copy_done(&arn, stream).await {
-                    // The finaliser writes every file again at the end, and fails with it then.
-                    tracing::warn!(map_run = %arn, error = ?failure.error, cause = ?failure.cause, "cannot write result files yet");
-                    streamed = None;
-                }
-            }
-            let tolerance = control.tolerance();
-            // A count threshold can be judged before every unit is done (breaching it fails
-            // the run whatever the percentage); a percentage only at the end.
-            let count_only = Tolerance { count: tolerance.count, percentage: None };
-            let judged_early = tolerance.count.is_some() || tolerance.percentage.is_none();
-            let items = &progress.counters.items;
-            let failed_items = items.failed + items.timed_out;
-            if judged_early && count_only.exceeded(failed_items, u64::MAX) {
-                break true;
-            }
-            if progress.all_done {
-                let exceeded = tolerance.exceeded(failed_items, items.total);
-                break exceeded;
-            }
-            if progress.stopped {
-                // Stopped by an earlier leader before every unit was done: only the threshold
-                // does that (it may have been raised since; the stop stands).
-                break true;
-            }
-            let _ = tokio::time::timeout(WATCH_INTERVAL, wake).await;
         };
-        // No more leases or results: the finaliser reads a ledger that no longer changes.
-        self.stop(&arn).await?;
         let lookup = arn.clone();
         let (_, work) =
             node.local_read(move |state| state.work.runs.get(&lookup).cloned()).await.map_err(|_| lost())?;
@@ -218,6 +192,58 @@ impl FleetMapRunExecutor {
         self.report(&arn, &counters, Some(&result));
         control.set_counters(counters);
         result
+    }
+
+    /// Watches the run until every unit is done (`Ok(false)`, or `Ok(true)` when the tolerated
+    /// failure threshold is exceeded then or before) or a unit failed (stopped, `Err`), copying
+    /// the staged results of done units into the result files as it goes.
+    async fn watch(
+        &self,
+        arn: &MapRunArn,
+        control: &MapRunControl,
+        changed: &tokio::sync::Notify,
+        streamed: &mut Option<Streamed>,
+    ) -> Result<bool, Failure> {
+        loop {
+            let wake = changed.notified();
+            let progress = self.progress(arn).await.ok_or_else(no_longer_leads)?;
+            self.report(arn, &progress.counters, None);
+            control.set_counters(progress.counters);
+            self.dispatcher.watch(arn, &progress.leased);
+            if let Some(failure) = progress.failure.clone() {
+                self.stop(arn).await?;
+                return Err(failure);
+            }
+            if let Some(stream) = streamed.as_mut() {
+                if let Err(failure) = self.copy_done(arn, stream).await {
+                    // The finaliser writes every file again at the end, and fails with it then.
+                    tracing::warn!(map_run = %arn, error = ?failure.error, cause = ?failure.cause, "cannot write result files yet");
+                    if let Some(given_up) = streamed.take() {
+                        given_up.results.abort().await;
+                    }
+                }
+            }
+            let tolerance = control.tolerance();
+            // A count threshold can be judged before every unit is done (breaching it fails
+            // the run whatever the percentage); a percentage only at the end.
+            let count_only = Tolerance { count: tolerance.count, percentage: None };
+            let judged_early = tolerance.count.is_some() || tolerance.percentage.is_none();
+            let items = &progress.counters.items;
+            let failed_items = items.failed + items.timed_out;
+            if judged_early && count_only.exceeded(failed_items, u64::MAX) {
+                return Ok(true);
+            }
+            if progress.all_done {
+                let exceeded = tolerance.exceeded(failed_items, items.total);
+                return Ok(exceeded);
+            }
+            if progress.stopped {
+                // Stopped by an earlier leader before every unit was done: only the threshold
+                // does that (it may have been raised since; the stop stands).
+                return Ok(true);
+            }
+            let _ = tokio::time::timeout(WATCH_INTERVAL, wake).await;
+        }
     }
 
     /// Plans the run and records the units from `recorded` on (the ones before are in the
@@ -402,8 +428,16 @@ impl FleetMapRunExecutor {
                 let accepted = work.accepted().into_iter();
                 match streamed {
                     Some(Streamed { mut results, next }) => {
+                        let mut copied = Ok(());
                         for (unit, epoch) in accepted.filter(|(unit, _)| *unit >= next as u64) {
-                            results.copy(staged_batch(unit, epoch)).await.map_err(|e| e.failure())?;
+                            copied = results.copy(staged_batch(unit, epoch)).await;
+                            if copied.is_err() {
+                                break;
+                            }
+                        }
+                        if let Err(error) = copied {
+                            results.abort().await;
+                            return Err(error.failure());
                         }
                         results.finish(&pending).await.map_err(|e| e.failure())?;
                     }

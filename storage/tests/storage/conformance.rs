@@ -8,7 +8,7 @@ use futures::TryStreamExt;
 use serde_json::{json, Value};
 use stepmap_storage::batch_plan::BatchLimits;
 use stepmap_storage::result_writer::{ChildExecutionResult, ChildStatus, PayloadDetails, StagedBatch};
-use stepmap_storage::{ItemReader, ResultWriter, ResultWriterSpec, StorageError, Stores, Transformation};
+use stepmap_storage::{ItemReader, ResultWriter, ResultWriterSpec, ResultsBegun, StorageError, Stores, Transformation};
 
 use super::harness::{gzip, planned_items, put, read_all, spec, values, zstd, Backend, BUCKET};
 
@@ -42,6 +42,7 @@ conformance!(
     result_writer_layout_and_idempotence,
     result_writer_rollover,
     result_writer_redrive_lists_earlier_successes,
+    result_files_written_while_running_or_given_up,
 );
 
 async fn put_get_head_delete(stores: &Arc<Stores>) {
@@ -436,6 +437,60 @@ async fn result_writer_rollover(stores: &Arc<Stores>) {
             names.extend(entries.into_iter().map(|e| e["Name"].as_str().unwrap().to_string()));
         }
         assert_eq!(names, (0..20).map(|i| format!("child-{i}")).collect::<Vec<_>>(), "{output_type}");
+    }
+}
+
+/// Result files begun before the last batch is known (`begin_results` while a map run runs)
+/// end as `finalize` would write them; given up, they leave no object behind but the staging
+/// (on S3 no multipart upload either: the open file's is aborted).
+async fn result_files_written_while_running_or_given_up(stores: &Arc<Stores>) {
+    let model = serde_json::from_value(json!({"Resource": "arn:aws:states:::s3:putObject",
+        "WriterConfig": {"OutputType": "JSONL", "Transformation": "NONE"}}))
+    .unwrap();
+    let listed = |prefix: &'static str| async move {
+        let objects: Vec<_> = stores.bucket("results").unwrap().list_sorted(prefix, None).try_collect().await.unwrap();
+        objects.into_iter().map(|o| o.location.to_string()).collect::<Vec<_>>()
+    };
+    for (prefix, give_up) in [("streamed/", false), ("given-up/", true)] {
+        let mut spec = ResultWriterSpec::new(&model, &json!({"Bucket": "results", "Prefix": prefix})).unwrap();
+        spec.max_file_bytes = 1500;
+        let writer = ResultWriter::new(stores.clone(), spec, "arn:aws:states:us-east-1:1:mapRun:sm/Map:run4", 0);
+        let batches: Vec<StagedBatch> = (0..3).map(|batch| StagedBatch { batch, attempt: 1 }).collect();
+        for staged in &batches {
+            let records: Vec<_> = (staged.batch * 4..staged.batch * 4 + 4)
+                .map(|i| (child(i, if i == 5 { ChildStatus::Failed } else { ChildStatus::Succeeded }), None))
+                .collect();
+            writer.stage_batch(*staged, records).await.unwrap();
+        }
+        let ResultsBegun::InProgress(mut results) = writer.begin_results(&[]).await.unwrap() else {
+            panic!("no manifest yet")
+        };
+        results.copy(batches[0]).await.unwrap();
+        results.copy(batches[1]).await.unwrap();
+        if give_up {
+            results.abort().await;
+            let left = listed(prefix).await;
+            assert!(left.iter().all(|key| key.contains("/.stepmap-staging/")), "{left:?}");
+            assert_eq!(left.len(), 3, "the staging stays: {left:?}");
+            continue;
+        }
+        results.copy(batches[2]).await.unwrap();
+        let manifest = results.finish(&[]).await.unwrap();
+        assert!(manifest.result_files.succeeded.len() > 1, "rolled over: {manifest:?}");
+        assert_eq!(writer.finalize(&batches, &[]).await.unwrap(), manifest, "as a finaliser would write it");
+        let bucket = stores.bucket("results").unwrap();
+        let mut names = Vec::new();
+        for file in &manifest.result_files.succeeded {
+            let bytes = bucket.get_bytes(&file.key).await.unwrap();
+            for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                let entry: Value = serde_json::from_slice(line).unwrap();
+                names.push(entry["Name"].as_str().unwrap().to_string());
+            }
+        }
+        let expected: Vec<String> = (0..12).filter(|i| *i != 5).map(|i| format!("child-{i}")).collect();
+        assert_eq!(names, expected);
+        assert_eq!(manifest.result_files.failed.len(), 1);
+        assert!(listed(prefix).await.iter().all(|key| !key.contains("/.stepmap-staging/")), "staging removed");
     }
 }
 

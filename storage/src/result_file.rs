@@ -99,6 +99,10 @@ pub(crate) struct ResultFiles {
     max_file_bytes: u64,
     open: Option<OpenFile>,
     done: Vec<ResultFileRef>,
+    /// Entries buffered by [`Self::buffer_rendered`], one per line, and how many: the buffer's
+    /// memory is kept for the next ones (a finaliser copies thousands of staged batches).
+    lines: Vec<u8>,
+    line_entries: u64,
 }
 
 /// Multipart upload parts of a result file in flight at once, and their size.
@@ -117,7 +121,18 @@ impl ResultFiles {
         layout: ParquetLayout,
         max_file_bytes: u64,
     ) -> Self {
-        ResultFiles { store, directory, category, output_type, layout, max_file_bytes, open: None, done: Vec::new() }
+        ResultFiles {
+            store,
+            directory,
+            category,
+            output_type,
+            layout,
+            max_file_bytes,
+            open: None,
+            done: Vec::new(),
+            lines: Vec::new(),
+            line_entries: 0,
+        }
     }
 
     fn write_error(&self, key: &str, e: impl std::fmt::Display) -> StorageError {
@@ -174,10 +189,30 @@ impl ResultFiles {
         }
     }
 
+    /// Buffers an entry given as its JSON text, for [`Self::flush_rendered`].
+    pub fn buffer_rendered(&mut self, text: &[u8]) {
+        self.lines.extend_from_slice(text);
+        self.lines.push(b'\n');
+        self.line_entries += 1;
+    }
+
+    /// Appends the buffered entries, as [`Self::push_rendered`] would one by one.
+    pub async fn flush_rendered(&mut self) -> Result<()> {
+        if self.line_entries == 0 {
+            return Ok(());
+        }
+        let lines = std::mem::take(&mut self.lines);
+        let pushed = self.push_rendered_lines(&lines, self.line_entries).await;
+        self.lines = lines;
+        self.lines.clear();
+        self.line_entries = 0;
+        pushed
+    }
+
     /// Appends entries given as JSON texts, each followed by a newline: as many
     /// [`Self::push_rendered`] calls, in one write when they are JSON Lines that fit the open
     /// file (the finaliser copies a staged batch so, instead of line by line).
-    pub async fn push_rendered_lines(&mut self, lines: &[u8], entries: u64) -> Result<()> {
+    async fn push_rendered_lines(&mut self, lines: &[u8], entries: u64) -> Result<()> {
         let total = lines.len() as u64;
         // The size check of `push_entry`, for the last entry: sizes only grow.
         let fits = self.output_type == OutputType::Jsonl

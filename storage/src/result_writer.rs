@@ -470,15 +470,15 @@ impl ResultWriter {
     ) -> Result<()> {
         let key = self.staging_key(staged);
         let bytes = store.get_bytes(&key).await?;
-        // Each category's entries, in order, as lines: categories go to files of their own.
-        let mut lines: [(Vec<u8>, u64); 3] = Default::default();
+        // Each category's entries, in order, buffered as lines: categories go to files of
+        // their own.
         for (number, line) in bytes.split(|&b| b == b'\n').enumerate() {
             let Some((&tag, entry)) = line.split_first() else { continue };
-            let category = match Category::from_tag(tag) {
-                Some(Category::Succeeded) => 0,
+            let files = match Category::from_tag(tag) {
+                Some(Category::Succeeded) => &mut results.succeeded,
                 _ if succeeded_only => continue,
-                Some(Category::Failed) => 1,
-                Some(Category::Pending) => 2,
+                Some(Category::Failed) => &mut results.failed,
+                Some(Category::Pending) => &mut results.pending,
                 None => {
                     return Err(StorageError::Write {
                         bucket: self.spec.bucket.clone(),
@@ -487,19 +487,11 @@ impl ResultWriter {
                     })
                 }
             };
-            let (text, entries) = &mut lines[category];
-            text.extend_from_slice(entry);
-            text.push(b'\n');
-            *entries += 1;
+            files.buffer_rendered(entry);
         }
-        let [succeeded, failed, pending] = lines;
-        for ((text, entries), files) in
-            [(succeeded, &mut results.succeeded), (failed, &mut results.failed), (pending, &mut results.pending)]
-        {
-            if entries > 0 {
-                files.push_rendered_lines(&text, entries).await?;
-            }
-        }
+        results.succeeded.flush_rendered().await?;
+        results.failed.flush_rendered().await?;
+        results.pending.flush_rendered().await?;
         Ok(())
     }
 

@@ -443,11 +443,12 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
         }
         let index = self.applied;
         let data = self.state.snapshot();
+        let bytes = data.len();
         let conf_state = self.storage.conf_state();
         let retention = self.config.log_retention;
         let storage = self.storage.clone();
         blocking(self.node_id, move || storage.create_snapshot(index, conf_state, data, retention)).await?;
-        tracing::debug!(node = %self.node_id, index, "state machine snapshot taken, log compacted");
+        tracing::debug!(node = %self.node_id, index, bytes, "state machine snapshot taken, log compacted");
         self.snapshot_index = index;
         Ok(())
     }

@@ -366,7 +366,7 @@ impl FleetWorker {
         let abort = state.tasks.spawn(async move {
             let started = Instant::now();
             let outcome = match serde_json::from_str::<WorkUnit>(&work.unit) {
-                Ok(unit) => runner.run(&work.job, &unit, epoch).await,
+                Ok(unit) => runner.run(&work.job, &unit, epoch, work.parallelism).await,
                 // Reported as the unit's failure: run anywhere else it would fail the same way.
                 Err(error) => UnitOutcome {
                     failure: Some(Failure::runtime(format!("the work unit is unreadable: {error}"))),

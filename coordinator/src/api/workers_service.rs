@@ -69,7 +69,7 @@ impl Workers for WorkersService {
             .into_iter()
             .map(|a| {
                 let unit = serde_json::to_string(&a.unit).map_err(|e| Status::internal(format!("unit: {e}")))?;
-                Ok(Work { lease: Some(lease(&a.lease)), job: a.job, unit })
+                Ok(Work { lease: Some(lease(&a.lease)), job: a.job, unit, parallelism: a.parallelism })
             })
             .collect::<Result<Vec<_>, Status>>()?;
         Ok(Response::new(PollWorkResponse { work, revoked: revoked.iter().map(lease).collect() }))

@@ -6,7 +6,8 @@
 //! without running, and under a cap it would take the place of a child another worker could
 //! run; never more leases out per map run than fit its MaxConcurrency (0 means AWS's ceiling of
 //! 10,000 children) when each counts as the children its unit runs at once (its parallelism,
-//! `stepmap_worker::map_run::UnitGrouping`), but at least one; each run's units in number
+//! `stepmap_worker::map_run::UnitGrouping`; one lease at a time, granted fewer children at
+//! once, when the MaxConcurrency is below a unit's parallelism); each run's units in number
 //! order (results and PENDING records follow item order, and an early unit failing is found
 //! early); runs share the slots round-robin, so one large run does not starve the others.
 
@@ -34,7 +35,8 @@ impl RunDemand {
             n => n.min(MAX_CONCURRENCY_CEILING),
         };
         // The planner keeps a unit's parallelism within half the MaxConcurrency; should an
-        // UpdateMapRun lower it below one unit's, one unit at a time still runs.
+        // UpdateMapRun lower it below one unit's, one unit at a time runs, granted as many
+        // children at once as the MaxConcurrency (`Assigned::parallelism`).
         (cap / self.parallelism.max(1)).max(1).saturating_sub(self.leased)
     }
 }

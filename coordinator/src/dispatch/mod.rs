@@ -111,6 +111,9 @@ pub struct Assigned {
     pub lease: LeaseGrant,
     pub job: String,
     pub unit: WorkUnit,
+    /// Children of the unit that may run at once: its parallelism, or the run's MaxConcurrency
+    /// if an UpdateMapRun lowered it below that (then it is the only lease out, see `assign`).
+    pub parallelism: u64,
 }
 
 /// Counts a poll with free slots among the waiting ones while it lives.
@@ -261,6 +264,13 @@ impl Dispatcher {
             .iter()
             .map(|(arn, run)| (arn.clone(), run.control.max_concurrency(), run.parallelism))
             .collect();
+        // A unit runs as many children at once as its grouping allows, within MaxConcurrency.
+        let runs_at_once: HashMap<MapRunArn, u64> = runs
+            .iter()
+            .map(|(arn, cap, parallelism)| {
+                (arn.clone(), if *cap == 0 { *parallelism } else { (*parallelism).min(*cap) })
+            })
+            .collect();
         if runs.is_empty() {
             return Ok(Vec::new());
         }
@@ -329,7 +339,8 @@ impl Dispatcher {
                     .filter_map(|lease| {
                         let work = state.work.runs.get(&lease.arn)?;
                         let unit = work.units.get(lease.unit as usize)?.unit.clone();
-                        Some(Assigned { job: work.job.clone(), unit, lease })
+                        let parallelism = runs_at_once.get(&lease.arn).copied().unwrap_or(1);
+                        Some(Assigned { job: work.job.clone(), unit, lease, parallelism })
                     })
                     .collect::<Vec<_>>()
             })

@@ -293,7 +293,7 @@ impl VirtualWorker {
     async fn run_and_report(&self, work: &pb::Work) -> bool {
         let lease = lease_of(work);
         let unit: WorkUnit = serde_json::from_str(&work.unit).expect("unit JSON");
-        let outcome = self.shared.runner.run(&work.job, &unit, lease.epoch).await;
+        let outcome = self.shared.runner.run(&work.job, &unit, lease.epoch, work.parallelism).await;
         let mut channel = self.shared.channel.clone();
         let accepted = report(&mut channel, &self.shared.worker_id, lease.clone(), &outcome).await;
         self.shared.seen().reports.push((lease, accepted));
@@ -380,7 +380,7 @@ async fn run_unit(shared: Arc<Shared>, work: pb::Work, behaviour: Behaviour) {
     let unit: WorkUnit = serde_json::from_str(&work.unit).expect("unit JSON");
     let outcome = match behaviour {
         Behaviour::Fail => failed_outcome(&unit),
-        _ => shared.runner.run(&work.job, &unit, lease.epoch).await,
+        _ => shared.runner.run(&work.job, &unit, lease.epoch, work.parallelism).await,
     };
     // No longer held from here: the coordinator counts the lease until the report commits,
     // so the worker never holds more than the coordinator counts.
@@ -787,7 +787,8 @@ async fn max_concurrency_caps_leases_and_update_map_run_raises_it() {
 
 /// Batches of a processor that calls something (here a Wait) are grouped into units whose
 /// children run at once, by half the MaxConcurrency: 1,000 rows in batches of 50 under
-/// MaxConcurrency 8 make five units of four batches, and two leases fill the eight.
+/// MaxConcurrency 8 make five units of four batches, and two leases fill the eight. Lowered
+/// below four, one lease at a time runs, granted as many children at once as it allows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn units_of_batches_run_at_once_count_as_their_children_against_max_concurrency() {
     init_tracing();
@@ -805,7 +806,24 @@ async fn units_of_batches_run_at_once_count_as_their_children_against_max_concur
     let seen = leases_held_steadily(&worker, 2).await;
     assert_eq!(seen.held.len(), 2, "two units of four children fill MaxConcurrency 8: {:?}", seen.held);
     assert_max_held(&seen, 2);
+    assert!(seen.taken.iter().all(|w| w.parallelism == 4), "{:?}", seen.taken);
 
+    // UpdateMapRun MaxConcurrency 3, below a unit's four: one lease at a time, whose grant
+    // lets three of its children run at once.
+    let request = pb::UpdateMapRunRequest {
+        map_run_arn: map_run.clone(),
+        max_concurrency: Some(3),
+        tolerated_failure_percentage: None,
+        tolerated_failure_count: None,
+    };
+    client
+        .clone()
+        .call(|mut c| {
+            let request = request.clone();
+            async move { c.update_map_run(request).await }
+        })
+        .await
+        .expect("UpdateMapRun");
     worker.behave(Behaviour::Succeed);
     let closed = wait_closed(&client, &execution).await;
     assert_eq!(closed.status, "SUCCEEDED", "{closed:?}");
@@ -813,6 +831,8 @@ async fn units_of_batches_run_at_once_count_as_their_children_against_max_concur
     assert_max_held(&seen, 2);
     let taken: BTreeSet<u64> = seen.taken.iter().map(|w| lease_of(w).unit).collect();
     assert_eq!(taken, (0..5).collect::<BTreeSet<_>>(), "five units of 200 rows");
+    let after: Vec<u64> = seen.taken[2..].iter().map(|w| w.parallelism).collect();
+    assert_eq!(after, [3, 3, 3], "granted after the update");
     let results = result_ids(objects.path(), "grouped", &map_run);
     let succeeded = results.get("SUCCEEDED").cloned().unwrap_or_default();
     assert_eq!(sorted(&succeeded), (1..=1000).collect::<Vec<_>>(), "every row exactly once");

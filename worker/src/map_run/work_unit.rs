@@ -475,9 +475,11 @@ impl UnitRunner {
         Self::new(stores, environment.without_history_payloads())
     }
 
-    /// Runs `unit` of the map run `job` (asl's `MapRunJob` JSON) under lease epoch `epoch`.
-    /// Never fails: what goes wrong is in the outcome.
-    pub async fn run(&self, job: &str, unit: &WorkUnit, epoch: u64) -> UnitOutcome {
+    /// Runs `unit` of the map run `job` (asl's `MapRunJob` JSON) under lease epoch `epoch`,
+    /// at most `at_once` of its children at a time if that is less than its grouping allows
+    /// (0: as it allows; the lease's MaxConcurrency). Never fails: what goes wrong is in the
+    /// outcome.
+    pub async fn run(&self, job: &str, unit: &WorkUnit, epoch: u64, at_once: u64) -> UnitOutcome {
         // A parent execution's Task state: one invocation with this worker's invoker.
         if let Some(task) = crate::task_job::TaskJob::parse(job) {
             return crate::task_job::task_outcome(self.environment.invoker.invoke(task.into_request()).await);
@@ -487,7 +489,7 @@ impl UnitRunner {
             Err(failure) => return UnitOutcome::failed(failure),
         };
         let PreparedRun { run, reader, writer, archive } = &*prepared;
-        run.clone().run_unit(reader.as_deref(), writer.as_ref(), archive.as_deref(), unit, epoch).await
+        run.clone().run_unit(reader.as_deref(), writer.as_ref(), archive.as_deref(), unit, epoch, at_once).await
     }
 
     async fn prepare(&self, job: &str) -> Result<Arc<PreparedRun>, Failure> {
@@ -652,6 +654,7 @@ impl MapRun {
         archive: Option<&str>,
         unit: &WorkUnit,
         epoch: u64,
+        at_once: u64,
     ) -> UnitOutcome {
         let mut outcome = UnitOutcome::default();
         let mut records = Vec::new();
@@ -663,7 +666,10 @@ impl MapRun {
         let random_selection = self.request.selection.template.as_ref().is_some_and(|t| t.is_random());
         let every_input = self.archive || self.records == SucceededRecords::Full || random_selection;
         let mut without_input = Vec::new();
-        let parallelism = UnitGrouping::of(&self.request).parallelism() as usize;
+        let parallelism = match UnitGrouping::of(&self.request).parallelism() {
+            allowed if at_once == 0 => allowed,
+            allowed => allowed.min(at_once),
+        } as usize;
         let run = self.clone();
         let unit_number = unit.unit;
         // `buffered` starts the next children while earlier ones run and yields them in order;
@@ -779,7 +785,7 @@ mod tests {
         let runner = UnitRunner::new(stores.clone(), Environment::new(Arc::new(SystemClock), invoker));
         // Planned by item count alone: one batch of ten items, about 1 MB once selected.
         let unit = WorkUnit { unit: 0, first_index: 0, items: 10, children: 1, descriptor: None, only: None };
-        let outcome = runner.run(&job(), &unit, 1).await;
+        let outcome = runner.run(&job(), &unit, 1, 0).await;
         assert_eq!(outcome.failure, None);
         // 256 KiB batches of ~100 KB items: two items each.
         assert_eq!(outcome.executions.succeeded, 5);
@@ -854,7 +860,7 @@ mod tests {
         // 8,192 items close a unit: nine batches of 1,000, then the last one.
         assert_eq!(shape(&units), [(0, 9000, 9), (9000, 1000, 1)]);
         let runner = UnitRunner::new(stores.clone(), environment.clone());
-        let outcome = runner.run(&pass.to_string(), &units[0], 1).await;
+        let outcome = runner.run(&pass.to_string(), &units[0], 1, 0).await;
         assert_eq!(outcome.failure, None);
         assert_eq!((outcome.executions.succeeded, outcome.items.succeeded), (9, 9000));
 
@@ -875,7 +881,7 @@ mod tests {
         let rendezvous = Arc::new(Rendezvous(Arc::new(tokio::sync::Barrier::new(8))));
         let runner = UnitRunner::new(stores.clone(), Environment::new(Arc::new(SystemClock), rendezvous));
         let job = job_with(task, 0).to_string();
-        let run = runner.run(&job, &units[0], 1);
+        let run = runner.run(&job, &units[0], 1, 0);
         let outcome = tokio::time::timeout(std::time::Duration::from_secs(30), run).await.expect("children at once");
         assert_eq!(outcome.failure, None);
         assert_eq!((outcome.executions.succeeded, outcome.items.succeeded), (8, 8000));
@@ -891,6 +897,49 @@ mod tests {
             .collect();
         let expected: Vec<String> = (0..8).map(|batch| (batch * 1000).to_string()).collect();
         assert_eq!(firsts, expected, "staged in the children's order");
+
+        // A lease granted two at once (MaxConcurrency lowered): pairs meet, never more in flight.
+        let pairs = Counting::default();
+        let runner = UnitRunner::new(stores.clone(), Environment::new(Arc::new(SystemClock), Arc::new(pairs.clone())));
+        let run = runner.run(&job, &units[0], 2, 2);
+        let outcome = tokio::time::timeout(std::time::Duration::from_secs(30), run).await.expect("pairs");
+        assert_eq!((outcome.failure, outcome.executions.succeeded), (None, 8));
+        assert_eq!(pairs.most.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    /// A Task whose calls wait for a second one (pairs), counting the most in flight at once.
+    #[derive(Clone)]
+    struct Counting {
+        pair: Arc<tokio::sync::Barrier>,
+        now: Arc<std::sync::atomic::AtomicUsize>,
+        most: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Default for Counting {
+        fn default() -> Self {
+            Counting { pair: Arc::new(tokio::sync::Barrier::new(2)), now: Default::default(), most: Default::default() }
+        }
+    }
+
+    impl TaskInvoker for Counting {
+        fn invoke(
+            &self,
+            request: stepmap_asl::task::TaskRequest,
+        ) -> futures::future::BoxFuture<'static, Result<Value, Failure>> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let counting = self.clone();
+            Box::pin(async move {
+                let now = counting.now.fetch_add(1, SeqCst) + 1;
+                counting.most.fetch_max(now, SeqCst);
+                counting.pair.wait().await;
+                // Let the other calls that can start do so before this one ends.
+                for _ in 0..10 {
+                    tokio::task::yield_now().await;
+                }
+                counting.now.fetch_sub(1, SeqCst);
+                Ok(request.parameters["Items"].clone())
+            })
+        }
     }
 
     /// With COMPACT results a child's input is not kept as it starts: the records of those
@@ -909,7 +958,7 @@ mod tests {
         let invoker = Arc::new(LocalInvoker::new(FunctionRegistry::new()).unwrap());
         let runner = UnitRunner::new(stores.clone(), Environment::new(Arc::new(SystemClock), invoker));
         let unit = WorkUnit { unit: 0, first_index: 0, items: 6, children: 6, descriptor: None, only: None };
-        let outcome = runner.run(&job.to_string(), &unit, 1).await;
+        let outcome = runner.run(&job.to_string(), &unit, 1, 0).await;
         assert_eq!(outcome.failure, None);
         assert_eq!((outcome.executions.succeeded, outcome.executions.failed), (4, 2));
         assert_eq!(outcome.unsuccessful, [4, 5]);

@@ -582,10 +582,7 @@ impl ResultsInProgress {
     /// Gives the files up (the run failed, or another coordinator leads it now): nothing of
     /// them is left, no manifest is written; the staging objects stay for whoever finalises.
     pub async fn abort(self) {
-        let DirectResults { succeeded, failed, pending, .. } = self.results;
-        succeeded.abort().await;
-        failed.abort().await;
-        pending.abort().await;
+        self.results.abort().await;
     }
 
     /// Writes the records of never-started items, closes the files, writes `manifest.json`,
@@ -627,6 +624,13 @@ impl DirectResults {
             files.push(&entry).await?;
         }
         Ok(())
+    }
+
+    /// Gives the files up: nothing of them is left (see `ResultFiles::abort`).
+    async fn abort(self) {
+        self.succeeded.abort().await;
+        self.failed.abort().await;
+        self.pending.abort().await;
     }
 
     /// Closes the files and writes `manifest.json`.

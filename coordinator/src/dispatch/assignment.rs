@@ -39,6 +39,16 @@ impl RunDemand {
         // children at once as the MaxConcurrency (`Assigned::parallelism`).
         (cap / self.parallelism.max(1)).max(1).saturating_sub(self.leased)
     }
+
+    /// Children a unit leased now may run at once: its parallelism, or the MaxConcurrency when
+    /// that is lower (then it is the only lease out, see [`Self::room`]).
+    pub fn at_once(&self) -> u64 {
+        match self.max_concurrency {
+            0 => self.parallelism,
+            cap => self.parallelism.min(cap),
+        }
+        .max(1)
+    }
 }
 
 /// The units to lease to a worker with `free_slots` and a `prefetch`: `(index into runs,
@@ -106,6 +116,7 @@ mod tests {
         assert_eq!(assign(3, 0, &[run(9, 2)]), vec![]);
         assert_eq!(assign(3, 0, &[run(2, 0)]), vec![(0, 0)], "a cap lowered below one unit still runs one");
         assert_eq!(assign(3, 0, &[run(2, 1)]), vec![]);
+        assert_eq!((run(8, 0).at_once(), run(0, 0).at_once(), run(2, 0).at_once()), (4, 4, 2));
     }
 
     #[test]

@@ -122,7 +122,6 @@ impl FleetMapRunExecutor {
     async fn run(&self, request: MapRunRequest, control: MapRunControl) -> Result<Value, Failure> {
         let arn = MapRunArn::new(request.map_run_arn.clone());
         let node = &self.dispatcher.inner.node;
-        let lost = no_longer_leads;
         // Adopted first, so that units are handed out as soon as the plan records them.
         // Leases outstanding in the ledger (granted by an earlier leader) get a deadline on the
         // watcher's first pass.
@@ -133,7 +132,7 @@ impl FleetMapRunExecutor {
         let (_, recorded) = node
             .local_read(move |state| state.work.runs.get(&lookup).map(|w| (w.units.len(), w.planned, w.round)))
             .await
-            .map_err(|_| lost())?;
+            .map_err(|_| no_longer_leads())?;
         // A redrive of a run whose units the ledger kept re-runs what did not succeed; one
         // whose units it never held (the run ended before it planned) plans it anew.
         let redriven = match recorded {
@@ -175,8 +174,8 @@ impl FleetMapRunExecutor {
         };
         let lookup = arn.clone();
         let (_, work) =
-            node.local_read(move |state| state.work.runs.get(&lookup).cloned()).await.map_err(|_| lost())?;
-        let work = work.ok_or_else(lost)?;
+            node.local_read(move |state| state.work.runs.get(&lookup).cloned()).await.map_err(|_| no_longer_leads())?;
+        let work = work.ok_or_else(no_longer_leads)?;
         let mut result = self.finalise(&request, &work, exceeded, streamed).await;
         if let Err(failure) = self.consolidate_archive(&request, &work).await {
             result = result.and(Err(failure));

@@ -111,8 +111,7 @@ pub struct Assigned {
     pub lease: LeaseGrant,
     pub job: String,
     pub unit: WorkUnit,
-    /// Children of the unit that may run at once: its parallelism, or the run's MaxConcurrency
-    /// if an UpdateMapRun lowered it below that (then it is the only lease out, see `assign`).
+    /// Children of the unit that may run at once ([`RunDemand::at_once`]).
     pub parallelism: u64,
 }
 
@@ -264,13 +263,6 @@ impl Dispatcher {
             .iter()
             .map(|(arn, run)| (arn.clone(), run.control.max_concurrency(), run.parallelism))
             .collect();
-        // A unit runs as many children at once as its grouping allows, within MaxConcurrency.
-        let runs_at_once: HashMap<MapRunArn, u64> = runs
-            .iter()
-            .map(|(arn, cap, parallelism)| {
-                (arn.clone(), if *cap == 0 { *parallelism } else { (*parallelism).min(*cap) })
-            })
-            .collect();
         if runs.is_empty() {
             return Ok(Vec::new());
         }
@@ -296,6 +288,7 @@ impl Dispatcher {
             })
             .await?;
         let demands: Vec<RunDemand> = demand.iter().map(|(_, d, _, _)| d.clone()).collect();
+        let at_once: HashMap<MapRunArn, u64> = demand.iter().map(|(arn, d, _, _)| (arn.clone(), d.at_once())).collect();
         // Each unit carries its run's job: a response holds as many as fit its byte budget
         // (at least one).
         let mut budget = MAX_JOB_BYTES_PER_POLL;
@@ -339,7 +332,7 @@ impl Dispatcher {
                     .filter_map(|lease| {
                         let work = state.work.runs.get(&lease.arn)?;
                         let unit = work.units.get(lease.unit as usize)?.unit.clone();
-                        let parallelism = runs_at_once.get(&lease.arn).copied().unwrap_or(1);
+                        let parallelism = at_once.get(&lease.arn).copied().unwrap_or(1);
                         Some(Assigned { job: work.job.clone(), unit, lease, parallelism })
                     })
                     .collect::<Vec<_>>()

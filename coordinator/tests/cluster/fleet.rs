@@ -717,6 +717,24 @@ async fn leases_held_steadily(worker: &VirtualWorker, leases: usize) -> Seen {
     worker.seen()
 }
 
+/// UpdateMapRun of `map_run_arn`'s MaxConcurrency alone.
+async fn update_max_concurrency(client: &StatesClient, map_run_arn: &str, max_concurrency: i64) {
+    let request = pb::UpdateMapRunRequest {
+        map_run_arn: map_run_arn.to_owned(),
+        max_concurrency: Some(max_concurrency),
+        tolerated_failure_percentage: None,
+        tolerated_failure_count: None,
+    };
+    client
+        .clone()
+        .call(|mut c| {
+            let request = request.clone();
+            async move { c.update_map_run(request).await }
+        })
+        .await
+        .expect("UpdateMapRun");
+}
+
 /// The worker never held more than `cap` leases at once. A lease that lapsed (the worker was
 /// too slow to renew it) stays in the worker's list until a poll revokes it, while the
 /// coordinator may already have leased its unit again: the bound is only checked without
@@ -747,20 +765,7 @@ async fn max_concurrency_caps_leases_and_update_map_run_raises_it() {
     assert_max_held(&seen, 2);
 
     // UpdateMapRun MaxConcurrency 4: two more, and no more than that.
-    let request = pb::UpdateMapRunRequest {
-        map_run_arn: map_run.clone(),
-        max_concurrency: Some(4),
-        tolerated_failure_percentage: None,
-        tolerated_failure_count: None,
-    };
-    client
-        .clone()
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.update_map_run(request).await }
-        })
-        .await
-        .expect("UpdateMapRun");
+    update_max_concurrency(&client, &map_run, 4).await;
     let seen = leases_held_steadily(&worker, 4).await;
     assert_eq!(seen.held.len(), 4, "MaxConcurrency 4: {:?}", seen.held);
     assert_max_held(&seen, 4);
@@ -810,20 +815,7 @@ async fn units_of_batches_run_at_once_count_as_their_children_against_max_concur
 
     // UpdateMapRun MaxConcurrency 3, below a unit's four: one lease at a time, whose grant
     // lets three of its children run at once.
-    let request = pb::UpdateMapRunRequest {
-        map_run_arn: map_run.clone(),
-        max_concurrency: Some(3),
-        tolerated_failure_percentage: None,
-        tolerated_failure_count: None,
-    };
-    client
-        .clone()
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.update_map_run(request).await }
-        })
-        .await
-        .expect("UpdateMapRun");
+    update_max_concurrency(&client, &map_run, 3).await;
     worker.behave(Behaviour::Succeed);
     let closed = wait_closed(&client, &execution).await;
     assert_eq!(closed.status, "SUCCEEDED", "{closed:?}");

@@ -15,6 +15,7 @@ pub mod jsonpath;
 pub mod map_run;
 pub mod map_run_job;
 pub mod model;
+pub mod payload;
 pub mod resource;
 pub mod task;
 pub mod timestamp;

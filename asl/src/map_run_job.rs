@@ -210,7 +210,10 @@ mod tests {
     struct NoTasks;
 
     impl TaskInvoker for NoTasks {
-        fn invoke(&self, _: TaskRequest) -> futures::future::BoxFuture<'static, Result<Value, Failure>> {
+        fn invoke(
+            &self,
+            _: TaskRequest,
+        ) -> futures::future::BoxFuture<'static, Result<crate::payload::Payload, Failure>> {
             Box::pin(async { Err(Failure::runtime("no tasks here")) })
         }
     }

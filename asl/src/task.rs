@@ -12,6 +12,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 use crate::failure::Failure;
+use crate::payload::Payload;
 use crate::resource::Resource;
 
 /// One invocation of a Task state's resource.
@@ -76,6 +77,8 @@ impl TaskRequest {
 /// in-memory ones.
 pub trait TaskInvoker: Send + Sync {
     /// Runs the task. `Err` is an ASL failure (it goes through Retry/Catch), e.g.
-    /// `States.TaskFailed`, a Lambda `errorType`, or `States.Timeout`.
-    fn invoke(&self, request: TaskRequest) -> BoxFuture<'static, Result<Value, Failure>>;
+    /// `States.TaskFailed`, a Lambda `errorType`, or `States.Timeout`. A result that arrived
+    /// as JSON text may stay text ([`Payload::Text`]): the interpreter parses it only if a
+    /// state looks inside it.
+    fn invoke(&self, request: TaskRequest) -> BoxFuture<'static, Result<Payload, Failure>>;
 }

@@ -12,6 +12,7 @@ use stepmap_asl::clock::VirtualClock;
 use stepmap_asl::failure::Failure;
 use stepmap_asl::interpreter::{run_execution, Environment, ExecutionOutcome, ExecutionSpec, ExecutionStatus};
 use stepmap_asl::model::{StateMachine, StateMachineType};
+use stepmap_asl::payload::Payload;
 use stepmap_asl::task::{TaskInvoker, TaskRequest};
 
 type Handler = Box<dyn Fn(&Value, usize) -> Result<Value, Failure> + Send + Sync>;
@@ -35,7 +36,7 @@ impl FakeInvoker {
 }
 
 impl TaskInvoker for FakeInvoker {
-    fn invoke(&self, request: TaskRequest) -> BoxFuture<'static, Result<Value, Failure>> {
+    fn invoke(&self, request: TaskRequest) -> BoxFuture<'static, Result<Payload, Failure>> {
         let call = {
             let mut calls = self.calls.lock().unwrap();
             let entry = calls.entry(request.resource_arn.clone()).or_default();
@@ -46,7 +47,7 @@ impl TaskInvoker for FakeInvoker {
             Some(handler) => handler(&request.parameters, call),
             None => Err(Failure::new("Test.NoHandler", request.resource_arn.clone())),
         };
-        Box::pin(async move { result })
+        Box::pin(async move { result.map(Into::into) })
     }
 }
 
@@ -141,7 +142,7 @@ fn data_flow_table() {
     for (name, state, input, expected) in cases {
         let outcome = execute(single(state), input);
         assert_eq!(outcome.status, ExecutionStatus::Succeeded, "{name}: {:?} {:?}", outcome.error, outcome.cause);
-        assert_eq!(outcome.output, Some(expected), "{name}");
+        assert_eq!(outcome.output.map(Payload::into_value), Some(expected), "{name}");
     }
 }
 
@@ -177,7 +178,7 @@ fn variables_are_assigned_after_the_state_and_scoped() {
         }
     });
     let outcome = execute(definition, json!({}));
-    assert_eq!(outcome.output, Some(json!({"c": 2, "prev": 1})), "{:?}", outcome.cause);
+    assert_eq!(outcome.output.map(Payload::into_value), Some(json!({"c": 2, "prev": 1})), "{:?}", outcome.cause);
 }
 
 #[test]
@@ -200,7 +201,11 @@ fn choice_routes_and_defaults() {
         (json!({}), "missing"),
         (json!({"n": "5"}), "small"),
     ] {
-        assert_eq!(execute(definition.clone(), input.clone()).output, Some(json!(expected)), "{input}");
+        assert_eq!(
+            execute(definition.clone(), input.clone()).output.map(Payload::into_value),
+            Some(json!(expected)),
+            "{input}"
+        );
     }
     // A Variable path that selects nothing is a States.Runtime failure (AWS), unlike a
     // type mismatch, which is just false.
@@ -251,7 +256,10 @@ fn retries_exhausted_then_caught() {
     });
     let invoker = FakeInvoker::default().with(LAMBDA, |_, _| Err(Failure::new("Boom", "it broke")));
     let outcome = execute_with(definition, json!({"keep": true}), invoker);
-    assert_eq!(outcome.output, Some(json!({"keep": true, "error": {"Error": "Boom", "Cause": "it broke"}})));
+    assert_eq!(
+        outcome.output.clone().map(Payload::into_value),
+        Some(json!({"keep": true, "error": {"Error": "Boom", "Cause": "it broke"}}))
+    );
     assert_eq!(
         event_types(&outcome),
         vec![
@@ -309,7 +317,7 @@ fn parallel_and_inline_map() {
     });
     let outcome = execute(definition, json!({"items": ["a", "b", "c"], "k": 0}));
     assert_eq!(outcome.status, ExecutionStatus::Succeeded, "{:?}", outcome.cause);
-    let output = outcome.output.unwrap();
+    let output = outcome.output.unwrap().into_value();
     assert_eq!(output["branches"], json!([1, 2]));
     assert_eq!(
         output["mapped"],
@@ -393,7 +401,7 @@ mod properties {
             let state = json!({"Type": "Pass", "Result": result, "ResultPath": format!("$.{target}.{inner}"), "End": true});
             let outcome = execute(single(state), Value::Object(input.clone()));
             prop_assert_eq!(outcome.status, ExecutionStatus::Succeeded);
-            let output = outcome.output.unwrap();
+            let output = outcome.output.unwrap().into_value();
             for (key, value) in &input {
                 if key != &target {
                     prop_assert_eq!(&output[key], value);

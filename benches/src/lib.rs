@@ -8,14 +8,15 @@ use stepmap_asl::clock::VirtualClock;
 use stepmap_asl::failure::Failure;
 use stepmap_asl::interpreter::{run_execution, Environment, ExecutionOutcome, ExecutionSpec};
 use stepmap_asl::model::{StateMachine, StateMachineType};
+use stepmap_asl::payload::Payload;
 use stepmap_asl::task::{TaskInvoker, TaskRequest};
 
 /// A task invoker that returns its input: measures the engine, not the task.
 pub struct EchoInvoker;
 
 impl TaskInvoker for EchoInvoker {
-    fn invoke(&self, request: TaskRequest) -> BoxFuture<'static, Result<Value, Failure>> {
-        Box::pin(futures::future::ready(Ok(request.parameters)))
+    fn invoke(&self, request: TaskRequest) -> BoxFuture<'static, Result<Payload, Failure>> {
+        Box::pin(futures::future::ready(Ok(request.parameters.into())))
     }
 }
 
@@ -90,9 +91,9 @@ mod tests {
     fn workloads_succeed() {
         let chain = execute(&load(pass_chain(50)), &json!({"a": 1}));
         assert_eq!(chain.status, ExecutionStatus::Succeeded);
-        assert_eq!(chain.output, Some(json!({"a": 1})));
+        assert_eq!(chain.output.map(Payload::into_value), Some(json!({"a": 1})));
         let outcome = execute(&load(ten_state_workflow()), &ten_state_input());
         assert_eq!(outcome.status, ExecutionStatus::Succeeded, "{:?} {:?}", outcome.error, outcome.cause);
-        assert_eq!(outcome.output, Some(json!({"label": "order o-1 x12"})));
+        assert_eq!(outcome.output.map(Payload::into_value), Some(json!({"label": "order o-1 x12"})));
     }
 }

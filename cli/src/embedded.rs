@@ -15,6 +15,7 @@ use anyhow::Context;
 use futures::future::BoxFuture;
 use serde_json::Value;
 use stepmap_asl::failure::Failure;
+use stepmap_asl::payload::Payload;
 use stepmap_asl::task::{TaskInvoker, TaskRequest};
 use stepmap_coordinator::api::{StatesService, WorkersService};
 use stepmap_coordinator::dispatch::{DispatchConfig, Dispatcher, FleetMapRunExecutor};
@@ -162,7 +163,7 @@ struct OnRuntime {
 }
 
 impl TaskInvoker for OnRuntime {
-    fn invoke(&self, request: TaskRequest) -> BoxFuture<'static, Result<Value, Failure>> {
+    fn invoke(&self, request: TaskRequest) -> BoxFuture<'static, Result<Payload, Failure>> {
         let task = self.runtime.spawn({
             let inner = self.inner.clone();
             async move { inner.run(request).await }

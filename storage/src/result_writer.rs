@@ -24,6 +24,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use stepmap_asl::payload::Payload;
 
 use crate::error::{Result, StorageError};
 use crate::result_file::ResultFiles;
@@ -72,10 +73,16 @@ impl Transformation {
 
 impl Transformation {
     /// The entries a succeeded child's output contributes under COMPACT / FLATTEN (for NONE the
-    /// entry is the whole record, see [`Transformation::entries`]).
-    pub fn output_entries(self, output: Value) -> Vec<Value> {
+    /// entry is the whole record, see [`Transformation::entries`]). Text stays text.
+    pub fn output_entries(self, output: Payload) -> Vec<Payload> {
         match (self, output) {
-            (Transformation::Flatten, Value::Array(items)) => items,
+            (Transformation::Flatten, Payload::Value(Value::Array(items))) => {
+                items.into_iter().map(Payload::Value).collect()
+            }
+            (Transformation::Flatten, Payload::Text(text)) => match text.array_elements() {
+                Some(elements) => elements.into_iter().map(Payload::Text).collect(),
+                None => vec![Payload::Text(text)],
+            },
             (_, other) => vec![other],
         }
     }
@@ -343,7 +350,7 @@ impl ResultWriter {
     }
 
     /// Stages the records of one batch attempt; writing the same attempt again replaces it.
-    /// `output`: a succeeded child's output as a value, when the caller has it (see
+    /// `output`: a succeeded child's output, when the caller has it (see
     /// [`DirectResults::push`]).
     ///
     /// The staged object holds the entries as the result files will hold them, one per line
@@ -352,7 +359,7 @@ impl ResultWriter {
     pub async fn stage_batch(
         &self,
         staged: StagedBatch,
-        records: impl IntoIterator<Item = (ChildExecutionResult, Option<Value>)>,
+        records: impl IntoIterator<Item = (ChildExecutionResult, Option<Payload>)>,
     ) -> Result<String> {
         let key = self.staging_key(staged);
         let mut text = Vec::new();
@@ -360,11 +367,16 @@ impl ResultWriter {
             let (category, entries) = self.entries(&record, output);
             for entry in entries {
                 text.push(category.tag());
-                serde_json::to_writer(&mut text, &entry).map_err(|e| StorageError::Write {
-                    bucket: self.spec.bucket.clone(),
-                    key: key.clone(),
-                    message: e.to_string(),
-                })?;
+                match entry {
+                    Payload::Text(entry) => text.extend_from_slice(entry.as_str().as_bytes()),
+                    Payload::Value(entry) => {
+                        serde_json::to_writer(&mut text, &entry).map_err(|e| StorageError::Write {
+                            bucket: self.spec.bucket.clone(),
+                            key: key.clone(),
+                            message: e.to_string(),
+                        })?
+                    }
+                }
                 text.push(b'\n');
             }
         }
@@ -373,18 +385,20 @@ impl ResultWriter {
     }
 
     /// The file category of `record` and the entries it contributes there.
-    fn entries(&self, record: &ChildExecutionResult, output: Option<Value>) -> (Category, Vec<Value>) {
+    fn entries(&self, record: &ChildExecutionResult, output: Option<Payload>) -> (Category, Vec<Payload>) {
         match record.status {
             ChildStatus::Succeeded => {
                 let transformation = self.spec.transformation;
                 let entries = match (transformation, output) {
-                    (Transformation::None, _) | (_, None) => transformation.entries(record),
+                    (Transformation::None, _) | (_, None) => {
+                        transformation.entries(record).into_iter().map(Payload::Value).collect()
+                    }
                     (_, Some(output)) => transformation.output_entries(output),
                 };
                 (Category::Succeeded, entries)
             }
-            ChildStatus::Pending => (Category::Pending, vec![record.to_value()]),
-            _ => (Category::Failed, vec![record.to_value()]),
+            ChildStatus::Pending => (Category::Pending, vec![record.to_value().into()]),
+            _ => (Category::Failed, vec![record.to_value().into()]),
         }
     }
 
@@ -611,9 +625,9 @@ pub struct DirectResults {
 }
 
 impl DirectResults {
-    /// Writes one child's record. `output` is a succeeded child's output as a value: under
-    /// COMPACT / FLATTEN it is written without going through the record's text.
-    pub async fn push(&mut self, record: &ChildExecutionResult, output: Option<Value>) -> Result<()> {
+    /// Writes one child's record. `output` is a succeeded child's output: under COMPACT /
+    /// FLATTEN it is written without going through the record's text.
+    pub async fn push(&mut self, record: &ChildExecutionResult, output: Option<Payload>) -> Result<()> {
         let (category, entries) = self.writer.entries(record, output);
         let files = match category {
             Category::Succeeded => &mut self.succeeded,
@@ -621,7 +635,10 @@ impl DirectResults {
             Category::Pending => &mut self.pending,
         };
         for entry in entries {
-            files.push(&entry).await?;
+            match entry {
+                Payload::Value(entry) => files.push(&entry).await?,
+                Payload::Text(entry) => files.push_rendered(entry.as_str().as_bytes()).await?,
+            }
         }
         Ok(())
     }

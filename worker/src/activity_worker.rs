@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use stepmap_asl::failure::Failure;
+use stepmap_asl::payload::Payload;
 use stepmap_asl::resource::Resource;
 use stepmap_asl::task::{TaskInvoker, TaskRequest};
 use stepmap_proto::leader::LeaderChannel;
@@ -129,7 +130,7 @@ async fn run_task(
     ticker.tick().await;
     loop {
         tokio::select! {
-            result = &mut invocation => return result,
+            result = &mut invocation => return result.map(Payload::into_value),
             _ = ticker.tick() => {
                 let request = SendTaskHeartbeatRequest { task_token: token.to_owned() };
                 let sent = states_call(channel, request, |mut c, r| async move { c.send_task_heartbeat(r).await }).await;

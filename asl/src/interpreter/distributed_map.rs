@@ -131,7 +131,7 @@ impl Runner {
             output_path: &s.output_path,
             next: &s.next,
         };
-        Ok(self.result_exit(visit, scope, fields, input.clone(), result)?)
+        Ok(self.result_exit(visit, scope, fields, input.clone(), result.into())?)
     }
 
     /// A UUID from the execution's randomness, so that a replayed execution names its map

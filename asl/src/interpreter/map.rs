@@ -15,6 +15,7 @@ use super::scope::Scope;
 use crate::failure::Failure;
 use crate::history::History;
 use crate::model::MapState;
+use crate::payload::Payload;
 
 /// Records `MapIterationAborted` for an iteration that is dropped before it finished
 /// (another iteration failed and the Map state stopped the rest).
@@ -131,7 +132,8 @@ impl Runner {
                     done: false,
                 };
                 let mut scope = Scope::inner(outer);
-                let result = self.run_block(&processor.block, selected, &mut scope, &mut last).await;
+                let result =
+                    self.run_block(&processor.block, selected, &mut scope, &mut last).await.map(Payload::into_value);
                 guard.done = true;
                 let event = if result.is_ok() { "MapIterationSucceeded" } else { "MapIterationFailed" };
                 self.history.record(self.env.clock.now(), last, event, Some(iteration_details));
@@ -152,7 +154,7 @@ impl Runner {
             output_path: &s.output_path,
             next: &s.next,
         };
-        Ok(self.result_exit(visit, scope, fields, input.clone(), result)?)
+        Ok(self.result_exit(visit, scope, fields, input.clone(), result.into())?)
     }
 }
 

@@ -27,6 +27,7 @@ use crate::clock::Clock;
 use crate::history::{EventSink, HistoryEvent};
 use crate::map_run::MapRunExecutor;
 use crate::model::{StateMachine, StateMachineType};
+use crate::payload::Payload;
 use crate::task::TaskInvoker;
 
 pub use choice::{compare, wildcard_match};
@@ -163,7 +164,9 @@ impl ExecutionStatus {
 #[derive(Clone, Debug)]
 pub struct ExecutionOutcome {
     pub status: ExecutionStatus,
-    pub output: Option<Value>,
+    /// The output; text when the last state passed a Task's result through untouched (a
+    /// value is built only by who needs one: [`Payload::into_value`]).
+    pub output: Option<Payload>,
     pub error: Option<String>,
     pub cause: Option<String>,
     /// The state in which the execution failed, when it failed in one.
@@ -213,11 +216,11 @@ mod event_sink_tests {
     struct CheckingInvoker(Arc<Ledger>);
 
     impl TaskInvoker for CheckingInvoker {
-        fn invoke(&self, _request: TaskRequest) -> BoxFuture<'static, Result<Value, Failure>> {
+        fn invoke(&self, _request: TaskRequest) -> BoxFuture<'static, Result<crate::payload::Payload, Failure>> {
             let recorded = self.0.recorded.lock().unwrap().len() as u64;
             let committed = self.0.committed.lock().unwrap().clone();
             assert_eq!(committed, (1..=recorded).collect::<Vec<_>>(), "a task ran before its events were committed");
-            Box::pin(async { Ok(json!({"done": true})) })
+            Box::pin(async { Ok(json!({"done": true}).into()) })
         }
     }
 

@@ -11,6 +11,7 @@ use super::runner::{Exit, ResultFields, Runner, Visit};
 use super::scope::Scope;
 use crate::failure::Failure;
 use crate::model::ParallelState;
+use crate::payload::Payload;
 
 /// A failed attempt, and whether it got as far as `...StateStarted` (only then does AWS
 /// record a `...StateFailed` event).
@@ -77,7 +78,7 @@ impl Runner {
             async move {
                 let mut scope = Scope::inner(outer);
                 let mut last = started;
-                self.run_block(branch, branch_input, &mut scope, &mut last).await
+                self.run_block(branch, branch_input, &mut scope, &mut last).await.map(Payload::into_value)
             }
         });
         let results = futures::future::try_join_all(branches)
@@ -94,6 +95,6 @@ impl Runner {
             output_path: &s.output_path,
             next: &s.next,
         };
-        Ok(self.result_exit(visit, scope, fields, input.clone(), result)?)
+        Ok(self.result_exit(visit, scope, fields, input.clone(), result.into())?)
     }
 }

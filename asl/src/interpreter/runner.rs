@@ -18,6 +18,7 @@ use crate::model::{
     AssignTemplate, Catcher, ChoiceState, FailState, PassState, PathField, PayloadTemplate, State, StateBlock,
     StateMachine, StateMachineType, SucceedState, Transition,
 };
+use crate::payload::Payload;
 use crate::timestamp;
 
 /// AWS's payload limit for state input and output: 256 KiB of UTF-8.
@@ -61,14 +62,15 @@ pub(crate) struct ResultFields<'a> {
 
 /// How a state ended when it did not fail.
 pub(crate) struct Exit {
-    pub output: Value,
+    /// Text only when a Task passed a result through untouched (see [`Runner::result_exit`]).
+    pub output: Payload,
     pub transition: Transition,
     pub assigned: Vec<(String, Value)>,
 }
 
 enum Step {
     Next(String, Value),
-    End(Value),
+    End(Payload),
 }
 
 impl Runner {
@@ -130,7 +132,7 @@ impl Runner {
                     now,
                     last,
                     "ExecutionSucceeded",
-                    Some(self.with_payload(json!({}), "output", &output)),
+                    Some(self.with_text(json!({}), "output", || output.to_text())),
                 );
                 (ExecutionStatus::Succeeded, Some(output), None)
             }
@@ -165,7 +167,7 @@ impl Runner {
         input: Value,
         scope: &'a mut Scope,
         last: &'a mut u64,
-    ) -> BoxFuture<'a, Result<Value, Failure>> {
+    ) -> BoxFuture<'a, Result<Payload, Failure>> {
         async move {
             let mut name = block.start_at.as_str();
             let mut input = input;
@@ -233,8 +235,12 @@ impl Runner {
                 return Err(failure);
             }
         };
-        let output_text = self.env.history_payloads.then(|| compact(&exit.output));
-        let output_len = output_text.as_ref().map_or_else(|| payload_len(&exit.output), String::len);
+        let output_text = self.env.history_payloads.then(|| exit.output.to_text());
+        let output_len = match (&output_text, &exit.output) {
+            (Some(text), _) => text.len(),
+            (None, Payload::Text(text)) => text.len(),
+            (None, Payload::Value(value)) => payload_len(value),
+        };
         if output_len > MAX_PAYLOAD_BYTES {
             return Err(Failure::new(
                 names::DATA_LIMIT_EXCEEDED,
@@ -264,22 +270,34 @@ impl Runner {
             scope.set(variable, value);
         }
         Ok(match exit.transition {
-            Transition::Next(next) => Step::Next(next, exit.output),
+            Transition::Next(next) => Step::Next(next, exit.output.into_value()),
             Transition::End => Step::End(exit.output),
         })
     }
 
     /// The exit of a state that produced `result` (features.md §1.4): ResultSelector and
     /// Assign both see the raw result; ResultPath merges the selection into the raw input;
-    /// OutputPath selects the output.
+    /// OutputPath selects the output. A result still in text is passed on as text when none
+    /// of these looks inside it (it is then parsed only if the next state needs the value).
     pub(crate) fn result_exit(
         &self,
         visit: &Visit<'_>,
         scope: &Scope,
         fields: ResultFields<'_>,
         raw_input: Value,
-        result: Value,
+        result: Payload,
     ) -> Result<Exit, Failure> {
+        let untouched = fields.assign.is_none()
+            && fields.result_selector.is_none()
+            && is_whole(fields.result_path)
+            && is_whole(fields.output_path);
+        let result = match result {
+            Payload::Text(text) if untouched => {
+                let transition = Transition::from_fields(fields.next);
+                return Ok(Exit { output: Payload::Text(text), transition, assigned: Vec::new() });
+            }
+            result => result.into_value(),
+        };
         let eval = self.eval(visit, scope, None);
         let assigned = match fields.assign {
             Some(assign) => eval.assign(assign, &result)?,
@@ -291,14 +309,19 @@ impl Runner {
         };
         let output = eval.apply_result_path(fields.result_path, raw_input, selected)?;
         let output = eval.select_path_owned(fields.output_path, output)?;
-        Ok(Exit { output, transition: Transition::from_fields(fields.next), assigned })
+        Ok(Exit { output: output.into(), transition: Transition::from_fields(fields.next), assigned })
     }
 
     /// `details` with `key` (`input` / `output`) and its `...Details` added, unless this
     /// execution records no payloads.
-    pub(crate) fn with_payload(&self, mut details: Value, key: &str, payload: &Value) -> Value {
+    pub(crate) fn with_payload(&self, details: Value, key: &str, payload: &Value) -> Value {
+        self.with_text(details, key, || compact(payload))
+    }
+
+    /// [`Self::with_payload`] for a payload given as its text, made only when recorded.
+    pub(crate) fn with_text(&self, mut details: Value, key: &str, text: impl FnOnce() -> String) -> Value {
         if self.env.history_payloads {
-            details[key] = compact(payload).into();
+            details[key] = text().into();
             details[format!("{key}Details")] = not_truncated();
         }
         details
@@ -372,7 +395,7 @@ impl Runner {
             None => Vec::new(),
         };
         let output = eval.apply_result_path(&catcher.result_path, raw_input, error_output)?;
-        Ok(Exit { output, transition: Transition::Next(catcher.next.clone()), assigned })
+        Ok(Exit { output: output.into(), transition: Transition::Next(catcher.next.clone()), assigned })
     }
 
     fn pass(&self, visit: &Visit<'_>, s: &PassState, input: Value, scope: &Scope) -> Result<Exit, Failure> {
@@ -398,7 +421,7 @@ impl Runner {
         };
         let output = eval.apply_result_path(&s.result_path, raw_input, result)?;
         let output = eval.select_path_owned(&s.output_path, output)?;
-        Ok(Exit { output, transition: Transition::from_fields(&s.next), assigned })
+        Ok(Exit { output: output.into(), transition: Transition::from_fields(&s.next), assigned })
     }
 
     fn choice(&self, visit: &Visit<'_>, s: &ChoiceState, input: Value, scope: &Scope) -> Result<Exit, Failure> {
@@ -426,14 +449,14 @@ impl Runner {
             None => Vec::new(),
         };
         let output = eval.select_path_owned(&s.output_path, effective)?;
-        Ok(Exit { output, transition: Transition::Next(next), assigned })
+        Ok(Exit { output: output.into(), transition: Transition::Next(next), assigned })
     }
 
     fn succeed(&self, visit: &Visit<'_>, s: &SucceedState, input: Value, scope: &Scope) -> Result<Exit, Failure> {
         let eval = self.eval(visit, scope, None);
         let effective = eval.select_path(&s.input_path, &input)?;
         let output = eval.select_path_owned(&s.output_path, effective)?;
-        Ok(Exit { output, transition: Transition::End, assigned: Vec::new() })
+        Ok(Exit { output: output.into(), transition: Transition::End, assigned: Vec::new() })
     }
 
     fn fail(&self, visit: &Visit<'_>, s: &FailState, input: &Value, scope: &Scope) -> Failure {
@@ -483,4 +506,13 @@ fn payload_len(value: &Value) -> usize {
     let mut counter = Counter(0);
     let _ = serde_json::to_writer(&mut counter, value);
     counter.0
+}
+
+/// Whether a ResultPath or OutputPath keeps the whole payload: absent, or `$`.
+fn is_whole(field: &PathField) -> bool {
+    match field {
+        PathField::Absent => true,
+        PathField::Path(expr) => expr.text == "$",
+        PathField::Null => false,
+    }
 }

@@ -288,7 +288,7 @@ impl Runner {
         self.record(
             visit,
             &family.name("Succeeded"),
-            Some(with_resource(self.with_payload(json!({}), "output", &result))),
+            Some(with_resource(self.with_text(json!({}), "output", || result.to_text()))),
         );
 
         let fields = ResultFields {

@@ -97,6 +97,6 @@ impl Runner {
         self.env.clock.sleep_until(deadline).await;
         let eval = self.eval(visit, scope, None);
         let output = eval.select_path_owned(&s.output_path, effective)?;
-        Ok(Exit { output, transition: Transition::from_fields(&s.next), assigned })
+        Ok(Exit { output: output.into(), transition: Transition::from_fields(&s.next), assigned })
     }
 }

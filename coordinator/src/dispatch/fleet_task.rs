@@ -18,6 +18,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use stepmap_asl::failure::Failure;
 use stepmap_asl::map_run::Tolerance;
+use stepmap_asl::payload::Payload;
 use stepmap_asl::task::{TaskInvoker, TaskRequest};
 use stepmap_worker::map_run::MapRunControl;
 use stepmap_worker::task_job::{task_result, TaskJob};
@@ -36,12 +37,12 @@ pub struct FleetTaskInvoker {
 }
 
 impl TaskInvoker for FleetTaskInvoker {
-    fn invoke(&self, request: TaskRequest) -> BoxFuture<'static, Result<Value, Failure>> {
+    fn invoke(&self, request: TaskRequest) -> BoxFuture<'static, Result<Payload, Failure>> {
         if !TaskJob::runs_on_workers(&request) {
             return self.inner.invoke(request);
         }
         let (dispatcher, execution) = (self.dispatcher.clone(), self.execution.clone());
-        Box::pin(async move { run(dispatcher, execution, request).await })
+        Box::pin(async move { run(dispatcher, execution, request).await.map(Payload::from) })
     }
 }
 

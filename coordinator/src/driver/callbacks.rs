@@ -18,8 +18,10 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures::future::BoxFuture;
+use futures::FutureExt;
 use serde_json::Value;
 use stepmap_asl::failure::{names, Failure};
+use stepmap_asl::payload::Payload;
 use stepmap_asl::resource::{IntegrationPattern, Resource};
 use stepmap_asl::task::{TaskInvoker, TaskProgress, TaskRequest};
 use tokio::sync::watch;
@@ -68,7 +70,7 @@ pub struct CallbackInvoker {
 }
 
 impl TaskInvoker for CallbackInvoker {
-    fn invoke(&self, request: TaskRequest) -> BoxFuture<'static, Result<Value, Failure>> {
+    fn invoke(&self, request: TaskRequest) -> BoxFuture<'static, Result<Payload, Failure>> {
         let Some(token) = request.task_token.clone() else { return self.inner.invoke(request) };
         let waiter = TokenWait {
             node: self.node.clone(),
@@ -78,7 +80,7 @@ impl TaskInvoker for CallbackInvoker {
             token,
             released: self.released.clone(),
         };
-        Box::pin(waiter.run(request))
+        Box::pin(waiter.run(request).map(|result| result.map(Payload::from)))
     }
 }
 
@@ -190,7 +192,8 @@ impl TokenWait {
         }
         call.progress = None;
         let output = self.inner.invoke(call).await?;
-        let text = serde_json::to_string(&output).unwrap_or_default();
+        let text = output.to_text();
+        let output = output.into_value();
         // Best effort: should it not commit, a resuming leader calls the service again.
         let _ = self.commit(Command::SubmitTaskToken { token: self.token.clone(), output: text }).await;
         request.report(TaskProgress::Submitted { output });

@@ -38,6 +38,7 @@ use stepmap_asl::failure::Failure;
 use stepmap_asl::history::HistoryEvent;
 use stepmap_asl::interpreter::RandomSource;
 use stepmap_asl::map_run::MapRunRedrive;
+use stepmap_asl::payload::Payload;
 use stepmap_asl::task::{TaskInvoker, TaskProgress, TaskRequest};
 
 use crate::state::{EventIdMap, ExecutionRecord};
@@ -223,7 +224,7 @@ pub struct ReplayInvoker {
 }
 
 impl TaskInvoker for ReplayInvoker {
-    fn invoke(&self, request: TaskRequest) -> BoxFuture<'static, Result<Value, Failure>> {
+    fn invoke(&self, request: TaskRequest) -> BoxFuture<'static, Result<Payload, Failure>> {
         // The interpreter invokes right after recording `...Started` (an activity: after
         // `ActivityScheduled`): the next recorded events, if any, are this attempt's
         // milestones (`ActivityStarted`, `TaskSubmitted`), reported again so that the rerun
@@ -247,7 +248,7 @@ impl TaskInvoker for ReplayInvoker {
         let kind = outcome.event_type.as_str();
         if kind.ends_with("Succeeded") {
             let output = text("output").and_then(|output| serde_json::from_str(&output).ok()).unwrap_or(Value::Null);
-            Box::pin(std::future::ready(Ok(output)))
+            Box::pin(std::future::ready(Ok(output.into())))
         } else if kind.ends_with("Failed") || kind.ends_with("TimedOut") {
             // A timeout answers as one (`States.Timeout`), recorded again as `...TimedOut`,
             // whether the interpreter's timer or a missed heartbeat caused it.

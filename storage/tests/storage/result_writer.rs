@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use serde_json::json;
+use stepmap_asl::payload::{JsonText, Payload};
 use stepmap_storage::result_writer::{ChildExecutionResult, ChildStatus, OutputType, PayloadDetails};
 use stepmap_storage::{ResultWriter, ResultWriterSpec, StoreConfig, Stores, Transformation};
 
@@ -122,18 +123,27 @@ fn record(status: ChildStatus, input: serde_json::Value, output: Option<serde_js
 }
 
 /// Writing results directly (the in-process executor) gives the files that staging then
-/// finalising gives, for every transformation.
+/// finalising gives, for every transformation and output type, however a child's output is
+/// handed over: only in its record, as a value, or as canonical text.
 #[tokio::test]
 async fn direct_results_match_staged_results() {
-    let records = vec![
-        record(ChildStatus::Succeeded, json!({"Items": [1, 2]}), Some(json!([{"a": 1}, {"a": 2}]))),
+    let records = [
+        record(ChildStatus::Succeeded, json!({"Items": [1, 2]}), Some(json!([{"a": 1}, {"a": [2, "x,]"]}]))),
         record(ChildStatus::Failed, json!({"Items": [3]}), None),
         record(ChildStatus::Succeeded, json!({"Items": [4]}), Some(json!({"b": 4}))),
         ChildExecutionResult::pending(&json!({"Items": [5]})),
     ];
-    for transformation in ["NONE", "COMPACT", "FLATTEN"] {
+    type Given = fn(&str) -> Payload;
+    let given: [(&str, Option<Given>); 3] = [
+        ("in the record", None),
+        ("as a value", Some(|t| Payload::Value(serde_json::from_str(t).unwrap()))),
+        ("as text", Some(|t| Payload::Text(JsonText::canonicalize(t.as_bytes()).unwrap()))),
+    ];
+    for (transformation, output_type) in
+        ["NONE", "COMPACT", "FLATTEN"].into_iter().flat_map(|t| [(t, "JSONL"), (t, "JSON")])
+    {
         let writer_model = model(json!({"Resource": "arn:aws:states:::s3:putObject",
-            "WriterConfig": {"Transformation": transformation, "OutputType": "JSONL"}}));
+            "WriterConfig": {"Transformation": transformation, "OutputType": output_type}}));
         let read_all = |stores: Arc<Stores>, manifest: stepmap_storage::ResultManifest| async move {
             let store = stores.bucket("dest").unwrap();
             let mut texts = Vec::new();
@@ -150,24 +160,27 @@ async fn direct_results_match_staged_results() {
         };
         let spec = ResultWriterSpec::new(&writer_model, &json!({"Bucket": "dest", "Prefix": "out"})).unwrap();
         let arn = "arn:aws:states:us-east-1:1:mapRun:m/l:run-1";
-        let staged_stores = Arc::new(Stores::new(StoreConfig::Memory));
-        let staged = ResultWriter::new(staged_stores.clone(), spec.clone(), arn, 0);
-        let batch = stepmap_storage::StagedBatch { batch: 0, attempt: 0 };
-        staged.stage_batch(batch, records.iter().map(|r| (r.clone(), None))).await.unwrap();
-        let staged_manifest = staged.finalize(&[batch], &[]).await.unwrap();
-        let direct_stores = Arc::new(Stores::new(StoreConfig::Memory));
-        let direct = ResultWriter::new(direct_stores.clone(), spec, arn, 0);
-        let mut results = direct.direct().unwrap();
-        for r in &records {
-            let output = r.output.as_deref().map(|t| serde_json::from_str(t).unwrap());
-            results.push(r, output).await.unwrap();
+        let mut expected = None;
+        for (how, output) in given {
+            let outputs = || records.iter().map(move |r| r.output.as_deref().and_then(|t| output.map(|f| f(t))));
+            let case = format!("{transformation} {output_type}, outputs given {how}");
+            let staged_stores = Arc::new(Stores::new(StoreConfig::Memory));
+            let staged = ResultWriter::new(staged_stores.clone(), spec.clone(), arn, 0);
+            let batch = stepmap_storage::StagedBatch { batch: 0, attempt: 0 };
+            staged.stage_batch(batch, records.iter().cloned().zip(outputs())).await.unwrap();
+            let staged_manifest = staged.finalize(&[batch], &[]).await.unwrap();
+            let direct_stores = Arc::new(Stores::new(StoreConfig::Memory));
+            let direct = ResultWriter::new(direct_stores.clone(), spec.clone(), arn, 0);
+            let mut results = direct.direct().unwrap();
+            for (r, output) in records.iter().zip(outputs()) {
+                results.push(r, output).await.unwrap();
+            }
+            let direct_manifest = results.finish().await.unwrap();
+            assert_eq!(direct_manifest, staged_manifest, "{case}");
+            let files = read_all(direct_stores, direct_manifest).await;
+            assert_eq!(files, read_all(staged_stores, staged_manifest).await, "{case}");
+            let expected = expected.get_or_insert_with(|| files.clone());
+            assert_eq!(&files, expected, "{case}");
         }
-        let direct_manifest = results.finish().await.unwrap();
-        assert_eq!(direct_manifest, staged_manifest, "{transformation}");
-        assert_eq!(
-            read_all(direct_stores, direct_manifest).await,
-            read_all(staged_stores, staged_manifest).await,
-            "{transformation}"
-        );
     }
 }

@@ -20,6 +20,8 @@ use serde_json::{Map, Value};
 use stepmap_asl::failure::Failure;
 use stepmap_asl::task::TaskRequest;
 
+use stepmap_asl::payload::Payload;
+
 use super::{check_result_size, compact_json, invalid_parameters, task_timeout, Inner};
 
 /// AWS stops waiting for an HTTP Task's response after 60 seconds.
@@ -47,7 +49,7 @@ enum ArrayFormat {
     Brackets,
 }
 
-pub(crate) async fn invoke(inner: &Inner, request: &TaskRequest) -> Result<Value, Failure> {
+pub(crate) async fn invoke(inner: &Inner, request: &TaskRequest) -> Result<Payload, Failure> {
     let invalid = |problem: &str| invalid_parameters(request, problem);
     let Value::Object(params) = &request.parameters else {
         return Err(invalid("The Parameters must be a JSON object"));
@@ -219,6 +221,7 @@ pub(crate) async fn invoke(inner: &Inner, request: &TaskRequest) -> Result<Value
         tracing::debug!(state = %request.state_name, %url, %status, "HTTP Task got an error status");
         return Err(Failure::new(format!("States.Http.StatusCode.{}", status.as_u16()), compact_json(&result)));
     }
+    let result = Payload::Value(result);
     check_result_size(&result, "http")?;
     Ok(result)
 }

@@ -18,6 +18,7 @@
 
 use serde_json::{Map, Value};
 use stepmap_asl::failure::Failure;
+use stepmap_asl::payload::{JsonText, Payload};
 use stepmap_asl::task::TaskRequest;
 
 use super::{check_result_size, compact_json, invalid_parameters, new_request_id, python_json, Deadline, Inner};
@@ -56,8 +57,10 @@ pub struct Invocation<'a> {
     pub deadline: Option<Deadline>,
 }
 
-/// The `arn:aws:lambda:...:function:NAME` resource.
-pub(crate) async fn invoke_function_arn(inner: &Inner, request: &TaskRequest, arn: &str) -> Result<Value, Failure> {
+/// The `arn:aws:lambda:...:function:NAME` resource. The result is the payload as canonical
+/// text when it is one JSON value: a Distributed Map child that passes it through then never
+/// builds a value of it.
+pub(crate) async fn invoke_function_arn(inner: &Inner, request: &TaskRequest, arn: &str) -> Result<Payload, Failure> {
     let reference = FunctionRef::parse(arn).unwrap_or_else(|| FunctionRef {
         name: arn.to_string(),
         region: None,
@@ -69,13 +72,16 @@ pub(crate) async fn invoke_function_arn(inner: &Inner, request: &TaskRequest, ar
     if raw.function_error {
         return Err(function_failure(&raw, CauseStyle::Python));
     }
-    let result = parse_payload(&raw.payload);
+    let result = match JsonText::canonicalize(raw.payload.trim_ascii()) {
+        Some(text) => Payload::Text(text),
+        None => Payload::Value(parse_payload(&raw.payload)),
+    };
     check_result_size(&result, &request.resource_arn)?;
     Ok(result)
 }
 
 /// The `arn:aws:states:::lambda:invoke` integration.
-pub(crate) async fn invoke_integration(inner: &Inner, request: &TaskRequest) -> Result<Value, Failure> {
+pub(crate) async fn invoke_integration(inner: &Inner, request: &TaskRequest) -> Result<Payload, Failure> {
     let Value::Object(params) = &request.parameters else {
         return Err(invalid_parameters(request, "The Parameters must be a JSON object"));
     };
@@ -137,7 +143,7 @@ pub(crate) async fn invoke_integration(inner: &Inner, request: &TaskRequest) -> 
     if raw.function_error {
         return Err(function_failure(&raw, CauseStyle::Compact));
     }
-    let result = invoke_response(&raw);
+    let result = Payload::Value(invoke_response(&raw));
     check_result_size(&result, "lambda")?;
     Ok(result)
 }

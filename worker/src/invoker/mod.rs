@@ -25,6 +25,7 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 use serde_json::Value;
 use stepmap_asl::failure::{names, Failure};
+use stepmap_asl::payload::Payload;
 use stepmap_asl::resource::{IntegrationPattern, Resource};
 use stepmap_asl::task::{TaskInvoker, TaskRequest};
 
@@ -76,7 +77,7 @@ impl LocalInvoker {
     }
 
     /// Runs one task; the same as [`TaskInvoker::invoke`] without the boxing.
-    pub async fn run(&self, request: TaskRequest) -> Result<Value, Failure> {
+    pub async fn run(&self, request: TaskRequest) -> Result<Payload, Failure> {
         self.inner.dispatch(request).await
     }
 }
@@ -88,7 +89,7 @@ impl std::fmt::Debug for LocalInvoker {
 }
 
 impl TaskInvoker for LocalInvoker {
-    fn invoke(&self, request: TaskRequest) -> BoxFuture<'static, Result<Value, Failure>> {
+    fn invoke(&self, request: TaskRequest) -> BoxFuture<'static, Result<Payload, Failure>> {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move { inner.dispatch(request).await })
     }
@@ -113,7 +114,7 @@ impl Inner {
         }
     }
 
-    async fn dispatch(&self, request: TaskRequest) -> Result<Value, Failure> {
+    async fn dispatch(&self, request: TaskRequest) -> Result<Payload, Failure> {
         tracing::debug!(
             state = %request.state_name,
             resource = %request.resource_arn,
@@ -162,8 +163,11 @@ pub(crate) fn invalid_parameters(request: &TaskRequest, problem: &str) -> Failur
 /// `States.DataLimitExceeded` when a result is over 256 KiB. `label` is what AWS names in the
 /// cause: the service (`lambda`, `http`) for integrations, the ARN for a Lambda function
 /// resource (corpus: `test_states_errors ... data_limit_exceeded_on_large_utf8_response`).
-pub(crate) fn check_result_size(result: &Value, label: &str) -> Result<(), Failure> {
-    let size = crate::json_size::json_size(result) as usize;
+pub(crate) fn check_result_size(result: &Payload, label: &str) -> Result<(), Failure> {
+    let size = match result {
+        Payload::Value(value) => crate::json_size::json_size(value) as usize,
+        Payload::Text(text) => text.len(),
+    };
     if size > MAX_RESULT_BYTES {
         return Err(Failure::new(
             names::DATA_LIMIT_EXCEEDED,

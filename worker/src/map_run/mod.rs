@@ -21,6 +21,7 @@ use stepmap_asl::interpreter::{run_execution, ExecutionOutcome, ExecutionSpec, E
 use stepmap_asl::map_run::{
     batch_input, child_execution_arn, Batching, MapItem, MapRunExecutor, MapRunItems, MapRunRequest, Tolerance,
 };
+use stepmap_asl::payload::Payload;
 use stepmap_asl::timestamp;
 
 use crate::json_size::json_size;
@@ -327,7 +328,7 @@ struct ChildInput {
 /// How one child ended, in result-file form.
 struct ChildResult {
     items: u64,
-    output: Option<Value>,
+    output: Option<Payload>,
     record: ChildExecutionResult,
     /// The execution with its history, when the run archives its children.
     archived: Option<child_archive::ArchivedExecution>,
@@ -427,7 +428,7 @@ impl MapRun {
             }
             match &mut results {
                 Some(results) => results.push(result.record, result.output).await?,
-                None => outputs.push(result.output.unwrap_or_else(|| result.record.to_value())),
+                None => outputs.push(result.output.map_or_else(|| result.record.to_value(), Payload::into_value)),
             }
             this.control.update(|c| c.written(result.items));
             this.report(children_done, total_items, failed_items, None);
@@ -622,7 +623,7 @@ impl MapRun {
             start_date: timestamp::format(outcome.start_time),
             stop_date: timestamp::format(outcome.stop_time),
             input: input_text.clone(),
-            output: outcome.output.as_ref().map(Value::to_string),
+            output: outcome.output.as_ref().map(Payload::to_text),
             error: outcome.error.clone(),
             cause: outcome.cause.clone(),
             history: std::mem::take(&mut outcome.history),
@@ -702,7 +703,7 @@ fn child_result(
     // COMPACT / FLATTEN results take a succeeded child's output as a value, not as text.
     let output_text = match (succeeded, records) {
         (true, SucceededRecords::None | SucceededRecords::Output) => None,
-        _ => outcome.output.as_ref().map(|o| o.to_string()),
+        _ => outcome.output.as_ref().map(Payload::to_text),
     };
     let input = if succeeded && records != SucceededRecords::Full { String::new() } else { input_text };
     let record = ChildExecutionResult {
@@ -729,7 +730,7 @@ fn child_result(
 /// Writes the result files on a task of its own as children end (serialising results is CPU
 /// work that would otherwise hold up the map run's loop); the channel keeps memory bounded.
 struct ResultsTask {
-    sender: tokio::sync::mpsc::Sender<(ChildExecutionResult, Option<Value>)>,
+    sender: tokio::sync::mpsc::Sender<(ChildExecutionResult, Option<Payload>)>,
     task: AbortOnDrop<Result<String, Failure>>,
 }
 
@@ -738,7 +739,7 @@ impl ResultsTask {
     fn start(writer: &ResultWriter) -> Result<ResultsTask, Failure> {
         let mut results = writer.direct().map_err(|e| e.failure())?;
         let manifest = format!("{}/{}", writer.spec().bucket, writer.manifest_key());
-        let (sender, mut receiver) = tokio::sync::mpsc::channel::<(ChildExecutionResult, Option<Value>)>(64);
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<(ChildExecutionResult, Option<Payload>)>(64);
         let task = AbortOnDrop(tokio::spawn(async move {
             while let Some((record, output)) = receiver.recv().await {
                 results.push(&record, output).await.map_err(|e| e.failure())?;
@@ -749,7 +750,7 @@ impl ResultsTask {
         Ok(ResultsTask { sender, task })
     }
 
-    async fn push(&mut self, record: ChildExecutionResult, output: Option<Value>) -> Result<(), Failure> {
+    async fn push(&mut self, record: ChildExecutionResult, output: Option<Payload>) -> Result<(), Failure> {
         if self.sender.send((record, output)).await.is_err() {
             // The task stopped on a write error; `finish` reports it.
             return Ok(());

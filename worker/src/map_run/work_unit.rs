@@ -27,6 +27,7 @@ use stepmap_asl::interpreter::Environment;
 use stepmap_asl::map_run::{MapItem, MapRunItems, MapRunRequest};
 use stepmap_asl::map_run_job::MapRunJob;
 use stepmap_asl::model::StateMachineType;
+use stepmap_asl::payload::Payload;
 use stepmap_asl::task::TaskInvoker;
 use stepmap_storage::result_writer::ChildStatus;
 use stepmap_storage::{
@@ -482,7 +483,9 @@ impl UnitRunner {
     pub async fn run(&self, job: &str, unit: &WorkUnit, epoch: u64, at_once: u64) -> UnitOutcome {
         // A parent execution's Task state: one invocation with this worker's invoker.
         if let Some(task) = crate::task_job::TaskJob::parse(job) {
-            return crate::task_job::task_outcome(self.environment.invoker.invoke(task.into_request()).await);
+            return crate::task_job::task_outcome(
+                self.environment.invoker.invoke(task.into_request()).await.map(Payload::into_value),
+            );
         }
         let prepared = match self.prepare(job).await {
             Ok(prepared) => prepared,
@@ -621,7 +624,7 @@ impl MapRun {
         self: &Arc<Self>,
         reader: Option<&ItemReader>,
         unit: &WorkUnit,
-        records: &mut [(ChildExecutionResult, Option<Value>)],
+        records: &mut [(ChildExecutionResult, Option<Payload>)],
         wanted: Vec<(usize, u64)>,
     ) {
         let mut children = self.unit_children(reader, unit);
@@ -723,8 +726,10 @@ impl MapRun {
                 }
             }
             None => {
-                let outputs: Vec<Value> =
-                    records.into_iter().map(|(record, output)| output.unwrap_or_else(|| record.to_value())).collect();
+                let outputs: Vec<Value> = records
+                    .into_iter()
+                    .map(|(record, output)| output.map_or_else(|| record.to_value(), Payload::into_value))
+                    .collect();
                 // Bracket and commas of the array included.
                 let bytes = outputs.iter().map(|o| json_size(o) + 1).sum::<u64>() + 1;
                 if bytes > MAX_RESULT_BYTES {
@@ -819,11 +824,11 @@ mod tests {
         fn invoke(
             &self,
             request: stepmap_asl::task::TaskRequest,
-        ) -> futures::future::BoxFuture<'static, Result<Value, Failure>> {
+        ) -> futures::future::BoxFuture<'static, Result<stepmap_asl::payload::Payload, Failure>> {
             let barrier = self.0.clone();
             Box::pin(async move {
                 barrier.wait().await;
-                Ok(request.parameters["Items"].clone())
+                Ok(request.parameters["Items"].clone().into())
             })
         }
     }
@@ -925,7 +930,7 @@ mod tests {
         fn invoke(
             &self,
             request: stepmap_asl::task::TaskRequest,
-        ) -> futures::future::BoxFuture<'static, Result<Value, Failure>> {
+        ) -> futures::future::BoxFuture<'static, Result<stepmap_asl::payload::Payload, Failure>> {
             use std::sync::atomic::Ordering::SeqCst;
             let counting = self.clone();
             Box::pin(async move {
@@ -937,7 +942,7 @@ mod tests {
                     tokio::task::yield_now().await;
                 }
                 counting.now.fetch_sub(1, SeqCst);
-                Ok(request.parameters["Items"].clone())
+                Ok(request.parameters["Items"].clone().into())
             })
         }
     }

@@ -9,6 +9,7 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use base64::Engine as _;
 use serde_json::{json, Value};
 use stepmap_asl::failure::Failure;
+use stepmap_asl::payload::Payload;
 use stepmap_asl::resource::Resource;
 use stepmap_asl::task::{TaskInvoker, TaskRequest};
 use stepmap_worker::{FunctionRef, FunctionRegistry, FunctionSpec, LocalInvoker, WorkerError};
@@ -62,7 +63,7 @@ const ECHO: &str = "import sys; sys.stdout.write(sys.stdin.read())";
 async fn outcome(invoker: &LocalInvoker, request: TaskRequest) -> Result<Value, Failure> {
     // Through the trait object path the interpreter uses.
     let invoker: &dyn TaskInvoker = invoker;
-    invoker.invoke(request).await
+    invoker.invoke(request).await.map(Payload::into_value)
 }
 
 async fn run(invoker: &LocalInvoker, request: TaskRequest) -> Result<Value> {

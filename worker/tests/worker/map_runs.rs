@@ -21,7 +21,7 @@ use stepmap_worker::LocalMapRunExecutor;
 struct NoTasks;
 
 impl TaskInvoker for NoTasks {
-    fn invoke(&self, request: TaskRequest) -> BoxFuture<'static, Result<Value, Failure>> {
+    fn invoke(&self, request: TaskRequest) -> BoxFuture<'static, Result<stepmap_asl::payload::Payload, Failure>> {
         Box::pin(async move { Err(Failure::new("Unexpected", request.resource_arn)) })
     }
 }
@@ -185,7 +185,7 @@ async fn without_a_writer_the_result_is_the_child_outputs_in_order() -> Result<(
         json!({"id.$": "$$.Map.Item.Value.id", "n.$": "$$.Map.Item.Index", "bad": "no"});
     let outcome = run(dir.path(), definition, 3).await?;
     assert_eq!(outcome.status, ExecutionStatus::Succeeded, "{:?}", outcome.cause);
-    let output = outcome.output.context("output")?;
+    let output = outcome.output.context("output")?.into_value();
     let rows = output.as_array().context("array")?;
     assert_eq!(rows.len(), 50);
     for (n, row) in rows.iter().enumerate() {

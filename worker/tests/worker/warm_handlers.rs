@@ -13,6 +13,7 @@ use stepmap_asl::clock::SystemClock;
 use stepmap_asl::failure::Failure;
 use stepmap_asl::interpreter::{run_execution, Environment, ExecutionSpec, ExecutionStatus};
 use stepmap_asl::model::{StateMachine, StateMachineType};
+use stepmap_asl::payload::Payload;
 use stepmap_asl::resource::Resource;
 use stepmap_asl::task::{TaskInvoker, TaskProgress, TaskRequest};
 use stepmap_worker::{FunctionRegistry, FunctionSpec, FunctionTarget, LocalInvoker};
@@ -133,7 +134,7 @@ fn invoker(functions: Vec<(&str, FunctionSpec)>) -> Result<LocalInvoker> {
 
 async fn outcome(invoker: &LocalInvoker, request: TaskRequest) -> Result<Value, Failure> {
     let invoker: &dyn TaskInvoker = invoker;
-    invoker.invoke(request).await
+    invoker.invoke(request).await.map(Payload::into_value)
 }
 
 async fn run(invoker: &LocalInvoker, request: TaskRequest) -> Result<Value> {

@@ -1,0 +1,389 @@
+//! A JSON payload as a value or as text nobody has needed to parse yet.
+//!
+//! A Lambda function's response arrives as bytes. When a Task state passes its result through
+//! untouched (no ResultSelector, ResultPath or OutputPath that looks inside it) and it becomes
+//! an execution's output that is only written out, as a Distributed Map child's output is,
+//! building a `serde_json::Value` of it costs more than the rest of the child's run: every
+//! object is an `IndexMap` with a hashed, allocated key per field. [`JsonText`] validates and
+//! compacts the bytes in one streaming pass instead, and the value is built only if someone
+//! asks for it.
+
+use std::cell::Cell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{self, SerializeMap, SerializeSeq, Serializer};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+/// A payload: the value itself, or its JSON text.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Payload {
+    Value(Value),
+    Text(JsonText),
+}
+
+impl Payload {
+    /// The value (parsing the text, which cannot fail: it is canonical JSON).
+    pub fn into_value(self) -> Value {
+        match self {
+            Payload::Value(value) => value,
+            Payload::Text(text) => text.to_value(),
+        }
+    }
+
+    /// The compact JSON text, as `Value::to_string` gives it.
+    pub fn to_text(&self) -> String {
+        match self {
+            Payload::Value(value) => value.to_string(),
+            Payload::Text(text) => text.as_str().to_owned(),
+        }
+    }
+}
+
+impl From<Value> for Payload {
+    fn from(value: Value) -> Payload {
+        Payload::Value(value)
+    }
+}
+
+impl PartialEq<Value> for Payload {
+    fn eq(&self, other: &Value) -> bool {
+        match self {
+            Payload::Value(value) => value == other,
+            Payload::Text(text) => &text.to_value() == other,
+        }
+    }
+}
+
+/// JSON text in canonical compact form: byte for byte what `serde_json::to_string` gives for
+/// the value the text denotes (no whitespace, strings escaped and numbers written as serde_json
+/// writes them, keys in their order). So its length is the payload's size as AWS's limits
+/// count it, and copying it out is the same as serialising the parsed value.
+///
+/// Cheap to clone; the elements of an array share its text ([`JsonText::array_elements`]).
+#[derive(Clone)]
+pub struct JsonText {
+    text: Arc<str>,
+    range: std::ops::Range<usize>,
+}
+
+impl PartialEq for JsonText {
+    fn eq(&self, other: &JsonText) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for JsonText {}
+
+impl JsonText {
+    /// Canonicalises `bytes`, or `None` when they are not one JSON value or when canonical text
+    /// would not denote the same value as parsing them: an object with a key twice (parsing
+    /// keeps the last value, at the first key's place). Callers then parse, as they would have.
+    pub fn canonicalize(bytes: &[u8]) -> Option<JsonText> {
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        let mut serializer = serde_json::Serializer::new(&mut out);
+        Transcode(&mut serializer).deserialize(&mut deserializer).ok()?;
+        deserializer.end().ok()?;
+        // The serializer writes only UTF-8 (it escapes nothing else and copies valid strings).
+        let text: Arc<str> = String::from_utf8(out).ok()?.into();
+        Some(JsonText { range: 0..text.len(), text })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text[self.range.clone()]
+    }
+
+    /// The size in bytes.
+    pub fn len(&self) -> usize {
+        self.range.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.range.is_empty()
+    }
+
+    /// The value the text denotes.
+    pub fn to_value(&self) -> Value {
+        // Canonical text always parses; `Null` is unreachable, not a fallback.
+        serde_json::from_str(self.as_str()).unwrap_or(Value::Null)
+    }
+
+    /// The elements when the payload is an array, each canonical text too (sharing this one).
+    pub fn array_elements(&self) -> Option<Vec<JsonText>> {
+        let whole = self.as_str();
+        if !whole.starts_with('[') {
+            return None;
+        }
+        let elements: Vec<&RawValue> = serde_json::from_str(whole).ok()?;
+        let base = whole.as_ptr() as usize;
+        let element = |raw: &RawValue| {
+            // A raw value borrows its text from `whole`: its place there is its offset.
+            let start = self.range.start + (raw.get().as_ptr() as usize - base);
+            JsonText { text: self.text.clone(), range: start..start + raw.get().len() }
+        };
+        Some(elements.into_iter().map(element).collect())
+    }
+}
+
+impl fmt::Debug for JsonText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "JsonText({})", self.as_str())
+    }
+}
+
+impl fmt::Display for JsonText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Streams one JSON value from a deserializer into a serializer, checking object keys for
+/// repeats. A serializer error becomes a deserializer error (the caller only needs to know
+/// the text was not canonicalised).
+struct Transcode<S>(S);
+
+impl<'de, S: Serializer> DeserializeSeed<'de> for Transcode<S> {
+    type Value = S::Ok;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<S::Ok, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+fn failed<E: de::Error>(error: impl fmt::Display) -> E {
+    E::custom(error)
+}
+
+impl<'de, S: Serializer> Visitor<'de> for Transcode<S> {
+    type Value = S::Ok;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<S::Ok, E> {
+        self.0.serialize_bool(v).map_err(failed)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<S::Ok, E> {
+        self.0.serialize_i64(v).map_err(failed)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<S::Ok, E> {
+        self.0.serialize_u64(v).map_err(failed)
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<S::Ok, E> {
+        // As `Value` does: a finite float is a number (JSON has no others).
+        self.0.serialize_f64(v).map_err(failed)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<S::Ok, E> {
+        self.0.serialize_str(v).map_err(failed)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<S::Ok, E> {
+        self.0.serialize_unit().map_err(failed)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<S::Ok, A::Error> {
+        let mut out = self.0.serialize_seq(None).map_err(failed)?;
+        while seq.next_element_seed(Element(&mut out))?.is_some() {}
+        out.end().map_err(failed)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<S::Ok, A::Error> {
+        let mut out = self.0.serialize_map(None).map_err(failed)?;
+        let mut keys = SeenKeys::default();
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            out.serialize_key(key.as_str()).map_err(failed)?;
+            if !keys.insert(key) {
+                return Err(failed("an object has a key twice"));
+            }
+            map.next_value_seed(Entry(&mut out))?;
+        }
+        out.end().map_err(failed)
+    }
+}
+
+/// An object key, borrowed from the input unless it had escapes.
+enum Key<'de> {
+    Borrowed(&'de str),
+    Owned(String),
+}
+
+impl Key<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Key::Borrowed(key) => key,
+            Key::Owned(key) => key,
+        }
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Key<'de>, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key::Borrowed(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key::Owned(v.to_owned()))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// An array element, transcoded into the array being written.
+struct Element<'a, S>(&'a mut S);
+
+impl<'de, S: SerializeSeq> DeserializeSeed<'de> for Element<'_, S> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        let value = Deferred::new(deserializer);
+        self.0.serialize_element(&value).map_err(failed)?;
+        value.finish()
+    }
+}
+
+/// An object member's value, transcoded into the object being written.
+struct Entry<'a, S>(&'a mut S);
+
+impl<'de, S: SerializeMap> DeserializeSeed<'de> for Entry<'_, S> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        let value = Deferred::new(deserializer);
+        self.0.serialize_value(&value).map_err(failed)?;
+        value.finish()
+    }
+}
+
+/// A deserializer handed to a serializer as something to serialise: `serialize_element` and
+/// `serialize_value` take a `Serialize`, so the nested value is transcoded from inside it. The
+/// deserializer's own error is kept aside (a serializer error cannot carry it) and returned
+/// by [`Deferred::finish`].
+struct Deferred<'de, D: Deserializer<'de>> {
+    deserializer: Cell<Option<D>>,
+    error: Cell<Option<D::Error>>,
+    input: PhantomData<&'de ()>,
+}
+
+impl<'de, D: Deserializer<'de>> Deferred<'de, D> {
+    fn new(deserializer: D) -> Self {
+        Deferred { deserializer: Cell::new(Some(deserializer)), error: Cell::new(None), input: PhantomData }
+    }
+
+    fn finish(self) -> Result<(), D::Error> {
+        match self.error.into_inner() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<'de, D: Deserializer<'de>> Serialize for Deferred<'de, D> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let deserializer = self.deserializer.take().ok_or_else(|| ser::Error::custom("value already transcoded"))?;
+        deserializer.deserialize_any(Transcode(serializer)).map_err(|error| {
+            let message = error.to_string();
+            self.error.set(Some(error));
+            ser::Error::custom(message)
+        })
+    }
+}
+
+/// The keys of one object so far: a short list, a set once the object is large.
+#[derive(Default)]
+struct SeenKeys<'de> {
+    few: Vec<Key<'de>>,
+    many: std::collections::HashSet<String>,
+}
+
+impl<'de> SeenKeys<'de> {
+    const FEW: usize = 16;
+
+    /// Adds `key`; false when the object already had it.
+    fn insert(&mut self, key: Key<'de>) -> bool {
+        if self.few.iter().any(|seen| seen.as_str() == key.as_str()) || self.many.contains(key.as_str()) {
+            return false;
+        }
+        if self.few.len() < Self::FEW {
+            self.few.push(key);
+        } else {
+            self.many.insert(key.as_str().to_owned());
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the Value path gives: parse, then write compactly.
+    fn via_value(text: &str) -> Option<String> {
+        serde_json::from_str::<Value>(text).ok().map(|v| v.to_string())
+    }
+
+    #[test]
+    fn canonical_text_is_what_parsing_and_writing_give() {
+        let cases = [
+            r#"[{"order_id": 1, "country": "US", "total": 1234.5, "flag": false}]"#,
+            "  {\n \"a\" : [ 1 , 2.50 , -0 , -0.0, 1e-07, 1E5, 12345678901234567890, 123456789012345678901234 ] }\n",
+            r#""caf\u00e9 \/ \ud83d\ude00 \" \\ \n \u0001""#,
+            r#"{"\u0041": {"b": {"c": [[], {}, null, true, "x"]}}}"#,
+            "0.1",
+            "-9223372036854775808",
+            "\"\"",
+            "{\"k\":\"é\"}",
+        ];
+        for case in cases {
+            let text = JsonText::canonicalize(case.as_bytes()).unwrap_or_else(|| panic!("{case}"));
+            assert_eq!(Some(text.as_str().to_owned()), via_value(case), "{case}");
+            assert_eq!(text.to_value(), serde_json::from_str::<Value>(case).unwrap());
+        }
+    }
+
+    #[test]
+    fn what_is_not_one_value_or_repeats_a_key_is_left_to_parsing() {
+        for case in ["", "[1,", "{\"a\":1}x", "nul", "{\"a\":1,\"a\":2}", "[{\"a\\u0062\":1,\"ab\":2}]", "1e400"] {
+            assert_eq!(JsonText::canonicalize(case.as_bytes()), None, "{case}");
+        }
+        // Keys repeated in a large object are found too (past the short list).
+        let many: Vec<String> = (0..40).map(|i| format!("\"k{}\":{i}", i % 39)).collect();
+        assert_eq!(JsonText::canonicalize(format!("{{{}}}", many.join(",")).as_bytes()), None);
+        let distinct: Vec<String> = (0..40).map(|i| format!("\"k{i}\":{i}")).collect();
+        assert!(JsonText::canonicalize(format!("{{{}}}", distinct.join(",")).as_bytes()).is_some());
+        // The same key in sibling objects is fine.
+        assert!(JsonText::canonicalize(br#"[{"a":1},{"a":2}]"#).is_some());
+    }
+
+    #[test]
+    fn array_elements_are_the_texts_of_the_items() {
+        let text = JsonText::canonicalize(br#"[ {"a": [1, 2]}, "s,]", 3 ]"#).unwrap();
+        let elements = text.array_elements().unwrap();
+        let texts: Vec<&str> = elements.iter().map(JsonText::as_str).collect();
+        assert_eq!(texts, [r#"{"a":[1,2]}"#, r#""s,]""#, "3"]);
+        assert_eq!(elements[0].array_elements(), None);
+        assert_eq!(elements[0].to_value(), serde_json::json!({"a": [1, 2]}));
+        let nested = JsonText::canonicalize(b"[[1, [2, 3]]]").unwrap().array_elements().unwrap();
+        let inner: Vec<String> = nested[0].array_elements().unwrap().iter().map(JsonText::to_string).collect();
+        assert_eq!(inner, ["1", "[2,3]"]);
+        assert_eq!(JsonText::canonicalize(b"[]").unwrap().array_elements(), Some(vec![]));
+        assert_eq!(JsonText::canonicalize(b"{\"a\":1}").unwrap().array_elements(), None);
+        assert_eq!(Payload::Text(text.clone()).to_text(), text.as_str());
+    }
+}

@@ -12,7 +12,7 @@ use stepmap_asl::clock::VirtualClock;
 use stepmap_asl::failure::Failure;
 use stepmap_asl::interpreter::{run_execution, Environment, ExecutionOutcome, ExecutionSpec, ExecutionStatus};
 use stepmap_asl::model::{StateMachine, StateMachineType};
-use stepmap_asl::payload::Payload;
+use stepmap_asl::payload::{JsonText, Payload};
 use stepmap_asl::task::{TaskInvoker, TaskRequest};
 
 type Handler = Box<dyn Fn(&Value, usize) -> Result<Value, Failure> + Send + Sync>;
@@ -22,6 +22,8 @@ type Handler = Box<dyn Fn(&Value, usize) -> Result<Value, Failure> + Send + Sync
 struct FakeInvoker {
     handlers: HashMap<String, Handler>,
     calls: Mutex<HashMap<String, usize>>,
+    /// Results are returned as JSON text (as a Lambda function's are), not as values.
+    text_results: bool,
 }
 
 impl FakeInvoker {
@@ -47,7 +49,12 @@ impl TaskInvoker for FakeInvoker {
             Some(handler) => handler(&request.parameters, call),
             None => Err(Failure::new("Test.NoHandler", request.resource_arn.clone())),
         };
-        Box::pin(async move { result.map(Into::into) })
+        let text = self.text_results;
+        let payload = move |value: Value| match text {
+            true => Payload::Text(JsonText::canonicalize(value.to_string().as_bytes()).expect("a value's text")),
+            false => Payload::Value(value),
+        };
+        Box::pin(async move { result.map(payload) })
     }
 }
 
@@ -409,5 +416,51 @@ mod properties {
             }
             prop_assert_eq!(&output[&target][&inner], &result);
         }
+    }
+}
+
+/// A Task result that arrives as text stays text when it becomes the execution's output
+/// untouched, and is parsed when a field looks inside it or a next state takes it; either
+/// way the output is the same value.
+#[test]
+fn a_task_result_in_text_is_parsed_only_when_a_state_looks_inside_it() {
+    let task = |extra: Value| {
+        let mut state = json!({"Type": "Task", "Resource": LAMBDA, "End": true});
+        state.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        state
+    };
+    let result = json!({"rows": [{"id": 1, "name": "caf\u{e9}"}], "n": 1.5});
+    let cases = [
+        ("passed through", single(task(json!({}))), true, result.clone()),
+        (
+            "ResultPath $ and OutputPath $",
+            single(task(json!({"ResultPath": "$", "OutputPath": "$"}))),
+            true,
+            result.clone(),
+        ),
+        ("ResultPath", single(task(json!({"ResultPath": "$.r"}))), false, json!({"in": 1, "r": result})),
+        ("ResultSelector", single(task(json!({"ResultSelector": {"n.$": "$.n"}}))), false, json!({"n": 1.5})),
+        ("OutputPath", single(task(json!({"OutputPath": "$.n"}))), false, json!(1.5)),
+        ("Assign", single(task(json!({"Assign": {"x.$": "$.n"}}))), false, result.clone()),
+        (
+            "a next state",
+            json!({"StartAt": "T", "States": {
+                "T": {"Type": "Task", "Resource": LAMBDA, "Next": "P"},
+                "P": {"Type": "Pass", "End": true}}}),
+            false,
+            result.clone(),
+        ),
+    ];
+    for (name, definition, stays_text, expected) in cases {
+        let returned = result.clone();
+        let invoker =
+            FakeInvoker { text_results: true, ..FakeInvoker::default() }.with(LAMBDA, move |_, _| Ok(returned.clone()));
+        let outcome = execute_with(definition, json!({"in": 1}), invoker);
+        let output = outcome.output.clone().unwrap_or_else(|| panic!("{name}: {:?}", outcome.cause));
+        assert_eq!(matches!(output, Payload::Text(_)), stays_text, "{name}");
+        assert_eq!(output.into_value(), expected, "{name}");
+        // The history holds the same texts as with a value result.
+        let succeeded = outcome.history.iter().find(|e| e.event_type == "ExecutionSucceeded").unwrap();
+        assert_eq!(succeeded.details.as_ref().unwrap()["output"], json!(expected.to_string()), "{name}");
     }
 }

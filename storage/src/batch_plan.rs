@@ -300,6 +300,12 @@ impl ItemReader {
                     Cursor::Parquet(c) => (Compression::None, c.etag().map(str::to_string)),
                     Cursor::Listing(_) => (Compression::None, None),
                 };
+                // The object the chunk's records come from, with the ETag read: built once per
+                // chunk, cloned only into an extent that starts here.
+                let chunk_object = match &unit {
+                    Unit::Object(object) => Some(SourceObject { etag, ..object.clone() }),
+                    _ => None,
+                };
                 for record in scanned.drain(..) {
                     if remaining == 0 {
                         break;
@@ -316,13 +322,12 @@ impl ItemReader {
                         }
                         _ => 0,
                     };
-                    match (&unit, record.position) {
-                        (Unit::Object(object), RecordPosition::Text { start, end, line, member }) => {
-                            let object = SourceObject { etag: etag.clone(), ..object.clone() };
+                    match (&unit, &chunk_object, record.position) {
+                        (_, Some(object), RecordPosition::Text { start, end, line, member }) => {
                             batches.add(
                                 size,
                                 |e| match e {
-                                    Extent::Text { object: o, end: last_end, items, .. } if *o == object => {
+                                    Extent::Text { object: o, end: last_end, items, .. } if o == object => {
                                         *last_end = end;
                                         *items += 1;
                                         true
@@ -340,11 +345,10 @@ impl ItemReader {
                                 },
                             )?;
                         }
-                        (Unit::Object(object), RecordPosition::Row { row_group, row }) => {
-                            let object = SourceObject { etag: etag.clone(), ..object.clone() };
-                            batches.add(size, |e| extend_rows(e, &object), || rows_extent(&object, row_group, row))?;
+                        (_, Some(object), RecordPosition::Row { row_group, row }) => {
+                            batches.add(size, |e| extend_rows(e, object), || rows_extent(object, row_group, row))?;
                         }
-                        (Unit::Listing { bucket, prefix }, RecordPosition::Key { key }) => {
+                        (Unit::Listing { bucket, prefix }, _, RecordPosition::Key { key }) => {
                             let start_after = previous_key.replace(key);
                             batches.add(
                                 size,
@@ -363,7 +367,7 @@ impl ItemReader {
                                 },
                             )?;
                         }
-                        (_, position) => {
+                        (_, _, position) => {
                             return Err(crate::StorageError::Descriptor {
                                 message: format!("cannot plan a record at {position:?}"),
                             })

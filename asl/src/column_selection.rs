@@ -5,13 +5,14 @@
 //! the index or literals. Evaluated the general way, every row is first built as an object,
 //! then every path looks its column up by name and every result key is hashed into a new
 //! object: most of a CSV map run's CPU time. Compiled here against the header once, a row is
-//! selected from its fields by column number into a copy of a prebuilt object, with the
-//! same result.
+//! selected from its fields by column number: into a copy of a prebuilt object, or straight
+//! into JSON text when the child's input goes to its Task as text (no object is built at all).
 //!
-//! Contract: [`ColumnSelection::select`] returns exactly what [`ItemSelection::select`] returns
-//! for the row's object, or `None` where the general evaluation must decide (a field that is
-//! not valid JSON for `States.StringToJson`: the general path produces AWS's failure).
-//! Templates this cannot express compile to `None` and are evaluated the general way.
+//! Contract: [`ColumnSelection::select`] returns exactly what [`ItemSelection::select`]
+//! returns for the row's object, and [`ColumnSelection::render`] its text, or `None` where the
+//! general evaluation must decide (a field that is not valid JSON for `States.StringToJson`:
+//! the general path produces AWS's failure). Templates this cannot express compile to `None`
+//! and are evaluated the general way.
 
 use serde_json::{Map, Value};
 
@@ -19,6 +20,7 @@ use crate::expr::{PathExpr, PathRoot};
 use crate::intrinsic::parse_json_text;
 use crate::map_run::ItemSelection;
 use crate::model::PayloadTemplate;
+use crate::payload::JsonText;
 
 /// One entry of the selected object.
 #[derive(Clone, Debug)]
@@ -38,6 +40,8 @@ pub struct ColumnSelection {
     /// The result's keys in order, with placeholder values: cloning it copies the key index
     /// without hashing a key again.
     shape: Map<String, Value>,
+    /// The same keys, each as its JSON text followed by `:`.
+    keys: Vec<String>,
     fields: Vec<Field>,
 }
 
@@ -51,6 +55,7 @@ impl ItemSelection {
             headers.iter().position(|h| h == name)
         };
         let mut shape = Map::with_capacity(entries.len());
+        let mut keys = Vec::with_capacity(entries.len());
         let mut fields = Vec::with_capacity(entries.len());
         for (key, entry) in entries {
             let field = match entry {
@@ -72,9 +77,10 @@ impl ItemSelection {
             if shape.insert(key.clone(), Value::Null).is_some() {
                 return None;
             }
+            keys.push(format!("{}:", Value::String(key.clone())));
             fields.push(field);
         }
-        Some(ColumnSelection { shape, fields })
+        Some(ColumnSelection { shape, keys, fields })
     }
 }
 
@@ -92,6 +98,28 @@ impl ColumnSelection {
             };
         }
         Some(Value::Object(selected))
+    }
+
+    /// [`Self::select`] as JSON text, written without building the value.
+    pub fn render<'r>(&self, index: u64, field: impl Fn(usize) -> &'r str) -> Option<JsonText> {
+        let mut out = Vec::with_capacity(16 * self.keys.len());
+        out.push(b'{');
+        for (n, (key, spec)) in self.keys.iter().zip(&self.fields).enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(key.as_bytes());
+            // Writing to a Vec cannot fail; what is written is what `Value::to_string` writes.
+            let written = match spec {
+                Field::Literal(value) => serde_json::to_writer(&mut out, value),
+                Field::Column(c) => serde_json::to_writer(&mut out, field(*c)),
+                Field::ColumnJson(c) => serde_json::to_writer(&mut out, &parse_json_text(field(*c)).ok()?),
+                Field::Index => serde_json::to_writer(&mut out, &index),
+            };
+            written.ok()?;
+        }
+        out.push(b'}');
+        String::from_utf8(out).ok().map(JsonText::from_canonical)
     }
 }
 
@@ -140,6 +168,7 @@ mod tests {
             "blank.$": "States.StringToJson($$.Map.Item.Value.note)",
             "at.$": "$$.Map.Item.Index",
             "kind": "order",
+            "quo\"ted ké": true,
             "nested": {"a": [1, 2]},
         }));
         let headers = headers(&["id", "name", "price", "note"]);
@@ -154,9 +183,11 @@ mod tests {
             let index = index as u64 + 40;
             match compiled.select(index, |c| row[c]) {
                 Some(value) => {
-                    assert_eq!(value, general(&selection, &headers, index, row));
-                    // Same keys in the same order.
-                    assert_eq!(value.to_string(), general(&selection, &headers, index, row).to_string());
+                    let general = general(&selection, &headers, index, row);
+                    assert_eq!(value, general);
+                    // Same keys in the same order; the text is that of the same value.
+                    assert_eq!(value.to_string(), general.to_string());
+                    assert_eq!(compiled.render(index, |c| row[c]).unwrap().as_str(), general.to_string());
                 }
                 // `0012` is not JSON: the general evaluation decides (and fails).
                 None => assert_eq!(row[0], "0012"),

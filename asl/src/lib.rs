@@ -11,6 +11,7 @@ pub mod failure;
 pub mod history;
 pub mod interpreter;
 pub mod intrinsic;
+pub mod json_size;
 pub mod jsonpath;
 pub mod map_run;
 pub mod map_run_job;

@@ -19,6 +19,7 @@ use crate::interpreter::data_flow::Eval;
 use crate::interpreter::Environment;
 use crate::interpreter::Scope;
 use crate::model::{PayloadTemplate, ReaderConfig, ResultWriter, StateMachine, StateMachineType};
+use crate::payload::{JsonText, Payload};
 
 /// Where the items of a map run come from.
 #[derive(Clone, Debug)]
@@ -158,14 +159,35 @@ impl ItemSelection {
 }
 
 /// The child input of a batch: `{"Items": [...], "BatchInput": {...}}`, `BatchInput` only
-/// when configured (features.md §2.5).
-pub fn batch_input(items: Vec<Value>, batching: &Batching) -> Value {
+/// when configured (features.md §2.5). Text when every item is text (the same text the
+/// value would have).
+pub fn batch_input(items: Vec<Payload>, batching: &Batching) -> Payload {
+    if items.iter().all(|item| matches!(item, Payload::Text(_))) {
+        let length = items.iter().map(|item| item.len() + 1).sum::<usize>();
+        let mut text = String::with_capacity(length + 32);
+        text.push_str("{\"Items\":[");
+        for (n, item) in items.iter().enumerate() {
+            if n > 0 {
+                text.push(',');
+            }
+            if let Payload::Text(item) = item {
+                text.push_str(item.as_str());
+            }
+        }
+        text.push(']');
+        if let Some(batch_input) = &batching.batch_input {
+            text.push_str(",\"BatchInput\":");
+            text.push_str(&batch_input.to_string());
+        }
+        text.push('}');
+        return Payload::Text(JsonText::from_canonical(text));
+    }
     let mut input = Map::with_capacity(2);
-    input.insert("Items".into(), Value::Array(items));
+    input.insert("Items".into(), Value::Array(items.into_iter().map(Payload::into_value).collect()));
     if let Some(batch_input) = &batching.batch_input {
         input.insert("BatchInput".into(), batch_input.clone());
     }
-    Value::Object(input)
+    Payload::Value(Value::Object(input))
 }
 
 /// Everything a map run needs, resolved by the interpreter.
@@ -275,10 +297,21 @@ mod tests {
 
     #[test]
     fn batch_input_has_items_and_optional_batch_input() {
-        let plain = batch_input(vec![json!(1), json!(2)], &Batching::default());
-        assert_eq!(plain, json!({"Items": [1, 2]}));
-        let with = batch_input(vec![json!(1)], &Batching { batch_input: Some(json!({"k": 1})), ..Batching::default() });
-        assert_eq!(with, json!({"Items": [1], "BatchInput": {"k": 1}}));
+        let text = |value: Value| Payload::Text(JsonText::canonicalize(value.to_string().as_bytes()).unwrap());
+        let with_input = Batching { batch_input: Some(json!({"k": "é\n"})), ..Batching::default() };
+        for (batching, expected) in [
+            (Batching::default(), json!({"Items": [1, {"a": [2]}]})),
+            (with_input, json!({"Items": [1, {"a": [2]}], "BatchInput": {"k": "é\n"}})),
+        ] {
+            let values = batch_input(vec![json!(1).into(), json!({"a": [2]}).into()], &batching);
+            assert_eq!(values, Payload::Value(expected.clone()));
+            // Items all in text: the text of the same value.
+            let texts = batch_input(vec![text(json!(1)), text(json!({"a": [2]}))], &batching);
+            let expected_text = expected.to_string();
+            assert!(matches!(&texts, Payload::Text(t) if t.as_str() == expected_text), "{texts:?}");
+            // Some in text, some not: a value.
+            assert_eq!(batch_input(vec![text(json!(1)), json!({"a": [2]}).into()], &batching), expected);
+        }
     }
 
     #[test]

@@ -26,7 +26,33 @@ pub enum Payload {
     Text(JsonText),
 }
 
+impl Default for Payload {
+    fn default() -> Payload {
+        Payload::Value(Value::Null)
+    }
+}
+
 impl Payload {
+    /// The value, parsed from the text if it is text.
+    pub fn value(&self) -> std::borrow::Cow<'_, Value> {
+        match self {
+            Payload::Value(value) => std::borrow::Cow::Borrowed(value),
+            Payload::Text(text) => std::borrow::Cow::Owned(text.to_value()),
+        }
+    }
+
+    /// The size of the compact JSON text.
+    pub fn len(&self) -> usize {
+        match self {
+            Payload::Value(value) => crate::json_size::json_size(value) as usize,
+            Payload::Text(text) => text.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The value (parsing the text, which cannot fail: it is canonical JSON).
     pub fn into_value(self) -> Value {
         match self {
@@ -90,8 +116,13 @@ impl JsonText {
         Transcode(&mut serializer).deserialize(&mut deserializer).ok()?;
         deserializer.end().ok()?;
         // The serializer writes only UTF-8 (it escapes nothing else and copies valid strings).
-        let text: Arc<str> = String::from_utf8(out).ok()?.into();
-        Some(JsonText { range: 0..text.len(), text })
+        String::from_utf8(out).ok().map(JsonText::from_canonical)
+    }
+
+    /// Text the caller wrote in canonical form (by serde_json, or from canonical pieces).
+    pub(crate) fn from_canonical(text: String) -> JsonText {
+        let text: Arc<str> = text.into();
+        JsonText { range: 0..text.len(), text }
     }
 
     pub fn as_str(&self) -> &str {

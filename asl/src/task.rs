@@ -24,8 +24,9 @@ pub struct TaskRequest {
     pub resource: Resource,
     /// Name of the Task state (for messages and logs).
     pub state_name: String,
-    /// The effective input: the state input after InputPath and Parameters.
-    pub parameters: Value,
+    /// The effective input: the state input after InputPath and Parameters (text when the
+    /// state input was text and neither looked inside it).
+    pub parameters: Payload,
     /// TimeoutSeconds as resolved for this attempt; the interpreter enforces it too, this is
     /// a hint so an invoker can stop work that will be discarded anyway.
     pub timeout: Option<Duration>,

@@ -46,7 +46,7 @@ impl TaskInvoker for FakeInvoker {
             *entry - 1
         };
         let result = match self.handlers.get(&request.resource_arn) {
-            Some(handler) => handler(&request.parameters, call),
+            Some(handler) => handler(&request.parameters.value(), call),
             None => Err(Failure::new("Test.NoHandler", request.resource_arn.clone())),
         };
         let text = self.text_results;

@@ -16,7 +16,7 @@ pub struct EchoInvoker;
 
 impl TaskInvoker for EchoInvoker {
     fn invoke(&self, request: TaskRequest) -> BoxFuture<'static, Result<Payload, Failure>> {
-        Box::pin(futures::future::ready(Ok(request.parameters.into())))
+        Box::pin(futures::future::ready(Ok(request.parameters)))
     }
 }
 

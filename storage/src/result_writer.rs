@@ -208,12 +208,12 @@ pub struct ChildExecutionResult {
 impl ChildExecutionResult {
     /// The record of an item that never started: `{"Input", "InputDetails", "Status": "PENDING"}`
     /// (features.md §2.8, UNCONFIRMED beyond these fields).
-    pub fn pending(input: &Value) -> Self {
+    pub fn pending(input: &Payload) -> Self {
         ChildExecutionResult {
             cause: None,
             error: None,
             execution_arn: None,
-            input: input.to_string(),
+            input: input.to_text(),
             input_details: PayloadDetails { included: true },
             name: None,
             output: None,

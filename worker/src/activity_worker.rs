@@ -115,7 +115,7 @@ async fn run_task(
         resource: Resource::parse(&resource),
         resource_arn: resource,
         state_name: String::new(),
-        parameters,
+        parameters: parameters.into(),
         timeout: None,
         region,
         account,

@@ -17,7 +17,6 @@ pub mod error;
 pub mod fleet_worker;
 pub mod function_registry;
 pub mod invoker;
-pub(crate) mod json_size;
 pub mod map_run;
 pub mod task_job;
 

@@ -58,7 +58,7 @@ impl TaskJob {
             task: TaskInvocation {
                 resource: request.resource_arn.clone(),
                 state_name: request.state_name.clone(),
-                parameters: request.parameters.clone(),
+                parameters: request.parameters.value().into_owned(),
                 timeout_millis: request.timeout.map(|t| t.as_millis() as u64),
                 region: request.region.clone(),
                 account: request.account.clone(),
@@ -80,7 +80,7 @@ impl TaskJob {
             resource: Resource::parse(&task.resource),
             resource_arn: task.resource,
             state_name: task.state_name,
-            parameters: task.parameters,
+            parameters: task.parameters.into(),
             timeout: task.timeout_millis.map(Duration::from_millis),
             region: task.region,
             account: task.account,
@@ -134,7 +134,7 @@ mod tests {
         assert!(TaskJob::runs_on_workers(&request));
         let text = serde_json::to_string(&TaskJob::from_request(&request)).unwrap();
         let back = TaskJob::parse(&text).expect("a task job").into_request();
-        assert_eq!((back.parameters, back.timeout), (json!({"a": 1}), Some(Duration::from_secs(5))));
+        assert_eq!((back.parameters.into_value(), back.timeout), (json!({"a": 1}), Some(Duration::from_secs(5))));
         assert!(matches!(back.resource, Resource::LambdaFunction { .. }));
         assert_eq!(TaskJob::parse(r#"{"MapRunArn":"arn"}"#), None);
         let activity = TaskJob {

@@ -132,8 +132,10 @@ impl Runner {
                     done: false,
                 };
                 let mut scope = Scope::inner(outer);
-                let result =
-                    self.run_block(&processor.block, selected, &mut scope, &mut last).await.map(Payload::into_value);
+                let result = self
+                    .run_block(&processor.block, selected.into(), &mut scope, &mut last)
+                    .await
+                    .map(Payload::into_value);
                 guard.done = true;
                 let event = if result.is_ok() { "MapIterationSucceeded" } else { "MapIterationFailed" };
                 self.history.record(self.env.clock.now(), last, event, Some(iteration_details));

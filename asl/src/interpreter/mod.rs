@@ -21,7 +21,6 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::clock::Clock;
 use crate::history::{EventSink, HistoryEvent};
@@ -45,7 +44,9 @@ pub struct ExecutionSpec {
     pub machine_type: StateMachineType,
     pub region: String,
     pub account: String,
-    pub input: Value,
+    /// The input; text (a Distributed Map child's batch, rendered from its source) reaches a
+    /// first Task state that passes it on untouched without ever being parsed.
+    pub input: Payload,
     /// `$$.Execution.RedriveCount`: how often the execution was redriven.
     pub redrive_count: RedriveCount,
 }
@@ -58,7 +59,7 @@ impl ExecutionSpec {
         machine_type: StateMachineType,
         account: &str,
         region: &str,
-        input: Value,
+        input: impl Into<Payload>,
     ) -> ExecutionSpec {
         // An Express execution ARN carries a third part, the execution's own id, because
         // Express names need not be unique: `...:express:<machine>:<name>:<uuid>`.
@@ -80,7 +81,7 @@ impl ExecutionSpec {
             machine_type,
             region: region.to_string(),
             account: account.to_string(),
-            input,
+            input: input.into(),
             redrive_count: RedriveCount::fixed(0),
         }
     }

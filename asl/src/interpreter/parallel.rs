@@ -78,7 +78,7 @@ impl Runner {
             async move {
                 let mut scope = Scope::inner(outer);
                 let mut last = started;
-                self.run_block(branch, branch_input, &mut scope, &mut last).await.map(Payload::into_value)
+                self.run_block(branch, branch_input.into(), &mut scope, &mut last).await.map(Payload::into_value)
             }
         });
         let results = futures::future::try_join_all(branches)

@@ -69,7 +69,7 @@ pub(crate) struct Exit {
 }
 
 enum Step {
-    Next(String, Value),
+    Next(String, Payload),
     End(Payload),
 }
 
@@ -79,7 +79,7 @@ impl Runner {
         let mut execution = Map::with_capacity(6);
         execution.insert("Id".into(), spec.execution_arn.clone().into());
         if machine.reads_execution_input {
-            execution.insert("Input".into(), spec.input.clone());
+            execution.insert("Input".into(), spec.input.value().into_owned());
         }
         execution.insert("Name".into(), spec.execution_name.clone().into());
         execution.insert("RoleArn".into(), spec.role_arn.clone().into());
@@ -102,10 +102,10 @@ impl Runner {
             start_time,
             0,
             "ExecutionStarted",
-            Some(self.with_payload(
+            Some(self.with_text(
                 json!({"roleArn": self.spec.role_arn, "stateMachineArn": self.spec.state_machine_arn}),
                 "input",
-                &self.spec.input,
+                || self.spec.input.to_text(),
             )),
         );
         let mut scope = Scope::default();
@@ -164,7 +164,7 @@ impl Runner {
     pub(crate) fn run_block<'a>(
         &'a self,
         block: &'a StateBlock,
-        input: Value,
+        input: Payload,
         scope: &'a mut Scope,
         last: &'a mut u64,
     ) -> BoxFuture<'a, Result<Payload, Failure>> {
@@ -193,7 +193,7 @@ impl Runner {
         &self,
         name: &str,
         state: &State,
-        input: Value,
+        input: Payload,
         scope: &mut Scope,
         last: &mut u64,
     ) -> Result<Step, Failure> {
@@ -202,7 +202,7 @@ impl Runner {
             entered,
             *last,
             format!("{}StateEntered", state.type_name()),
-            Some(self.with_payload(json!({"name": name}), "input", &input)),
+            Some(self.with_text(json!({"name": name}), "input", || input.to_text())),
         );
         let mut visit = Visit {
             name,
@@ -217,15 +217,16 @@ impl Runner {
         // Every event so far (the previous state's exit, this entry) is durable before the
         // state does anything (EventSink contract).
         self.history.flush().await;
+        // Only a Task may take its input as text (see `Runner::task`).
         let result = match state {
-            State::Pass(s) => self.pass(&visit, s, input, scope),
-            State::Choice(s) => self.choice(&visit, s, input, scope),
-            State::Wait(s) => self.wait(&visit, s, input, scope).await,
             State::Task(s) => self.task(&mut visit, s, input, scope).await,
-            State::Parallel(s) => self.parallel(&mut visit, s, input, scope).await,
-            State::Map(s) => self.map(&mut visit, s, input, scope).await,
-            State::Succeed(s) => self.succeed(&visit, s, input, scope),
-            State::Fail(s) => Err(self.fail(&visit, s, &input, scope)),
+            State::Pass(s) => self.pass(&visit, s, input.into_value(), scope),
+            State::Choice(s) => self.choice(&visit, s, input.into_value(), scope),
+            State::Wait(s) => self.wait(&visit, s, input.into_value(), scope).await,
+            State::Parallel(s) => self.parallel(&mut visit, s, input.into_value(), scope).await,
+            State::Map(s) => self.map(&mut visit, s, input.into_value(), scope).await,
+            State::Succeed(s) => self.succeed(&visit, s, input.into_value(), scope),
+            State::Fail(s) => Err(self.fail(&visit, s, &input.into_value(), scope)),
         };
         let exit = match result {
             Ok(exit) => exit,
@@ -236,11 +237,7 @@ impl Runner {
             }
         };
         let output_text = self.env.history_payloads.then(|| exit.output.to_text());
-        let output_len = match (&output_text, &exit.output) {
-            (Some(text), _) => text.len(),
-            (None, Payload::Text(text)) => text.len(),
-            (None, Payload::Value(value)) => payload_len(value),
-        };
+        let output_len = output_text.as_ref().map_or_else(|| exit.output.len(), String::len);
         if output_len > MAX_PAYLOAD_BYTES {
             return Err(Failure::new(
                 names::DATA_LIMIT_EXCEEDED,
@@ -270,7 +267,7 @@ impl Runner {
             scope.set(variable, value);
         }
         Ok(match exit.transition {
-            Transition::Next(next) => Step::Next(next, exit.output.into_value()),
+            Transition::Next(next) => Step::Next(next, exit.output),
             Transition::End => Step::End(exit.output),
         })
     }
@@ -289,8 +286,8 @@ impl Runner {
     ) -> Result<Exit, Failure> {
         let untouched = fields.assign.is_none()
             && fields.result_selector.is_none()
-            && is_whole(fields.result_path)
-            && is_whole(fields.output_path);
+            && fields.result_path.is_identity()
+            && fields.output_path.is_identity();
         let result = match result {
             Payload::Text(text) if untouched => {
                 let transition = Transition::from_fields(fields.next);
@@ -489,30 +486,4 @@ pub(crate) fn failure_details(failure: &Failure) -> Value {
         details.insert("cause".into(), cause.clone().into());
     }
     Value::Object(details)
-}
-
-/// The length of `value` as compact JSON, without building the text.
-fn payload_len(value: &Value) -> usize {
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 += bytes.len();
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
-    let _ = serde_json::to_writer(&mut counter, value);
-    counter.0
-}
-
-/// Whether a ResultPath or OutputPath keeps the whole payload: absent, or `$`.
-fn is_whole(field: &PathField) -> bool {
-    match field {
-        PathField::Absent => true,
-        PathField::Path(expr) => expr.text == "$",
-        PathField::Null => false,
-    }
 }

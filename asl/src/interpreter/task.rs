@@ -1,7 +1,6 @@
 //! The Task state: invocation through the [`TaskInvoker`](crate::task::TaskInvoker),
 //! timeouts, the history events of each resource kind, Retry and Catch.
 
-use std::borrow::Cow;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
@@ -14,6 +13,7 @@ use super::scope::Scope;
 use crate::clock::ExternalWork;
 use crate::failure::{names, Failure};
 use crate::model::TaskState;
+use crate::payload::{JsonText, Payload};
 use crate::resource::{IntegrationPattern, Resource};
 use crate::task::{TaskProgress, TaskRequest};
 
@@ -66,30 +66,41 @@ fn resource_fields(resource: &Resource, uri: &str) -> (String, String) {
     }
 }
 
+/// The input a Task attempt starts from.
+enum AttemptInput<'a> {
+    /// The state's input, taken by the only attempt.
+    Owned(Value),
+    /// The state's input, kept for the retries and a Catch.
+    Borrowed(&'a Value),
+    /// The state's input as text, for the resource as it is: no InputPath or Parameters
+    /// reads it, and no *Path field, Retry or Catch needs it (the only attempt).
+    Text(JsonText),
+}
+
 impl Runner {
     pub(super) async fn task(
         &self,
         visit: &mut Visit<'_>,
         s: &TaskState,
-        input: Value,
+        input: Payload,
         scope: &Scope,
     ) -> Result<Exit, Failure> {
         let resource = Resource::parse(&s.resource);
-        // Without Retry, Catch, *Path timeouts and with the result replacing the input, the
-        // state's input is needed only once: the attempt takes it instead of a copy (a child
-        // of a Distributed Map gets its whole batch as input).
-        let single_use = s.retry.is_empty()
-            && s.catch.is_empty()
-            && s.result_path.is_identity()
-            && s.timeout_seconds_path.is_none()
-            && s.heartbeat_seconds_path.is_none();
-        if single_use {
-            return self.task_attempt(visit, s, &resource, Cow::Owned(input), scope).await;
+        // Needed only once, the input is taken by the attempt instead of a copy (a child of a
+        // Distributed Map gets its whole batch as input).
+        if s.uses_input_once() {
+            let input = match input {
+                // Nothing looks inside the input before the resource gets it: it stays text.
+                Payload::Text(text) if s.hands_input_over() => AttemptInput::Text(text),
+                input => AttemptInput::Owned(input.into_value()),
+            };
+            return self.task_attempt(visit, s, &resource, input, scope).await;
         }
+        let input = input.into_value();
         let mut counters = RetryCounters::default();
         loop {
             visit.retry_count = counters.total;
-            let failure = match self.task_attempt(visit, s, &resource, Cow::Borrowed(&input), scope).await {
+            let failure = match self.task_attempt(visit, s, &resource, AttemptInput::Borrowed(&input), scope).await {
                 Ok(exit) => return Ok(exit),
                 Err(failure) => failure,
             };
@@ -109,7 +120,7 @@ impl Runner {
         visit: &mut Visit<'_>,
         s: &TaskState,
         resource: &Resource,
-        input: Cow<'_, Value>,
+        input: AttemptInput<'_>,
         scope: &Scope,
     ) -> Result<Exit, Failure> {
         // The token exists before Parameters are evaluated, so that `$$.Task.Token` can be
@@ -117,8 +128,8 @@ impl Runner {
         // leader replays the execution.
         visit.task_token = uses_task_token(resource).then(|| self.mint_task_token());
         let borrowed = match &input {
-            Cow::Borrowed(input) => Some(*input),
-            Cow::Owned(_) => None,
+            AttemptInput::Borrowed(input) => Some(*input),
+            AttemptInput::Owned(_) | AttemptInput::Text(_) => None,
         };
         // ResultPath needs the raw input unless the result replaces it.
         let raw_input = match borrowed {
@@ -128,13 +139,14 @@ impl Runner {
         let (parameters, timeout, heartbeat) = {
             let eval = self.eval(visit, scope, None);
             let effective = match input {
-                Cow::Owned(input) => eval.select_path_owned(&s.input_path, input)?,
-                Cow::Borrowed(input) => eval.select_path(&s.input_path, input)?,
+                AttemptInput::Owned(input) => eval.select_path_owned(&s.input_path, input)?.into(),
+                AttemptInput::Borrowed(input) => eval.select_path(&s.input_path, input)?.into(),
+                AttemptInput::Text(text) => Payload::Text(text),
             };
             // The *Path fields below exist only when the input was borrowed.
             let input = borrowed.unwrap_or(&Value::Null);
             let parameters = match &s.parameters {
-                Some(template) => eval.template(template, &effective)?,
+                Some(template) => eval.template(template, &effective.value())?.into(),
                 None => effective,
             };
             let seconds = |field: &str, fixed: Option<u64>, path: Option<&crate::expr::PathExpr>| match (fixed, path) {
@@ -166,7 +178,7 @@ impl Runner {
         let (resource_type, resource_name) = resource_fields(resource, &s.resource);
         let mut scheduled = match family {
             EventFamily::Lambda | EventFamily::Activity => {
-                self.with_payload(json!({"resource": s.resource}), "input", &parameters)
+                self.with_text(json!({"resource": s.resource}), "input", || parameters.to_text())
             }
             EventFamily::Task => {
                 let mut details = json!({
@@ -174,7 +186,7 @@ impl Runner {
                     "region": self.spec.region,
                 });
                 if self.env.history_payloads {
-                    details["parameters"] = compact(&parameters).into();
+                    details["parameters"] = parameters.to_text().into();
                 }
                 details
             }

@@ -139,6 +139,24 @@ pub struct TaskState {
     pub end: Option<bool>,
 }
 
+impl TaskState {
+    /// Whether the state needs its input only for one attempt: no Retry or Catch, no *Path
+    /// timeout, and a result that replaces the input.
+    pub fn uses_input_once(&self) -> bool {
+        self.retry.is_empty()
+            && self.catch.is_empty()
+            && self.result_path.is_identity()
+            && self.timeout_seconds_path.is_none()
+            && self.heartbeat_seconds_path.is_none()
+    }
+
+    /// Whether the state's input goes to its resource as it is and serves nothing else, so it
+    /// can stay text (see `crate::payload`).
+    pub fn hands_input_over(&self) -> bool {
+        self.uses_input_once() && self.input_path.is_identity() && self.parameters.is_none()
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ChoiceState {

@@ -108,6 +108,13 @@ impl StateMachine {
         Ok(StateMachine { reads_execution_input, ..machine })
     }
 
+    /// Whether an execution's input, given as text, would reach a Task's resource unparsed:
+    /// the first state is a Task that hands its input over (see `TaskState::hands_input_over`).
+    /// Otherwise the first state parses it, and a value is the cheaper input to give.
+    pub fn takes_text_input(&self) -> bool {
+        matches!(self.block.state(&self.block.start_at), Some(State::Task(task)) if task.hands_input_over())
+    }
+
     /// Whether any state (or the machine) uses JSONata, which this engine does not run yet.
     pub fn uses_jsonata(&self) -> bool {
         let mut jsonata = self.query_language.as_deref() == Some("JSONata");

@@ -138,7 +138,7 @@ impl TokenWait {
             self.execution.clone(),
             request.state_name.clone(),
             activity.clone(),
-            serde_json::to_string(&request.parameters).unwrap_or_default(),
+            request.parameters.to_text(),
             request.timeout.map(|t| t.as_secs()),
             request.heartbeat.map(|h| h.as_secs()),
             Utc::now(),

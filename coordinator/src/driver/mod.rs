@@ -378,7 +378,7 @@ pub fn prepare(record: &ExecutionRecord) -> Option<(Arc<StateMachine>, Execution
         machine_type: record.machine_type,
         region: parts.get(3).copied().unwrap_or_default().to_owned(),
         account: parts.get(4).copied().unwrap_or_default().to_owned(),
-        input,
+        input: input.into(),
         redrive_count: RedriveCount::fixed(record.redrive_count()),
     };
     Some((Arc::new(machine), spec))

@@ -280,7 +280,7 @@ async fn changed_source_is_detected(stores: &Arc<Stores>) {
 }
 
 fn child(i: u64, status: ChildStatus) -> ChildExecutionResult {
-    let mut record = ChildExecutionResult::pending(&json!({"Items": [i]}));
+    let mut record = ChildExecutionResult::pending(&json!({"Items": [i]}).into());
     record.status = status;
     record.execution_arn = Some(format!("arn:aws:states:us-east-1:111111111111:execution:sm/Map:{i}"));
     record.name = Some(format!("child-{i}"));
@@ -318,7 +318,7 @@ async fn result_writer_layout_and_idempotence(stores: &Arc<Stores>) {
             .await
             .unwrap();
         writer.stage_batch(batch1, [(child(2, ChildStatus::Succeeded), None)]).await.unwrap();
-        let pending = [ChildExecutionResult::pending(&json!({"Items": [3]}))];
+        let pending = [ChildExecutionResult::pending(&json!({"Items": [3]}).into())];
         let manifest = writer.finalize(&[batch1, batch0, batch0], &pending).await.unwrap();
         // Finalising again (a new leader repeating the effect) gives the same manifest.
         assert_eq!(writer.finalize(&[batch0, batch1], &pending).await.unwrap(), manifest);

@@ -96,7 +96,7 @@ fn records_follow_aws_schema_and_transformations() {
     assert_eq!(Transformation::None.entries(&record), vec![value]);
     assert_eq!(Transformation::Compact.entries(&record), vec![json!([[1, 2], 3])]);
     assert_eq!(Transformation::Flatten.entries(&record), vec![json!([1, 2]), json!(3)]);
-    let pending = ChildExecutionResult::pending(&json!({"Items": [7]})).to_value();
+    let pending = ChildExecutionResult::pending(&json!({"Items": [7]}).into()).to_value();
     assert_eq!(pending, json!({"Input": "{\"Items\":[7]}", "InputDetails": {"Included": true}, "Status": "PENDING"}));
     assert_eq!(ChildStatus::TimedOut.category(), "FAILED");
     assert_eq!(ChildStatus::Aborted.category(), "FAILED");
@@ -131,7 +131,7 @@ async fn direct_results_match_staged_results() {
         record(ChildStatus::Succeeded, json!({"Items": [1, 2]}), Some(json!([{"a": 1}, {"a": [2, "x,]"]}]))),
         record(ChildStatus::Failed, json!({"Items": [3]}), None),
         record(ChildStatus::Succeeded, json!({"Items": [4]}), Some(json!({"b": 4}))),
-        ChildExecutionResult::pending(&json!({"Items": [5]})),
+        ChildExecutionResult::pending(&json!({"Items": [5]}).into()),
     ];
     type Given = fn(&str) -> Payload;
     let given: [(&str, Option<Given>); 3] = [

@@ -51,7 +51,8 @@ enum ArrayFormat {
 
 pub(crate) async fn invoke(inner: &Inner, request: &TaskRequest) -> Result<Payload, Failure> {
     let invalid = |problem: &str| invalid_parameters(request, problem);
-    let Value::Object(params) = &request.parameters else {
+    let parameters = request.parameters.value();
+    let Value::Object(params) = parameters.as_ref() else {
         return Err(invalid("The Parameters must be a JSON object"));
     };
     if let Some(key) = params.keys().find(|k| !FIELDS.contains(&k.as_str())) {

@@ -21,7 +21,9 @@ use stepmap_asl::failure::Failure;
 use stepmap_asl::payload::{JsonText, Payload};
 use stepmap_asl::task::TaskRequest;
 
-use super::{check_result_size, compact_json, invalid_parameters, new_request_id, python_json, Deadline, Inner};
+use super::{
+    check_result_size, compact_json, invalid_parameters, new_request_id, python_json, python_text, Deadline, Inner,
+};
 use crate::function_registry::{FunctionRef, FunctionTarget};
 use crate::invoker::{command, lambda_endpoint};
 
@@ -67,7 +69,11 @@ pub(crate) async fn invoke_function_arn(inner: &Inner, request: &TaskRequest, ar
         account: None,
         qualifier: None,
     });
-    let event = python_json(&request.parameters).into_bytes();
+    let event = match &request.parameters {
+        Payload::Value(parameters) => python_json(parameters),
+        Payload::Text(parameters) => python_text(parameters.as_str()),
+    };
+    let event = event.into_bytes();
     let raw = call_function(inner, request, &reference, event, false).await?;
     if raw.function_error {
         return Err(function_failure(&raw, CauseStyle::Python));
@@ -82,7 +88,8 @@ pub(crate) async fn invoke_function_arn(inner: &Inner, request: &TaskRequest, ar
 
 /// The `arn:aws:states:::lambda:invoke` integration.
 pub(crate) async fn invoke_integration(inner: &Inner, request: &TaskRequest) -> Result<Payload, Failure> {
-    let Value::Object(params) = &request.parameters else {
+    let parameters = request.parameters.value();
+    let Value::Object(params) = parameters.as_ref() else {
         return Err(invalid_parameters(request, "The Parameters must be a JSON object"));
     };
     for key in params.keys() {

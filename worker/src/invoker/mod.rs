@@ -155,7 +155,7 @@ pub(crate) fn invalid_parameters(request: &TaskRequest, problem: &str) -> Failur
         "An error occurred while executing the state '{}'. The Parameters '{}' could not be used \
          to start the Task: [{}]",
         request.state_name,
-        compact_json(&request.parameters),
+        request.parameters.to_text(),
         problem
     ))
 }
@@ -164,10 +164,7 @@ pub(crate) fn invalid_parameters(request: &TaskRequest, problem: &str) -> Failur
 /// cause: the service (`lambda`, `http`) for integrations, the ARN for a Lambda function
 /// resource (corpus: `test_states_errors ... data_limit_exceeded_on_large_utf8_response`).
 pub(crate) fn check_result_size(result: &Payload, label: &str) -> Result<(), Failure> {
-    let size = match result {
-        Payload::Value(value) => crate::json_size::json_size(value) as usize,
-        Payload::Text(text) => text.len(),
-    };
+    let size = result.len();
     if size > MAX_RESULT_BYTES {
         return Err(Failure::new(
             names::DATA_LIMIT_EXCEEDED,
@@ -233,6 +230,36 @@ pub(crate) fn python_json(value: &Value) -> String {
     String::from_utf8(out).unwrap_or_else(|_| compact_json(value))
 }
 
+/// [`python_json`] of the value canonical JSON `text` denotes, without parsing it: in
+/// canonical text every `,` and `:` outside strings separates, and gets its space.
+pub(crate) fn python_text(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 8);
+    let (mut start, mut from, mut in_string) = (0, 0, false);
+    // Only quotes and separators change anything; escapes matter only before a quote.
+    while let Some(at) = memchr::memchr3(b'"', b',', b':', &bytes[from..]).map(|n| from + n) {
+        match bytes[at] {
+            b'"' => {
+                // A quote inside a string ends it unless an odd run of backslashes escapes it.
+                let escapes = bytes[..at].iter().rev().take_while(|&&b| b == b'\\').count();
+                if !in_string || escapes % 2 == 0 {
+                    in_string = !in_string;
+                }
+            }
+            _ if !in_string => {
+                out.extend_from_slice(&bytes[start..=at]);
+                out.push(b' ');
+                start = at + 1;
+            }
+            _ => {}
+        }
+        from = at + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    // Only ASCII spaces were inserted into UTF-8 text.
+    String::from_utf8(out).unwrap_or_else(|_| text.to_owned())
+}
+
 struct PythonFormatter;
 
 impl serde_json::ser::Formatter for PythonFormatter {
@@ -254,5 +281,25 @@ impl serde_json::ser::Formatter for PythonFormatter {
 
     fn begin_object_value<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
         writer.write_all(b": ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn python_text_spaces_canonical_text_as_python_json_spaces_the_value() {
+        for value in [
+            json!({"Items": [{"a": 1, "b": "x,y: z"}, [], {}], "BatchInput": {"k": null}}),
+            json!(["quote \" , : inside", "back\\slash\\", "\\\",:", "é\n\t"]),
+            json!("plain"),
+            json!(1.5),
+        ] {
+            let text = value.to_string();
+            assert_eq!(python_text(&text), python_json(&value), "{text}");
+        }
     }
 }

@@ -24,7 +24,7 @@ use stepmap_asl::map_run::{
 use stepmap_asl::payload::Payload;
 use stepmap_asl::timestamp;
 
-use crate::json_size::json_size;
+use stepmap_asl::json_size::json_size;
 use stepmap_storage::batch_plan::{BATCH_ENVELOPE, DEFAULT_MAX_INPUT_BYTES};
 use stepmap_storage::result_writer::{ChildStatus, PayloadDetails};
 use stepmap_storage::{
@@ -321,7 +321,8 @@ impl ControlledMapRunExecutor for LocalMapRunExecutor {
 struct ChildInput {
     /// 0-based position among the children (the batch number when batching).
     ordinal: u64,
-    input: Value,
+    /// Text when the items were selected into text (a CSV source's compiled ItemSelector).
+    input: Payload,
     items: u64,
 }
 
@@ -542,9 +543,9 @@ impl MapRun {
         let select = move |item: Result<MapItem, Failure>| {
             let value = item.and_then(|item| selection.select(item))?;
             let size = if measured { json_size(&value) } else { 0 };
-            Ok((value, size))
+            Ok((Payload::Value(value), size))
         };
-        let selected: BoxStream<'static, Result<(Value, u64), Failure>> = if self.parallel {
+        let selected: BoxStream<'static, Result<(Payload, u64), Failure>> = if self.parallel {
             // ItemSelector runs on chunks of items on the runtime's threads, in order, so that
             // the reading task only parses (it is the one serial stage of a map run).
             let select = Arc::new(select);
@@ -591,7 +592,7 @@ impl MapRun {
         // The input's text is taken before the input moves into the execution: records of
         // failed children always show it, succeeded ones only in NONE results, archived
         // executions all.
-        let input_text = if keep_input { child.input.to_string() } else { String::new() };
+        let input_text = if keep_input { child.input.to_text() } else { String::new() };
         let ChildInput { ordinal, input, items } = child;
         let mut spec =
             ExecutionSpec::new(&machine_name, &name, request.execution_type, &request.account, &request.region, input);
@@ -769,7 +770,7 @@ impl ResultsTask {
 /// MaxInputBytesPerBatch bytes of serialized items (a single larger item is a batch of its
 /// own rather than an error).
 fn batches(
-    selected: impl futures::Stream<Item = Result<(Value, u64), Failure>> + Send + 'static,
+    selected: impl futures::Stream<Item = Result<(Payload, u64), Failure>> + Send + 'static,
     batching: Batching,
 ) -> BoxStream<'static, Result<ChildInput, Failure>> {
     let max_items = batching.max_items_per_batch.unwrap_or(u64::MAX).max(1);
@@ -778,7 +779,7 @@ fn batches(
     let envelope = BATCH_ENVELOPE + batching.batch_input.as_ref().map_or(0, |b| 14 + json_size(b));
     struct State<S> {
         selected: std::pin::Pin<Box<S>>,
-        held: Option<(Value, u64)>,
+        held: Option<(Payload, u64)>,
         ordinal: u64,
         done: bool,
     }
@@ -842,10 +843,10 @@ mod tests {
     fn collect(values: Vec<Value>, batching: Batching) -> Vec<(Value, u64)> {
         let stream = stream::iter(values.into_iter().map(|v| {
             let size = json_size(&v);
-            Ok((v, size))
+            Ok((Payload::Value(v), size))
         }));
         futures::executor::block_on(
-            batches(stream, batching).map(|c| c.map(|c| (c.input, c.items))).collect::<Vec<_>>(),
+            batches(stream, batching).map(|c| c.map(|c| (c.input.into_value(), c.items))).collect::<Vec<_>>(),
         )
         .into_iter()
         .collect::<Result<Vec<_>, _>>()
@@ -914,7 +915,8 @@ mod tests {
 
     #[test]
     fn failures_end_the_batch_stream() {
-        let stream = stream::iter(vec![Ok((json!(1), 1)), Err(Failure::new(names::ITEM_READER_FAILED, "bad row"))]);
+        let stream =
+            stream::iter(vec![Ok((json!(1).into(), 1)), Err(Failure::new(names::ITEM_READER_FAILED, "bad row"))]);
         let out = futures::executor::block_on(
             batches(stream, Batching { max_items_per_batch: Some(10), ..Batching::default() }).collect::<Vec<_>>(),
         );

@@ -38,7 +38,7 @@ use stepmap_storage::{
 use super::{
     batches, child_archive, map_item, ChildInput, LocalMapRunExecutor, MapRun, MapRunControl, SucceededRecords,
 };
-use crate::json_size::json_size;
+use stepmap_asl::json_size::json_size;
 
 /// Items per unit when each item is its own child: enough to keep a lease's overhead small
 /// against the children's work, few enough that MaxConcurrency spreads a run over workers.
@@ -319,7 +319,7 @@ pub async fn plan_units_with(
                         let item = MapItem { index: index as u64, value, key: None, source: None };
                         let value = selection.select(item)?;
                         let size = json_size(&value);
-                        Ok((value, size))
+                        Ok((Payload::Value(value), size))
                     }));
                     let mut counts = Vec::new();
                     let mut children = batches(selected, batching.clone());
@@ -543,55 +543,63 @@ impl MapRun {
         unit: &WorkUnit,
     ) -> BoxStream<'static, Result<ChildInput, Failure>> {
         let run = self.clone();
-        let select = move |item: Result<MapItem, Failure>| item.and_then(|item| run.request.selection.select(item));
-        let selected: BoxStream<'static, Result<Value, Failure>> = match (&self.request.items, reader, &unit.descriptor)
-        {
-            (MapRunItems::Inline(values), _, _) => {
-                let first = unit.first_index as usize;
-                let values: Vec<Value> = values.iter().skip(first).take(unit.items as usize).cloned().collect();
-                stream::iter(values.into_iter().enumerate().map(move |(offset, value)| {
-                    select(Ok(MapItem { index: (first + offset) as u64, value, key: None, source: None }))
-                }))
-                .boxed()
-            }
-            (MapRunItems::Reader { .. }, Some(reader), Some(descriptor)) => {
-                // The ItemSelector compiled for the CSV header last seen.
-                let mut compiled: Option<(Arc<[String]>, Option<ColumnSelection>)> = None;
-                let run = self.clone();
-                reader
-                    .batch_records(descriptor)
-                    .flat_map(move |records| {
-                        let one = |selected| futures::future::Either::Left(stream::once(std::future::ready(selected)));
-                        match records {
-                            Err(e) => one(Err(e.failure())),
-                            Ok(Records::Item(item)) => one(select(Ok(map_item(item)))),
-                            Ok(Records::Csv(records)) => {
-                                let headers = &records.headers;
-                                if compiled.as_ref().is_none_or(|(seen, _)| !Arc::ptr_eq(seen, headers)) {
-                                    let selection = run.request.selection.for_columns(headers);
-                                    compiled = Some((headers.clone(), selection));
-                                }
-                                let columns = compiled.as_ref().and_then(|(_, c)| c.as_ref());
-                                let selected = (0..records.len())
-                                    .map(|r| {
-                                        let index = records.first_index + r as u64;
-                                        // A row the compiled selector leaves undecided (or
-                                        // every row, without one) is selected the general way.
-                                        columns
-                                            .and_then(|c| c.select(index, |column| records.field(r, column)))
-                                            .map_or_else(|| select(Ok(map_item(records.item(r)))), Ok)
-                                    })
-                                    .collect::<Vec<_>>();
-                                futures::future::Either::Right(stream::iter(selected))
-                            }
-                        }
-                    })
-                    .boxed()
-            }
-            _ => {
-                stream::once(async { Err(Failure::runtime("the work unit does not say where its items are")) }).boxed()
-            }
+        let select = move |item: Result<MapItem, Failure>| {
+            item.and_then(|item| run.request.selection.select(item)).map(Payload::Value)
         };
+        let selected: BoxStream<'static, Result<Payload, Failure>> =
+            match (&self.request.items, reader, &unit.descriptor) {
+                (MapRunItems::Inline(values), _, _) => {
+                    let first = unit.first_index as usize;
+                    let values: Vec<Value> = values.iter().skip(first).take(unit.items as usize).cloned().collect();
+                    stream::iter(values.into_iter().enumerate().map(move |(offset, value)| {
+                        select(Ok(MapItem { index: (first + offset) as u64, value, key: None, source: None }))
+                    }))
+                    .boxed()
+                }
+                (MapRunItems::Reader { .. }, Some(reader), Some(descriptor)) => {
+                    // The ItemSelector compiled for the CSV header last seen.
+                    let mut compiled: Option<(Arc<[String]>, Option<ColumnSelection>)> = None;
+                    // Rows go to the children as text when their first state sends it on as it is.
+                    let as_text = self.request.processor.takes_text_input();
+                    let run = self.clone();
+                    reader
+                        .batch_records(descriptor)
+                        .flat_map(move |records| {
+                            let one =
+                                |selected| futures::future::Either::Left(stream::once(std::future::ready(selected)));
+                            match records {
+                                Err(e) => one(Err(e.failure())),
+                                Ok(Records::Item(item)) => one(select(Ok(map_item(item)))),
+                                Ok(Records::Csv(records)) => {
+                                    let headers = &records.headers;
+                                    if compiled.as_ref().is_none_or(|(seen, _)| !Arc::ptr_eq(seen, headers)) {
+                                        let selection = run.request.selection.for_columns(headers);
+                                        compiled = Some((headers.clone(), selection));
+                                    }
+                                    let columns = compiled.as_ref().and_then(|(_, c)| c.as_ref());
+                                    let selected = (0..records.len())
+                                        .map(|r| {
+                                            let index = records.first_index + r as u64;
+                                            // A row the compiled selector leaves undecided (or
+                                            // every row, without one) is selected the general way.
+                                            let field = |column| records.field(r, column);
+                                            let compiled = match (columns, as_text) {
+                                                (Some(c), true) => c.render(index, field).map(Payload::Text),
+                                                (Some(c), false) => c.select(index, field).map(Payload::Value),
+                                                (None, _) => None,
+                                            };
+                                            compiled.map_or_else(|| select(Ok(map_item(records.item(r)))), Ok)
+                                        })
+                                        .collect::<Vec<_>>();
+                                    futures::future::Either::Right(stream::iter(selected))
+                                }
+                            }
+                        })
+                        .boxed()
+                }
+                _ => stream::once(async { Err(Failure::runtime("the work unit does not say where its items are")) })
+                    .boxed(),
+            };
         match &self.request.batching {
             // The unit's batches as planned (one, or several for a processor that calls
             // nothing), split further only where selected items exceed the batch byte limit
@@ -599,7 +607,7 @@ impl MapRun {
             Some(batching) => {
                 let sized = selected.map(|value| {
                     value.map(|value| {
-                        let size = json_size(&value);
+                        let size = value.len() as u64;
                         (value, size)
                     })
                 });
@@ -636,7 +644,7 @@ impl MapRun {
             }
             missing.next();
             match child {
-                Ok(child) => records[record].0.input = child.input.to_string(),
+                Ok(child) => records[record].0.input = child.input.to_text(),
                 Err(failure) => tracing::warn!(map_run = %self.request.map_run_arn, unit = unit.unit, position,
                     cause = failure.cause.as_deref().unwrap_or(""),
                     "the input of a child that did not succeed could not be read again: its record shows none"),
@@ -828,7 +836,7 @@ mod tests {
             let barrier = self.0.clone();
             Box::pin(async move {
                 barrier.wait().await;
-                Ok(request.parameters["Items"].clone().into())
+                Ok(request.parameters.value()["Items"].clone().into())
             })
         }
     }
@@ -942,7 +950,7 @@ mod tests {
                     tokio::task::yield_now().await;
                 }
                 counting.now.fetch_sub(1, SeqCst);
-                Ok(request.parameters["Items"].clone().into())
+                Ok(request.parameters.value()["Items"].clone().into())
             })
         }
     }

@@ -88,7 +88,7 @@ fn request(resource: &str, parameters: Value) -> TaskRequest {
         resource_arn: resource.to_string(),
         resource: Resource::parse(resource),
         state_name: "Task".to_string(),
-        parameters,
+        parameters: parameters.into(),
         timeout: None,
         region: REGION.to_string(),
         account: ACCOUNT.to_string(),

@@ -93,7 +93,8 @@ impl PartialEq<Value> for Payload {
 /// Cheap to clone; the elements of an array share its text ([`JsonText::array_elements`]).
 #[derive(Clone)]
 pub struct JsonText {
-    text: Arc<str>,
+    /// A `String` behind the `Arc`, not a `str`: taking the writer's buffer costs no copy.
+    text: Arc<String>,
     range: std::ops::Range<usize>,
 }
 
@@ -121,8 +122,7 @@ impl JsonText {
 
     /// Text the caller wrote in canonical form (by serde_json, or from canonical pieces).
     pub(crate) fn from_canonical(text: String) -> JsonText {
-        let text: Arc<str> = text.into();
-        JsonText { range: 0..text.len(), text }
+        JsonText { range: 0..text.len(), text: Arc::new(text) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -230,7 +230,7 @@ impl<'de, S: Serializer> Visitor<'de> for Transcode<S> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<S::Ok, A::Error> {
         let mut out = self.0.serialize_map(None).map_err(failed)?;
-        let mut keys = SeenKeys::default();
+        let mut keys = SeenKeys::new();
         while let Some(key) = map.next_key::<Key<'de>>()? {
             out.serialize_key(key.as_str()).map_err(failed)?;
             if !keys.insert(key) {
@@ -336,25 +336,35 @@ impl<'de, D: Deserializer<'de>> Serialize for Deferred<'de, D> {
     }
 }
 
-/// The keys of one object so far: a short list, a set once the object is large.
-#[derive(Default)]
+/// The keys of one object so far: the first few borrowed from the input in place (no
+/// allocation for the usual small object), the rest, and escaped ones, in a set.
 struct SeenKeys<'de> {
-    few: Vec<Key<'de>>,
+    few: [&'de str; SeenKeys::FEW],
+    len: usize,
     many: std::collections::HashSet<String>,
 }
 
 impl<'de> SeenKeys<'de> {
     const FEW: usize = 16;
 
+    fn new() -> Self {
+        SeenKeys { few: [""; SeenKeys::FEW], len: 0, many: std::collections::HashSet::new() }
+    }
+
     /// Adds `key`; false when the object already had it.
     fn insert(&mut self, key: Key<'de>) -> bool {
-        if self.few.iter().any(|seen| seen.as_str() == key.as_str()) || self.many.contains(key.as_str()) {
+        let text = key.as_str();
+        if self.few[..self.len].contains(&text) || (!self.many.is_empty() && self.many.contains(text)) {
             return false;
         }
-        if self.few.len() < Self::FEW {
-            self.few.push(key);
-        } else {
-            self.many.insert(key.as_str().to_owned());
+        match key {
+            Key::Borrowed(key) if self.len < Self::FEW => {
+                self.few[self.len] = key;
+                self.len += 1;
+            }
+            key => {
+                self.many.insert(key.as_str().to_owned());
+            }
         }
         true
     }
@@ -390,7 +400,16 @@ mod tests {
 
     #[test]
     fn what_is_not_one_value_or_repeats_a_key_is_left_to_parsing() {
-        for case in ["", "[1,", "{\"a\":1}x", "nul", "{\"a\":1,\"a\":2}", "[{\"a\\u0062\":1,\"ab\":2}]", "1e400"] {
+        for case in [
+            "",
+            "[1,",
+            "{\"a\":1}x",
+            "nul",
+            "{\"a\":1,\"a\":2}",
+            "[{\"a\\u0062\":1,\"ab\":2}]",
+            "{\"ab\":1,\"a\\u0062\":2}",
+            "1e400",
+        ] {
             assert_eq!(JsonText::canonicalize(case.as_bytes()), None, "{case}");
         }
         // Keys repeated in a large object are found too (past the short list).

@@ -22,6 +22,20 @@ use crate::map_run::ItemSelection;
 use crate::model::PayloadTemplate;
 use crate::payload::JsonText;
 
+/// How deep a field's value may nest to be rendered as text. serde_json parses at most 128
+/// levels; a rendered row adds one and a batch two (`{"Items":[row]}`), and a text that does
+/// not parse back would stand for no value at all.
+const MAX_RENDERED_NESTING: usize = 100;
+
+/// The levels of arrays and objects in `value` (0 for a scalar).
+fn nesting(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(nesting).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(nesting).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// One entry of the selected object.
 #[derive(Clone, Debug)]
 enum Field {
@@ -59,7 +73,9 @@ impl ItemSelection {
         let mut fields = Vec::with_capacity(entries.len());
         for (key, entry) in entries {
             let field = match entry {
-                PayloadTemplate::Literal(value) => Field::Literal(value.clone()),
+                PayloadTemplate::Literal(value) if nesting(value) <= MAX_RENDERED_NESTING => {
+                    Field::Literal(value.clone())
+                }
                 PayloadTemplate::Path { expr, .. } if expr.root == PathRoot::Context => {
                     if expr.item_value.is_some() {
                         Field::Column(column(expr)?)
@@ -113,7 +129,14 @@ impl ColumnSelection {
             let written = match spec {
                 Field::Literal(value) => serde_json::to_writer(&mut out, value),
                 Field::Column(c) => serde_json::to_writer(&mut out, field(*c)),
-                Field::ColumnJson(c) => serde_json::to_writer(&mut out, &parse_json_text(field(*c)).ok()?),
+                Field::ColumnJson(c) => {
+                    let value = parse_json_text(field(*c)).ok()?;
+                    // Deep values go the general way: the text must parse back (see below).
+                    if nesting(&value) > MAX_RENDERED_NESTING {
+                        return None;
+                    }
+                    serde_json::to_writer(&mut out, &value)
+                }
                 Field::Index => serde_json::to_writer(&mut out, &index),
             };
             written.ok()?;
@@ -193,6 +216,21 @@ mod tests {
                 None => assert_eq!(row[0], "0012"),
             }
         }
+    }
+
+    /// A typed column nested too deep to be rendered (its row's text, in a batch, would not
+    /// parse back) is left to the general evaluation; selecting it as a value still works.
+    #[test]
+    fn deep_values_are_not_rendered() {
+        let typed = selection(json!({"j.$": "States.StringToJson($$.Map.Item.Value.j)"}));
+        let compiled = typed.for_columns(&headers(&["j"])).expect("compiles");
+        let deep = format!("{}{}", "[".repeat(120), "]".repeat(120));
+        assert!(compiled.render(0, |_| &deep).is_none());
+        assert_eq!(compiled.select(0, |_| &deep), Some(general(&typed, &headers(&["j"]), 0, &[&deep])));
+        let shallow = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        assert!(compiled.render(0, |_| &shallow).is_some());
+        let literal = json!({"deep": serde_json::from_str::<Value>(&deep).unwrap()});
+        assert!(selection(literal).for_columns(&headers(&["j"])).is_none());
     }
 
     #[test]

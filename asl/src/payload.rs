@@ -16,7 +16,6 @@ use std::sync::Arc;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{self, SerializeMap, SerializeSeq, Serializer};
 use serde::Serialize;
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// A payload: the value itself, or its JSON text.
@@ -140,24 +139,53 @@ impl JsonText {
 
     /// The value the text denotes.
     pub fn to_value(&self) -> Value {
-        // Canonical text always parses; `Null` is unreachable, not a fallback.
+        // Canonical text always parses: it is a parsed value's text (so within serde_json's
+        // nesting limit), or written from pieces that keep within it (`column_selection`).
         serde_json::from_str(self.as_str()).unwrap_or(Value::Null)
     }
 
     /// The elements when the payload is an array, each canonical text too (sharing this one).
     pub fn array_elements(&self) -> Option<Vec<JsonText>> {
-        let whole = self.as_str();
-        if !whole.starts_with('[') {
+        let bytes = self.as_str().as_bytes();
+        if bytes.first() != Some(&b'[') {
             return None;
         }
-        let elements: Vec<&RawValue> = serde_json::from_str(whole).ok()?;
-        let base = whole.as_ptr() as usize;
-        let element = |raw: &RawValue| {
-            // A raw value borrows its text from `whole`: its place there is its offset.
-            let start = self.range.start + (raw.get().as_ptr() as usize - base);
-            JsonText { text: self.text.clone(), range: start..start + raw.get().len() }
-        };
-        Some(elements.into_iter().map(element).collect())
+        if bytes == b"[]" {
+            return Some(Vec::new());
+        }
+        // Canonical text has no whitespace: elements are what lies between the commas that
+        // are outside strings and one level deep.
+        let base = self.range.start;
+        let element = |start: usize, end: usize| JsonText { text: self.text.clone(), range: base + start..base + end };
+        let mut elements = Vec::new();
+        let (mut depth, mut start, mut in_string, mut escaped) = (0usize, 1, false, false);
+        for (i, &b) in bytes.iter().enumerate() {
+            if in_string {
+                match b {
+                    _ if escaped => escaped = false,
+                    b'\\' => escaped = true,
+                    b'"' => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'[' | b'{' => depth += 1,
+                b']' | b'}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        elements.push(element(start, i));
+                    }
+                }
+                b',' if depth == 1 => {
+                    elements.push(element(start, i));
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        Some(elements)
     }
 }
 
@@ -390,6 +418,8 @@ mod tests {
             "-9223372036854775808",
             "\"\"",
             "{\"k\":\"é\"}",
+            // An ordinary key (serde_json's `raw_value` feature, not used, would read it specially).
+            r#"{"$serde_json::private::RawValue": "{\"a\":1}"}"#,
         ];
         for case in cases {
             let text = JsonText::canonicalize(case.as_bytes()).unwrap_or_else(|| panic!("{case}"));

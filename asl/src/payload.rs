@@ -1,12 +1,13 @@
 //! A JSON payload as a value or as text nobody has needed to parse yet.
 //!
-//! A Lambda function's response arrives as bytes. When a Task state passes its result through
-//! untouched (no ResultSelector, ResultPath or OutputPath that looks inside it) and it becomes
-//! an execution's output that is only written out, as a Distributed Map child's output is,
-//! building a `serde_json::Value` of it costs more than the rest of the child's run: every
-//! object is an `IndexMap` with a hashed, allocated key per field. [`JsonText`] validates and
-//! compacts the bytes in one streaming pass instead, and the value is built only if someone
-//! asks for it.
+//! A Distributed Map child whose only state is a Task calling a function would otherwise
+//! build its whole batch as a `serde_json::Value` only to serialise it into the event, and
+//! parse the function's response into one only to write it to the result files: every object
+//! an `IndexMap` with a hashed, allocated key per field, more CPU than the rest of the
+//! child's run. Instead the batch is rendered as text from its source
+//! (`column_selection`), goes to the Task as it is when no field of the state reads it, and
+//! the response is validated and compacted in one streaming pass ([`JsonText::canonicalize`])
+//! and passed on as text when no field reads it; a value is built only if someone asks.
 
 use std::cell::Cell;
 use std::fmt;
@@ -18,7 +19,8 @@ use serde::ser::{self, SerializeMap, SerializeSeq, Serializer};
 use serde::Serialize;
 use serde_json::Value;
 
-/// A payload: the value itself, or its JSON text.
+/// A payload: the value itself, or its JSON text. (`==` compares forms too: compare
+/// [`Payload::value`]s for the value.)
 #[derive(Clone, Debug, PartialEq)]
 pub enum Payload {
     Value(Value),

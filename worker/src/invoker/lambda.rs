@@ -71,7 +71,7 @@ pub(crate) async fn invoke_function_arn(inner: &Inner, request: &TaskRequest, ar
     });
     let event = match &request.parameters {
         Payload::Value(parameters) => python_json(parameters),
-        Payload::Text(parameters) => python_text(parameters.as_str()),
+        Payload::Text(parameters) => python_text(parameters),
     };
     let event = event.into_bytes();
     let raw = call_function(inner, request, &reference, event, false).await?;

@@ -424,18 +424,14 @@ fn file_stream(file: std::fs::File, range: Range<u64>, object: ObjectRef) -> Byt
             if position >= end {
                 return Ok(None);
             }
-            let want = (end - position).min(FILE_CHUNK) as usize;
+            let want = (end - position).min(FILE_CHUNK);
+            // Allocated here, on the runtime's thread, where the chunk will be freed: a buffer
+            // allocated on a blocking-pool thread and freed on another thread is returned to
+            // its allocator late, and the blocking threads come and go. Nor is it zeroed first.
+            let mut buf = Vec::with_capacity(want as usize);
             let read = tokio::task::spawn_blocking(move || -> std::io::Result<(std::fs::File, Vec<u8>)> {
                 file.seek(SeekFrom::Start(position))?;
-                let mut buf = vec![0u8; want];
-                let mut filled = 0;
-                while filled < want {
-                    match file.read(&mut buf[filled..])? {
-                        0 => break,
-                        n => filled += n,
-                    }
-                }
-                buf.truncate(filled);
+                (&mut file).take(want).read_to_end(&mut buf)?;
                 Ok((file, buf))
             })
             .await;

@@ -326,8 +326,14 @@ impl FleetWorker {
     /// the granted work.
     fn take(&self, state: &mut LoopState, response: PollWorkResponse) {
         for lease in &response.revoked {
-            for abort in state.held.revoke(lease) {
-                tracing::debug!(map_run = %lease.map_run_arn, unit = lease.unit, epoch = lease.epoch, "lease revoked: unit aborted");
+            for (phase, abort) in state.held.revoke(lease) {
+                // A unit whose outcome is being reported has ended: the coordinator took the
+                // outcome, or will refuse it.
+                let what = match phase {
+                    Phase::Running => "lease revoked: unit aborted",
+                    Phase::Reporting => "lease revoked while its outcome was being reported",
+                };
+                tracing::debug!(map_run = %lease.map_run_arn, unit = lease.unit, epoch = lease.epoch, "{what}");
                 abort.abort();
             }
         }
@@ -679,10 +685,11 @@ impl<T: Eq + Hash + Copy, H, W> HeldLeases<T, H, W> {
     }
 
     /// Stops holding `lease`: the abort handles of its tasks (a queued unit is dropped).
-    fn revoke(&mut self, lease: &Lease) -> Vec<H> {
+    /// Drops `lease` from the queue and returns its tasks' phases and abort handles.
+    fn revoke(&mut self, lease: &Lease) -> Vec<(Phase, H)> {
         self.queued.retain(|(l, _)| l != lease);
         let tasks: Vec<T> = self.by_task.iter().filter(|(_, (l, _, _))| l == lease).map(|(t, _)| *t).collect();
-        tasks.into_iter().filter_map(|t| self.by_task.remove(&t)).map(|(_, _, abort)| abort).collect()
+        tasks.into_iter().filter_map(|t| self.by_task.remove(&t)).map(|(_, phase, abort)| (phase, abort)).collect()
     }
 
     fn contains(&self, lease: &Lease) -> bool {
@@ -761,7 +768,8 @@ mod tests {
 
         // Revoking names the exact lease (epoch included); its task ends later, unheld.
         assert!(held.revoke(&lease(1, 2)).is_empty());
-        assert_eq!(held.revoke(&lease(1, 1)), ["b"]);
+        assert_eq!(held.revoke(&lease(1, 1)), [(Phase::Running, "b")]);
+        assert_eq!(held.revoke(&lease(0, 1)), [(Phase::Reporting, "c")], "a report in flight is told apart");
         assert_eq!(held.remove(2), None);
         assert_eq!(held.remove(3), Some((lease(0, 1), Phase::Reporting)));
         assert!(held.is_empty());
@@ -774,7 +782,7 @@ mod tests {
         held.queue(lease(1, 1), "w1");
         held.queue(lease(2, 1), "w2");
         assert_eq!(held.next_startable(1), None);
-        assert_eq!(held.revoke(&lease(0, 1)), ["a"]);
+        assert_eq!(held.revoke(&lease(0, 1)), [(Phase::Running, "a")]);
         assert_eq!(held.next_startable(1), Some((lease(1, 1), "w1")));
         assert_eq!(held.wanted(1, false, false), (0, 0), "one running again, one queued");
     }

@@ -19,6 +19,9 @@ use serde::ser::{self, SerializeMap, SerializeSeq, Serializer};
 use serde::Serialize;
 use serde_json::Value;
 
+mod outside;
+mod scan;
+
 /// A payload: the value itself, or its JSON text. (`==` compares forms too: compare
 /// [`Payload::value`]s for the value.)
 #[derive(Clone, Debug, PartialEq)]
@@ -112,13 +115,7 @@ impl JsonText {
     /// would not denote the same value as parsing them: an object with a key twice (parsing
     /// keeps the last value, at the first key's place). Callers then parse, as they would have.
     pub fn canonicalize(bytes: &[u8]) -> Option<JsonText> {
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-        let mut serializer = serde_json::Serializer::new(&mut out);
-        Transcode(&mut serializer).deserialize(&mut deserializer).ok()?;
-        deserializer.end().ok()?;
-        // The serializer writes only UTF-8 (it escapes nothing else and copies valid strings).
-        String::from_utf8(out).ok().map(JsonText::from_canonical)
+        scan::compact(bytes).or_else(|| transcode(bytes)).map(JsonText::from_canonical)
     }
 
     /// Text the caller wrote in canonical form (by serde_json, or from canonical pieces).
@@ -161,46 +158,27 @@ impl JsonText {
         let element = |start: usize, end: usize| JsonText { text: self.text.clone(), range: base + start..base + end };
         let mut elements = Vec::new();
         let (mut depth, mut start) = (0usize, 1);
-        for (i, b) in self.syntax() {
-            match b {
-                b'[' | b'{' => depth += 1,
-                b']' | b'}' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        elements.push(element(start, i));
-                    }
-                }
-                b',' if depth == 1 => {
+        self.for_each_outside_strings([b'[', b'{', b']', b'}', b','], |i, b| match b {
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => {
+                depth -= 1;
+                if depth == 0 {
                     elements.push(element(start, i));
-                    start = i + 1;
                 }
-                _ => {}
             }
-        }
+            _ if depth == 1 => {
+                elements.push(element(start, i));
+                start = i + 1;
+            }
+            _ => {}
+        });
         Some(elements)
     }
 
-    /// The bytes outside strings (brackets, braces, `,`, `:` and scalars' characters) with
-    /// their offsets in [`Self::as_str`]: the text's structure, strings skipped. A plain loop:
-    /// such bytes and quotes are too dense in typical payloads for `memchr` to pay.
-    pub fn syntax(&self) -> impl Iterator<Item = (usize, u8)> + '_ {
-        let (mut in_string, mut escaped) = (false, false);
-        self.as_str().bytes().enumerate().filter(move |&(_, b)| {
-            if in_string {
-                match b {
-                    _ if escaped => escaped = false,
-                    b'\\' => escaped = true,
-                    b'"' => in_string = false,
-                    _ => {}
-                }
-                false
-            } else if b == b'"' {
-                in_string = true;
-                false
-            } else {
-                true
-            }
-        })
+    /// Calls `visit(offset, byte)` in order for each byte of the text that is one of `wanted`
+    /// and lies outside strings (offsets in [`Self::as_str`]): its structure, strings skipped.
+    pub fn for_each_outside_strings<const N: usize>(&self, wanted: [u8; N], visit: impl FnMut(usize, u8)) {
+        outside::for_each(self.as_str().as_bytes(), wanted, visit)
     }
 }
 
@@ -214,6 +192,18 @@ impl fmt::Display for JsonText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// The general path of [`JsonText::canonicalize`]: serde_json's parser streaming into its
+/// writer, for any JSON (the fast path, [`scan::compact`], takes the usual kinds).
+fn transcode(bytes: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let mut serializer = serde_json::Serializer::new(&mut out);
+    Transcode(&mut serializer).deserialize(&mut deserializer).ok()?;
+    deserializer.end().ok()?;
+    // The serializer writes only UTF-8 (it escapes nothing else and copies valid strings).
+    String::from_utf8(out).ok()
 }
 
 /// Streams one JSON value from a deserializer into a serializer, checking object keys for
@@ -415,6 +405,8 @@ impl<'de> SeenKeys<'de> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     /// What the Value path gives: parse, then write compactly.
@@ -464,6 +456,108 @@ mod tests {
         assert!(JsonText::canonicalize(format!("{{{}}}", distinct.join(",")).as_bytes()).is_some());
         // The same key in sibling objects is fine.
         assert!(JsonText::canonicalize(br#"[{"a":1},{"a":2}]"#).is_some());
+    }
+
+    #[test]
+    fn the_fast_path_takes_what_programs_usually_write() {
+        let cases = [
+            // Python's json.dumps: ", " and ": " separators.
+            r#"[{"order_id": 1, "country": "US", "total": 961.0, "flag": false}, {"order_id": 2, "country": "É", "total": 0.1, "flag": true}]"#,
+            "{\n  \"a\": [\n    1,\n    -2.5e-7\n  ],\n  \"b\": null\n}",
+            r#"[-9223372036854775808, 18446744073709551615, 1E5, 2.50, "", [], {}]"#,
+        ];
+        for case in cases {
+            let fast = scan::compact(case.as_bytes()).unwrap_or_else(|| panic!("{case}"));
+            assert_eq!(Some(fast), transcode(case.as_bytes()), "{case}");
+        }
+        // What it leaves to the general path, which still canonicalises it.
+        for case in
+            [r#""a\"b""#, "-0", "18446744073709551616", "-9223372036854775809", r#"{"a":1,"a":2}"#, "[1,]", "1e400"]
+        {
+            assert_eq!(scan::compact(case.as_bytes()), None, "{case}");
+        }
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+            "(?s).{0,6}".prop_map(Value::from),
+            "[a-c]{0,2}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                // Short keys from few letters: objects often hold one twice.
+                prop::collection::vec(("[a-c]{0,2}", inner), 0..5)
+                    .prop_map(|entries| Value::Object(entries.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// `value` written compactly, as Python writes it, or pretty.
+    fn written(value: &Value, style: u8) -> String {
+        match style % 3 {
+            0 => value.to_string(),
+            1 => python_style(&value.to_string()),
+            _ => serde_json::to_string_pretty(value).unwrap(),
+        }
+    }
+
+    /// Canonical text with a space after every `,` and `:` outside strings.
+    fn python_style(text: &str) -> String {
+        let mut out = String::new();
+        let (mut in_string, mut escaped) = (false, false);
+        for c in text.chars() {
+            out.push(c);
+            match c {
+                _ if in_string && escaped => escaped = false,
+                '\\' if in_string => escaped = true,
+                '"' => in_string = !in_string,
+                ',' | ':' if !in_string => out.push(' '),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    proptest! {
+        /// Whatever the fast path returns is what the general one returns.
+        #[test]
+        fn the_fast_path_agrees_with_the_general_one(value in json_value(), style in 0u8..3) {
+            let text = written(&value, style);
+            if let Some(fast) = scan::compact(text.as_bytes()) {
+                prop_assert_eq!(Some(fast), transcode(text.as_bytes()));
+            }
+        }
+
+        #[test]
+        fn the_fast_path_agrees_on_any_number(
+            number in r"-?(0|[1-9][0-9]{0,24})(\.[0-9]{1,20})?([eE][+-]?[0-9]{1,3})?|-?0[0-9]|1\.|1e"
+        ) {
+            prop_assert_eq!(scan::compact(number.as_bytes()).is_some_and(|fast| Some(fast) != transcode(number.as_bytes())), false);
+        }
+
+        /// Broken text (cut short, a byte changed) is never canonicalised by the fast path
+        /// alone where the general path would not agree.
+        #[test]
+        fn the_fast_path_agrees_on_broken_text(value in json_value(), style in 0u8..3, cut in any::<prop::sample::Index>(), byte in any::<u8>(), at in any::<prop::sample::Index>()) {
+            let text = written(&value, style).into_bytes();
+            let short = &text[..cut.index(text.len() + 1)];
+            let mut changed = text.clone();
+            if !changed.is_empty() {
+                let i = at.index(changed.len());
+                changed[i] = byte;
+            }
+            for case in [short, &changed[..]] {
+                if let Some(fast) = scan::compact(case) {
+                    prop_assert_eq!(Some(fast), transcode(case));
+                }
+            }
+        }
     }
 
     #[test]

@@ -236,13 +236,11 @@ pub(crate) fn python_text(text: &JsonText) -> String {
     let bytes = text.as_str().as_bytes();
     let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 8);
     let mut start = 0;
-    for (i, b) in text.syntax() {
-        if b == b',' || b == b':' {
-            out.extend_from_slice(&bytes[start..=i]);
-            out.push(b' ');
-            start = i + 1;
-        }
-    }
+    text.for_each_outside_strings([b',', b':'], |i, _| {
+        out.extend_from_slice(&bytes[start..=i]);
+        out.push(b' ');
+        start = i + 1;
+    });
     out.extend_from_slice(&bytes[start..]);
     // Only ASCII spaces were inserted into UTF-8 text.
     String::from_utf8(out).unwrap_or_else(|_| text.as_str().to_owned())

@@ -1,0 +1,224 @@
+//! The fast path of [`super::JsonText::canonicalize`]: one pass over the bytes that copies
+//! what is already canonical and drops whitespace, for JSON as programs usually write it
+//! (`json.dumps`, `JSON.stringify`, serde): unescaped strings, integers that fit 64 bits,
+//! floats, objects without repeated keys.
+//!
+//! Contract: [`compact`] returns `Some(text)` only where the general path (serde_json's
+//! parser feeding its writer) returns the same text; `None` means "not sure", never "not
+//! JSON": strings with escapes, `-0`, integers past 64 bits, objects of many keys, deep
+//! nesting and every malformed input go the general way, which decides. A response of a
+//! thousand rows then costs a copy instead of a parse and a write per token.
+
+use serde::Serializer as _;
+
+/// Deeper values go the general way (serde_json's parser stops at 128 levels).
+const MAX_DEPTH: usize = 100;
+
+/// Objects with more keys go the general way, which checks repeats with a set; under this,
+/// comparing a key with the object's earlier ones is cheaper than hashing it.
+const MAX_KEYS: usize = 32;
+
+/// The canonical text of `bytes` (see the module doc), or `None`: take the general path.
+pub(super) fn compact(bytes: &[u8]) -> Option<String> {
+    let mut scan = Scan { input: bytes, pos: 0, out: Vec::with_capacity(bytes.len()) };
+    scan.skip_whitespace();
+    scan.value(0)?;
+    scan.skip_whitespace();
+    if scan.pos != bytes.len() {
+        return None;
+    }
+    // Strings were copied as they were: the general path rejects what is not UTF-8.
+    String::from_utf8(scan.out).ok()
+}
+
+struct Scan<'a> {
+    input: &'a [u8],
+    pos: usize,
+    out: Vec<u8>,
+}
+
+impl<'a> Scan<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.input.get(self.pos).copied()
+    }
+
+    fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    /// Consumes `byte` (after whitespace) and writes it.
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        self.skip_whitespace();
+        (self.peek()? == byte).then(|| {
+            self.pos += 1;
+            self.out.push(byte);
+        })
+    }
+
+    fn value(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'{' => self.object(depth + 1),
+            b'[' => self.array(depth + 1),
+            b'"' => self.string().map(drop),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        self.input[self.pos..].starts_with(word).then(|| {
+            self.pos += word.len();
+            self.out.extend_from_slice(word);
+        })
+    }
+
+    fn object(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.expect(b'{')?;
+        self.skip_whitespace();
+        if self.peek()? == b'}' {
+            self.pos += 1;
+            self.out.push(b'}');
+            return Some(());
+        }
+        let mut keys: [&[u8]; MAX_KEYS] = [&[]; MAX_KEYS];
+        let mut count = 0;
+        loop {
+            self.skip_whitespace();
+            if self.peek()? != b'"' || count == MAX_KEYS {
+                return None;
+            }
+            let key = self.string()?;
+            // A repeated key: parsing keeps the last value at the first key's place, which
+            // the text as written does not say. The general path reports it.
+            if keys[..count].contains(&key) {
+                return None;
+            }
+            keys[count] = key;
+            count += 1;
+            self.expect(b':')?;
+            self.skip_whitespace();
+            self.value(depth)?;
+            self.skip_whitespace();
+            match self.peek()? {
+                b',' => self.out.push(b','),
+                b'}' => {
+                    self.pos += 1;
+                    self.out.push(b'}');
+                    return Some(());
+                }
+                _ => return None,
+            }
+            self.pos += 1;
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.expect(b'[')?;
+        self.skip_whitespace();
+        if self.peek()? == b']' {
+            self.pos += 1;
+            self.out.push(b']');
+            return Some(());
+        }
+        loop {
+            self.skip_whitespace();
+            self.value(depth)?;
+            self.skip_whitespace();
+            match self.peek()? {
+                b',' => self.out.push(b','),
+                b']' => {
+                    self.pos += 1;
+                    self.out.push(b']');
+                    return Some(());
+                }
+                _ => return None,
+            }
+            self.pos += 1;
+        }
+    }
+
+    /// Copies a string without escapes (serde_json writes such a string as it is) and returns
+    /// its contents; `None` for an escape or a control character.
+    fn string(&mut self) -> Option<&'a [u8]> {
+        let start = self.pos + 1;
+        let length = memchr::memchr2(b'"', b'\\', self.input.get(start..)?)?;
+        let end = start + length;
+        if self.input[end] != b'"' || self.input[start..end].iter().any(|&b| b < 0x20) {
+            return None;
+        }
+        let input = self.input;
+        self.out.extend_from_slice(&input[self.pos..=end]);
+        self.pos = end + 1;
+        Some(&input[start..end])
+    }
+
+    /// A number: an integer that fits 64 bits is written as it is (JSON has no leading zeros,
+    /// so that is what serde_json writes); a float is parsed and written as serde_json writes
+    /// it (both parsers round correctly, so they agree on the value).
+    fn number(&mut self) -> Option<()> {
+        let start = self.pos;
+        let bytes = self.input;
+        let mut i = start + usize::from(bytes[start] == b'-');
+        let digits = |i: usize| bytes[i..].iter().take_while(|b| b.is_ascii_digit()).count();
+        let whole = digits(i);
+        if whole == 0 || (bytes[i] == b'0' && whole > 1) {
+            return None;
+        }
+        i += whole;
+        let mut float = false;
+        if bytes.get(i) == Some(&b'.') {
+            let fraction = digits(i + 1);
+            if fraction == 0 {
+                return None;
+            }
+            i += 1 + fraction;
+            float = true;
+        }
+        if let Some(b'e' | b'E') = bytes.get(i) {
+            i += 1;
+            if let Some(b'+' | b'-') = bytes.get(i) {
+                i += 1;
+            }
+            let exponent = digits(i);
+            if exponent == 0 {
+                return None;
+            }
+            i += exponent;
+            float = true;
+        }
+        let token = &bytes[start..i];
+        self.pos = i;
+        if !float {
+            // `-0` is a float to serde_json (`-0.0`); longer integers may not fit.
+            // Digit strings of the same length compare as their numbers.
+            let within =
+                |limit: &[u8]| whole < limit.len() || (whole == limit.len() && &token[token.len() - whole..] <= limit);
+            let fits = match token[0] {
+                b'-' => token != b"-0" && within(b"9223372036854775808"),
+                _ => within(b"18446744073709551615"),
+            };
+            if !fits {
+                return None;
+            }
+            self.out.extend_from_slice(token);
+            return Some(());
+        }
+        // The token is ASCII digits, signs, `.` and exponent marks.
+        let value: f64 = std::str::from_utf8(token).ok()?.parse().ok()?;
+        if !value.is_finite() {
+            return None;
+        }
+        serde_json::Serializer::new(&mut self.out).serialize_f64(value).ok()
+    }
+}

@@ -465,6 +465,7 @@ mod tests {
             r#"[{"order_id": 1, "country": "US", "total": 961.0, "flag": false}, {"order_id": 2, "country": "É", "total": 0.1, "flag": true}]"#,
             "{\n  \"a\": [\n    1,\n    -2.5e-7\n  ],\n  \"b\": null\n}",
             r#"[-9223372036854775808, 18446744073709551615, 1E5, 2.50, "", [], {}]"#,
+            "[0.00001, 0.000001, 1e-05, 123456789012345.6, 12345678901234.5, 961.0, 1.10, -0.0, 0.0, 100.0]",
         ];
         for case in cases {
             let fast = scan::compact(case.as_bytes()).unwrap_or_else(|| panic!("{case}"));

@@ -176,7 +176,7 @@ impl<'a> Scan<'a> {
             return None;
         }
         i += whole;
-        let mut float = false;
+        let (mut float, mut exponent_mark) = (false, false);
         if bytes.get(i) == Some(&b'.') {
             let fraction = digits(i + 1);
             if fraction == 0 {
@@ -195,7 +195,7 @@ impl<'a> Scan<'a> {
                 return None;
             }
             i += exponent;
-            float = true;
+            (float, exponent_mark) = (true, true);
         }
         let token = &bytes[start..i];
         self.pos = i;
@@ -214,6 +214,10 @@ impl<'a> Scan<'a> {
             self.out.extend_from_slice(token);
             return Some(());
         }
+        if !exponent_mark && written_as_is(token) {
+            self.out.extend_from_slice(token);
+            return Some(());
+        }
         // The token is ASCII digits, signs, `.` and exponent marks.
         let value: f64 = std::str::from_utf8(token).ok()?.parse().ok()?;
         if !value.is_finite() {
@@ -221,4 +225,29 @@ impl<'a> Scan<'a> {
         }
         serde_json::Serializer::new(&mut self.out).serialize_f64(value).ok()
     }
+}
+
+/// Whether serde_json writes the float `token` (`-?digits.digits`, no exponent) as it is:
+/// when it has at most 15 significant digits (then no shorter decimal reads as the same
+/// double, and serde_json writes the shortest), no trailing zero but in `.0`, and a magnitude
+/// in `[1e-5, 1e15)`, where serde_json writes plain decimals (Python's `repr` does too from
+/// `1e-4`, so `json.dumps` floats mostly qualify).
+fn written_as_is(token: &[u8]) -> bool {
+    let digits = token.strip_prefix(b"-").unwrap_or(token);
+    let Some(dot) = digits.iter().position(|&b| b == b'.') else { return false };
+    let (whole, fraction) = (&digits[..dot], &digits[dot + 1..]);
+    if fraction.len() > 1 && fraction.ends_with(b"0") {
+        return false;
+    }
+    let significant = if whole == b"0" {
+        let zeros = fraction.iter().take_while(|&&b| b == b'0').count();
+        // 0.0000x is 1e-5 at least; a zero fraction is the value 0, written `0.0`.
+        if zeros > 4 && zeros != fraction.len() {
+            return false;
+        }
+        fraction.len() - zeros
+    } else {
+        whole.len() + fraction.len()
+    };
+    significant <= 15
 }

@@ -323,6 +323,16 @@ pub(crate) fn split_fields(
         let text = std::str::from_utf8(bytes).map_err(|e| format!("field {} is not valid UTF-8: {e}", index + 1))?;
         field(index, text)
     };
+    // Validated once: a plain slice of a valid record is valid (it is cut at ASCII bytes), so
+    // only fields built in `scratch` are checked again.
+    let valid = std::str::from_utf8(record).ok();
+    let emit_plain =
+        |index: usize,
+         range: std::ops::Range<usize>,
+         field: &mut dyn FnMut(usize, &str) -> std::result::Result<(), String>| match valid {
+            Some(text) => field(index, &text[range]),
+            None => emit(index, &record[range], field),
+        };
     let mut i = 0;
     while i < record.len() {
         // Runs of plain content.
@@ -361,7 +371,7 @@ pub(crate) fn split_fields(
             }
             Action::EndField => {
                 match plain {
-                    Some(start) => emit(index, &record[start..i], field)?,
+                    Some(start) => emit_plain(index, start..i, field)?,
                     None => emit(index, scratch, field)?,
                 }
                 scratch.clear();
@@ -380,7 +390,7 @@ pub(crate) fn split_fields(
         scratch.push(b'"');
     }
     match plain {
-        Some(start) => emit(index, &record[start..], field),
+        Some(start) => emit_plain(index, start..record.len(), field),
         None => emit(index, scratch, field),
     }
 }

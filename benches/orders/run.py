@@ -19,9 +19,11 @@
    (c) duckdb and python: ../shared/peers/baseline_duckdb.py (DuckDB installed by pip into a
        cached venv, ~/.cache/stepmap/bench-venv; reported unavailable, with the reason, when
        it cannot be installed) and baseline_python.py, checked by verify.py.
-3. Prints one table: wall time, CPU time (user+sys of the whole process tree), peak RSS (of
-   the largest single process of the tree), verified, and wall-time ratios to DuckDB and to
-   the single-process Python baseline.
+3. Prints one table: wall time, CPU time (user+sys of the whole process tree), for stepmap the
+   engine's own CPU time (reported by `stepmap run`) and its share of the tree's (the
+   orchestration overhead; the rest is the handlers'), peak RSS (of the largest single process
+   of the tree), verified, and wall-time ratios to DuckDB and to the single-process Python
+   baseline.
 
 CPU time is exact for the whole tree: this script makes itself a child subreaper
 (PR_SET_CHILD_SUBREAPER), so processes orphaned by a variant (e.g. warm runtimes killed at
@@ -37,6 +39,7 @@ import argparse
 import ctypes
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -301,7 +304,7 @@ def main():
             continue
         log(f"{name}: running")
         code, wall, cpu, rss = measure(argv, os.path.join(work, f"{name}.log"), env=env)
-        result = {"wall": wall, "cpu": cpu, "rss": rss, "verified": False}
+        result = {"wall": wall, "cpu": cpu, "rss": rss, "verified": False, "engine": engine_cpu(work, name)}
         if code != 0:
             result["status"] = f"exit {code}, see {os.path.join(work, name + '.log')}"
         else:
@@ -317,12 +320,19 @@ def main():
         sys.exit(1)
 
 
+def engine_cpu(work, name):
+    """stepmap's own CPU seconds, as `stepmap run` reports it ("engine CPU N ms"), or None."""
+    with open(os.path.join(work, f"{name}.log"), errors="replace") as f:
+        found = re.search(r"engine CPU (\d+) ms", f.read())
+    return int(found.group(1)) / 1000 if found else None
+
+
 def print_table(rows, size, results):
     load = os.getloadavg()
     print(f"\norders bench: {rows:,} rows ({size / 1e6:.0f} MB), {os.cpu_count()} cores, "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the end\n")
-    print("| variant | wall s | CPU s | peak RSS MB | rows/s | verified | vs DuckDB | vs Python |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| variant | wall s | CPU s | engine CPU | peak RSS MB | rows/s | verified | vs DuckDB | vs Python |")
+    print("|---|---|---|---|---|---|---|---|---|")
 
     def ratio(result, base):
         other = results.get(base, {})
@@ -330,12 +340,15 @@ def print_table(rows, size, results):
 
     for name, result in results.items():
         if "wall" not in result:
-            print(f"| {name} | – | – | – | – | {result['status']} | – | – |")
+            print(f"| {name} | – | – | – | – | – | {result['status']} | – | – |")
             continue
         verified = "yes" if result["verified"] else f"NO: {result['status']}"
-        print(f"| {name} | {result['wall']:.2f} | {result['cpu']:.2f} | {result['rss']:.0f} | "
+        engine = result["engine"]
+        engine = f"{engine:.2f} ({engine / result['cpu']:.0%})" if engine is not None and result["cpu"] else "–"
+        print(f"| {name} | {result['wall']:.2f} | {result['cpu']:.2f} | {engine} | {result['rss']:.0f} | "
               f"{rows / result['wall'] / 1000:.0f}k | {verified} | {ratio(result, 'duckdb')} | {ratio(result, 'python')} |")
-    print("\nCPU: user+sys of the process tree; peak RSS: the largest single process; ratios: wall time.")
+    print("\nCPU: user+sys of the process tree; engine CPU: stepmap's own (as `stepmap run` reports it) and its share "
+          "of the tree's, the rest being the handlers'; peak RSS: the largest single process; ratios: wall time.")
     for name, result in results.items():
         if result.get("verified"):
             print(f"{name}: {result['status']}")

@@ -189,7 +189,13 @@ fn print_json(record: &ExecutionRecord) {
 
 fn print_text(record: &ExecutionRecord) {
     let elapsed = record.stop_date.map_or(0, |stop| (stop - record.start_date).num_milliseconds());
-    println!("{} {} in {elapsed} ms ({} events)", record.arn.as_str(), record.status.as_str(), record.history.len());
+    let cpu = engine_cpu().map(|cpu| format!(", engine CPU {} ms", cpu.as_millis())).unwrap_or_default();
+    println!(
+        "{} {} in {elapsed} ms ({} events{cpu})",
+        record.arn.as_str(),
+        record.status.as_str(),
+        record.history.len()
+    );
     match record.status {
         ExecutionStatus::Succeeded => {
             let output = record.output.as_deref().and_then(|text| serde_json::from_str::<Value>(text).ok());
@@ -203,6 +209,23 @@ fn print_text(record: &ExecutionRecord) {
             println!("cause: {}", record.cause.as_deref().unwrap_or("(none)"));
         }
     }
+}
+
+/// CPU time (user + system) this process has used so far: the engine's own work (reading,
+/// dispatch, children, results), without that of the functions it ran, which are other
+/// processes. Beside the wall time it tells how much of a run the engine itself cost.
+fn engine_cpu() -> Option<std::time::Duration> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: getrusage writes a whole `rusage` into the pointer it is given, or fails and
+    // writes nothing; the value is read only after success.
+    let usage = unsafe {
+        if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
+            return None;
+        }
+        usage.assume_init()
+    };
+    let time = |t: libc::timeval| std::time::Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    Some(time(usage.ru_utime) + time(usage.ru_stime))
 }
 
 /// The state the execution was in when it failed: the last one entered.

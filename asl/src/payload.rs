@@ -466,6 +466,8 @@ mod tests {
             "{\n  \"a\": [\n    1,\n    -2.5e-7\n  ],\n  \"b\": null\n}",
             r#"[-9223372036854775808, 18446744073709551615, 1E5, 2.50, "", [], {}]"#,
             "[0.00001, 0.000001, 1e-05, 123456789012345.6, 12345678901234.5, 961.0, 1.10, -0.0, 0.0, 100.0]",
+            // Floats serde_json's parser rounds correctly only with `float_roundtrip`.
+            "[122.416294033786585, 0.9215686321258545, 0.3]",
         ];
         for case in cases {
             let fast = scan::compact(case.as_bytes()).unwrap_or_else(|| panic!("{case}"));

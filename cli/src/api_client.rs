@@ -34,7 +34,7 @@ pub fn describe_status(status: tonic::Status) -> anyhow::Error {
 }
 
 pub fn print(value: Value) {
-    println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+    outln!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
 }
 
 /// Inserts `key` only when `value` is present, as the AWS CLI omits absent fields.

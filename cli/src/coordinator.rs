@@ -216,7 +216,7 @@ impl CoordinatorConfig {
 pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<u8> {
     let config = CoordinatorConfig::load(args.config.as_deref())?;
     if args.dump_config {
-        print!("{}", toml::to_string(&config)?);
+        outln!("{}", toml::to_string(&config)?.trim_end());
         return Ok(0);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

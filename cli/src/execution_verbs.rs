@@ -177,7 +177,7 @@ pub fn start_execution(args: StartExecutionArgs) -> anyhow::Result<u8> {
             let fresh: Vec<_> = page.events.into_iter().filter(|e| e.id > seen).collect();
             for event in fresh {
                 seen = event.id;
-                println!("{}", serde_json::to_string(&event_json(event)).unwrap_or_default());
+                outln!("{}", serde_json::to_string(&event_json(event)).unwrap_or_default());
             }
             if described.status != "RUNNING" {
                 let succeeded = described.status == "SUCCEEDED";

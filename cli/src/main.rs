@@ -1,6 +1,9 @@
 //! The `stepmap` command. Thin: argument parsing and exit codes; the work is in the
 //! subcommand modules and the library crates.
 
+#[macro_use]
+mod output;
+
 mod api_client;
 mod coordinator;
 mod definition;

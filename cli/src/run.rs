@@ -184,36 +184,33 @@ fn print_json(record: &ExecutionRecord) {
         "cause": record.cause,
         "history": record.history,
     });
-    println!("{document}");
+    outln!("{document}");
 }
 
 fn print_text(record: &ExecutionRecord) {
     let elapsed = record.stop_date.map_or(0, |stop| (stop - record.start_date).num_milliseconds());
     let cpu = engine_cpu().map(|cpu| format!(", engine CPU {} ms", cpu.as_millis())).unwrap_or_default();
-    println!(
-        "{} {} in {elapsed} ms ({} events{cpu})",
-        record.arn.as_str(),
-        record.status.as_str(),
-        record.history.len()
-    );
+    outln!("{} {} in {elapsed} ms ({} events{cpu})", record.arn.as_str(), record.status.as_str(), record.history.len());
     match record.status {
         ExecutionStatus::Succeeded => {
             let output = record.output.as_deref().and_then(|text| serde_json::from_str::<Value>(text).ok());
-            println!("{}", serde_json::to_string_pretty(&output.unwrap_or(Value::Null)).unwrap_or_default());
+            outln!("{}", serde_json::to_string_pretty(&output.unwrap_or(Value::Null)).unwrap_or_default());
         }
         _ => {
             if let Some(state) = failed_state(record) {
-                println!("state: {state}");
+                outln!("state: {state}");
             }
-            println!("error: {}", record.error.as_deref().unwrap_or("(none)"));
-            println!("cause: {}", record.cause.as_deref().unwrap_or("(none)"));
+            outln!("error: {}", record.error.as_deref().unwrap_or("(none)"));
+            outln!("cause: {}", record.cause.as_deref().unwrap_or("(none)"));
         }
     }
 }
 
-/// CPU time (user + system) this process has used so far: the engine's own work (reading,
-/// dispatch, children, results), without that of the functions it ran, which are other
-/// processes. Beside the wall time it tells how much of a run the engine itself cost.
+/// CPU time (user + system) this process has used so far (up to the summary, so not its
+/// shutdown): the engine's own work (reading, dispatch, children, results), without that of
+/// the functions it ran, which are other processes. Beside the wall time it tells how much of
+/// a run the engine itself cost.
+#[cfg(unix)]
 fn engine_cpu() -> Option<std::time::Duration> {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
     // SAFETY: getrusage writes a whole `rusage` into the pointer it is given, or fails and
@@ -226,6 +223,11 @@ fn engine_cpu() -> Option<std::time::Duration> {
     };
     let time = |t: libc::timeval| std::time::Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     Some(time(usage.ru_utime) + time(usage.ru_stime))
+}
+
+#[cfg(not(unix))]
+fn engine_cpu() -> Option<std::time::Duration> {
+    None
 }
 
 /// The state the execution was in when it failed: the last one entered.

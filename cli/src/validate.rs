@@ -24,12 +24,12 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<u8> {
     let text = definition::read(&args.definition)?;
     let report = definition::validate_text(&text, args.machine_type);
     if args.output == "json" {
-        println!("{}", json!({"result": report.result(), "diagnostics": report.diagnostics, "truncated": false}));
+        outln!("{}", json!({"result": report.result(), "diagnostics": report.diagnostics, "truncated": false}));
     } else {
         for diagnostic in &report.diagnostics {
-            println!("{}", definition::describe(diagnostic));
+            outln!("{}", definition::describe(diagnostic));
         }
-        println!("{}: {}", args.definition.display(), report.result());
+        outln!("{}: {}", args.definition.display(), report.result());
     }
     Ok(if report.is_ok() { 0 } else { 1 })
 }

@@ -2,21 +2,24 @@
 //!
 //! Going byte by byte, every quote flips a state and costs a mispredicted branch; in typical
 //! payloads a quote comes every few bytes. Here each 64-byte block becomes bitmasks (quotes,
-//! backslashes, wanted bytes; loops the compiler turns into vector compares), the bytes
-//! inside strings are the prefix XOR of the unescaped quotes, and only the wanted bytes
-//! outside them are visited, one set bit at a time.
+//! backslashes, wanted bytes; SSE2 compares, see [`Lanes`]), the bytes inside strings are the
+//! prefix XOR of the unescaped quotes, and only the wanted bytes outside them are visited,
+//! one set bit at a time.
 
 /// Calls `visit(offset, byte)`, in order, for each byte of `bytes` that is one of `wanted` and
-/// lies outside strings, reading `bytes` as JSON text: a string runs from an unescaped `"` to
-/// the next unescaped `"`, and `\` escapes the byte after it.
+/// lies outside strings. `bytes` must be JSON text (a backslash only inside strings, where
+/// it escapes the byte after it); `wanted` must not hold `"` or `\`.
 pub(crate) fn for_each<const N: usize>(bytes: &[u8], wanted: [u8; N], mut visit: impl FnMut(usize, u8)) {
+    debug_assert!(!wanted.contains(&b'"') && !wanted.contains(&b'\\'), "quotes and backslashes are the strings' own");
     // Carried from one block to the next: inside a string at its end; its last byte an
     // unescaped backslash.
     let (mut in_string, mut escape_next) = (0u64, false);
     for (n, chunk) in bytes.chunks(64).enumerate() {
         let mut block = [0u8; 64];
         block[..chunk.len()].copy_from_slice(chunk);
-        let (quotes, backslashes, hits) = masks(&block, wanted);
+        let (quotes, backslashes, mut hits) = masks(&block, wanted);
+        // The padding of a short last block is no text (and `wanted` may hold a zero).
+        hits &= u64::MAX >> (64 - chunk.len());
         let escaped = if backslashes == 0 && !escape_next { 0 } else { escaped_bytes(backslashes, &mut escape_next) };
         let inside = prefix_xor(quotes & !escaped) ^ in_string;
         in_string = 0u64.wrapping_sub(inside >> 63);
@@ -36,12 +39,12 @@ fn masks<const N: usize>(block: &[u8; 64], wanted: [u8; N]) -> (u64, u64, u64) {
     (block.equal(b'"'), block.equal(b'\\'), hits)
 }
 
-/// A block in four SSE2 registers (every x86-64 has SSE2): a byte compare is four vector
+/// A block in four SSE2 registers: a byte compare is four vector
 /// compares and four `movemask`s, where the plain loop below stays a loop of 64 shifts.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 struct Lanes([std::arch::x86_64::__m128i; 4]);
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 impl Lanes {
     fn load(block: &[u8; 64]) -> Lanes {
         use std::arch::x86_64::_mm_loadu_si128;
@@ -52,7 +55,7 @@ impl Lanes {
 
     fn equal(&self, byte: u8) -> u64 {
         use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_movemask_epi8, _mm_set1_epi8};
-        // SAFETY: SSE2 is part of the x86-64 baseline, so every x86-64 CPU has it.
+        // SAFETY: this is compiled only where SSE2 is enabled (the x86-64 baseline).
         let needle = unsafe { _mm_set1_epi8(byte as i8) };
         self.0.iter().enumerate().fold(0, |mask, (k, &lane)| {
             // SAFETY: as above. movemask sets the low 16 bits only.
@@ -62,10 +65,10 @@ impl Lanes {
     }
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
 struct Lanes<'a>(&'a [u8; 64]);
 
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
 impl<'a> Lanes<'a> {
     fn load(block: &'a [u8; 64]) -> Lanes<'a> {
         Lanes(block)

@@ -164,8 +164,8 @@ impl<'a> Scan<'a> {
     }
 
     /// A number: an integer that fits 64 bits is written as it is (JSON has no leading zeros,
-    /// so that is what serde_json writes); a float is parsed and written as serde_json writes
-    /// it (both parsers round correctly, so they agree on the value).
+    /// so that is what serde_json writes); a float is parsed by serde_json and written as it
+    /// writes it, or copied where that is the same text ([`written_as_is`]).
     fn number(&mut self) -> Option<()> {
         let start = self.pos;
         let bytes = self.input;
@@ -218,11 +218,9 @@ impl<'a> Scan<'a> {
             self.out.extend_from_slice(token);
             return Some(());
         }
-        // The token is ASCII digits, signs, `.` and exponent marks.
-        let value: f64 = std::str::from_utf8(token).ok()?.parse().ok()?;
-        if !value.is_finite() {
-            return None;
-        }
+        // serde_json's own parser: the general path's value, whatever its rounding. (It is out
+        // of range, not infinite, past f64.)
+        let value: f64 = serde_json::from_slice(token).ok()?;
         serde_json::Serializer::new(&mut self.out).serialize_f64(value).ok()
     }
 }
@@ -230,8 +228,10 @@ impl<'a> Scan<'a> {
 /// Whether serde_json writes the float `token` (`-?digits.digits`, no exponent) as it is:
 /// when it has at most 15 significant digits (then no shorter decimal reads as the same
 /// double, and serde_json writes the shortest), no trailing zero but in `.0`, and a magnitude
-/// in `[1e-5, 1e15)`, where serde_json writes plain decimals (Python's `repr` does too from
-/// `1e-4`, so `json.dumps` floats mostly qualify).
+/// from 1e-5 and below 1e14 (15 digits with one after the point), where serde_json writes
+/// plain decimals; Python's `repr` does too from 1e-4, so `json.dumps` floats mostly qualify.
+/// This needs serde_json's `float_roundtrip` feature (the workspace's): its default parser
+/// can land a step off the nearest double, whose shortest text is then another.
 fn written_as_is(token: &[u8]) -> bool {
     let digits = token.strip_prefix(b"-").unwrap_or(token);
     let Some(dot) = digits.iter().position(|&b| b == b'.') else { return false };

@@ -170,6 +170,27 @@ fn time_skipping_lets_an_hour_pass_at_once() {
     assert!(waited >= chrono::TimeDelta::seconds(3600), "{waited:?}: {history:?}");
 }
 
+/// A reader that stops reading (`stepmap run … | head -1`) costs the output, not the run: the
+/// exit code is still the execution's, and there is no panic on the broken pipe.
+#[test]
+fn a_closed_standard_output_leaves_the_exit_code_to_the_execution() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let definition = r#"{"StartAt":"P","States":{"P":{"Type":"Pass","End":true}}}"#;
+    std::fs::write(dir.path().join("pass.asl.json"), definition).expect("definition");
+    let mut child = stepmap(dir.path())
+        .args(["run", "pass.asl.json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("stepmap run");
+    // Closed before the run can have finished (it starts a cluster first).
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[test]
 fn ctrl_c_stops_the_execution_and_cleans_up() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -220,6 +220,8 @@ impl Framer for CsvFramer {
         }
         // Fast path: a record that is simply quoted up to the next newline (see
         // `simply_quoted`) ends at that newline, outside quotes, as the machine would find.
+        // Otherwise (a newline inside quotes, an escape, no newline yet) the machine scans
+        // the record again: once per such record.
         if self.pos == self.start && self.state == State::FieldStart {
             if let Some(n) = memchr::memchr2(b'\n', b'\r', &buf[self.start..]) {
                 let end = self.start + n;

@@ -70,10 +70,9 @@ pub(crate) async fn invoke_function_arn(inner: &Inner, request: &TaskRequest, ar
         qualifier: None,
     });
     let event = match &request.parameters {
-        Payload::Value(parameters) => python_json(parameters),
-        Payload::Text(parameters) => python_text(parameters),
+        Payload::Value(parameters) => Event::Value(parameters),
+        Payload::Text(parameters) => Event::Text(parameters),
     };
-    let event = event.into_bytes();
     let raw = call_function(inner, request, &reference, event, false).await?;
     if raw.function_error {
         return Err(function_failure(&raw, CauseStyle::Python));
@@ -144,7 +143,7 @@ pub(crate) async fn invoke_integration(inner: &Inner, request: &TaskRequest) -> 
     if params.contains_key("ClientContext") {
         tracing::debug!(state = %request.state_name, "lambda:invoke ClientContext is not passed to local functions");
     }
-    let event = event_bytes(params.get("Payload"));
+    let event = event_of(params.get("Payload"));
 
     let raw = call_function(inner, request, &reference, event, want_log).await?;
     if raw.function_error {
@@ -159,13 +158,39 @@ pub(crate) async fn invoke_integration(inner: &Inner, request: &TaskRequest) -> 
 /// `test_invoke_json_values_*`, `test_invoke`): absent or null → `{}`; a string holding JSON
 /// is sent as that JSON text (so `"0.0"` arrives as the number 0.0); any other string as a
 /// JSON string; other values as JSON.
-fn event_bytes(payload: Option<&Value>) -> Vec<u8> {
+fn event_of(payload: Option<&Value>) -> Event<'_> {
     match payload {
-        None | Some(Value::Null) => b"{}".to_vec(),
+        None | Some(Value::Null) => Event::Exact(b"{}".to_vec()),
         Some(Value::String(text)) if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() => {
-            text.as_bytes().to_vec()
+            Event::Exact(text.as_bytes().to_vec())
         }
-        Some(value) => python_json(value).into_bytes(),
+        Some(value) => Event::Value(value),
+    }
+}
+
+/// A function's event before it is written for the function's transport.
+enum Event<'a> {
+    /// Bytes sent as they are (lambda:invoke's JSON-text string payloads).
+    Exact(Vec<u8>),
+    /// A value or JSON text. Commands and endpoints get it spaced as Python spaces JSON, so
+    /// that a function echoing its input returns what a Python function returning its event
+    /// returns on AWS. Warm runtimes get the compact text: the runtime parses the event before
+    /// the handler sees it and writes the result itself, so spacing would only cost a pass
+    /// here and a longer parse there.
+    Value(&'a Value),
+    Text(&'a JsonText),
+}
+
+impl Event<'_> {
+    fn bytes(self, target: &FunctionTarget) -> Vec<u8> {
+        let runtime = matches!(target, FunctionTarget::Runtime { .. });
+        match self {
+            Event::Exact(bytes) => bytes,
+            Event::Value(value) if runtime => compact_json(value).into_bytes(),
+            Event::Text(text) if runtime => text.as_str().as_bytes().to_vec(),
+            Event::Value(value) => python_json(value).into_bytes(),
+            Event::Text(text) => python_text(text).into_bytes(),
+        }
     }
 }
 
@@ -174,13 +199,14 @@ async fn call_function(
     inner: &Inner,
     request: &TaskRequest,
     reference: &FunctionRef,
-    event: Vec<u8>,
+    event: Event<'_>,
     want_log: bool,
 ) -> Result<RawInvocation, Failure> {
     let Some((name, spec)) = inner.registry.lookup(&reference.name) else {
         tracing::warn!(function = %reference.name, state = %request.state_name, "function not in the registry");
         return Err(function_not_found(reference, request));
     };
+    let event = event.bytes(&spec.target);
     let invocation = Invocation {
         function: name,
         qualifier: reference.qualifier.as_deref(),

@@ -78,14 +78,7 @@ impl<'a> Scan<'a> {
     }
 
     fn object(&mut self, depth: usize) -> Option<()> {
-        if depth > MAX_DEPTH {
-            return None;
-        }
-        self.expect(b'{')?;
-        self.skip_whitespace();
-        if self.peek()? == b'}' {
-            self.pos += 1;
-            self.out.push(b'}');
+        if self.open(b'{', b'}', depth)? {
             return Some(());
         }
         let mut keys: [&[u8]; MAX_KEYS] = [&[]; MAX_KEYS];
@@ -106,46 +99,52 @@ impl<'a> Scan<'a> {
             self.expect(b':')?;
             self.skip_whitespace();
             self.value(depth)?;
-            self.skip_whitespace();
-            match self.peek()? {
-                b',' => self.out.push(b','),
-                b'}' => {
-                    self.pos += 1;
-                    self.out.push(b'}');
-                    return Some(());
-                }
-                _ => return None,
+            if self.next_or_end(b'}')? {
+                return Some(());
             }
-            self.pos += 1;
         }
     }
 
     fn array(&mut self, depth: usize) -> Option<()> {
-        if depth > MAX_DEPTH {
-            return None;
-        }
-        self.expect(b'[')?;
-        self.skip_whitespace();
-        if self.peek()? == b']' {
-            self.pos += 1;
-            self.out.push(b']');
+        if self.open(b'[', b']', depth)? {
             return Some(());
         }
         loop {
             self.skip_whitespace();
             self.value(depth)?;
-            self.skip_whitespace();
-            match self.peek()? {
-                b',' => self.out.push(b','),
-                b']' => {
-                    self.pos += 1;
-                    self.out.push(b']');
-                    return Some(());
-                }
-                _ => return None,
+            if self.next_or_end(b']')? {
+                return Some(());
             }
-            self.pos += 1;
         }
+    }
+
+    /// Writes the `open` bracket of a container at `depth`; `true` when it is empty (its
+    /// `close` written too).
+    fn open(&mut self, open: u8, close: u8, depth: usize) -> Option<bool> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.expect(open)?;
+        self.skip_whitespace();
+        let empty = self.peek()? == close;
+        if empty {
+            self.pos += 1;
+            self.out.push(close);
+        }
+        Some(empty)
+    }
+
+    /// After a member or an element: writes the `,` before the next one (`false`) or the
+    /// container's `close` (`true`).
+    fn next_or_end(&mut self, close: u8) -> Option<bool> {
+        self.skip_whitespace();
+        let byte = self.peek()?;
+        if byte != b',' && byte != close {
+            return None;
+        }
+        self.pos += 1;
+        self.out.push(byte);
+        Some(byte == close)
     }
 
     /// Copies a string without escapes (serde_json writes such a string as it is) and returns

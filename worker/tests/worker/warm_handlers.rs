@@ -47,7 +47,8 @@ while True:
     with urllib.request.urlopen(API + "/invocation/next") as response:
         headers = response.headers
         request_id = headers["Lambda-Runtime-Aws-Request-Id"]
-        event = json.loads(response.read())
+        raw = response.read().decode()
+        event = json.loads(raw)
     action = event.get("action") if isinstance(event, dict) else None
     if action == "crash":
         os._exit(3)
@@ -68,6 +69,7 @@ while True:
         print("log line", file=sys.stderr, flush=True)
     post(f"/invocation/{request_id}/response", {
         "event": event,
+        "raw": raw,
         "pid": os.getpid(),
         "request_id": request_id,
         "deadline_ms": int(headers["Lambda-Runtime-Deadline-Ms"]),
@@ -239,6 +241,9 @@ async fn warm_handler_results_have_both_resource_shapes() -> Result<()> {
     let before = now_ms();
     let result = run(&invoker, request(&function_arn("warm"), json!({"a": [1, 2.5, "x"]}))).await?;
     assert_eq!(result["event"], json!({"a": [1, 2.5, "x"]}));
+    // A runtime parses the event itself: it gets the compact text (commands get Python's
+    // spacing, for functions that echo their input).
+    assert_eq!(result["raw"], r#"{"a":[1,2.5,"x"]}"#);
     assert_eq!(result["function"], "warm");
     assert_eq!(result["region"], REGION);
     assert_eq!(result["mode"], "plain");

@@ -684,8 +684,8 @@ impl<T: Eq + Hash + Copy, H, W> HeldLeases<T, H, W> {
         self.by_task.remove(&task).map(|(lease, phase, _)| (lease, phase))
     }
 
-    /// Stops holding `lease`: the abort handles of its tasks (a queued unit is dropped).
-    /// Drops `lease` from the queue and returns its tasks' phases and abort handles.
+    /// Stops holding `lease` (a queued unit is dropped): the phases and abort handles of its
+    /// tasks.
     fn revoke(&mut self, lease: &Lease) -> Vec<(Phase, H)> {
         self.queued.retain(|(l, _)| l != lease);
         let tasks: Vec<T> = self.by_task.iter().filter(|(_, (l, _, _))| l == lease).map(|(t, _)| *t).collect();

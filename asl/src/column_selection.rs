@@ -118,31 +118,120 @@ impl ColumnSelection {
 
     /// [`Self::select`] as JSON text, written without building the value.
     pub fn render<'r>(&self, index: u64, field: impl Fn(usize) -> &'r str) -> Option<JsonText> {
-        let mut out = Vec::with_capacity(16 * self.keys.len());
-        out.push(b'{');
+        let mut out = String::with_capacity(16 * self.keys.len());
+        self.render_into(&mut out, index, field).then(|| JsonText::from_canonical(out))
+    }
+
+    /// Appends [`Self::render`]'s text to `out`; `false` (and `out` as it was) where it
+    /// returns `None`.
+    fn render_into<'r>(&self, out: &mut String, index: u64, field: impl Fn(usize) -> &'r str) -> bool {
+        let start = out.len();
+        out.push('{');
         for (n, (key, spec)) in self.keys.iter().zip(&self.fields).enumerate() {
             if n > 0 {
-                out.push(b',');
+                out.push(',');
             }
-            out.extend_from_slice(key.as_bytes());
-            // Writing to a Vec cannot fail; what is written is what `Value::to_string` writes.
+            out.push_str(key);
             let written = match spec {
-                Field::Literal(value) => serde_json::to_writer(&mut out, value),
-                Field::Column(c) => serde_json::to_writer(&mut out, field(*c)),
-                Field::ColumnJson(c) => {
-                    let value = parse_json_text(field(*c)).ok()?;
-                    // Deep values go the general way: the text must parse back (see below).
-                    if nesting(&value) > MAX_RENDERED_NESTING {
-                        return None;
-                    }
-                    serde_json::to_writer(&mut out, &value)
+                Field::Literal(value) => write_value(out, value),
+                Field::Column(c) => {
+                    write_str(out, field(*c));
+                    true
                 }
-                Field::Index => serde_json::to_writer(&mut out, &index),
+                Field::ColumnJson(c) => write_json_text(out, field(*c)),
+                Field::Index => {
+                    out.push_str(itoa::Buffer::new().format(index));
+                    true
+                }
             };
-            written.ok()?;
+            if !written {
+                out.truncate(start);
+                return false;
+            }
         }
-        out.push(b'}');
-        String::from_utf8(out).ok().map(JsonText::from_canonical)
+        out.push('}');
+        true
+    }
+
+    /// Starts rendering `rows` rows into one text of about `bytes` (see [`RenderedRows`]).
+    pub fn rendered_rows(&self, rows: usize, bytes: usize) -> RenderedRows<'_> {
+        RenderedRows { selection: self, text: String::with_capacity(bytes), rows: Vec::with_capacity(rows) }
+    }
+
+    /// How many leading columns of a row the selection reads: the fields after them need not
+    /// be split.
+    pub fn columns_read(&self) -> usize {
+        let column = |field: &Field| match field {
+            Field::Column(c) | Field::ColumnJson(c) => c + 1,
+            Field::Literal(_) | Field::Index => 0,
+        };
+        self.fields.iter().map(column).max().unwrap_or(0)
+    }
+}
+
+/// Rows rendered one after the other into one text, separated by commas: each row's
+/// [`JsonText`] shares that text, and a batch of consecutive rows is copied into its child's
+/// input as one slice (see `map_run::batch_input`). No allocation per row.
+pub struct RenderedRows<'s> {
+    selection: &'s ColumnSelection,
+    text: String,
+    /// Each row's range in `text`; `None`: the general evaluation decides.
+    rows: Vec<Option<std::ops::Range<usize>>>,
+}
+
+impl RenderedRows<'_> {
+    /// Renders the next row, as [`ColumnSelection::render`] does.
+    pub fn push<'r>(&mut self, index: u64, field: impl Fn(usize) -> &'r str) {
+        if !self.text.is_empty() {
+            self.text.push(',');
+        }
+        let start = self.text.len();
+        let rendered = self.selection.render_into(&mut self.text, index, field);
+        self.rows.push(rendered.then(|| start..self.text.len()));
+    }
+
+    /// Each row's text in order, `None` for a row the general evaluation must decide.
+    pub fn finish(self) -> Vec<Option<JsonText>> {
+        let text = std::sync::Arc::new(self.text);
+        self.rows.into_iter().map(|range| range.map(|range| JsonText::shared(text.clone(), range))).collect()
+    }
+}
+
+/// Writes `value` as `Value::to_string` does; `false` for a value nested too deep to be
+/// rendered (see [`MAX_RENDERED_NESTING`]).
+fn write_value(out: &mut String, value: &Value) -> bool {
+    if nesting(value) > MAX_RENDERED_NESTING {
+        return false;
+    }
+    out.push_str(&value.to_string());
+    true
+}
+
+/// Writes `text` as a JSON string, as serde_json does: most fields need no escape and are
+/// copied whole.
+fn write_str(out: &mut String, text: &str) {
+    if text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(&Value::from(text).to_string());
+    } else {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+    }
+}
+
+/// Writes `States.StringToJson(text)`'s value; `false` where the general evaluation must
+/// decide (text that is not JSON, a value nested too deep).
+fn write_json_text(out: &mut String, text: &str) -> bool {
+    // A plain non-negative integer (ids, counts) is its own canonical text.
+    if (1..=18).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit()) && !text.starts_with('0')
+        || text == "0"
+    {
+        out.push_str(text);
+        return true;
+    }
+    match parse_json_text(text) {
+        Ok(value) => write_value(out, &value),
+        Err(_) => false,
     }
 }
 
@@ -216,6 +305,20 @@ mod tests {
                 None => assert_eq!(row[0], "0012"),
             }
         }
+        // Rendered side by side: each row's text as it renders alone.
+        let mut rendered = compiled.rendered_rows(rows.len(), 0);
+        for (index, row) in rows.iter().enumerate() {
+            rendered.push(index as u64 + 40, |c| row[c]);
+        }
+        for (index, (text, row)) in rendered.finish().iter().zip(&rows).enumerate() {
+            let alone = compiled.render(index as u64 + 40, |c| row[c]);
+            assert_eq!(text.as_ref().map(JsonText::as_str), alone.as_ref().map(JsonText::as_str));
+        }
+        assert_eq!(compiled.columns_read(), 4);
+        assert_eq!(
+            selection.for_columns(&self::headers(&["price", "id", "name", "note", "x"])).unwrap().columns_read(),
+            4
+        );
     }
 
     /// A typed column nested too deep to be rendered (its row's text, in a batch, would not

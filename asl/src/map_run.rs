@@ -166,13 +166,21 @@ pub fn batch_input(items: Vec<Payload>, batching: &Batching) -> Payload {
         let length = items.iter().map(|item| item.len() + 1).sum::<usize>();
         let mut text = String::with_capacity(length + 32);
         text.push_str("{\"Items\":[");
-        for (n, item) in items.iter().enumerate() {
-            if n > 0 {
+        // Items rendered side by side, comma-separated, into one text (CSV rows,
+        // `column_selection::RenderedRows`) are copied as one slice.
+        let texts: Vec<&JsonText> =
+            items.iter().filter_map(|item| if let Payload::Text(text) = item { Some(text) } else { None }).collect();
+        let mut run = 0;
+        while run < texts.len() {
+            let mut last = run;
+            while last + 1 < texts.len() && texts[last].followed_by(texts[last + 1]) {
+                last += 1;
+            }
+            if run > 0 {
                 text.push(',');
             }
-            if let Payload::Text(item) = item {
-                text.push_str(item.as_str());
-            }
+            text.push_str(texts[run].through(texts[last]));
+            run = last + 1;
         }
         text.push(']');
         if let Some(batch_input) = &batching.batch_input {
@@ -311,6 +319,32 @@ mod tests {
             assert!(matches!(&texts, Payload::Text(t) if t.as_str() == expected_text), "{texts:?}");
             // Some in text, some not: a value.
             assert_eq!(batch_input(vec![text(json!(1)), json!({"a": [2]}).into()], &batching), expected);
+        }
+    }
+
+    /// Texts that follow one another in a shared text (an array's elements) are copied as one
+    /// slice; any other order or gap gives the same batch as separate texts.
+    #[test]
+    fn batch_input_copies_neighbouring_texts_as_one_slice() {
+        let shared = |array: &str| JsonText::canonicalize(array.as_bytes()).unwrap().array_elements().unwrap();
+        let e = shared(r#"[1,{"a":[2,","]},"x,y",[]]"#);
+        let f = shared(r#"[1,{"a":[2,","]}]"#);
+        let batch = |items: Vec<&JsonText>| {
+            let items = items.into_iter().map(|t| Payload::Text(t.clone())).collect();
+            batch_input(items, &Batching::default()).to_text()
+        };
+        let value =
+            |items: &[&JsonText]| json!({"Items": items.iter().map(|t| t.to_value()).collect::<Vec<_>>()}).to_string();
+        for items in [
+            vec![&e[0], &e[1], &e[2], &e[3]],
+            vec![&e[1], &e[2]],
+            vec![&e[0], &e[2], &e[3]],
+            vec![&e[1], &e[0]],
+            vec![&e[0], &f[1], &e[2]],
+            vec![&e[0], &e[1], &f[0], &f[1], &e[2]],
+            vec![&e[3]],
+        ] {
+            assert_eq!(batch(items.clone()), value(&items));
         }
     }
 

@@ -123,8 +123,26 @@ impl JsonText {
         JsonText { range: 0..text.len(), text: Arc::new(text) }
     }
 
+    /// Canonical text at `range` of a text others share (see [`Self::from_canonical`]).
+    pub(crate) fn shared(text: Arc<String>, range: std::ops::Range<usize>) -> JsonText {
+        JsonText { text, range }
+    }
+
     pub fn as_str(&self) -> &str {
         &self.text[self.range.clone()]
+    }
+
+    /// Whether `next` follows this text in the text both share, after one comma (elements of
+    /// one array, rows rendered side by side): then the two are one slice ([`Self::through`]).
+    pub(crate) fn followed_by(&self, next: &JsonText) -> bool {
+        Arc::ptr_eq(&self.text, &next.text)
+            && next.range.start == self.range.end + 1
+            && self.text.as_bytes()[self.range.end] == b','
+    }
+
+    /// The shared text from the start of this one to the end of `last` (which follows it).
+    pub(crate) fn through(&self, last: &JsonText) -> &str {
+        &self.text[self.range.start..last.range.end]
     }
 
     /// The size in bytes.

@@ -13,7 +13,7 @@ pub use batch_plan::{BatchDescriptor, BatchLimits, Extent, ItemSizer, PlanSummar
 pub use compression::Compression;
 pub use error::{Position, StorageError};
 pub use item::Item;
-pub use item_reader::{CsvRecords, ItemReader, ItemReaderSpec, ItemSource, Records};
+pub use item_reader::{CsvFields, CsvRecords, FieldBuffer, ItemReader, ItemReaderSpec, ItemSource, Records};
 pub use result_writer::{
     ChildExecutionResult, ChildStatus, DirectResults, ResultManifest, ResultWriter, ResultWriterSpec, ResultsBegun,
     ResultsInProgress, StagedBatch, Transformation,

@@ -362,9 +362,14 @@ impl ResultWriter {
         records: impl IntoIterator<Item = (ChildExecutionResult, Option<Payload>)>,
     ) -> Result<String> {
         let key = self.staging_key(staged);
-        let mut text = Vec::new();
-        for (record, output) in records {
-            let (category, entries) = self.entries(&record, output);
+        let entries: Vec<(Category, Vec<Payload>)> =
+            records.into_iter().map(|(record, output)| self.entries(&record, output)).collect();
+        // Sized once for the entries already in text (a unit's outputs: a megabyte or more,
+        // which growing by doubling would copy about as many times over, into fresh pages).
+        let text_len = |entry: &Payload| if let Payload::Text(text) = entry { text.len() } else { 0 };
+        let size = entries.iter().flat_map(|(_, entries)| entries).map(|entry| text_len(entry) + 2).sum();
+        let mut text = Vec::with_capacity(size);
+        for (category, entries) in entries {
             for entry in entries {
                 text.push(category.tag());
                 match entry {

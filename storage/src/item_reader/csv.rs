@@ -218,14 +218,14 @@ impl Framer for CsvFramer {
             }
             self.pos = self.start;
         }
-        // Fast path: a record that is simply quoted up to the next newline (see
-        // `simply_quoted`) ends at that newline, outside quotes, as the machine would find.
+        // Fast path: a record quoted in the usual way up to the next newline (see
+        // `ends_at_newline`) ends at that newline, outside quotes, as the machine would find.
         // Otherwise (a newline inside quotes, an escape, no newline yet) the machine scans
         // the record again: once per such record.
         if self.pos == self.start && self.state == State::FieldStart {
             if let Some(n) = memchr::memchr2(b'\n', b'\r', &buf[self.start..]) {
                 let end = self.start + n;
-                if simply_quoted(&buf[self.start..end], self.delimiter) {
+                if ends_at_newline(&buf[self.start..end], self.delimiter) {
                     let frame = Frame { start: self.start, end, value_start: self.start, member: false, next: end + 1 };
                     self.start = 0;
                     self.pos = 0;
@@ -405,6 +405,35 @@ pub(crate) fn split_fields(
     }
 }
 
+/// Whether `line` (bytes up to a newline) is a whole record, the state machine ending it
+/// outside quotes, for lines quoted in the usual way: no backslash, and every quote opens a
+/// field, closes one (a delimiter or the end follows), or is one of a doubled pair (`""`)
+/// inside a quoted field. `false` means "not sure": the machine decides.
+fn ends_at_newline(line: &[u8], delimiter: u8) -> bool {
+    if memchr::memchr(b'\\', line).is_some() {
+        return false;
+    }
+    let mut quotes = memchr::memchr_iter(b'"', line);
+    while let Some(open) = quotes.next() {
+        if open > 0 && line[open - 1] != delimiter {
+            return false;
+        }
+        loop {
+            let Some(quote) = quotes.next() else { return false };
+            if line.get(quote + 1) == Some(&b'"') {
+                // `""` inside quotes: one literal quote.
+                quotes.next();
+                continue;
+            }
+            if quote + 1 < line.len() && line[quote + 1] != delimiter {
+                return false;
+            }
+            break;
+        }
+    }
+    true
+}
+
 /// Whether every quote of `record` opens a field or closes one (`"…"` between delimiters,
 /// the usual quoting of a field that holds the delimiter) and it has no backslash: then its
 /// fields are what lies between the delimiters outside quotes, without the quotes.
@@ -422,6 +451,48 @@ fn simply_quoted(record: &[u8], delimiter: u8) -> bool {
         }
     }
     true
+}
+
+/// Splits the first `columns` fields of `record` into their ranges (fewer if the record has
+/// fewer) when each of them is plain (no quote, no backslash) or quoted whole (`"…"` with
+/// no quote or backslash inside, then a delimiter or the end): whatever follows them does
+/// not change them. `None` where one is not: the caller splits the record the general way.
+fn split_leading(
+    record: &str,
+    delimiter: u8,
+    columns: usize,
+    field: &mut dyn FnMut(std::ops::Range<usize>),
+) -> Option<()> {
+    let bytes = record.as_bytes();
+    let mut start = 0;
+    for _ in 0..columns {
+        if start > bytes.len() {
+            break;
+        }
+        // Fields are short: a byte loop beats a vectorised search's setup.
+        let stop = |from: usize, quoted: bool| {
+            bytes[from..]
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || (!quoted && b == delimiter))
+                .map_or(bytes.len(), |n| from + n)
+        };
+        let (range, end) = if bytes.get(start) == Some(&b'"') {
+            let close = stop(start + 1, true);
+            if bytes.get(close) != Some(&b'"') {
+                return None;
+            }
+            (start + 1..close, close + 1)
+        } else {
+            let end = stop(start, false);
+            (start..end, end)
+        };
+        if end < bytes.len() && bytes[end] != delimiter {
+            return None;
+        }
+        field(range);
+        start = end + 1;
+    }
+    Some(())
 }
 
 /// Splits a record [`simply_quoted`] says is simple.
@@ -478,10 +549,10 @@ impl CsvRows {
     }
 }
 
-/// CSV records split into fields but not built into objects: a chunk of
+/// A chunk of CSV records as the object holds them, not yet split: a chunk of
 /// [`ItemReader::batch_records`](super::ItemReader::batch_records). A reader that selects
-/// columns (a compiled ItemSelector) takes fields by column number; [`CsvRecords::item`] is the
-/// item AWS would build.
+/// columns (a compiled ItemSelector) splits each record once, with [`CsvRecords::fields`],
+/// and takes fields by column number; [`CsvRecords::item`] is the item AWS would build.
 #[derive(Clone, Debug)]
 pub struct CsvRecords {
     pub headers: Arc<[String]>,
@@ -489,51 +560,33 @@ pub struct CsvRecords {
     pub source: Arc<str>,
     /// `$$.Map.Item.Index` of the first record.
     pub first_index: u64,
-    /// The fields' text, one after the other.
+    delimiter: u8,
+    /// The records' text (each checked as UTF-8 when pushed), one after the other.
     text: String,
-    /// The end in `text` of each field kept (a record's fields beyond the headers are dropped).
-    field_ends: Vec<usize>,
-    /// For each record, one past its last field in `field_ends`.
+    /// The end in `text` of each record.
     record_ends: Vec<usize>,
 }
 
 impl CsvRecords {
-    pub(crate) fn new(headers: Arc<[String]>, source: Arc<str>, first_index: u64) -> Self {
-        CsvRecords {
-            headers,
-            source,
-            first_index,
-            text: String::new(),
-            field_ends: Vec::new(),
-            record_ends: Vec::new(),
-        }
+    pub(crate) fn new(headers: Arc<[String]>, source: Arc<str>, first_index: u64, delimiter: u8) -> Self {
+        CsvRecords { headers, source, first_index, delimiter, text: String::new(), record_ends: Vec::new() }
     }
 
-    /// Splits `record` (without its newline) and appends its fields.
-    pub(crate) fn push(
-        &mut self,
-        record: &[u8],
-        delimiter: u8,
-        scratch: &mut Vec<u8>,
-    ) -> std::result::Result<(), String> {
-        let columns = self.headers.len();
-        let (text, field_ends) = (&mut self.text, &mut self.field_ends);
-        let first = field_ends.len();
-        let result = split_fields(record, delimiter, scratch, &mut |index, field| {
-            if index < columns {
-                text.push_str(field);
-                field_ends.push(text.len());
+    /// Appends `record` (without its newline); fails as splitting it would (a field that is
+    /// not UTF-8), naming the field.
+    pub(crate) fn push(&mut self, record: &[u8]) -> std::result::Result<(), String> {
+        match std::str::from_utf8(record) {
+            Ok(text) => {
+                self.text.push_str(text);
+                self.record_ends.push(self.text.len());
+                Ok(())
             }
-            Ok(())
-        });
-        if result.is_err() {
-            // Nothing of a record that failed stays.
-            field_ends.truncate(first);
-            text.truncate(field_ends.last().copied().unwrap_or(0));
-            return result;
+            // The delimiters and quotes that cut fields are ASCII, so some field is not UTF-8:
+            // the splitter names it.
+            Err(e) => Err(split_fields(record, self.delimiter, &mut Vec::new(), &mut |_, _| Ok(()))
+                .err()
+                .unwrap_or_else(|| format!("the record is not valid UTF-8: {e}"))),
         }
-        self.record_ends.push(self.field_ends.len());
-        Ok(())
     }
 
     pub fn len(&self) -> usize {
@@ -544,30 +597,98 @@ impl CsvRecords {
         self.record_ends.is_empty()
     }
 
-    /// The field of `record` in `column`: `""` where the record has fewer fields (AWS's rule).
-    pub fn field(&self, record: usize, column: usize) -> &str {
-        let first = if record == 0 { 0 } else { self.record_ends[record - 1] };
-        let at = first + column;
-        if at >= self.record_ends[record] {
-            return "";
+    /// The records' text in bytes (for sizing what is built from them).
+    pub fn text_len(&self) -> usize {
+        self.text.len()
+    }
+
+    /// The first `columns` fields of `record` (or all, if fewer), split into `buffer`
+    /// (reused from record to record): the fields after them are not split.
+    pub fn fields<'a>(&'a self, record: usize, columns: usize, buffer: &'a mut FieldBuffer) -> CsvFields<'a> {
+        let start = if record == 0 { 0 } else { self.record_ends[record - 1] };
+        let text = &self.text[start..self.record_ends[record]];
+        let FieldBuffer { spans, built, scratch } = buffer;
+        spans.clear();
+        built.clear();
+        let columns = columns.min(self.headers.len());
+        let leading = split_leading(text, self.delimiter, columns, &mut |range| {
+            spans.push(FieldSpan { built: false, range });
+        });
+        if leading.is_none() {
+            spans.clear();
+            // A field is a slice of the record, or (unescaped) built in `built`.
+            let base = text.as_ptr() as usize;
+            let mut keep = |index: usize, field: &str| {
+                if index < columns {
+                    let at = (field.as_ptr() as usize).wrapping_sub(base);
+                    spans.push(if at <= text.len() && at + field.len() <= text.len() {
+                        FieldSpan { built: false, range: at..at + field.len() }
+                    } else {
+                        built.push_str(field);
+                        FieldSpan { built: true, range: built.len() - field.len()..built.len() }
+                    });
+                }
+                Ok(())
+            };
+            // The record was checked as UTF-8 when pushed, the only way splitting fails.
+            let result = if simply_quoted(text.as_bytes(), self.delimiter) {
+                split_simple(text, self.delimiter, &mut keep)
+            } else {
+                split_fields(text.as_bytes(), self.delimiter, scratch, &mut keep)
+            };
+            debug_assert!(result.is_ok(), "a pushed record splits");
         }
-        let start = if at == 0 { 0 } else { self.field_ends[at - 1] };
-        &self.text[start..self.field_ends[at]]
+        CsvFields { record: text, built, spans }
     }
 
     /// The item of `record`: `{header: field}`, as [`CsvRows::item`] builds it.
     pub fn item(&self, record: usize) -> crate::Item {
+        let mut buffer = FieldBuffer::default();
+        let fields = self.fields(record, self.headers.len(), &mut buffer);
         let value: Map<String, Value> = self
             .headers
             .iter()
             .enumerate()
-            .map(|(column, header)| (header.clone(), Value::String(self.field(record, column).to_owned())))
+            .map(|(column, header)| (header.clone(), Value::String(fields.get(column).to_owned())))
             .collect();
         crate::Item {
             index: self.first_index + record as u64,
             key: None,
             value: Value::Object(value),
             source: self.source.clone(),
+        }
+    }
+}
+
+/// Space for splitting records, reused from record to record ([`CsvRecords::fields`]).
+#[derive(Debug, Default)]
+pub struct FieldBuffer {
+    spans: Vec<FieldSpan>,
+    /// Fields with quotes or escapes taken out.
+    built: String,
+    scratch: Vec<u8>,
+}
+
+#[derive(Clone, Debug)]
+struct FieldSpan {
+    built: bool,
+    range: std::ops::Range<usize>,
+}
+
+/// One record's fields (a record's fields beyond the headers are dropped).
+pub struct CsvFields<'a> {
+    record: &'a str,
+    built: &'a str,
+    spans: &'a [FieldSpan],
+}
+
+impl<'a> CsvFields<'a> {
+    /// The field in `column`: `""` where the record has fewer fields (AWS's rule).
+    pub fn get(&self, column: usize) -> &'a str {
+        match self.spans.get(column) {
+            Some(FieldSpan { built: false, range }) => &self.record[range.clone()],
+            Some(FieldSpan { built: true, range }) => &self.built[range.clone()],
+            None => "",
         }
     }
 }
@@ -673,7 +794,7 @@ mod tests {
             parts in proptest::collection::vec(
                 prop_oneof![
                     Just("a"), Just("bc"), Just(","), Just("|"), Just("\""), Just("\\"), Just("\n"), Just("\r\n"), Just("é"),
-                    Just("\"a,|\""), Just(",\"\","),
+                    Just("\"a,|\""), Just(",\"\","), Just("\"a\"\"b,\""), Just("\"\"\"\""),
                 ],
                 0..40,
             ),
@@ -692,8 +813,33 @@ mod tests {
                     Ok(())
                 })
                 .unwrap();
-                prop_assert_eq!(fields, reference_fields(&record, delimiter));
+                let reference = reference_fields(&record, delimiter);
+                prop_assert_eq!(&fields, &reference);
+                // A chunk's record split in full, or only its leading columns.
+                let headers: Arc<[String]> = (0..6).map(|c| format!("h{c}")).collect();
+                let mut chunk = CsvRecords::new(headers, Arc::from("S3://b/k"), 0, delimiter);
+                chunk.push(&record).unwrap();
+                let mut buffer = FieldBuffer::default();
+                for columns in [0, 1, 2, 3, 6, 9] {
+                    let split = chunk.fields(0, columns, &mut buffer);
+                    for column in 0..columns.min(6) {
+                        let expected = reference.get(column).map_or("", String::as_str);
+                        prop_assert_eq!(split.get(column), expected, "column {} of {}", column, columns);
+                    }
+                }
             }
         }
+    }
+
+    /// A record that is not UTF-8 is refused when it is pushed, naming its field.
+    #[test]
+    fn a_record_that_is_not_utf8_is_refused_naming_the_field() {
+        let headers: Arc<[String]> = ["a", "b"].iter().map(|h| h.to_string()).collect();
+        let mut chunk = CsvRecords::new(headers, Arc::from("S3://b/k"), 0, b',');
+        let error = chunk.push(b"ok,\xff").unwrap_err();
+        assert!(error.starts_with("field 2 is not valid UTF-8"), "{error}");
+        assert!(chunk.is_empty());
+        chunk.push(b"x,\"y,z\"").unwrap();
+        assert_eq!(chunk.item(0).value, serde_json::json!({"a": "x", "b": "y,z"}));
     }
 }

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use serde_json::Value;
 
-pub use self::csv::{CsvDelimiter, CsvHeader, CsvRecords};
+pub use self::csv::{CsvDelimiter, CsvFields, CsvHeader, CsvRecords, FieldBuffer};
 pub use self::manifest::InventoryManifest;
 pub use self::max_items::resolve_max_items;
 pub use self::spec::{DataFormat, ItemReaderSpec, ItemSource};
@@ -332,10 +332,9 @@ impl ItemReader {
                         st.cursor.insert((*cursor, st.context.source(&unit)))
                     }
                 };
-                let Some(headers) = cursor.csv_headers() else {
+                let Some(mut records) = cursor.csv_chunk(source.clone(), st.index) else {
                     return Err(StorageError::reader_config("a CSV extent opened without its header"));
                 };
-                let mut records = CsvRecords::new(headers, source.clone(), st.index);
                 let more = cursor.next_csv_chunk(&mut records).await?;
                 if !more {
                     st.cursor = None;

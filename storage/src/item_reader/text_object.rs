@@ -170,12 +170,11 @@ impl TextCursor {
     }
 
     /// Appends the next chunk of a CSV object's records to `out` (made with this cursor's
-    /// [`TextCursor::csv_headers`]), split into fields but not built into items; false once the
+    /// [`TextCursor::csv_chunk`]), not split into fields nor built into items; false once the
     /// object is done. Errors as [`TextCursor::next_chunk`].
     pub async fn next_csv_chunk(&mut self, out: &mut CsvRecords) -> Result<bool> {
         let TextCursor { scan, framer, rows, .. } = self;
         let object = scan.object().to_string();
-        let mut scratch = Vec::new();
         let mut batch = 0;
         let mut visit = |record: Record<'_>| -> Result<Flow> {
             let malformed = |message: String| StorageError::Malformed {
@@ -185,8 +184,8 @@ impl TextCursor {
                 message,
             };
             match rows {
-                Rows::Csv(csv) => {
-                    out.push(record.bytes, csv.delimiter, &mut scratch).map_err(malformed)?;
+                Rows::Csv(_) => {
+                    out.push(record.bytes).map_err(malformed)?;
                     batch += 1;
                     Ok(if batch >= RECORDS_PER_STEP { Flow::Pause } else { Flow::Continue })
                 }
@@ -199,10 +198,11 @@ impl TextCursor {
         scan.step(framer.as_mut(), &mut visit).await
     }
 
-    /// The column names of a CSV object, once known (its header read or given).
-    pub fn csv_headers(&self) -> Option<Arc<[String]>> {
+    /// An empty chunk for [`TextCursor::next_csv_chunk`], once the CSV object's column names
+    /// are known (its header read or given).
+    pub fn csv_chunk(&self, source: Arc<str>, first_index: u64) -> Option<CsvRecords> {
         match &self.rows {
-            Rows::Csv(csv) => Some(csv.headers.clone()),
+            Rows::Csv(csv) => Some(CsvRecords::new(csv.headers.clone(), source, first_index, csv.delimiter)),
             _ => None,
         }
     }

@@ -31,8 +31,8 @@ use stepmap_asl::payload::Payload;
 use stepmap_asl::task::TaskInvoker;
 use stepmap_storage::result_writer::ChildStatus;
 use stepmap_storage::{
-    BatchDescriptor, BatchLimits, ChildExecutionResult, Item, ItemReader, Records, ResultWriter, ResultWriterSpec,
-    StagedBatch, Stores,
+    BatchDescriptor, BatchLimits, ChildExecutionResult, CsvRecords, FieldBuffer, Item, ItemReader, Records,
+    ResultWriter, ResultWriterSpec, StagedBatch, Stores,
 };
 
 use super::{
@@ -520,6 +520,39 @@ impl UnitRunner {
     }
 }
 
+/// The child inputs of a chunk of CSV rows, selected by `columns` (the ItemSelector compiled
+/// for their header) as text when `as_text`, else as values; `general` selects a row the
+/// general way (without a compiled selector, or where it leaves the row undecided).
+fn select_csv(
+    records: &CsvRecords,
+    columns: Option<&ColumnSelection>,
+    as_text: bool,
+    fields: &mut FieldBuffer,
+    general: impl Fn(usize) -> Result<Payload, Failure>,
+) -> Vec<Result<Payload, Failure>> {
+    let Some(columns) = columns else { return (0..records.len()).map(general).collect() };
+    let read = columns.columns_read();
+    let index = |r: usize| records.first_index + r as u64;
+    if as_text {
+        // Rendered side by side into one text, which the batch copies as one slice.
+        let mut rendered = columns.rendered_rows(records.len(), records.text_len());
+        for r in 0..records.len() {
+            let row = records.fields(r, read, fields);
+            rendered.push(index(r), |column| row.get(column));
+        }
+        let rendered = rendered.finish().into_iter().enumerate();
+        rendered.map(|(r, text)| text.map_or_else(|| general(r), |text| Ok(Payload::Text(text)))).collect()
+    } else {
+        (0..records.len())
+            .map(|r| {
+                let row = records.fields(r, read, fields);
+                let value = columns.select(index(r), |column| row.get(column));
+                value.map_or_else(|| general(r), |value| Ok(Payload::Value(value)))
+            })
+            .collect()
+    }
+}
+
 impl MapRun {
     /// The child inputs of one unit that are to run (a redrive's `only`), in order, each with
     /// its position among the unit's children.
@@ -559,6 +592,7 @@ impl MapRun {
                 (MapRunItems::Reader { .. }, Some(reader), Some(descriptor)) => {
                     // The ItemSelector compiled for the CSV header last seen.
                     let mut compiled: Option<(Arc<[String]>, Option<ColumnSelection>)> = None;
+                    let mut fields = FieldBuffer::default();
                     // Rows go to the children as text when their first state sends it on as it is.
                     let as_text = self.request.processor.takes_text_input();
                     let run = self.clone();
@@ -577,20 +611,10 @@ impl MapRun {
                                         compiled = Some((headers.clone(), selection));
                                     }
                                     let columns = compiled.as_ref().and_then(|(_, c)| c.as_ref());
-                                    let selected = (0..records.len())
-                                        .map(|r| {
-                                            let index = records.first_index + r as u64;
-                                            // A row the compiled selector leaves undecided (or
-                                            // every row, without one) is selected the general way.
-                                            let field = |column| records.field(r, column);
-                                            let compiled = match (columns, as_text) {
-                                                (Some(c), true) => c.render(index, field).map(Payload::Text),
-                                                (Some(c), false) => c.select(index, field).map(Payload::Value),
-                                                (None, _) => None,
-                                            };
-                                            compiled.map_or_else(|| select(Ok(map_item(records.item(r)))), Ok)
-                                        })
-                                        .collect::<Vec<_>>();
+                                    // A row the compiled selector leaves undecided (or every
+                                    // row, without one) is selected the general way.
+                                    let general = |r: usize| select(Ok(map_item(records.item(r))));
+                                    let selected = select_csv(&records, columns, as_text, &mut fields, general);
                                     futures::future::Either::Right(stream::iter(selected))
                                 }
                             }

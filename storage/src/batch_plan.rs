@@ -265,7 +265,7 @@ impl ItemReader {
             summary: PlanSummary::default(),
         };
         let mut remaining = context.spec.max_items.unwrap_or(u64::MAX);
-        let needs = ScanNeeds { values: max_bytes.is_some(), lines: true };
+        let needs = ScanNeeds { values: max_bytes.is_some() };
         let mut units = context.units();
         let mut scanned = Vec::new();
         while let Some(unit) = units.next().await {
@@ -323,7 +323,7 @@ impl ItemReader {
                         _ => 0,
                     };
                     match (&unit, &chunk_object, record.position) {
-                        (_, Some(object), RecordPosition::Text { start, end, line, member }) => {
+                        (_, Some(object), RecordPosition::Text { start, end, member }) => {
                             batches.add(
                                 size,
                                 |e| match e {
@@ -339,7 +339,7 @@ impl ItemReader {
                                     compression,
                                     start,
                                     end,
-                                    first_line: line,
+                                    first_line: cursor.line_at(start),
                                     member,
                                     items: 1,
                                 },

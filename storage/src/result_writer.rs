@@ -491,7 +491,7 @@ impl ResultWriter {
         let bytes = store.get_bytes(&key).await?;
         // Each category's entries, in order, buffered as lines: categories go to files of
         // their own.
-        for (number, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        for (number, line) in crate::result_file::lines(&bytes).enumerate() {
             let Some((&tag, entry)) = line.split_first() else { continue };
             let files = match Category::from_tag(tag) {
                 Some(Category::Succeeded) => &mut results.succeeded,

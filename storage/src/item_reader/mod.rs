@@ -37,8 +37,8 @@ use crate::store::Stores;
 /// Where a scanned record lies in its object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum RecordPosition {
-    /// Decompressed bytes `start..end`, starting on 1-based `line` (0 when not counted).
-    Text { start: u64, end: u64, line: u64, member: bool },
+    /// Decompressed bytes `start..end` (its line: [`Cursor::line_at`]).
+    Text { start: u64, end: u64, member: bool },
     /// Row `row` of row group `row_group`.
     Row { row_group: usize, row: u64 },
     /// A listed key.
@@ -72,6 +72,15 @@ pub(crate) enum Cursor {
 }
 
 impl Cursor {
+    /// The line of a text record of the chunk last read (see [`TextCursor::line_at`]); 0 for
+    /// sources without lines.
+    pub fn line_at(&self, offset: u64) -> u64 {
+        match self {
+            Cursor::Text(c) => c.line_at(offset),
+            Cursor::Parquet(_) | Cursor::Listing(_) => 0,
+        }
+    }
+
     pub async fn next_chunk(&mut self, out: &mut Vec<Scanned>) -> Result<bool> {
         match self {
             Cursor::Text(c) => c.next_chunk(out).await,
@@ -324,9 +333,7 @@ impl ItemReader {
                     None => {
                         let Some(extent) = st.extents.next() else { return Ok(None) };
                         let unit = Unit::Extent(extent);
-                        let Cursor::Text(cursor) =
-                            st.context.open(&unit, ScanNeeds { values: false, lines: false }).await?
-                        else {
+                        let Cursor::Text(cursor) = st.context.open(&unit, ScanNeeds { values: false }).await? else {
                             return Err(StorageError::reader_config("a CSV extent opened as another format"));
                         };
                         st.cursor.insert((*cursor, st.context.source(&unit)))
@@ -419,7 +426,7 @@ fn unit_items(
                 None => {
                     let Some(unit) = st.units.next().await else { return Ok(None) };
                     let unit = unit?;
-                    let cursor = st.context.open(&unit, ScanNeeds { values: true, lines: false }).await?;
+                    let cursor = st.context.open(&unit, ScanNeeds { values: true }).await?;
                     st.cursor.insert((cursor, st.context.source(&unit)))
                 }
             };

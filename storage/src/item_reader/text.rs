@@ -132,6 +132,9 @@ pub(crate) struct TextScan {
     /// (offset, line) counted so far.
     counted: Cell<(u64, u64)>,
     eof: bool,
+    /// The framer needs more bytes: read them when the next step starts, so that the records
+    /// a step visited stay in `buf` until then (their lines can still be asked).
+    fill_first: bool,
     strip_bom: bool,
     /// First bytes held back until the codec can be recognised.
     sniffed: Vec<u8>,
@@ -172,6 +175,7 @@ impl TextScan {
             buf_start: window.start,
             counted: Cell::new((window.start, first_line)),
             eof: false,
+            fill_first: false,
             strip_bom: window.start == 0,
             sniffed: Vec::new(),
         };
@@ -206,6 +210,9 @@ impl TextScan {
         framer: &mut F,
         visit: &mut (dyn FnMut(Record<'_>) -> Result<Flow> + Send),
     ) -> Result<bool> {
+        if std::mem::take(&mut self.fill_first) {
+            self.fill().await?;
+        }
         loop {
             let data = &self.buf[self.head..];
             let step = framer.next(data, self.eof).map_err(|e| self.malformed(e))?;
@@ -233,7 +240,7 @@ impl TextScan {
                     if self.eof {
                         return Err(self.malformed(FrameError::new(0, "unexpected end of input")));
                     }
-                    self.fill().await?;
+                    self.fill_first = true;
                     return Ok(true);
                 }
                 Step::End { consumed } => {

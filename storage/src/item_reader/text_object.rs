@@ -33,8 +33,6 @@ enum Rows {
 pub(crate) struct ScanNeeds {
     /// Build the item's value.
     pub values: bool,
-    /// Count lines (for batch descriptors).
-    pub lines: bool,
 }
 
 pub(crate) struct TextCursor {
@@ -113,6 +111,13 @@ impl TextCursor {
     }
 
     /// The object's ETag as the read saw it.
+    /// The 1-based line of the byte at `offset`, the start of a record of the chunk last read
+    /// (offsets asked must not decrease). Lines are counted as the text is consumed; asking
+    /// only where a batch starts counts them in long runs rather than record by record.
+    pub fn line_at(&self, offset: u64) -> u64 {
+        self.scan.line_at(offset)
+    }
+
     pub fn etag(&self) -> Option<&str> {
         self.etag.as_deref()
     }
@@ -141,7 +146,6 @@ impl TextCursor {
                 *rows = Rows::Csv(CsvRows::new(*delimiter, Arc::from(names)));
                 return Ok(Flow::Continue);
             }
-            let line = if needs.lines { record.lines.line_at(record.start) } else { 0 };
             let (key, value) = if needs.values {
                 let (key, value) = match rows {
                     Rows::Csv(csv) => (None, csv.item(record.bytes)),
@@ -157,7 +161,7 @@ impl TextCursor {
                 (None, None)
             };
             out.push(Scanned {
-                position: RecordPosition::Text { start: record.start, end: record.end, line, member: record.member },
+                position: RecordPosition::Text { start: record.start, end: record.end, member: record.member },
                 key,
                 value,
             });

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use stepmap_storage::{BatchLimits, ItemReader, Records, StoreConfig, Stores};
+use stepmap_storage::{BatchLimits, Extent, ItemReader, Records, StoreConfig, Stores};
 
 use super::harness::{block_on, gzip, planned_items, put, read_all, spec, zstd, BUCKET};
 
@@ -78,6 +78,19 @@ fn compression() -> impl Strategy<Value = Compression> {
 
 /// Reads sequentially and through a plan; both must equal `expected`.
 fn check(body: Vec<u8>, reader_config: Value, limits: BatchLimits, max_items: Option<u64>, expected: Vec<Value>) {
+    check_lines(body, None, reader_config, limits, max_items, expected)
+}
+
+/// [`check`], and where the source's decompressed `text` is given: each text extent of the
+/// plan starts on the line it says (what a worker's errors name).
+fn check_lines(
+    body: Vec<u8>,
+    text: Option<&[u8]>,
+    reader_config: Value,
+    limits: BatchLimits,
+    max_items: Option<u64>,
+    expected: Vec<Value>,
+) {
     block_on(async {
         let stores = Arc::new(Stores::new(StoreConfig::Memory));
         put(&stores, BUCKET, "data", body).await;
@@ -105,6 +118,14 @@ fn check(body: Vec<u8>, reader_config: Value, limits: BatchLimits, max_items: Op
             }
         }
         assert_eq!(from_records, sequential);
+        if let Some(text) = text {
+            for extent in plan.iter().flat_map(|batch| &batch.extents) {
+                if let Extent::Text { start, first_line, .. } = extent {
+                    let line = 1 + text[..*start as usize].iter().filter(|&&b| b == b'\n').count() as u64;
+                    assert_eq!(*first_line, line, "the extent at byte {start}");
+                }
+            }
+        }
         // The whole plan appended into one descriptor reads the same items.
         if let Some((first, rest)) = plan.split_first() {
             let mut whole = first.clone();
@@ -168,7 +189,8 @@ proptest! {
         } else {
             json!({"InputType": "CSV", "CSVHeaderLocation": "GIVEN", "CSVHeaders": headers, "CSVDelimiter": name})
         };
-        check(compress(text.into_bytes(), &compression), config, limits, max_items, expected);
+        let body = compress(text.clone().into_bytes(), &compression);
+        check_lines(body, Some(text.as_bytes()), config, limits, max_items, expected);
     }
 
     #[test]
@@ -186,7 +208,8 @@ proptest! {
             text.push_str(&value.to_string());
             text.push_str(if i % 3 == 0 { "\r\n" } else { "\n" });
         }
-        check(compress(text.into_bytes(), &compression), json!({"InputType": "JSONL"}), limits, None, values);
+        let body = compress(text.clone().into_bytes(), &compression);
+        check_lines(body, Some(text.as_bytes()), json!({"InputType": "JSONL"}), limits, None, values);
     }
 
     #[test]

@@ -20,40 +20,56 @@ const MAX_KEYS: usize = 32;
 
 /// The canonical text of `bytes` (see the module doc), or `None`: take the general path.
 pub(super) fn compact(bytes: &[u8]) -> Option<String> {
-    let mut scan = Scan { input: bytes, pos: 0, out: Vec::with_capacity(bytes.len()) };
-    scan.skip_whitespace();
-    scan.value(0)?;
-    scan.skip_whitespace();
-    if scan.pos != bytes.len() {
-        return None;
-    }
+    // Text that is canonical already (compact JSON, as most programs send it) is checked
+    // without writing token by token, then copied whole; text with whitespace or floats to
+    // rewrite is written anew.
+    let out = if Scan::<false>::run(bytes).is_some() { bytes.to_vec() } else { Scan::<true>::run(bytes)? };
     // Strings were copied as they were: the general path rejects what is not UTF-8.
-    String::from_utf8(scan.out).ok()
+    String::from_utf8(out).ok()
 }
 
-struct Scan<'a> {
+/// One pass over `input`. `WRITE`: the canonical text goes to `out`; without, the pass only
+/// checks that `input` is that text already, and fails (`None`) where it is not.
+struct Scan<'a, const WRITE: bool> {
     input: &'a [u8],
     pos: usize,
     out: Vec<u8>,
 }
 
-impl<'a> Scan<'a> {
+impl<'a, const WRITE: bool> Scan<'a, WRITE> {
+    fn run(input: &'a [u8]) -> Option<Vec<u8>> {
+        let mut scan = Scan::<WRITE> { input, pos: 0, out: Vec::with_capacity(if WRITE { input.len() } else { 0 }) };
+        scan.skip_whitespace()?;
+        scan.value(0)?;
+        scan.skip_whitespace()?;
+        (scan.pos == input.len()).then_some(scan.out)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        if WRITE {
+            self.out.extend_from_slice(bytes);
+        }
+    }
+
     fn peek(&self) -> Option<u8> {
         self.input.get(self.pos).copied()
     }
 
-    fn skip_whitespace(&mut self) {
+    /// Skips whitespace; `None` where there is some and the pass only checks.
+    fn skip_whitespace(&mut self) -> Option<()> {
+        let start = self.pos;
         while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
             self.pos += 1;
         }
+        (WRITE || self.pos == start).then_some(())
     }
 
     /// Consumes `byte` (after whitespace) and writes it.
     fn expect(&mut self, byte: u8) -> Option<()> {
-        self.skip_whitespace();
+        self.skip_whitespace()?;
         (self.peek()? == byte).then(|| {
             self.pos += 1;
-            self.out.push(byte);
+            self.write(&[byte]);
         })
     }
 
@@ -73,7 +89,7 @@ impl<'a> Scan<'a> {
     fn literal(&mut self, word: &[u8]) -> Option<()> {
         self.input[self.pos..].starts_with(word).then(|| {
             self.pos += word.len();
-            self.out.extend_from_slice(word);
+            self.write(word);
         })
     }
 
@@ -84,7 +100,7 @@ impl<'a> Scan<'a> {
         let mut keys: [&[u8]; MAX_KEYS] = [&[]; MAX_KEYS];
         let mut count = 0;
         loop {
-            self.skip_whitespace();
+            self.skip_whitespace()?;
             if self.peek()? != b'"' || count == MAX_KEYS {
                 return None;
             }
@@ -97,7 +113,7 @@ impl<'a> Scan<'a> {
             keys[count] = key;
             count += 1;
             self.expect(b':')?;
-            self.skip_whitespace();
+            self.skip_whitespace()?;
             self.value(depth)?;
             if self.next_or_end(b'}')? {
                 return Some(());
@@ -110,7 +126,7 @@ impl<'a> Scan<'a> {
             return Some(());
         }
         loop {
-            self.skip_whitespace();
+            self.skip_whitespace()?;
             self.value(depth)?;
             if self.next_or_end(b']')? {
                 return Some(());
@@ -125,11 +141,11 @@ impl<'a> Scan<'a> {
             return None;
         }
         self.expect(open)?;
-        self.skip_whitespace();
+        self.skip_whitespace()?;
         let empty = self.peek()? == close;
         if empty {
             self.pos += 1;
-            self.out.push(close);
+            self.write(&[close]);
         }
         Some(empty)
     }
@@ -137,13 +153,13 @@ impl<'a> Scan<'a> {
     /// After a member or an element: writes the `,` before the next one (`false`) or the
     /// container's `close` (`true`).
     fn next_or_end(&mut self, close: u8) -> Option<bool> {
-        self.skip_whitespace();
+        self.skip_whitespace()?;
         let byte = self.peek()?;
         if byte != b',' && byte != close {
             return None;
         }
         self.pos += 1;
-        self.out.push(byte);
+        self.write(&[byte]);
         Some(byte == close)
     }
 
@@ -157,7 +173,7 @@ impl<'a> Scan<'a> {
             return None;
         }
         let input = self.input;
-        self.out.extend_from_slice(&input[self.pos..=end]);
+        self.write(&input[self.pos..=end]);
         self.pos = end + 1;
         Some(&input[start..end])
     }
@@ -210,12 +226,16 @@ impl<'a> Scan<'a> {
             if !fits {
                 return None;
             }
-            self.out.extend_from_slice(token);
+            self.write(token);
             return Some(());
         }
         if !exponent_mark && written_as_is(token) {
-            self.out.extend_from_slice(token);
+            self.write(token);
             return Some(());
+        }
+        if !WRITE {
+            // Rewritten: the text is not canonical as it is.
+            return None;
         }
         // serde_json's own parser: the general path's value, whatever its rounding. (It is out
         // of range, not infinite, past f64.)

@@ -39,7 +39,8 @@ fn nesting(value: &Value) -> usize {
 /// One entry of the selected object.
 #[derive(Clone, Debug)]
 enum Field {
-    Literal(Value),
+    /// A literal, with its text (nested at most [`MAX_RENDERED_NESTING`] deep).
+    Literal { value: Value, text: String },
     /// `$$.Map.Item.Value.<column>`: the field as a string.
     Column(usize),
     /// `States.StringToJson($$.Map.Item.Value.<column>)`.
@@ -74,7 +75,7 @@ impl ItemSelection {
         for (key, entry) in entries {
             let field = match entry {
                 PayloadTemplate::Literal(value) if nesting(value) <= MAX_RENDERED_NESTING => {
-                    Field::Literal(value.clone())
+                    Field::Literal { value: value.clone(), text: value.to_string() }
                 }
                 PayloadTemplate::Path { expr, .. } if expr.root == PathRoot::Context => {
                     if expr.item_value.is_some() {
@@ -107,7 +108,7 @@ impl ColumnSelection {
         let mut selected = self.shape.clone();
         for (slot, spec) in selected.values_mut().zip(&self.fields) {
             *slot = match spec {
-                Field::Literal(value) => value.clone(),
+                Field::Literal { value, .. } => value.clone(),
                 Field::Column(c) => Value::String(field(*c).to_owned()),
                 Field::ColumnJson(c) => parse_json_text(field(*c)).ok()?,
                 Field::Index => Value::from(index),
@@ -133,7 +134,10 @@ impl ColumnSelection {
             }
             out.push_str(key);
             let written = match spec {
-                Field::Literal(value) => write_value(out, value),
+                Field::Literal { text, .. } => {
+                    out.push_str(text);
+                    true
+                }
                 Field::Column(c) => {
                     write_str(out, field(*c));
                     true
@@ -163,7 +167,7 @@ impl ColumnSelection {
     pub fn columns_read(&self) -> usize {
         let column = |field: &Field| match field {
             Field::Column(c) | Field::ColumnJson(c) => c + 1,
-            Field::Literal(_) | Field::Index => 0,
+            Field::Literal { .. } | Field::Index => 0,
         };
         self.fields.iter().map(column).max().unwrap_or(0)
     }
@@ -171,7 +175,8 @@ impl ColumnSelection {
 
 /// Rows rendered one after the other into one text, separated by commas: each row's
 /// [`JsonText`] shares that text, and a batch of consecutive rows is copied into its child's
-/// input as one slice (see `map_run::batch_input`). No allocation per row.
+/// input as one slice (see `map_run::batch_input`): no allocation per row, but for fields
+/// that need escaping or a typed column that is not a plain integer.
 pub struct RenderedRows<'s> {
     selection: &'s ColumnSelection,
     text: String,
@@ -187,7 +192,7 @@ impl RenderedRows<'_> {
         }
         let start = self.text.len();
         let rendered = self.selection.render_into(&mut self.text, index, field);
-        self.rows.push(rendered.then(|| start..self.text.len()));
+        self.rows.push(rendered.then_some(start..self.text.len()));
     }
 
     /// Each row's text in order, `None` for a row the general evaluation must decide.
@@ -310,10 +315,15 @@ mod tests {
         for (index, row) in rows.iter().enumerate() {
             rendered.push(index as u64 + 40, |c| row[c]);
         }
-        for (index, (text, row)) in rendered.finish().iter().zip(&rows).enumerate() {
+        let rendered = rendered.finish();
+        for (index, (text, row)) in rendered.iter().zip(&rows).enumerate() {
             let alone = compiled.render(index as u64 + 40, |c| row[c]);
             assert_eq!(text.as_ref().map(JsonText::as_str), alone.as_ref().map(JsonText::as_str));
         }
+        // Neighbouring rows are one slice of the shared text.
+        let (first, second) = (rendered[0].as_ref().unwrap(), rendered[1].as_ref().unwrap());
+        assert!(first.followed_by(second) && !second.followed_by(first));
+        assert_eq!(first.through(second), format!("{first},{second}"));
         assert_eq!(compiled.columns_read(), 4);
         assert_eq!(
             selection.for_columns(&self::headers(&["price", "id", "name", "note", "x"])).unwrap().columns_read(),

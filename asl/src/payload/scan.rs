@@ -1,5 +1,6 @@
-//! The fast path of [`super::JsonText::canonicalize`]: one pass over the bytes that copies
-//! what is already canonical and drops whitespace, for JSON as programs usually write it
+//! The fast path of [`super::JsonText::canonicalize`]: a pass over the bytes that checks
+//! they are canonical already (then they are copied whole), else one that copies what is
+//! canonical token by token and drops whitespace, for JSON as programs usually write it
 //! (`json.dumps`, `JSON.stringify`, serde): unescaped strings, integers that fit 64 bits,
 //! floats, objects without repeated keys.
 //!

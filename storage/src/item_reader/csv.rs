@@ -576,17 +576,20 @@ impl CsvRecords {
     /// not UTF-8), naming the field.
     pub(crate) fn push(&mut self, record: &[u8]) -> std::result::Result<(), String> {
         match std::str::from_utf8(record) {
-            Ok(text) => {
-                self.text.push_str(text);
-                self.record_ends.push(self.text.len());
-                Ok(())
+            Ok(text) => self.text.push_str(text),
+            // Fields are UTF-8 once unescaped, which the record may not be (a backslash inside
+            // a character): kept as the same fields, each quoted, so that it splits alike.
+            Err(_) => {
+                let mut fields = Vec::new();
+                split_fields(record, self.delimiter, &mut Vec::new(), &mut |_, field| {
+                    fields.push(format!("\"{}\"", field.replace('\\', "\\\\").replace('"', "\"\"")));
+                    Ok(())
+                })?;
+                self.text.push_str(&fields.join(std::str::from_utf8(&[self.delimiter]).unwrap_or(",")));
             }
-            // The delimiters and quotes that cut fields are ASCII, so some field is not UTF-8:
-            // the splitter names it.
-            Err(e) => Err(split_fields(record, self.delimiter, &mut Vec::new(), &mut |_, _| Ok(()))
-                .err()
-                .unwrap_or_else(|| format!("the record is not valid UTF-8: {e}"))),
         }
+        self.record_ends.push(self.text.len());
+        Ok(())
     }
 
     pub fn len(&self) -> usize {
@@ -630,12 +633,8 @@ impl CsvRecords {
                 }
                 Ok(())
             };
-            // The record was checked as UTF-8 when pushed, the only way splitting fails.
-            let result = if simply_quoted(text.as_bytes(), self.delimiter) {
-                split_simple(text, self.delimiter, &mut keep)
-            } else {
-                split_fields(text.as_bytes(), self.delimiter, scratch, &mut keep)
-            };
+            // The record is UTF-8 (pushed as such), the only thing splitting can fail on.
+            let result = split_fields(text.as_bytes(), self.delimiter, scratch, &mut keep);
             debug_assert!(result.is_ok(), "a pushed record splits");
         }
         CsvFields { record: text, built, spans }
@@ -806,7 +805,11 @@ mod tests {
             let expected = reference_records(&text, delimiter);
             prop_assert_eq!(&framed_records(&text, delimiter, piece), &expected);
             prop_assert_eq!(&framed_records(&text, delimiter, text.len().max(1)), &expected);
-            for record in expected.unwrap_or_default() {
+            // All the records in one chunk, each split in full or only its leading columns.
+            let headers: Arc<[String]> = (0..6).map(|c| format!("h{c}")).collect();
+            let mut chunk = CsvRecords::new(headers, Arc::from("S3://b/k"), 0, delimiter);
+            let mut buffer = FieldBuffer::default();
+            for (n, record) in expected.unwrap_or_default().into_iter().enumerate() {
                 let mut fields = Vec::new();
                 split_fields(&record, delimiter, &mut Vec::new(), &mut |_, text| {
                     fields.push(text.to_string());
@@ -815,13 +818,9 @@ mod tests {
                 .unwrap();
                 let reference = reference_fields(&record, delimiter);
                 prop_assert_eq!(&fields, &reference);
-                // A chunk's record split in full, or only its leading columns.
-                let headers: Arc<[String]> = (0..6).map(|c| format!("h{c}")).collect();
-                let mut chunk = CsvRecords::new(headers, Arc::from("S3://b/k"), 0, delimiter);
                 chunk.push(&record).unwrap();
-                let mut buffer = FieldBuffer::default();
                 for columns in [0, 1, 2, 3, 6, 9] {
-                    let split = chunk.fields(0, columns, &mut buffer);
+                    let split = chunk.fields(n, columns, &mut buffer);
                     for column in 0..columns.min(6) {
                         let expected = reference.get(column).map_or("", String::as_str);
                         prop_assert_eq!(split.get(column), expected, "column {} of {}", column, columns);
@@ -841,5 +840,11 @@ mod tests {
         assert!(chunk.is_empty());
         chunk.push(b"x,\"y,z\"").unwrap();
         assert_eq!(chunk.item(0).value, serde_json::json!({"a": "x", "b": "y,z"}));
+        // Not UTF-8 as it stands, but its fields are once unescaped: kept, as the sequential
+        // read keeps it.
+        chunk.push(b"\xC3\\\xA9,\"\\\\ \"\"q\"\"\"").unwrap();
+        let expected = CsvRows::new(CsvDelimiter::Comma, chunk.headers.clone()).item(b"\xC3\\\xA9,\"\\\\ \"\"q\"\"\"");
+        assert_eq!(chunk.item(1).value, expected.unwrap());
+        assert_eq!(chunk.item(1).value, serde_json::json!({"a": "é", "b": "\\ \"q\""}));
     }
 }

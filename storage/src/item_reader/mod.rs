@@ -251,7 +251,7 @@ impl ReadContext {
 #[derive(Clone, Debug)]
 pub enum Records {
     Item(Item),
-    /// CSV records, split into fields but not built into items.
+    /// CSV records, neither split into fields nor built into items.
     Csv(CsvRecords),
 }
 
@@ -306,7 +306,7 @@ impl ItemReader {
     }
 
     /// The items of a batch as [`ItemReader::batch_items`] reads them, CSV records in chunks
-    /// split into fields but not built into objects (a compiled ItemSelector takes columns by
+    /// not split nor built into objects (a compiled ItemSelector takes columns by
     /// number, which saves most of the work of a CSV row). Same errors, same count checks.
     pub fn batch_records(&self, descriptor: &BatchDescriptor) -> BoxStream<'static, Result<Records>> {
         let csv = matches!(self.context.format, Some(DataFormat::Csv { .. }))

@@ -202,8 +202,8 @@ impl TextScan {
         })
     }
 
-    /// Runs the framer over the buffered bytes, visiting records, and reads one more chunk when
-    /// the framer needs it (or returns early when the visitor pauses). Returns `false` once the
+    /// Runs the framer over the buffered bytes, visiting records, until the framer needs more
+    /// bytes (read when the next step starts) or the visitor pauses. Returns `false` once the
     /// scan is over (end of records, or the visitor stopped it).
     pub async fn step<F: Framer + ?Sized>(
         &mut self,

@@ -110,7 +110,6 @@ impl TextCursor {
         self.scan.compression()
     }
 
-    /// The object's ETag as the read saw it.
     /// The 1-based line of the byte at `offset`, the start of a record of the chunk last read
     /// (offsets asked must not decrease). Lines are counted as the text is consumed; asking
     /// only where a batch starts counts them in long runs rather than record by record.
@@ -118,6 +117,7 @@ impl TextCursor {
         self.scan.line_at(offset)
     }
 
+    /// The object's ETag as the read saw it.
     pub fn etag(&self) -> Option<&str> {
         self.etag.as_deref()
     }

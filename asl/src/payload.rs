@@ -100,6 +100,9 @@ pub struct JsonText {
     /// A `String` behind the `Arc`, not a `str`: taking the writer's buffer costs no copy.
     text: Arc<String>,
     range: std::ops::Range<usize>,
+    /// Where the elements end in `text`, when this is a whole array whose elements were found
+    /// as it was canonicalised ([`Self::array_elements`] then needs no scan).
+    ends: Option<Arc<[usize]>>,
 }
 
 impl PartialEq for JsonText {
@@ -115,17 +118,20 @@ impl JsonText {
     /// would not denote the same value as parsing them: an object with a key twice (parsing
     /// keeps the last value, at the first key's place). Callers then parse, as they would have.
     pub fn canonicalize(bytes: &[u8]) -> Option<JsonText> {
-        scan::compact(bytes).or_else(|| transcode(bytes)).map(JsonText::from_canonical)
+        match scan::compact(bytes) {
+            Some((text, ends)) => Some(JsonText { ends: ends.map(Arc::from), ..JsonText::from_canonical(text) }),
+            None => transcode(bytes).map(JsonText::from_canonical),
+        }
     }
 
     /// Text the caller wrote in canonical form (by serde_json, or from canonical pieces).
     pub(crate) fn from_canonical(text: String) -> JsonText {
-        JsonText { range: 0..text.len(), text: Arc::new(text) }
+        JsonText { range: 0..text.len(), text: Arc::new(text), ends: None }
     }
 
     /// Canonical text at `range` of a text others share (see [`Self::from_canonical`]).
     pub(crate) fn shared(text: Arc<String>, range: std::ops::Range<usize>) -> JsonText {
-        JsonText { text, range }
+        JsonText { text, range, ends: None }
     }
 
     pub fn as_str(&self) -> &str {
@@ -170,10 +176,14 @@ impl JsonText {
         if bytes == b"[]" {
             return Some(Vec::new());
         }
+        let base = self.range.start;
+        let element = |start: usize, end: usize| JsonText::shared(self.text.clone(), base + start..base + end);
+        if let Some(ends) = &self.ends {
+            let starts = std::iter::once(1).chain(ends.iter().map(|end| end + 1));
+            return Some(starts.zip(ends.iter()).map(|(start, &end)| element(start, end)).collect());
+        }
         // Canonical text has no whitespace: elements are what lies between the commas that
         // are outside strings and one level deep.
-        let base = self.range.start;
-        let element = |start: usize, end: usize| JsonText { text: self.text.clone(), range: base + start..base + end };
         let mut elements = Vec::new();
         let (mut depth, mut start) = (0usize, 1);
         self.for_each_outside_strings([b'[', b'{', b']', b'}', b','], |i, b| match b {
@@ -197,6 +207,13 @@ impl JsonText {
     /// and lies outside strings (offsets in [`Self::as_str`]): its structure, strings skipped.
     pub fn for_each_outside_strings<const N: usize>(&self, wanted: [u8; N], visit: impl FnMut(usize, u8)) {
         outside::for_each(self.as_str().as_bytes(), wanted, visit)
+    }
+}
+
+/// The text's bytes: a `JsonText` can back a `bytes::Bytes` (an HTTP body) without a copy.
+impl AsRef<[u8]> for JsonText {
+    fn as_ref(&self) -> &[u8] {
+        self.as_str().as_bytes()
     }
 }
 
@@ -488,7 +505,7 @@ mod tests {
             "[122.416294033786585, 0.9215686321258545, 0.3]",
         ];
         for case in cases {
-            let fast = scan::compact(case.as_bytes()).unwrap_or_else(|| panic!("{case}"));
+            let (fast, _) = scan::compact(case.as_bytes()).unwrap_or_else(|| panic!("{case}"));
             assert_eq!(Some(fast), transcode(case.as_bytes()), "{case}");
         }
         // What it leaves to the general path, which still canonicalises it.
@@ -550,8 +567,15 @@ mod tests {
         #[test]
         fn the_fast_path_agrees_with_the_general_one(value in json_value(), style in 0u8..3) {
             let text = written(&value, style);
-            if let Some(fast) = scan::compact(text.as_bytes()) {
-                prop_assert_eq!(Some(fast), transcode(text.as_bytes()));
+            if let Some((fast, ends)) = scan::compact(text.as_bytes()) {
+                prop_assert_eq!(ends.is_some(), value.is_array());
+                prop_assert_eq!(Some(fast.clone()), transcode(text.as_bytes()));
+                // The elements found while canonicalising are the ones a scan finds.
+                let texts = |elements: Option<Vec<JsonText>>| {
+                    elements.map(|e| e.iter().map(|e| e.as_str().to_owned()).collect::<Vec<_>>())
+                };
+                let found = texts(JsonText::canonicalize(text.as_bytes()).unwrap().array_elements());
+                prop_assert_eq!(found, texts(JsonText::from_canonical(fast).array_elements()));
             }
         }
 
@@ -559,7 +583,7 @@ mod tests {
         fn the_fast_path_agrees_on_any_number(
             number in r"-?(0|[1-9][0-9]{0,24})(\.[0-9]{1,20})?([eE][+-]?[0-9]{1,3})?|-?0[0-9]|1\.|1e"
         ) {
-            prop_assert_eq!(scan::compact(number.as_bytes()).is_some_and(|fast| Some(fast) != transcode(number.as_bytes())), false);
+            prop_assert_eq!(scan::compact(number.as_bytes()).is_some_and(|(fast, _)| Some(fast) != transcode(number.as_bytes())), false);
         }
 
         /// Broken text (cut short, a byte changed) is never canonicalised by the fast path
@@ -574,7 +598,7 @@ mod tests {
                 changed[i] = byte;
             }
             for case in [short, &changed[..]] {
-                if let Some(fast) = scan::compact(case) {
+                if let Some((fast, _)) = scan::compact(case) {
                     prop_assert_eq!(Some(fast), transcode(case));
                 }
             }

@@ -19,14 +19,18 @@ const MAX_DEPTH: usize = 100;
 /// comparing a key with the object's earlier ones is cheaper than hashing it.
 const MAX_KEYS: usize = 32;
 
-/// The canonical text of `bytes` (see the module doc), or `None`: take the general path.
-pub(super) fn compact(bytes: &[u8]) -> Option<String> {
+/// The canonical text of `bytes` (see the module doc), with the end offsets of its elements
+/// when it is an array; `None`: take the general path.
+pub(super) fn compact(bytes: &[u8]) -> Option<(String, Option<Vec<usize>>)> {
     // Text that is canonical already (compact JSON, as most programs send it) is checked
     // without writing token by token, then copied whole; text with whitespace or floats to
     // rewrite is written anew.
-    let out = if Scan::<false>::run(bytes).is_some() { bytes.to_vec() } else { Scan::<true>::run(bytes)? };
+    let (out, ends) = match Scan::<false>::run(bytes) {
+        Some((_, ends)) => (bytes.to_vec(), ends),
+        None => Scan::<true>::run(bytes)?,
+    };
     // Strings were copied as they were: the general path rejects what is not UTF-8.
-    String::from_utf8(out).ok()
+    Some((String::from_utf8(out).ok()?, ends))
 }
 
 /// One pass over `input`. `WRITE`: the canonical text goes to `out`; without, the pass only
@@ -35,15 +39,28 @@ struct Scan<'a, const WRITE: bool> {
     input: &'a [u8],
     pos: usize,
     out: Vec<u8>,
+    /// Where each element of a top-level array ends in the canonical text (a FLATTEN
+    /// ResultWriter's lines, found without another pass); `None` for other values.
+    ends: Option<Vec<usize>>,
 }
 
 impl<'a, const WRITE: bool> Scan<'a, WRITE> {
-    fn run(input: &'a [u8]) -> Option<Vec<u8>> {
-        let mut scan = Scan::<WRITE> { input, pos: 0, out: Vec::with_capacity(if WRITE { input.len() } else { 0 }) };
+    fn run(input: &'a [u8]) -> Option<(Vec<u8>, Option<Vec<usize>>)> {
+        let out = Vec::with_capacity(if WRITE { input.len() } else { 0 });
+        let mut scan = Scan::<WRITE> { input, pos: 0, out, ends: None };
         scan.skip_whitespace()?;
         scan.value(0)?;
         scan.skip_whitespace()?;
-        (scan.pos == input.len()).then_some(scan.out)
+        (scan.pos == input.len()).then_some((scan.out, scan.ends))
+    }
+
+    /// The offset in the canonical text that the input has reached.
+    fn written(&self) -> usize {
+        if WRITE {
+            self.out.len()
+        } else {
+            self.pos
+        }
     }
 
     fn write(&mut self, bytes: &[u8]) {
@@ -123,12 +140,20 @@ impl<'a, const WRITE: bool> Scan<'a, WRITE> {
     }
 
     fn array(&mut self, depth: usize) -> Option<()> {
+        let top = depth == 1;
+        if top {
+            self.ends = Some(Vec::new());
+        }
         if self.open(b'[', b']', depth)? {
             return Some(());
         }
         loop {
             self.skip_whitespace()?;
             self.value(depth)?;
+            if top {
+                let end = self.written();
+                self.ends.get_or_insert_with(Vec::new).push(end);
+            }
             if self.next_or_end(b']')? {
                 return Some(());
             }

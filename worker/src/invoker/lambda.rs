@@ -16,6 +16,7 @@
 //! `test_task_service_lambda_*` (error causes), `test_no_such_function` (unknown function),
 //! `test_states_errors ... data_limit_exceeded` (oversized results).
 
+use bytes::Bytes;
 use serde_json::{Map, Value};
 use stepmap_asl::failure::Failure;
 use stepmap_asl::payload::{JsonText, Payload};
@@ -53,8 +54,8 @@ pub struct Invocation<'a> {
     pub request_id: String,
     pub executed_version: String,
     pub region: &'a str,
-    /// The event, as bytes to send.
-    pub event: Vec<u8>,
+    /// The event, as bytes to send (a warm runtime's: the payload's own text, not a copy).
+    pub event: Bytes,
     pub want_log: bool,
     pub deadline: Option<Deadline>,
 }
@@ -160,9 +161,9 @@ pub(crate) async fn invoke_integration(inner: &Inner, request: &TaskRequest) -> 
 /// JSON string; other values as JSON.
 fn event_of(payload: Option<&Value>) -> Event<'_> {
     match payload {
-        None | Some(Value::Null) => Event::Exact(b"{}".to_vec()),
+        None | Some(Value::Null) => Event::Exact(Bytes::from_static(b"{}")),
         Some(Value::String(text)) if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() => {
-            Event::Exact(text.as_bytes().to_vec())
+            Event::Exact(Bytes::copy_from_slice(text.as_bytes()))
         }
         Some(value) => Event::Value(value),
     }
@@ -171,7 +172,7 @@ fn event_of(payload: Option<&Value>) -> Event<'_> {
 /// A function's event before it is written for the function's transport.
 enum Event<'a> {
     /// Bytes sent as they are (lambda:invoke's JSON-text string payloads).
-    Exact(Vec<u8>),
+    Exact(Bytes),
     /// A value or JSON text. Commands and endpoints get it spaced as Python spaces JSON, so
     /// that a function echoing its input returns what a Python function returning its event
     /// returns on AWS. Warm runtimes get the compact text: the runtime parses the event before
@@ -182,14 +183,14 @@ enum Event<'a> {
 }
 
 impl Event<'_> {
-    fn bytes(self, target: &FunctionTarget) -> Vec<u8> {
+    fn bytes(self, target: &FunctionTarget) -> Bytes {
         let runtime = matches!(target, FunctionTarget::Runtime { .. });
         match self {
             Event::Exact(bytes) => bytes,
-            Event::Value(value) if runtime => compact_json(value).into_bytes(),
-            Event::Text(text) if runtime => text.as_str().as_bytes().to_vec(),
-            Event::Value(value) => python_json(value).into_bytes(),
-            Event::Text(text) => python_text(text).into_bytes(),
+            Event::Value(value) if runtime => compact_json(value).into(),
+            Event::Text(text) if runtime => Bytes::from_owner(text.clone()),
+            Event::Value(value) => python_json(value).into(),
+            Event::Text(text) => python_text(text).into(),
         }
     }
 }

@@ -152,7 +152,7 @@ impl WarmPool {
         let job = Job {
             request_id: invocation.request_id,
             executed_version: invocation.executed_version,
-            event: Bytes::from(invocation.event),
+            event: invocation.event,
             invoked_function_arn,
             want_log: invocation.want_log,
             function_timeout,

@@ -99,8 +99,8 @@ pub(crate) struct ResultFiles {
     max_file_bytes: u64,
     open: Option<OpenFile>,
     done: Vec<ResultFileRef>,
-    /// Entries buffered by [`Self::buffer_rendered`], one per line, and how many: the buffer's
-    /// memory is kept for the next ones (a finaliser copies thousands of staged batches).
+    /// Entries buffered by [`Self::buffer_rendered`], one per line, and how many: handed to
+    /// the file's writer as they are, without a copy.
     lines: Vec<u8>,
     line_entries: u64,
 }
@@ -189,6 +189,11 @@ impl ResultFiles {
         }
     }
 
+    /// Makes room for `bytes` more of [`Self::buffer_rendered`]'s entries at once.
+    pub fn reserve(&mut self, bytes: usize) {
+        self.lines.reserve(bytes);
+    }
+
     /// Buffers an entry given as its JSON text, for [`Self::flush_rendered`].
     pub fn buffer_rendered(&mut self, text: &[u8]) {
         self.lines.extend_from_slice(text);
@@ -202,23 +207,20 @@ impl ResultFiles {
             return Ok(());
         }
         let lines = std::mem::take(&mut self.lines);
-        let pushed = self.push_rendered_lines(&lines, self.line_entries).await;
-        self.lines = lines;
-        self.lines.clear();
-        self.line_entries = 0;
-        pushed
+        let entries = std::mem::take(&mut self.line_entries);
+        self.push_rendered_lines(lines, entries).await
     }
 
     /// Appends entries given as JSON texts, each followed by a newline: as many
     /// [`Self::push_rendered`] calls, in one write when they are JSON Lines that fit the open
     /// file (the finaliser copies a staged batch so, instead of line by line).
-    async fn push_rendered_lines(&mut self, lines: &[u8], entries: u64) -> Result<()> {
+    async fn push_rendered_lines(&mut self, lines: Vec<u8>, entries: u64) -> Result<()> {
         let total = lines.len() as u64;
         // The size check of `push_entry`, for the last entry: sizes only grow.
         let fits = self.output_type == OutputType::Jsonl
             && self.open.as_ref().map_or(0, |f| f.bytes) + total < self.max_file_bytes;
         if !fits {
-            for line in self::lines(lines).filter(|line| !line.is_empty()) {
+            for line in self::lines(&lines).filter(|line| !line.is_empty()) {
                 self.push_rendered(line).await?;
             }
             return Ok(());
@@ -227,7 +229,7 @@ impl ResultFiles {
             self.open_file().await?;
         }
         let Some(file) = self.open.as_mut() else { return Ok(()) };
-        if let Err(e) = file.writer.write_all(lines).await {
+        if let Err(e) = file.writer.put(lines.into()).await {
             return Err(self.write_error(&self.current_key(), e));
         }
         file.bytes += total;

@@ -489,6 +489,8 @@ impl ResultWriter {
     ) -> Result<()> {
         let key = self.staging_key(staged);
         let bytes = store.get_bytes(&key).await?;
+        // Most entries go to one category: room for all of them at once.
+        results.succeeded.reserve(bytes.len());
         // Each category's entries, in order, buffered as lines: categories go to files of
         // their own.
         for (number, line) in crate::result_file::lines(&bytes).enumerate() {

@@ -292,6 +292,9 @@ impl ItemReader {
             }
             let mut cursor = context.open(&unit, needs).await?;
             let mut previous_key: Option<String> = None;
+            // Whether this unit's records have started a text extent: the batch's last extent
+            // is then this object's, which the next record continues (or the batch is new).
+            let mut in_object = false;
             loop {
                 scanned.clear();
                 let more = cursor.next_chunk(&mut scanned).await?;
@@ -327,7 +330,7 @@ impl ItemReader {
                             batches.add(
                                 size,
                                 |e| match e {
-                                    Extent::Text { object: o, end: last_end, items, .. } if o == object => {
+                                    Extent::Text { end: last_end, items, .. } if in_object => {
                                         *last_end = end;
                                         *items += 1;
                                         true
@@ -344,6 +347,7 @@ impl ItemReader {
                                     items: 1,
                                 },
                             )?;
+                            in_object = true;
                         }
                         (_, Some(object), RecordPosition::Row { row_group, row }) => {
                             batches.add(size, |e| extend_rows(e, object), || rows_extent(object, row_group, row))?;

@@ -600,6 +600,11 @@ impl CsvRecords {
         self.record_ends.is_empty()
     }
 
+    /// Makes room for `bytes` more of the records' text.
+    pub(crate) fn reserve(&mut self, bytes: usize) {
+        self.text.reserve(bytes);
+    }
+
     /// The records' text in bytes (for sizing what is built from them).
     pub fn text_len(&self) -> usize {
         self.text.len()

@@ -319,12 +319,15 @@ impl ItemReader {
             extents: std::vec::IntoIter<Extent>,
             cursor: Option<(TextCursor, Arc<str>)>,
             index: u64,
+            /// The last chunk's text length: the next one's is about the same.
+            chunk_bytes: usize,
         }
         let state = State {
             context: self.context.clone(),
             extents: descriptor.extents.clone().into_iter(),
             cursor: None,
             index: descriptor.first_index,
+            chunk_bytes: 0,
         };
         let chunks = stream::try_unfold(state, |mut st| async move {
             loop {
@@ -342,6 +345,7 @@ impl ItemReader {
                 let Some(mut records) = cursor.csv_chunk(source.clone(), st.index) else {
                     return Err(StorageError::reader_config("a CSV extent opened without its header"));
                 };
+                records.reserve(st.chunk_bytes + st.chunk_bytes / 8);
                 let more = cursor.next_csv_chunk(&mut records).await?;
                 if !more {
                     st.cursor = None;
@@ -350,6 +354,7 @@ impl ItemReader {
                     continue;
                 }
                 st.index += records.len() as u64;
+                st.chunk_bytes = records.text_len();
                 return Ok(Some((Records::Csv(records), st)));
             }
         });

@@ -99,8 +99,8 @@ pub(crate) struct ResultFiles {
     max_file_bytes: u64,
     open: Option<OpenFile>,
     done: Vec<ResultFileRef>,
-    /// Entries buffered by [`Self::buffer_rendered`], one per line, and how many: handed to
-    /// the file's writer as they are, without a copy.
+    /// Entries buffered by [`Self::buffer_rendered`], one per line, and how many (see
+    /// [`Self::push_rendered_lines`] for how they are written).
     lines: Vec<u8>,
     line_entries: u64,
 }
@@ -213,8 +213,11 @@ impl ResultFiles {
 
     /// Appends entries given as JSON texts, each followed by a newline: as many
     /// [`Self::push_rendered`] calls, in one write when they are JSON Lines that fit the open
-    /// file (the finaliser copies a staged batch so, instead of line by line).
-    async fn push_rendered_lines(&mut self, lines: Vec<u8>, entries: u64) -> Result<()> {
+    /// file (the finaliser copies a staged batch so, instead of line by line). A buffer about
+    /// as large as its content is handed to the writer as it is; one with much room to spare
+    /// (a staged batch of mostly other categories) is copied and kept for the next entries,
+    /// so that the writer, holding parts until they fill, does not hold spare capacity.
+    async fn push_rendered_lines(&mut self, mut lines: Vec<u8>, entries: u64) -> Result<()> {
         let total = lines.len() as u64;
         // The size check of `push_entry`, for the last entry: sizes only grow.
         let fits = self.output_type == OutputType::Jsonl
@@ -229,7 +232,15 @@ impl ResultFiles {
             self.open_file().await?;
         }
         let Some(file) = self.open.as_mut() else { return Ok(()) };
-        if let Err(e) = file.writer.put(lines.into()).await {
+        let written = if lines.capacity() - lines.len() <= lines.len() / 8 {
+            file.writer.put(lines.into()).await.map_err(|e| e.to_string())
+        } else {
+            let written = file.writer.write_all(&lines).await.map_err(|e| e.to_string());
+            lines.clear();
+            self.lines = lines;
+            written
+        };
+        if let Err(e) = written {
             return Err(self.write_error(&self.current_key(), e));
         }
         file.bytes += total;

@@ -7,9 +7,9 @@ use futures::TryStreamExt;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use stepmap_storage::item_reader::resolve_max_items;
-use stepmap_storage::{ItemReader, ItemReaderSpec, StorageError, Stores};
+use stepmap_storage::{BatchLimits, ItemReader, ItemReaderSpec, StorageError, Stores};
 
-use super::harness::{block_on, gzip, put, read_all, spec, values, Backend, BUCKET};
+use super::harness::{block_on, gzip, planned_items, put, read_all, spec, values, Backend, BUCKET};
 
 async fn csv_values(body: &str, config: Value) -> Result<Vec<Value>, StorageError> {
     let backend = Backend::memory();
@@ -283,6 +283,22 @@ async fn s3_inventory_and_athena_manifests() {
         values(stores, athena).await,
         vec![json!({"n": "1", "s": "x"}), json!({"n": "2", "s": "y"}), json!({"n": "3", "s": "z"})]
     );
+    // One file listed twice: two units of the same object whose records share a batch. Each
+    // unit gets its own extent, and the plan reads back as the sequential read.
+    put(stores, BUCKET, "twice.csv", "s3://athena/unload/a.gz\ns3://athena/unload/a.gz\n").await;
+    let twice = spec(
+        "getObject",
+        json!({"ManifestType": "ATHENA_DATA", "InputType": "CSV", "CSVHeaderLocation": "GIVEN", "CSVHeaders": ["n", "s"]}),
+        json!({"Bucket": BUCKET, "Key": "twice.csv"}),
+        None,
+    );
+    let reader = ItemReader::open(stores.clone(), twice).await.unwrap();
+    let sequential = read_all(&reader).await.unwrap();
+    assert_eq!(sequential.len(), 4);
+    let limits = BatchLimits { max_items_per_batch: Some(10), max_input_bytes_per_batch: None, batch_input_bytes: 0 };
+    let plan = reader.plan(&limits, None).await.unwrap();
+    assert_eq!((plan.len(), plan[0].extents.len()), (1, 2));
+    assert_eq!(planned_items(&reader, &limits).await, sequential);
 }
 
 #[test]

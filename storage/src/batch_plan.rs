@@ -202,6 +202,39 @@ impl Batches<'_> {
         Ok(())
     }
 
+    /// Room left in the open batch (a full one closes at the next item).
+    fn room(&self) -> u64 {
+        match &self.current {
+            Some((batch, _)) if batch.items < self.max_items => self.max_items - batch.items,
+            _ => self.max_items,
+        }
+    }
+
+    /// Adds `items` consecutive items, at most [`Self::room`], where there is no byte limit:
+    /// as `items` calls of [`Self::add`] would. `extend` grows the batch's last extent by
+    /// them when they continue it, `start` begins a new extent with them.
+    fn add_run(
+        &mut self,
+        items: u64,
+        extend: impl FnOnce(&mut Extent) -> bool,
+        start: impl FnOnce() -> Extent,
+    ) -> Result<()> {
+        debug_assert!(self.max_bytes.is_none() && items > 0 && items <= self.room());
+        if self.current.as_ref().is_some_and(|(batch, _)| batch.items >= self.max_items) {
+            self.close()?;
+        }
+        let (batch, _) = self.current.get_or_insert_with(|| {
+            (BatchDescriptor { first_index: self.next_index, items: 0, extents: Vec::new() }, self.overhead)
+        });
+        if !batch.extents.last_mut().is_some_and(extend) {
+            batch.extents.push(start());
+        }
+        batch.items += items;
+        self.next_index += items;
+        self.summary.items += items;
+        Ok(())
+    }
+
     /// Adds the next item; `extend` grows the batch's last extent when the item continues it,
     /// `start` begins a new extent with this one item.
     fn add(
@@ -296,6 +329,43 @@ impl ItemReader {
             // is then this object's, which the next record continues (or the batch is new).
             let mut in_object = false;
             loop {
+                // Without a byte limit, a CSV or JSON Lines object's records are only counted:
+                // framed a batch's worth at a time, nothing built or recorded per record.
+                if let (None, Cursor::Text(text), Unit::Object(object)) = (max_bytes, &mut cursor, &unit) {
+                    if text.frames_alone() {
+                        let (run, more) = text.frame_run(batches.room().min(remaining)).await?;
+                        if let Some(run) = run {
+                            remaining -= run.items;
+                            let object = SourceObject { etag: text.etag().map(str::to_string), ..object.clone() };
+                            let compression = text.compression();
+                            batches.add_run(
+                                run.items,
+                                |e| match e {
+                                    Extent::Text { end, items, .. } if in_object => {
+                                        *end = run.end;
+                                        *items += run.items;
+                                        true
+                                    }
+                                    _ => false,
+                                },
+                                || Extent::Text {
+                                    object,
+                                    compression,
+                                    start: run.start,
+                                    end: run.end,
+                                    first_line: run.first_line,
+                                    member: false,
+                                    items: run.items,
+                                },
+                            )?;
+                            in_object = true;
+                        }
+                        if !more || remaining == 0 {
+                            break;
+                        }
+                        continue;
+                    }
+                }
                 scanned.clear();
                 let more = cursor.next_chunk(&mut scanned).await?;
                 let (compression, etag) = match &cursor {

@@ -28,6 +28,17 @@ enum Rows {
     Jsonl,
 }
 
+/// Consecutive records of a text object, as [`TextCursor::frame_run`] counts them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RecordRun {
+    pub items: u64,
+    /// Decompressed offsets: where the first starts, where the last ends.
+    pub start: u64,
+    pub end: u64,
+    /// The line the first starts on.
+    pub first_line: u64,
+}
+
 /// What the caller needs from each record.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ScanNeeds {
@@ -171,6 +182,38 @@ impl TextCursor {
             Ok(if batch >= RECORDS_PER_STEP { Flow::Pause } else { Flow::Continue })
         };
         scan.step(framer.as_mut(), &mut visit).await
+    }
+
+    /// Whether [`Self::frame_run`] applies: a CSV object whose header is known, or JSON Lines
+    /// (records that need no framing state beyond the framer's).
+    pub fn frames_alone(&self) -> bool {
+        matches!(self.rows, Rows::Csv(_) | Rows::Jsonl)
+    }
+
+    /// Frames up to `most` (at least 1) of the next records without building or recording
+    /// anything per record: the run they make, `None` if there are none; and false once the
+    /// object is done. Errors as [`TextCursor::next_chunk`] (framing only).
+    pub async fn frame_run(&mut self, most: u64) -> Result<(Option<RecordRun>, bool)> {
+        let mut run: Option<RecordRun> = None;
+        loop {
+            let more = {
+                let mut visit = |record: Record<'_>| -> Result<Flow> {
+                    let run = run.get_or_insert_with(|| RecordRun {
+                        items: 0,
+                        start: record.start,
+                        end: record.end,
+                        first_line: record.lines.line_at(record.start),
+                    });
+                    run.items += 1;
+                    run.end = record.end;
+                    Ok(if run.items >= most { Flow::Pause } else { Flow::Continue })
+                };
+                self.scan.step(self.framer.as_mut(), &mut visit).await?
+            };
+            if !more || run.as_ref().is_some_and(|run| run.items >= most) {
+                return Ok((run, more));
+            }
+        }
     }
 
     /// Appends the next chunk of a CSV object's records to `out` (made with this cursor's

@@ -118,6 +118,9 @@ fn check_lines(
             }
         }
         assert_eq!(from_records, sequential);
+        for batch in &plan {
+            assert_eq!(batch.extents.iter().map(Extent::items).sum::<u64>(), batch.items, "{batch:?}");
+        }
         if let Some(text) = text {
             for extent in plan.iter().flat_map(|batch| &batch.extents) {
                 if let Extent::Text { start, first_line, .. } = extent {
@@ -147,6 +150,26 @@ fn check_lines(
             }
         }
     });
+}
+
+/// A CSV object longer than a reader's chunk: its header row is read with the first records
+/// one by one, and the plan counts the rest in runs that continue the batch those left open.
+#[test]
+fn long_csv_plans_read_back() {
+    let mut text = String::from("id,name\n");
+    let mut expected = Vec::new();
+    for i in 0..1000 {
+        text.push_str(&format!("{i},\"n, {i}\"\n"));
+        expected.push(json!({"id": i.to_string(), "name": format!("n, {i}")}));
+    }
+    for (items, compression) in [(7, Compression::None), (300, Compression::Gzip), (1000, Compression::None)] {
+        let body = compress(text.clone().into_bytes(), &compression);
+        let config = json!({"InputType": "CSV", "CSVHeaderLocation": "FIRST_ROW"});
+        check_lines(body, Some(text.as_bytes()), config, BatchLimits::items(items), None, expected.clone());
+        let config = json!({"InputType": "CSV", "CSVHeaderLocation": "FIRST_ROW"});
+        let body = compress(text.clone().into_bytes(), &compression);
+        check_lines(body, Some(text.as_bytes()), config, BatchLimits::items(items), Some(555), expected.clone());
+    }
 }
 
 proptest! {

@@ -210,39 +210,17 @@ impl Batches<'_> {
         }
     }
 
-    /// Adds `items` consecutive items, at most [`Self::room`], where there is no byte limit:
-    /// as `items` calls of [`Self::add`] would. `extend` grows the batch's last extent by
-    /// them when they continue it, `start` begins a new extent with them.
-    fn add_run(
-        &mut self,
-        items: u64,
-        extend: impl FnOnce(&mut Extent) -> bool,
-        start: impl FnOnce() -> Extent,
-    ) -> Result<()> {
-        debug_assert!(self.max_bytes.is_none() && items > 0 && items <= self.room());
-        if self.current.as_ref().is_some_and(|(batch, _)| batch.items >= self.max_items) {
-            self.close()?;
-        }
-        let (batch, _) = self.current.get_or_insert_with(|| {
-            (BatchDescriptor { first_index: self.next_index, items: 0, extents: Vec::new() }, self.overhead)
-        });
-        if !batch.extents.last_mut().is_some_and(extend) {
-            batch.extents.push(start());
-        }
-        batch.items += items;
-        self.next_index += items;
-        self.summary.items += items;
-        Ok(())
-    }
-
-    /// Adds the next item; `extend` grows the batch's last extent when the item continues it,
-    /// `start` begins a new extent with this one item.
+    /// Adds `items` consecutive items: one of `size` bytes, or (without a byte limit) a run of
+    /// at most [`Self::room`], as that many single items would be added. `extend` grows the
+    /// batch's last extent by them when they continue it, `start` begins a new extent with them.
     fn add(
         &mut self,
+        items: u64,
         size: u64,
         extend: impl FnOnce(&mut Extent) -> bool,
         start: impl FnOnce() -> Extent,
     ) -> Result<()> {
+        debug_assert!(items == 1 || (self.max_bytes.is_none() && items > 0 && items <= self.room()));
         if let Some((batch, bytes)) = &self.current {
             let over_items = batch.items >= self.max_items;
             let over_bytes = self.max_bytes.is_some_and(|max| bytes.saturating_add(1).saturating_add(size) > max);
@@ -258,9 +236,9 @@ impl Batches<'_> {
             batch.extents.push(start());
         }
         *bytes = bytes.saturating_add(size).saturating_add(u64::from(batch.items > 0));
-        batch.items += 1;
-        self.next_index += 1;
-        self.summary.items += 1;
+        batch.items += items;
+        self.next_index += items;
+        self.summary.items += items;
         Ok(())
     }
 }
@@ -318,7 +296,7 @@ impl ItemReader {
                             break;
                         }
                         remaining -= 1;
-                        batches.add(0, |e| extend_rows(e, &object), || rows_extent(&object, row_group, row))?;
+                        batches.add(1, 0, |e| extend_rows(e, &object), || rows_extent(&object, row_group, row))?;
                     }
                 }
                 continue;
@@ -338,8 +316,9 @@ impl ItemReader {
                             remaining -= run.items;
                             let object = SourceObject { etag: text.etag().map(str::to_string), ..object.clone() };
                             let compression = text.compression();
-                            batches.add_run(
+                            batches.add(
                                 run.items,
+                                0,
                                 |e| match e {
                                     Extent::Text { end, items, .. } if in_object => {
                                         *end = run.end;
@@ -398,6 +377,7 @@ impl ItemReader {
                     match (&unit, &chunk_object, record.position) {
                         (_, Some(object), RecordPosition::Text { start, end, member }) => {
                             batches.add(
+                                1,
                                 size,
                                 |e| match e {
                                     Extent::Text { end: last_end, items, .. } if in_object => {
@@ -420,11 +400,12 @@ impl ItemReader {
                             in_object = true;
                         }
                         (_, Some(object), RecordPosition::Row { row_group, row }) => {
-                            batches.add(size, |e| extend_rows(e, object), || rows_extent(object, row_group, row))?;
+                            batches.add(1, size, |e| extend_rows(e, object), || rows_extent(object, row_group, row))?;
                         }
                         (Unit::Listing { bucket, prefix }, _, RecordPosition::Key { key }) => {
                             let start_after = previous_key.replace(key);
                             batches.add(
+                                1,
                                 size,
                                 |e| match e {
                                     Extent::Listing { bucket: b, prefix: p, .. } if b == bucket && p == prefix => {

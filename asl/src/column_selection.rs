@@ -17,7 +17,7 @@
 use serde_json::{Map, Value};
 
 use crate::expr::{PathExpr, PathRoot};
-use crate::intrinsic::parse_json_text;
+use crate::intrinsic::{parse_json_text, plain_integer};
 use crate::map_run::ItemSelection;
 use crate::model::PayloadTemplate;
 use crate::payload::JsonText;
@@ -228,9 +228,7 @@ fn write_str(out: &mut String, text: &str) {
 /// decide (text that is not JSON, a value nested too deep).
 fn write_json_text(out: &mut String, text: &str) -> bool {
     // A plain non-negative integer (ids, counts) is its own canonical text.
-    if (1..=18).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit()) && !text.starts_with('0')
-        || text == "0"
-    {
+    if plain_integer(text) {
         out.push_str(text);
         return true;
     }

@@ -145,10 +145,7 @@ fn string_to_json(call: &Call, args: &[Value]) -> Result<Value, Failure> {
 pub(crate) fn parse_json_text(text: &str) -> Result<Value, serde_json::Error> {
     // Fast path for the commonest text, a plain non-negative integer (CSV columns of ids and
     // counts): the value serde_json would read, without its reader.
-    if (1..=18).contains(&text.len())
-        && text.bytes().all(|b| b.is_ascii_digit())
-        && (text == "0" || !text.starts_with('0'))
-    {
+    if plain_integer(text) {
         if let Ok(n) = text.parse::<u64>() {
             return Ok(Value::from(n));
         }
@@ -162,6 +159,14 @@ pub(crate) fn parse_json_text(text: &str) -> Result<Value, serde_json::Error> {
         integer_negative_zeros(&mut value, &mut tokens);
     }
     Ok(value)
+}
+
+/// Whether `text` is a non-negative integer of at most 18 digits without a leading zero: JSON
+/// whose value is a `u64` and whose canonical text is `text` itself.
+pub(crate) fn plain_integer(text: &str) -> bool {
+    (1..=18).contains(&text.len())
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'))
 }
 
 /// The number tokens of a JSON text, in document order.

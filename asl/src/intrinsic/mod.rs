@@ -22,7 +22,7 @@
 mod arguments;
 mod ast;
 mod functions;
-pub(crate) use functions::parse_json_text;
+pub(crate) use functions::{parse_json_text, plain_integer};
 mod java_hash;
 mod java_random;
 mod java_text;

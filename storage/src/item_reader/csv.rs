@@ -219,13 +219,13 @@ impl Framer for CsvFramer {
             self.pos = self.start;
         }
         // Fast path: a record quoted in the usual way up to the next newline (see
-        // `ends_at_newline`) ends at that newline, outside quotes, as the machine would find.
+        // `quoted_whole`) ends at that newline, outside quotes, as the machine would find.
         // Otherwise (a newline inside quotes, an escape, no newline yet) the machine scans
         // the record again: once per such record.
         if self.pos == self.start && self.state == State::FieldStart {
             if let Some(n) = memchr::memchr2(b'\n', b'\r', &buf[self.start..]) {
                 let end = self.start + n;
-                if ends_at_newline(&buf[self.start..end], self.delimiter) {
+                if quoted_whole(&buf[self.start..end], self.delimiter, true) {
                     let frame = Frame { start: self.start, end, value_start: self.start, member: false, next: end + 1 };
                     self.start = 0;
                     self.pos = 0;
@@ -319,7 +319,7 @@ pub(crate) fn split_fields(
 ) -> std::result::Result<(), String> {
     // Fast path: plain and simply quoted fields (not UTF-8: the field-by-field path below
     // names the field).
-    if simply_quoted(record, delimiter) {
+    if quoted_whole(record, delimiter, false) {
         if let Ok(text) = std::str::from_utf8(record) {
             return split_simple(text, delimiter, field);
         }
@@ -405,49 +405,32 @@ pub(crate) fn split_fields(
     }
 }
 
-/// Whether `line` (bytes up to a newline) is a whole record, the state machine ending it
-/// outside quotes, for lines quoted in the usual way: no backslash, and every quote opens a
-/// field, closes one (a delimiter or the end follows), or is one of a doubled pair (`""`)
-/// inside a quoted field. `false` means "not sure": the machine decides.
-fn ends_at_newline(line: &[u8], delimiter: u8) -> bool {
-    if memchr::memchr(b'\\', line).is_some() {
-        return false;
-    }
-    let mut quotes = memchr::memchr_iter(b'"', line);
-    while let Some(open) = quotes.next() {
-        if open > 0 && line[open - 1] != delimiter {
-            return false;
-        }
-        loop {
-            let Some(quote) = quotes.next() else { return false };
-            if line.get(quote + 1) == Some(&b'"') {
-                // `""` inside quotes: one literal quote.
-                quotes.next();
-                continue;
-            }
-            if quote + 1 < line.len() && line[quote + 1] != delimiter {
-                return false;
-            }
-            break;
-        }
-    }
-    true
-}
-
-/// Whether every quote of `record` opens a field or closes one (`"…"` between delimiters,
-/// the usual quoting of a field that holds the delimiter) and it has no backslash: then its
-/// fields are what lies between the delimiters outside quotes, without the quotes.
-fn simply_quoted(record: &[u8], delimiter: u8) -> bool {
+/// Whether `record` (or a line up to its newline) is quoted in the usual way: no backslash,
+/// and every quote opens a field or closes one (a delimiter or the end follows), or, with
+/// `doubled`, is one of a pair (`""`) inside a quoted field. Such a line is a whole record,
+/// the state machine ending it outside quotes; without doubled quotes, its fields are what
+/// lies between the delimiters outside quotes, without the quotes. `false` means "not sure":
+/// the machine decides.
+fn quoted_whole(record: &[u8], delimiter: u8, doubled: bool) -> bool {
     if memchr::memchr(b'\\', record).is_some() {
         return false;
     }
     let mut quotes = memchr::memchr_iter(b'"', record);
     while let Some(open) = quotes.next() {
-        let Some(close) = quotes.next() else { return false };
-        let opens_field = open == 0 || record[open - 1] == delimiter;
-        let closes_field = close + 1 == record.len() || record[close + 1] == delimiter;
-        if !opens_field || !closes_field {
+        if open > 0 && record[open - 1] != delimiter {
             return false;
+        }
+        loop {
+            let Some(quote) = quotes.next() else { return false };
+            if doubled && record.get(quote + 1) == Some(&b'"') {
+                // `""` inside quotes: one literal quote.
+                quotes.next();
+                continue;
+            }
+            if quote + 1 < record.len() && record[quote + 1] != delimiter {
+                return false;
+            }
+            break;
         }
     }
     true
@@ -511,7 +494,7 @@ fn first_of(bytes: &[u8], from: usize, needles: [u8; 3]) -> usize {
     bytes[at.min(bytes.len())..].iter().position(|b| needles.contains(b)).map_or(bytes.len(), |n| at + n)
 }
 
-/// Splits a record [`simply_quoted`] says is simple.
+/// Splits a record [`quoted_whole`] (without doubled quotes) says is simple.
 fn split_simple(
     record: &str,
     delimiter: u8,

@@ -3,6 +3,7 @@
 //! interpreter. Pure: no network, no processes; time comes through [`clock::Clock`] and
 //! task work through [`task::TaskInvoker`].
 
+pub mod byte_block;
 pub mod clock;
 pub mod column_selection;
 pub mod diagnostic;

@@ -1,10 +1,8 @@
-//! Finding bytes outside the strings of JSON text, 64 bytes at a time.
-//!
-//! Going byte by byte, every quote flips a state and costs a mispredicted branch; in typical
-//! payloads a quote comes every few bytes. Here each 64-byte block becomes bitmasks (quotes,
-//! backslashes, wanted bytes; SSE2 compares, see [`Lanes`]), the bytes inside strings are the
-//! prefix XOR of the unescaped quotes, and only the wanted bytes outside them are visited,
-//! one set bit at a time.
+//! Finding bytes outside the strings of JSON text, 64 bytes at a time ([`crate::byte_block`]):
+//! quotes, backslashes and the wanted bytes as bitmasks, the bytes inside strings the prefix
+//! XOR of the unescaped quotes; in typical payloads a quote comes every few bytes.
+
+use crate::byte_block::{prefix_xor, Block};
 
 /// Calls `visit(offset, byte)`, in order, for each byte of `bytes` that is one of `wanted` and
 /// lies outside strings. `bytes` must be JSON text (a backslash only inside strings, where
@@ -34,49 +32,9 @@ pub(crate) fn for_each<const N: usize>(bytes: &[u8], wanted: [u8; N], mut visit:
 
 /// Bit `i` set where `block[i]` is a quote, a backslash, one of `wanted`.
 fn masks<const N: usize>(block: &[u8; 64], wanted: [u8; N]) -> (u64, u64, u64) {
-    let block = Lanes::load(block);
-    let hits = wanted.iter().fold(0, |hits, &w| hits | block.equal(w));
+    let block = Block::load(block);
+    let hits = block.equal_any(wanted);
     (block.equal(b'"'), block.equal(b'\\'), hits)
-}
-
-/// A block in four SSE2 registers: a byte compare is four vector
-/// compares and four `movemask`s, where the plain loop below stays a loop of 64 shifts.
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-struct Lanes([std::arch::x86_64::__m128i; 4]);
-
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-impl Lanes {
-    fn load(block: &[u8; 64]) -> Lanes {
-        use std::arch::x86_64::_mm_loadu_si128;
-        // SAFETY: each load reads 16 of the array's 64 bytes (offsets 0, 16, 32, 48), and
-        // `loadu` needs no alignment.
-        Lanes(std::array::from_fn(|k| unsafe { _mm_loadu_si128(block.as_ptr().add(16 * k).cast()) }))
-    }
-
-    fn equal(&self, byte: u8) -> u64 {
-        use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_movemask_epi8, _mm_set1_epi8};
-        // SAFETY: this is compiled only where SSE2 is enabled (the x86-64 baseline).
-        let needle = unsafe { _mm_set1_epi8(byte as i8) };
-        self.0.iter().enumerate().fold(0, |mask, (k, &lane)| {
-            // SAFETY: as above. movemask sets the low 16 bits only.
-            let lane_mask = unsafe { _mm_movemask_epi8(_mm_cmpeq_epi8(lane, needle)) } as u16;
-            mask | (u64::from(lane_mask) << (16 * k))
-        })
-    }
-}
-
-#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-struct Lanes<'a>(&'a [u8; 64]);
-
-#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-impl<'a> Lanes<'a> {
-    fn load(block: &'a [u8; 64]) -> Lanes<'a> {
-        Lanes(block)
-    }
-
-    fn equal(&self, byte: u8) -> u64 {
-        self.0.iter().enumerate().fold(0, |mask, (i, &b)| mask | (u64::from(b == byte) << i))
-    }
 }
 
 /// The bytes a backslash escapes: each backslash not itself escaped escapes the next byte.
@@ -96,15 +54,6 @@ fn escaped_bytes(backslashes: u64, escape_next: &mut bool) -> u64 {
         rest &= !((1u64 << at) | escaped);
     }
     escaped
-}
-
-/// Bit `i` of the result is the XOR of bits `0..=i`: set from an opening quote up to (not
-/// including) its closing one.
-fn prefix_xor(mut x: u64) -> u64 {
-    for shift in [1, 2, 4, 8, 16, 32] {
-        x ^= x << shift;
-    }
-    x
 }
 
 #[cfg(test)]

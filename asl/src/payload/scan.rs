@@ -42,12 +42,15 @@ struct Scan<'a, const WRITE: bool> {
     /// Where each element of a top-level array ends in the canonical text (a FLATTEN
     /// ResultWriter's lines, found without another pass); `None` for other values.
     ends: Option<Vec<usize>>,
+    /// The keys of the objects being scanned, outer ones first: an object's own are those
+    /// from where it started (one allocation for all the objects of a response).
+    keys: Vec<&'a [u8]>,
 }
 
 impl<'a, const WRITE: bool> Scan<'a, WRITE> {
     fn run(input: &'a [u8]) -> Option<(Vec<u8>, Option<Vec<usize>>)> {
         let out = Vec::with_capacity(if WRITE { input.len() } else { 0 });
-        let mut scan = Scan::<WRITE> { input, pos: 0, out, ends: None };
+        let mut scan = Scan::<WRITE> { input, pos: 0, out, ends: None, keys: Vec::new() };
         scan.skip_whitespace()?;
         scan.value(0)?;
         scan.skip_whitespace()?;
@@ -115,25 +118,24 @@ impl<'a, const WRITE: bool> Scan<'a, WRITE> {
         if self.open(b'{', b'}', depth)? {
             return Some(());
         }
-        let mut keys: [&[u8]; MAX_KEYS] = [&[]; MAX_KEYS];
-        let mut count = 0;
+        let base = self.keys.len();
         loop {
             self.skip_whitespace()?;
-            if self.peek()? != b'"' || count == MAX_KEYS {
+            if self.peek()? != b'"' || self.keys.len() - base == MAX_KEYS {
                 return None;
             }
             let key = self.string()?;
             // A repeated key: parsing keeps the last value at the first key's place, which
             // the text as written does not say. The general path reports it.
-            if keys[..count].contains(&key) {
+            if self.keys[base..].contains(&key) {
                 return None;
             }
-            keys[count] = key;
-            count += 1;
+            self.keys.push(key);
             self.expect(b':')?;
             self.skip_whitespace()?;
             self.value(depth)?;
             if self.next_or_end(b'}')? {
+                self.keys.truncate(base);
                 return Some(());
             }
         }
@@ -193,11 +195,7 @@ impl<'a, const WRITE: bool> Scan<'a, WRITE> {
     /// its contents; `None` for an escape or a control character.
     fn string(&mut self) -> Option<&'a [u8]> {
         let start = self.pos + 1;
-        let length = memchr::memchr2(b'"', b'\\', self.input.get(start..)?)?;
-        let end = start + length;
-        if self.input[end] != b'"' || self.input[start..end].iter().any(|&b| b < 0x20) {
-            return None;
-        }
+        let end = string_end(self.input, start)?;
         let input = self.input;
         self.write(&input[self.pos..=end]);
         self.pos = end + 1;
@@ -268,6 +266,34 @@ impl<'a, const WRITE: bool> Scan<'a, WRITE> {
         let value: f64 = serde_json::from_slice(token).ok()?;
         serde_json::Serializer::new(&mut self.out).serialize_f64(value).ok()
     }
+}
+
+/// The offset of the quote that ends the string whose contents start at `from`, when they
+/// hold no backslash and no control character (serde_json writes such a string as it is);
+/// `None` otherwise, or without a closing quote. Strings in payloads are mostly short (keys,
+/// codes), so eight bytes are compared at a time in a `u64`: a vectorised search costs more
+/// to set up than such a string takes.
+fn string_end(bytes: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // The high bit of each byte of `x` below `n` (at most 0x80) is set, and maybe of bytes
+    // above the lowest such byte (a borrow), never below it: the lowest set bit is exact.
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS;
+    let first = |b: u8| b == b'"' || b == b'\\' || b < 0x20;
+    let mut at = from;
+    let found = loop {
+        let Some(word) = bytes.get(at..at + 8) else {
+            break at + bytes.get(at..)?.iter().position(|&b| first(b))?;
+        };
+        let word = u64::from_le_bytes(word.try_into().ok()?);
+        let hits =
+            below(word, 0x20) | below(word ^ (ONES * u64::from(b'"')), 1) | below(word ^ (ONES * u64::from(b'\\')), 1);
+        if hits != 0 {
+            break at + (hits.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    };
+    (bytes[found] == b'"').then_some(found)
 }
 
 /// Whether serde_json writes the float `token` (`-?digits.digits`, no exponent) as it is:

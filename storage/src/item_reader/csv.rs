@@ -28,6 +28,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use stepmap_asl::byte_block::{prefix_xor, valid_below, Block};
+
 use super::text::{Frame, FrameError, Framer, Step};
 use crate::error::{Result, StorageError};
 
@@ -210,6 +212,15 @@ impl CsvFramer {
 }
 
 impl Framer for CsvFramer {
+    fn run(&mut self, buf: &[u8], record: &mut dyn FnMut(usize, usize) -> bool) -> usize {
+        let between_records = self.start == 0 && self.pos == 0 && self.state == State::FieldStart;
+        if between_records {
+            usual_run(buf, self.delimiter, record)
+        } else {
+            0
+        }
+    }
+
     fn next(&mut self, buf: &[u8], eof: bool) -> std::result::Result<Step, FrameError> {
         // Empty lines between records are no records.
         if self.pos == self.start {
@@ -217,21 +228,6 @@ impl Framer for CsvFramer {
                 self.start += 1;
             }
             self.pos = self.start;
-        }
-        // Fast path: a record quoted in the usual way up to the next newline (see
-        // `quoted_whole`) ends at that newline, outside quotes, as the machine would find.
-        // Otherwise (a newline inside quotes, an escape, no newline yet) the machine scans
-        // the record again: once per such record.
-        if self.pos == self.start && self.state == State::FieldStart {
-            if let Some(n) = memchr::memchr2(b'\n', b'\r', &buf[self.start..]) {
-                let end = self.start + n;
-                if quoted_whole(&buf[self.start..end], self.delimiter, true) {
-                    let frame = Frame { start: self.start, end, value_start: self.start, member: false, next: end + 1 };
-                    self.start = 0;
-                    self.pos = 0;
-                    return Ok(Step::Record(frame));
-                }
-            }
         }
         let delimiter = self.delimiter;
         let mut state = self.state;
@@ -301,6 +297,56 @@ impl Framer for CsvFramer {
     }
 }
 
+/// A run of records quoted in the usual way (records of most files), framed 64 bytes at a time
+/// ([`stepmap_asl::byte_block`]) without the state machine: no backslash, and every quote
+/// that opens a quoted field does so at the field's start, or is the second of a pair (`""`)
+/// inside one. Inside quotes is then the prefix XOR of the quotes (an opening quote is one
+/// inside), and the records end at the newlines outside quotes, as the machine would find.
+/// (A closing quote may be followed by anything: the machine reads on unquoted, where a
+/// quote opens nothing, and the parity sees that quote as a stray opening one.)
+///
+/// `record(start, end)` is called for each record of `buf` in turn (empty lines skipped)
+/// until it returns false; the run stops before the first record holding anything else (the
+/// machine frames that one) and before a record not ended in `buf`. Returns the bytes to
+/// consume: up to the newline of the last record visited (0 if none).
+fn usual_run(buf: &[u8], delimiter: u8, record: &mut dyn FnMut(usize, usize) -> bool) -> usize {
+    // Carried from one block to the next: inside quotes at its end (all ones); whether its
+    // last byte closed a quote; whether it ended a field or record (or is before the start).
+    let (mut inside_before, mut close_before, mut field_end_before) = (0u64, 0u64, 1u64);
+    let (mut record_start, mut at) = (0, 0);
+    while at < buf.len() {
+        let (block, valid) = Block::at(buf, at);
+        let quotes = block.equal(b'"') & valid;
+        let newlines = block.equal_any([b'\n', b'\r']) & valid;
+        let delimiters = block.equal(delimiter) & valid;
+        let backslashes = block.equal(b'\\') & valid;
+        let inside = prefix_xor(quotes) ^ inside_before;
+        let ends = newlines & !inside;
+        let field_ends = delimiters | ends;
+        let (open, close) = (quotes & inside, quotes & !inside);
+        let after_close = (close << 1) | close_before;
+        let stray_open = open & !((field_ends << 1) | field_end_before | after_close);
+        let stray = (backslashes | stray_open) & valid;
+        let mut usable = if stray == 0 { ends } else { ends & valid_below(stray.trailing_zeros() as usize) };
+        while usable != 0 {
+            let end = at + usable.trailing_zeros() as usize;
+            usable &= usable - 1;
+            if end > record_start && !record(record_start, end) {
+                return end + 1;
+            }
+            record_start = end + 1;
+        }
+        if stray != 0 {
+            break;
+        }
+        inside_before = 0u64.wrapping_sub(inside >> 63);
+        close_before = close >> 63;
+        field_end_before = field_ends >> 63;
+        at += 64;
+    }
+    record_start
+}
+
 /// Where an unquoted run stops for the framer: at the first newline, carriage return,
 /// backslash or quote.
 fn unquoted_stop(bytes: &[u8]) -> Option<usize> {
@@ -319,7 +365,7 @@ pub(crate) fn split_fields(
 ) -> std::result::Result<(), String> {
     // Fast path: plain and simply quoted fields (not UTF-8: the field-by-field path below
     // names the field).
-    if quoted_whole(record, delimiter, false) {
+    if quoted_whole(record, delimiter) {
         if let Ok(text) = std::str::from_utf8(record) {
             return split_simple(text, delimiter, field);
         }
@@ -405,13 +451,11 @@ pub(crate) fn split_fields(
     }
 }
 
-/// Whether `record` (or a line up to its newline) is quoted in the usual way: no backslash,
-/// and every quote opens a field or closes one (a delimiter or the end follows), or, with
-/// `doubled`, is one of a pair (`""`) inside a quoted field. Such a line is a whole record,
-/// the state machine ending it outside quotes; without doubled quotes, its fields are what
-/// lies between the delimiters outside quotes, without the quotes. `false` means "not sure":
-/// the machine decides.
-fn quoted_whole(record: &[u8], delimiter: u8, doubled: bool) -> bool {
+/// Whether `record` is quoted simply: no backslash, and every quote opens a field or closes
+/// one (a delimiter or the end follows). Its fields are then what lies between the
+/// delimiters outside quotes, without the quotes. `false` means "not sure": the machine
+/// decides.
+fn quoted_whole(record: &[u8], delimiter: u8) -> bool {
     if memchr::memchr(b'\\', record).is_some() {
         return false;
     }
@@ -420,17 +464,9 @@ fn quoted_whole(record: &[u8], delimiter: u8, doubled: bool) -> bool {
         if open > 0 && record[open - 1] != delimiter {
             return false;
         }
-        loop {
-            let Some(quote) = quotes.next() else { return false };
-            if doubled && record.get(quote + 1) == Some(&b'"') {
-                // `""` inside quotes: one literal quote.
-                quotes.next();
-                continue;
-            }
-            if quote + 1 < record.len() && record[quote + 1] != delimiter {
-                return false;
-            }
-            break;
+        let Some(close) = quotes.next() else { return false };
+        if close + 1 < record.len() && record[close + 1] != delimiter {
+            return false;
         }
     }
     true
@@ -447,21 +483,20 @@ fn split_leading(
     field: &mut dyn FnMut(std::ops::Range<usize>),
 ) -> Option<()> {
     let bytes = record.as_bytes();
+    let mut needles = Needles::new(bytes, delimiter);
     let mut start = 0;
     for _ in 0..columns {
         if start > bytes.len() {
             break;
         }
-        let stop =
-            |from: usize, quoted: bool| first_of(bytes, from, [b'"', b'\\', if quoted { b'"' } else { delimiter }]);
         let (range, end) = if bytes.get(start) == Some(&b'"') {
-            let close = stop(start + 1, true);
+            let close = needles.first(start + 1, false);
             if bytes.get(close) != Some(&b'"') {
                 return None;
             }
             (start + 1..close, close + 1)
         } else {
-            let end = stop(start, false);
+            let end = needles.first(start, true);
             (start..end, end)
         };
         if end < bytes.len() && bytes[end] != delimiter {
@@ -473,25 +508,42 @@ fn split_leading(
     Some(())
 }
 
-/// The offset of the first byte of `bytes` from `from` on that is one of `needles`
-/// (`bytes.len()` if none). Fields are short, so rather than a vectorised search (whose setup
-/// costs more than the field) eight bytes are compared at a time in a `u64`.
-fn first_of(bytes: &[u8], from: usize, needles: [u8; 3]) -> usize {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    // The high bit of each zero byte of `x` is set, and maybe of bytes above the lowest zero
-    // byte (a borrow), never below it: the lowest set bit is exact.
-    let zero_bytes = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
-    let mut at = from;
-    while let Some(word) = bytes.get(at..at + 8) {
-        let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
-        let hits = needles.iter().fold(0, |hits, &needle| hits | zero_bytes(word ^ (ONES * u64::from(needle))));
-        if hits != 0 {
-            return at + (hits.trailing_zeros() / 8) as usize;
-        }
-        at += 8;
+/// Finds a record's quotes, backslashes and delimiters, comparing each of its 64-byte blocks
+/// once ([`stepmap_asl::byte_block`]) however many fields the block holds.
+struct Needles<'a> {
+    bytes: &'a [u8],
+    delimiter: u8,
+    /// The offset of the block compared last (`usize::MAX`: none yet), and its masks.
+    block: usize,
+    quotes_and_backslashes: u64,
+    delimiters: u64,
+}
+
+impl<'a> Needles<'a> {
+    fn new(bytes: &'a [u8], delimiter: u8) -> Self {
+        Needles { bytes, delimiter, block: usize::MAX, quotes_and_backslashes: 0, delimiters: 0 }
     }
-    bytes[at.min(bytes.len())..].iter().position(|b| needles.contains(b)).map_or(bytes.len(), |n| at + n)
+
+    /// The offset of the first quote or backslash (or, with `delimiters`, delimiter) from
+    /// `from` on; `bytes.len()` if none.
+    fn first(&mut self, from: usize, delimiters: bool) -> usize {
+        let mut at = from & !63;
+        while at < self.bytes.len() {
+            if self.block != at {
+                let (block, valid) = Block::at(self.bytes, at);
+                self.quotes_and_backslashes = block.equal_any([b'"', b'\\']) & valid;
+                self.delimiters = block.equal(self.delimiter) & valid;
+                self.block = at;
+            }
+            let wanted = self.quotes_and_backslashes | if delimiters { self.delimiters } else { 0 };
+            let wanted = wanted & !valid_below(from.saturating_sub(at));
+            if wanted != 0 {
+                return at + wanted.trailing_zeros() as usize;
+            }
+            at += 64;
+        }
+        self.bytes.len()
+    }
 }
 
 /// Splits a record [`quoted_whole`] (without doubled quotes) says is simple.
@@ -742,13 +794,23 @@ mod tests {
     }
 
     /// Records as [`CsvFramer`] frames them when the text arrives in pieces of `piece` bytes.
-    fn framed_records(text: &[u8], delimiter: u8, piece: usize) -> std::result::Result<Vec<Vec<u8>>, ()> {
+    /// The records framed from `text` fed `piece` bytes at a time, by `next` alone or, with
+    /// `runs`, as `TextScan` frames them: a run first (paused after every third record), then
+    /// `next`.
+    fn framed_records(text: &[u8], delimiter: u8, piece: usize, runs: bool) -> std::result::Result<Vec<Vec<u8>>, ()> {
         let mut framer = CsvFramer::new(match delimiter {
             b'|' => CsvDelimiter::Pipe,
             _ => CsvDelimiter::Comma,
         });
         let (mut buf, mut fed, mut records) = (Vec::new(), 0, Vec::new());
         loop {
+            if runs {
+                let consumed = framer.run(&buf, &mut |start, end| {
+                    records.push(buf[start..end].to_vec());
+                    records.len() % 3 != 0
+                });
+                buf.drain(..consumed);
+            }
             let eof = fed == text.len();
             match framer.next(&buf, eof).map_err(|_| ())? {
                 Step::Record(frame) => {
@@ -798,6 +860,7 @@ mod tests {
                 prop_oneof![
                     Just("a"), Just("bc"), Just(","), Just("|"), Just("\""), Just("\\"), Just("\n"), Just("\r\n"), Just("é"),
                     Just("\"a,|\""), Just(",\"\","), Just("\"a\"\"b,\""), Just("\"\"\"\""),
+                    Just("a-long-run-of-field-bytes-that-carries-records-across-64-byte-blocks"),
                 ],
                 0..40,
             ),
@@ -807,8 +870,9 @@ mod tests {
             let text = parts.concat().into_bytes();
             let delimiter = if pipe { b'|' } else { b',' };
             let expected = reference_records(&text, delimiter);
-            prop_assert_eq!(&framed_records(&text, delimiter, piece), &expected);
-            prop_assert_eq!(&framed_records(&text, delimiter, text.len().max(1)), &expected);
+            prop_assert_eq!(&framed_records(&text, delimiter, piece, true), &expected);
+            prop_assert_eq!(&framed_records(&text, delimiter, piece, false), &expected);
+            prop_assert_eq!(&framed_records(&text, delimiter, text.len().max(1), true), &expected);
             // All the records in one chunk, each split in full or only its leading columns.
             let headers: Arc<[String]> = (0..6).map(|c| format!("h{c}")).collect();
             let mut chunk = CsvRecords::new(headers, Arc::from("S3://b/k"), 0, delimiter);
@@ -835,16 +899,20 @@ mod tests {
     }
 
     proptest! {
-        /// `first_of` finds what a byte-by-byte search finds, wherever it starts.
+        /// `Needles` finds what a byte-by-byte search finds, wherever it starts, in blocks
+        /// compared once and asked again.
         #[test]
-        fn first_of_finds_the_first_needle(
-            bytes in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b','), Just(b'"'), Just(b'\\'), Just(0u8), Just(0xFFu8), Just(0x81u8)], 0..40),
-            from in 0usize..41,
+        fn needles_are_the_first_found_byte_by_byte(
+            bytes in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b','), Just(b'"'), Just(b'\\'), Just(0u8), Just(0xFFu8), Just(0x81u8)], 0..200),
+            starts in proptest::collection::vec((0usize..201, any::<bool>()), 1..6),
         ) {
-            let from = from.min(bytes.len());
-            let needles = [b'"', b'\\', b','];
-            let expected = bytes[from..].iter().position(|b| needles.contains(b)).map_or(bytes.len(), |n| from + n);
-            prop_assert_eq!(first_of(&bytes, from, needles), expected);
+            let mut needles = Needles::new(&bytes, b',');
+            for (from, delimiters) in starts {
+                let from = from.min(bytes.len());
+                let wanted: &[u8] = if delimiters { b"\"\\," } else { b"\"\\" };
+                let expected = bytes[from..].iter().position(|b| wanted.contains(b)).map_or(bytes.len(), |n| from + n);
+                prop_assert_eq!(needles.first(from, delimiters), expected);
+            }
         }
     }
 

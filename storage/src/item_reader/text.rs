@@ -67,6 +67,15 @@ impl FrameError {
 /// (`Frame::next`, `consumed`); `eof` says that no more input will follow the buffer.
 pub(crate) trait Framer: Send {
     fn next(&mut self, buf: &[u8], eof: bool) -> Result<Step, FrameError>;
+
+    /// A fast path for the records of `buf` that a framer can find in bulk: calls
+    /// `record(start, end)` for each (a record of the form `next` returns, its `next` the
+    /// byte after `end`) until it returns false, and returns how many bytes of `buf` the
+    /// caller must consume (up to the last record visited; 0 if none). It may stop anywhere:
+    /// `next` frames the record after. The default frames none.
+    fn run(&mut self, _buf: &[u8], _record: &mut dyn FnMut(usize, usize) -> bool) -> usize {
+        0
+    }
 }
 
 /// Counts lines lazily, only up to positions somebody asks about (errors, batch boundaries):
@@ -214,6 +223,28 @@ impl TextScan {
             self.fill().await?;
         }
         loop {
+            let data = &self.buf[self.head..];
+            let base = self.buf_start + self.head as u64;
+            let mut flow = Ok(Flow::Continue);
+            let consumed = framer.run(data, &mut |start, end| {
+                let record = Record {
+                    bytes: &data[start..end],
+                    value_start: 0,
+                    member: false,
+                    start: base + start as u64,
+                    end: base + end as u64,
+                    lines: Lines { buf: &self.buf, buf_start: self.buf_start, counted: &self.counted },
+                };
+                flow = visit(record);
+                matches!(flow, Ok(Flow::Continue))
+            });
+            let flow = flow?;
+            self.head += consumed;
+            match flow {
+                Flow::Continue => {}
+                Flow::Pause => return Ok(true),
+                Flow::Stop => return Ok(false),
+            }
             let data = &self.buf[self.head..];
             let step = framer.next(data, self.eof).map_err(|e| self.malformed(e))?;
             match step {

@@ -45,12 +45,16 @@ struct Scan<'a, const WRITE: bool> {
     /// The keys of the objects being scanned, outer ones first: an object's own are those
     /// from where it started (one allocation for all the objects of a response).
     keys: Vec<&'a [u8]>,
+    /// By depth, the keys of the last object scanned there, in order. Rows of a response
+    /// mostly have the keys of the row before: a key that is the known one at its place is
+    /// compared with it, not scanned and checked against the others again.
+    shapes: Vec<Vec<&'a [u8]>>,
 }
 
 impl<'a, const WRITE: bool> Scan<'a, WRITE> {
     fn run(input: &'a [u8]) -> Option<(Vec<u8>, Option<Vec<usize>>)> {
         let out = Vec::with_capacity(if WRITE { input.len() } else { 0 });
-        let mut scan = Scan::<WRITE> { input, pos: 0, out, ends: None, keys: Vec::new() };
+        let mut scan = Scan::<WRITE> { input, pos: 0, out, ends: None, keys: Vec::new(), shapes: Vec::new() };
         scan.skip_whitespace()?;
         scan.value(0)?;
         scan.skip_whitespace()?;
@@ -76,8 +80,12 @@ impl<'a, const WRITE: bool> Scan<'a, WRITE> {
         self.input.get(self.pos).copied()
     }
 
-    /// Skips whitespace; `None` where there is some and the pass only checks.
+    /// Skips whitespace; `None` where there is some and the pass only checks. (The check pass
+    /// need not look: whitespace is none of the bytes it expects next, nor the end.)
     fn skip_whitespace(&mut self) -> Option<()> {
+        if !WRITE {
+            return Some(());
+        }
         let start = self.pos;
         while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
             self.pos += 1;
@@ -119,26 +127,60 @@ impl<'a, const WRITE: bool> Scan<'a, WRITE> {
             return Some(());
         }
         let base = self.keys.len();
+        if self.shapes.len() <= depth {
+            self.shapes.resize_with(depth + 1, Vec::new);
+        }
+        let mut shape = std::mem::take(&mut self.shapes[depth]);
+        // Every key so far was the shape's at its place: the shape's keys are distinct.
+        let mut same = true;
         loop {
             self.skip_whitespace()?;
-            if self.peek()? != b'"' || self.keys.len() - base == MAX_KEYS {
+            let count = self.keys.len() - base;
+            if self.peek()? != b'"' || count == MAX_KEYS {
                 return None;
             }
-            let key = self.string()?;
-            // A repeated key: parsing keeps the last value at the first key's place, which
-            // the text as written does not say. The general path reports it.
-            if self.keys[base..].contains(&key) {
-                return None;
-            }
+            let key = match shape.get(count) {
+                Some(&known) if same && self.known_string(known) => known,
+                _ => {
+                    same = false;
+                    let key = self.string()?;
+                    // A repeated key: parsing keeps the last value at the first key's place,
+                    // which the text as written does not say. The general path reports it.
+                    if self.keys[base..].contains(&key) {
+                        return None;
+                    }
+                    key
+                }
+            };
             self.keys.push(key);
             self.expect(b':')?;
             self.skip_whitespace()?;
             self.value(depth)?;
             if self.next_or_end(b'}')? {
+                if !same || self.keys.len() - base != shape.len() {
+                    shape.clear();
+                    shape.extend_from_slice(&self.keys[base..]);
+                }
+                self.shapes[depth] = shape;
                 self.keys.truncate(base);
                 return Some(());
             }
         }
+    }
+
+    /// Copies the string at the input's position when it is `"known"` (a key [`Self::string`]
+    /// took before, so without escapes or control characters).
+    fn known_string(&mut self, known: &[u8]) -> bool {
+        let rest = &self.input[self.pos + 1..];
+        // Keys are short: a loop, not a call to `memcmp` (whose setup costs more).
+        let found =
+            rest.len() > known.len() && rest[known.len()] == b'"' && rest.iter().zip(known).all(|(a, b)| a == b);
+        if found {
+            let input = self.input;
+            self.write(&input[self.pos..self.pos + known.len() + 2]);
+            self.pos += known.len() + 2;
+        }
+        found
     }
 
     fn array(&mut self, depth: usize) -> Option<()> {

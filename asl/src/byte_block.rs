@@ -1,4 +1,5 @@
-//! Text 64 bytes at a time, as bitmasks: bit `i` of a mask stands for byte `i` of the block.
+//! Text 64 bytes at a time, as bitmasks: bit `i` of a mask stands for byte `i` of the block
+//! (and short strings eight bytes at a time, [`first_json_special`], [`has_json_special`]).
 //!
 //! Scanners of delimited text (JSON payloads in [`crate::payload`], CSV records in the storage
 //! crate) find the bytes they want outside quotes this way: a byte compare is four SSE2
@@ -63,6 +64,56 @@ pub fn prefix_xor(mut x: u64) -> u64 {
         x ^= x << shift;
     }
     x
+}
+
+/// The offset of the first byte of `bytes` from `from` on that a JSON string cannot hold as
+/// it is (a quote, a backslash, a control character); `bytes.len()` if none. Strings in
+/// payloads are mostly short (keys, codes, CSV fields), so eight bytes are compared at a time
+/// in a `u64`: a vectorised search costs more to set up than such a string takes.
+#[inline]
+pub fn first_json_special(bytes: &[u8], from: usize) -> usize {
+    let mut at = from;
+    while let Some(word) = bytes.get(at..at + 8) {
+        let hits = json_specials(u64::from_le_bytes(word.try_into().unwrap_or_default()));
+        if hits != 0 {
+            return at + (hits.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    bytes.get(at..).and_then(|rest| rest.iter().position(is_json_special)).map_or(bytes.len(), |n| at + n)
+}
+
+/// Whether `bytes` holds a byte that [`first_json_special`] finds: the same test, with the
+/// bytes of a short string (a CSV field) read as one word of overlapping loads.
+#[inline]
+pub fn has_json_special(bytes: &[u8]) -> bool {
+    let n = bytes.len();
+    let load = |at: usize, size: usize| bytes[at..at + size].iter().rev().fold(0u64, |w, &b| w << 8 | u64::from(b));
+    // The bytes no load fills read as `a`, which is no special.
+    const FILL: u64 = u64::from_ne_bytes([b'a'; 8]);
+    let word = match n {
+        0 => return false,
+        1 => return is_json_special(&bytes[0]),
+        2..=3 => load(0, 2) | load(n - 2, 2) << 16 | FILL << 32,
+        4..=7 => load(0, 4) | load(n - 4, 4) << 32,
+        _ => return first_json_special(bytes, 0) < n,
+    };
+    json_specials(word) != 0
+}
+
+fn is_json_special(b: &u8) -> bool {
+    *b == b'"' || *b == b'\\' || *b < 0x20
+}
+
+/// The high bit set of each byte of `word` that is a JSON special, and maybe of bytes above
+/// the first such byte (a borrow), never below it: the lowest set bit is exact.
+#[inline]
+fn json_specials(word: u64) -> u64 {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // The high bit of each byte of `x` below `n` (at most 0x80), as above.
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS;
+    below(word, 0x20) | below(word ^ (ONES * u64::from(b'"')), 1) | below(word ^ (ONES * u64::from(b'\\')), 1)
 }
 
 /// A block in four SSE2 registers: a byte compare is four vector compares and four
@@ -133,6 +184,18 @@ mod tests {
             let expected = bytes[at..].iter().take(64).enumerate().fold(0u64, |m, (i, b)| m | (u64::from(b"a\n".contains(b)) << i));
             prop_assert_eq!(block.equal_any([b'a', b'\n']) & valid, expected);
             prop_assert_eq!(valid.count_ones() as usize, (bytes.len() - at).min(64));
+        }
+
+        #[test]
+        fn json_specials_are_the_first_found_byte_by_byte(
+            bytes in prop::collection::vec(prop::sample::select(b"a\"\\\x00\x1f\x20\x7f\x80\xff".to_vec()), 0..40),
+            from in 0usize..41,
+        ) {
+            let from = from.min(bytes.len());
+            let special = |b: &u8| *b == b'"' || *b == b'\\' || *b < 0x20;
+            let expected = bytes[from..].iter().position(special).map_or(bytes.len(), |n| from + n);
+            prop_assert_eq!(first_json_special(&bytes, from), expected);
+            prop_assert_eq!(has_json_special(&bytes[from..]), expected < bytes.len());
         }
 
         #[test]

@@ -16,6 +16,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::byte_block::has_json_special;
 use crate::expr::{PathExpr, PathRoot};
 use crate::intrinsic::{parse_json_text, plain_integer};
 use crate::map_run::ItemSelection;
@@ -55,8 +56,9 @@ pub struct ColumnSelection {
     /// The result's keys in order, with placeholder values: cloning it copies the key index
     /// without hashing a key again.
     shape: Map<String, Value>,
-    /// The same keys, each as its JSON text followed by `:`.
-    keys: Vec<String>,
+    /// Each entry's text up to its value: `{` or `,`, the key as JSON text, `:`, and for a
+    /// column's string its opening quote.
+    prefixes: Vec<String>,
     fields: Vec<Field>,
 }
 
@@ -70,7 +72,7 @@ impl ItemSelection {
             headers.iter().position(|h| h == name)
         };
         let mut shape = Map::with_capacity(entries.len());
-        let mut keys = Vec::with_capacity(entries.len());
+        let mut prefixes = Vec::with_capacity(entries.len());
         let mut fields = Vec::with_capacity(entries.len());
         for (key, entry) in entries {
             let field = match entry {
@@ -94,10 +96,12 @@ impl ItemSelection {
             if shape.insert(key.clone(), Value::Null).is_some() {
                 return None;
             }
-            keys.push(format!("{}:", Value::String(key.clone())));
+            let open = if prefixes.is_empty() { '{' } else { ',' };
+            let quote = if matches!(field, Field::Column(_)) { "\"" } else { "" };
+            prefixes.push(format!("{open}{}:{quote}", Value::String(key.clone())));
             fields.push(field);
         }
-        Some(ColumnSelection { shape, keys, fields })
+        Some(ColumnSelection { shape, prefixes, fields })
     }
 }
 
@@ -119,7 +123,7 @@ impl ColumnSelection {
 
     /// [`Self::select`] as JSON text, written without building the value.
     pub fn render<'r>(&self, index: u64, field: impl Fn(usize) -> &'r str) -> Option<JsonText> {
-        let mut out = String::with_capacity(16 * self.keys.len());
+        let mut out = String::with_capacity(16 * self.prefixes.len() + 2);
         self.render_into(&mut out, index, field).then(|| JsonText::from_canonical(out))
     }
 
@@ -127,19 +131,18 @@ impl ColumnSelection {
     /// returns `None`.
     fn render_into<'r>(&self, out: &mut String, index: u64, field: impl Fn(usize) -> &'r str) -> bool {
         let start = out.len();
-        out.push('{');
-        for (n, (key, spec)) in self.keys.iter().zip(&self.fields).enumerate() {
-            if n > 0 {
-                out.push(',');
-            }
-            out.push_str(key);
+        if self.prefixes.is_empty() {
+            out.push('{');
+        }
+        for (prefix, spec) in self.prefixes.iter().zip(&self.fields) {
+            out.push_str(prefix);
             let written = match spec {
                 Field::Literal { text, .. } => {
                     out.push_str(text);
                     true
                 }
                 Field::Column(c) => {
-                    write_str(out, field(*c));
+                    write_str_after_quote(out, field(*c));
                     true
                 }
                 Field::ColumnJson(c) => write_json_text(out, field(*c)),
@@ -212,16 +215,23 @@ fn write_value(out: &mut String, value: &Value) -> bool {
     true
 }
 
-/// Writes `text` as a JSON string, as serde_json does: most fields need no escape and are
-/// copied whole.
-fn write_str(out: &mut String, text: &str) {
-    if text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
-        out.push_str(&Value::from(text).to_string());
-    } else {
-        out.push('"');
+/// Writes `text` as a JSON string as serde_json does, its opening quote written already: most
+/// fields need no escape and are copied whole.
+fn write_str_after_quote(out: &mut String, text: &str) {
+    if !has_json_special(text.as_bytes()) {
         out.push_str(text);
         out.push('"');
+    } else {
+        write_escaped_after_quote(out, text);
     }
+}
+
+/// [`write_str_after_quote`] for a field that needs escapes (apart, so that the usual field's
+/// path stays short).
+#[cold]
+#[inline(never)]
+fn write_escaped_after_quote(out: &mut String, text: &str) {
+    out.push_str(&Value::from(text).to_string()[1..]);
 }
 
 /// Writes `States.StringToJson(text)`'s value; `false` where the general evaluation must
@@ -327,6 +337,21 @@ mod tests {
             selection.for_columns(&self::headers(&["price", "id", "name", "note", "x"])).unwrap().columns_read(),
             4
         );
+    }
+
+    /// A column first (its prefix opens the object and the string), fields that need escapes.
+    #[test]
+    fn columns_render_as_the_general_text() {
+        let headers = headers(&["name", "n"]);
+        for template in [json!({"name.$": "$$.Map.Item.Value.name", "n.$": "$$.Map.Item.Value.n"}), json!({})] {
+            let selection = selection(template);
+            // `{}` is a literal, left to the general evaluation.
+            let Some(compiled) = selection.for_columns(&headers) else { continue };
+            for row in [["plain", "1"], ["tab\there \\ \"q\"", "\u{1}"], ["", "é"]] {
+                let general = general(&selection, &headers, 3, &row).to_string();
+                assert_eq!(compiled.render(3, |c| row[c]).unwrap().as_str(), general);
+            }
+        }
     }
 
     /// A typed column nested too deep to be rendered (its row's text, in a batch, would not

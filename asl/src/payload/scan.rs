@@ -12,6 +12,8 @@
 
 use serde::Serializer as _;
 
+use crate::byte_block::first_json_special;
+
 /// Deeper values go the general way (serde_json's parser stops at 128 levels).
 const MAX_DEPTH: usize = 100;
 
@@ -25,12 +27,16 @@ pub(super) fn compact(bytes: &[u8]) -> Option<(String, Option<Vec<usize>>)> {
     // Text that is canonical already (compact JSON, as most programs send it) is checked
     // without writing token by token, then copied whole; text with whitespace or floats to
     // rewrite is written anew.
-    let (out, ends) = match Scan::<false>::run(bytes) {
-        Some((_, ends)) => (bytes.to_vec(), ends),
-        None => Scan::<true>::run(bytes)?,
-    };
-    // Strings were copied as they were: the general path rejects what is not UTF-8.
-    Some((String::from_utf8(out).ok()?, ends))
+    // Strings are copied as they are: the general path rejects what is not UTF-8. (Checked
+    // with SIMD: a response is mostly string bytes.)
+    let text = simdutf8::basic::from_utf8(bytes).ok()?;
+    match Scan::<false>::run(bytes) {
+        Some((_, ends)) => Some((text.to_owned(), ends)),
+        None => {
+            let (out, ends) = Scan::<true>::run(bytes)?;
+            Some((String::from_utf8(out).ok()?, ends))
+        }
+    }
 }
 
 /// One pass over `input`. `WRITE`: the canonical text goes to `out`; without, the pass only
@@ -312,30 +318,10 @@ impl<'a, const WRITE: bool> Scan<'a, WRITE> {
 
 /// The offset of the quote that ends the string whose contents start at `from`, when they
 /// hold no backslash and no control character (serde_json writes such a string as it is);
-/// `None` otherwise, or without a closing quote. Strings in payloads are mostly short (keys,
-/// codes), so eight bytes are compared at a time in a `u64`: a vectorised search costs more
-/// to set up than such a string takes.
+/// `None` otherwise, or without a closing quote.
 fn string_end(bytes: &[u8], from: usize) -> Option<usize> {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    // The high bit of each byte of `x` below `n` (at most 0x80) is set, and maybe of bytes
-    // above the lowest such byte (a borrow), never below it: the lowest set bit is exact.
-    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS;
-    let first = |b: u8| b == b'"' || b == b'\\' || b < 0x20;
-    let mut at = from;
-    let found = loop {
-        let Some(word) = bytes.get(at..at + 8) else {
-            break at + bytes.get(at..)?.iter().position(|&b| first(b))?;
-        };
-        let word = u64::from_le_bytes(word.try_into().ok()?);
-        let hits =
-            below(word, 0x20) | below(word ^ (ONES * u64::from(b'"')), 1) | below(word ^ (ONES * u64::from(b'\\')), 1);
-        if hits != 0 {
-            break at + (hits.trailing_zeros() / 8) as usize;
-        }
-        at += 8;
-    };
-    (bytes[found] == b'"').then_some(found)
+    let found = first_json_special(bytes, from);
+    (bytes.get(found) == Some(&b'"')).then_some(found)
 }
 
 /// Whether serde_json writes the float `token` (`-?digits.digits`, no exponent) as it is:

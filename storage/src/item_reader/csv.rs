@@ -480,7 +480,7 @@ fn split_leading(
     record: &str,
     delimiter: u8,
     columns: usize,
-    field: &mut dyn FnMut(std::ops::Range<usize>),
+    mut field: impl FnMut(std::ops::Range<usize>),
 ) -> Option<()> {
     let bytes = record.as_bytes();
     let mut needles = Needles::new(bytes, delimiter);
@@ -626,7 +626,8 @@ impl CsvRecords {
     /// Appends `record` (without its newline); fails as splitting it would (a field that is
     /// not UTF-8), naming the field.
     pub(crate) fn push(&mut self, record: &[u8]) -> std::result::Result<(), String> {
-        match std::str::from_utf8(record) {
+        // Checked with SIMD: this is every byte of the CSV's records.
+        match simdutf8::basic::from_utf8(record) {
             Ok(text) => self.text.push_str(text),
             // Fields are UTF-8 once unescaped, which the record may not be (a backslash inside
             // a character): kept as the same fields, each quoted, so that it splits alike.
@@ -670,7 +671,7 @@ impl CsvRecords {
         spans.clear();
         built.clear();
         let columns = columns.min(self.headers.len());
-        let leading = split_leading(text, self.delimiter, columns, &mut |range| {
+        let leading = split_leading(text, self.delimiter, columns, |range| {
             spans.push(FieldSpan { built: false, range });
         });
         if leading.is_none() {

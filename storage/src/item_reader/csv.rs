@@ -652,9 +652,10 @@ impl CsvRecords {
         self.record_ends.is_empty()
     }
 
-    /// Makes room for `bytes` more of the records' text.
-    pub(crate) fn reserve(&mut self, bytes: usize) {
+    /// Makes room for `bytes` more of the records' text, and `records` more records.
+    pub(crate) fn reserve(&mut self, bytes: usize, records: usize) {
         self.text.reserve(bytes);
+        self.record_ends.reserve(records);
     }
 
     /// The records' text in bytes (for sizing what is built from them).

@@ -319,8 +319,9 @@ impl ItemReader {
             extents: std::vec::IntoIter<Extent>,
             cursor: Option<(TextCursor, Arc<str>)>,
             index: u64,
-            /// The last chunk's text length: the next one's is about the same.
+            /// The last chunk's text length and records: the next one's are about the same.
             chunk_bytes: usize,
+            chunk_records: usize,
         }
         let state = State {
             context: self.context.clone(),
@@ -328,6 +329,7 @@ impl ItemReader {
             cursor: None,
             index: descriptor.first_index,
             chunk_bytes: 0,
+            chunk_records: 0,
         };
         let chunks = stream::try_unfold(state, |mut st| async move {
             loop {
@@ -345,7 +347,7 @@ impl ItemReader {
                 let Some(mut records) = cursor.csv_chunk(source.clone(), st.index) else {
                     return Err(StorageError::reader_config("a CSV extent opened without its header"));
                 };
-                records.reserve(st.chunk_bytes + st.chunk_bytes / 8);
+                records.reserve(st.chunk_bytes + st.chunk_bytes / 8, st.chunk_records);
                 let more = cursor.next_csv_chunk(&mut records).await?;
                 if !more {
                     st.cursor = None;
@@ -355,6 +357,7 @@ impl ItemReader {
                 }
                 st.index += records.len() as u64;
                 st.chunk_bytes = records.text_len();
+                st.chunk_records = records.len();
                 return Ok(Some((Records::Csv(records), st)));
             }
         });

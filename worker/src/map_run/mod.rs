@@ -790,7 +790,7 @@ fn batches(
             if state.done && state.held.is_none() {
                 return None;
             }
-            let mut items = Vec::new();
+            let mut items = Vec::with_capacity(max_items.min(1024) as usize);
             let mut bytes = envelope;
             loop {
                 let next = match state.held.take() {

@@ -545,7 +545,7 @@ impl MapRun {
             let size = if measured { json_size(&value) } else { 0 };
             Ok((Payload::Value(value), size))
         };
-        let selected: BoxStream<'static, Result<(Payload, u64), Failure>> = if self.parallel {
+        let selected: BoxStream<'static, SelectedChunk> = if self.parallel {
             // ItemSelector runs on chunks of items on the runtime's threads, in order, so that
             // the reading task only parses (it is the one serial stage of a map run).
             let select = Arc::new(select);
@@ -563,13 +563,13 @@ impl MapRun {
                 })
                 // One chunk per core in flight bounds the selected items held ahead.
                 .buffered(Self::cores())
-                .flat_map(stream::iter)
                 .boxed()
         } else {
-            items.map(select).boxed()
+            items.map(move |item| vec![select(item)]).boxed()
         };
         match batching {
             None => selected
+                .flat_map(stream::iter)
                 .enumerate()
                 .map(|(ordinal, input)| input.map(|(input, _)| ChildInput { ordinal: ordinal as u64, input, items: 1 }))
                 .boxed(),
@@ -766,11 +766,15 @@ impl ResultsTask {
     }
 }
 
+/// Selected items with their sizes in bytes, a chunk at a time (as a reader reads them): the
+/// items of a chunk are taken without polling the stream again.
+pub(crate) type SelectedChunk = Vec<Result<(Payload, u64), Failure>>;
+
 /// Groups selected items into batches of at most MaxItemsPerBatch items and
 /// MaxInputBytesPerBatch bytes of serialized items (a single larger item is a batch of its
 /// own rather than an error).
 fn batches(
-    selected: impl futures::Stream<Item = Result<(Payload, u64), Failure>> + Send + 'static,
+    selected: impl futures::Stream<Item = SelectedChunk> + Send + 'static,
     batching: Batching,
 ) -> BoxStream<'static, Result<ChildInput, Failure>> {
     let max_items = batching.max_items_per_batch.unwrap_or(u64::MAX).max(1);
@@ -779,11 +783,14 @@ fn batches(
     let envelope = BATCH_ENVELOPE + batching.batch_input.as_ref().map_or(0, |b| 14 + json_size(b));
     struct State<S> {
         selected: std::pin::Pin<Box<S>>,
+        /// The rest of the chunk read last.
+        chunk: std::vec::IntoIter<Result<(Payload, u64), Failure>>,
         held: Option<(Payload, u64)>,
         ordinal: u64,
         done: bool,
     }
-    let state = State { selected: Box::pin(selected), held: None, ordinal: 0, done: false };
+    let state =
+        State { selected: Box::pin(selected), chunk: Vec::new().into_iter(), held: None, ordinal: 0, done: false };
     stream::unfold(state, move |mut state| {
         let batching = batching.clone();
         async move {
@@ -796,16 +803,22 @@ fn batches(
                 let next = match state.held.take() {
                     Some(held) => Some(held),
                     None if state.done => None,
-                    None => match state.selected.next().await {
+                    None => match state.chunk.next() {
                         Some(Ok(sized)) => Some(sized),
                         Some(Err(failure)) => {
                             state.done = true;
                             return Some((Err(failure), state));
                         }
-                        None => {
-                            state.done = true;
-                            None
-                        }
+                        None => match state.selected.next().await {
+                            Some(chunk) => {
+                                state.chunk = chunk.into_iter();
+                                continue;
+                            }
+                            None => {
+                                state.done = true;
+                                None
+                            }
+                        },
                     },
                 };
                 let Some((value, size)) = next else { break };
@@ -841,10 +854,22 @@ mod tests {
     use stepmap_asl::failure::names;
 
     fn collect(values: Vec<Value>, batching: Batching) -> Vec<(Value, u64)> {
-        let stream = stream::iter(values.into_iter().map(|v| {
-            let size = json_size(&v);
-            Ok((Payload::Value(v), size))
-        }));
+        // One item per chunk, then chunks of three: batches cross chunks alike.
+        let sized: SelectedChunk = values
+            .into_iter()
+            .map(|v| {
+                let size = json_size(&v);
+                Ok((Payload::Value(v), size))
+            })
+            .collect();
+        let mut chunks: Vec<SelectedChunk> = Vec::new();
+        for (n, item) in sized.into_iter().enumerate() {
+            match chunks.last_mut() {
+                Some(chunk) if n > 2 && chunk.len() < 3 => chunk.push(item),
+                _ => chunks.push(vec![item]),
+            }
+        }
+        let stream = stream::iter(chunks);
         futures::executor::block_on(
             batches(stream, batching).map(|c| c.map(|c| (c.input.into_value(), c.items))).collect::<Vec<_>>(),
         )
@@ -916,7 +941,7 @@ mod tests {
     #[test]
     fn failures_end_the_batch_stream() {
         let stream =
-            stream::iter(vec![Ok((json!(1).into(), 1)), Err(Failure::new(names::ITEM_READER_FAILED, "bad row"))]);
+            stream::iter(vec![vec![Ok((json!(1).into(), 1)), Err(Failure::new(names::ITEM_READER_FAILED, "bad row"))]]);
         let out = futures::executor::block_on(
             batches(stream, Batching { max_items_per_batch: Some(10), ..Batching::default() }).collect::<Vec<_>>(),
         );

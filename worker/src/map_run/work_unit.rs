@@ -322,7 +322,7 @@ pub async fn plan_units_with(
                         Ok((Payload::Value(value), size))
                     }));
                     let mut counts = Vec::new();
-                    let mut children = batches(selected, batching.clone());
+                    let mut children = batches(selected.map(|item| vec![item]), batching.clone());
                     while let Some(child) = children.next().await {
                         counts.push(child?.items);
                     }
@@ -579,15 +579,17 @@ impl MapRun {
         let select = move |item: Result<MapItem, Failure>| {
             item.and_then(|item| run.request.selection.select(item)).map(Payload::Value)
         };
-        let selected: BoxStream<'static, Result<Payload, Failure>> =
+        // A chunk of selected items at a time (a reader's chunk of rows): batching takes the
+        // items of a chunk without polling the stream for each.
+        let selected: BoxStream<'static, Vec<Result<Payload, Failure>>> =
             match (&self.request.items, reader, &unit.descriptor) {
                 (MapRunItems::Inline(values), _, _) => {
                     let first = unit.first_index as usize;
                     let values: Vec<Value> = values.iter().skip(first).take(unit.items as usize).cloned().collect();
-                    stream::iter(values.into_iter().enumerate().map(move |(offset, value)| {
+                    let selected = values.into_iter().enumerate().map(move |(offset, value)| {
                         select(Ok(MapItem { index: (first + offset) as u64, value, key: None, source: None }))
-                    }))
-                    .boxed()
+                    });
+                    stream::once(std::future::ready(selected.collect())).boxed()
                 }
                 (MapRunItems::Reader { .. }, Some(reader), Some(descriptor)) => {
                     // The ItemSelector compiled for the CSV header last seen.
@@ -598,12 +600,10 @@ impl MapRun {
                     let run = self.clone();
                     reader
                         .batch_records(descriptor)
-                        .flat_map(move |records| {
-                            let one =
-                                |selected| futures::future::Either::Left(stream::once(std::future::ready(selected)));
+                        .map(move |records| {
                             match records {
-                                Err(e) => one(Err(e.failure())),
-                                Ok(Records::Item(item)) => one(select(Ok(map_item(item)))),
+                                Err(e) => vec![Err(e.failure())],
+                                Ok(Records::Item(item)) => vec![select(Ok(map_item(item)))],
                                 Ok(Records::Csv(records)) => {
                                     let headers = &records.headers;
                                     if compiled.as_ref().is_none_or(|(seen, _)| !Arc::ptr_eq(seen, headers)) {
@@ -614,14 +614,13 @@ impl MapRun {
                                     // A row the compiled selector leaves undecided (or every
                                     // row, without one) is selected the general way.
                                     let general = |r: usize| select(Ok(map_item(records.item(r))));
-                                    let selected = select_csv(&records, columns, as_text, &mut fields, general);
-                                    futures::future::Either::Right(stream::iter(selected))
+                                    select_csv(&records, columns, as_text, &mut fields, general)
                                 }
                             }
                         })
                         .boxed()
                 }
-                _ => stream::once(async { Err(Failure::runtime("the work unit does not say where its items are")) })
+                _ => stream::once(async { vec![Err(Failure::runtime("the work unit does not say where its items are"))] })
                     .boxed(),
             };
         match &self.request.batching {
@@ -629,17 +628,19 @@ impl MapRun {
             // nothing), split further only where selected items exceed the batch byte limit
             // (256 KiB by default).
             Some(batching) => {
-                let sized = selected.map(|value| {
-                    value.map(|value| {
+                let sized = selected.map(|chunk| {
+                    let sized = |value: Payload| {
                         let size = value.len() as u64;
                         (value, size)
-                    })
+                    };
+                    chunk.into_iter().map(|value| value.map(sized)).collect()
                 });
                 batches(sized, batching.clone())
             }
             None => {
                 let first = unit.first_index;
                 selected
+                    .flat_map(stream::iter)
                     .enumerate()
                     .map(move |(offset, input)| {
                         input.map(|input| ChildInput { ordinal: first + offset as u64, input, items: 1 })

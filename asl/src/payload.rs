@@ -613,6 +613,34 @@ mod tests {
         }
     }
 
+    proptest! {
+        /// Rows of objects whose keys repeat from row to row (the shapes the check pass
+        /// compares with), some with a key twice, at the top or one level down: a repeated key
+        /// always goes the general way, and whatever the fast path returns is the general
+        /// path's text.
+        #[test]
+        fn repeated_keys_in_rows_are_left_to_parsing(
+            rows in prop::collection::vec(prop::collection::vec(prop::sample::select(vec!["a", "b", "ab", "c"]), 0..5), 1..6),
+            nested in any::<bool>(),
+        ) {
+            let objects: Vec<String> = rows
+                .iter()
+                .map(|keys| {
+                    let members: Vec<String> = keys.iter().enumerate().map(|(n, k)| format!("\"{k}\":{n}")).collect();
+                    format!("{{{}}}", members.join(","))
+                })
+                .collect();
+            let array = format!("[{}]", objects.join(","));
+            let text = if nested { format!("[{{\"rows\":{array}}}]") } else { array };
+            let repeated = rows.iter().any(|keys| (1..keys.len()).any(|i| keys[..i].contains(&keys[i])));
+            let fast = scan::compact(text.as_bytes());
+            prop_assert_eq!(fast.is_none(), repeated, "{}", text);
+            if let Some((fast, _)) = fast {
+                prop_assert_eq!(Some(fast), transcode(text.as_bytes()));
+            }
+        }
+    }
+
     #[test]
     fn array_elements_are_the_texts_of_the_items() {
         let text = JsonText::canonicalize(br#"[ {"a": [1, 2]}, "s,]", 3 ]"#).unwrap();

@@ -12,29 +12,21 @@ pub(crate) fn for_each<const N: usize>(bytes: &[u8], wanted: [u8; N], mut visit:
     // Carried from one block to the next: inside a string at its end; its last byte an
     // unescaped backslash.
     let (mut in_string, mut escape_next) = (0u64, false);
-    for (n, chunk) in bytes.chunks(64).enumerate() {
-        let mut block = [0u8; 64];
-        block[..chunk.len()].copy_from_slice(chunk);
-        let (quotes, backslashes, mut hits) = masks(&block, wanted);
+    for at in (0..bytes.len()).step_by(64) {
+        let (block, valid) = Block::at(bytes, at);
         // The padding of a short last block is no text (and `wanted` may hold a zero).
-        hits &= u64::MAX >> (64 - chunk.len());
+        let (quotes, backslashes) = (block.equal(b'"') & valid, block.equal(b'\\') & valid);
+        let hits = block.equal_any(wanted) & valid;
         let escaped = if backslashes == 0 && !escape_next { 0 } else { escaped_bytes(backslashes, &mut escape_next) };
         let inside = prefix_xor(quotes & !escaped) ^ in_string;
         in_string = 0u64.wrapping_sub(inside >> 63);
         let mut outside = hits & !inside;
         while outside != 0 {
-            let at = outside.trailing_zeros() as usize;
-            visit(n * 64 + at, block[at]);
+            let offset = at + outside.trailing_zeros() as usize;
+            visit(offset, bytes[offset]);
             outside &= outside - 1;
         }
     }
-}
-
-/// Bit `i` set where `block[i]` is a quote, a backslash, one of `wanted`.
-fn masks<const N: usize>(block: &[u8; 64], wanted: [u8; N]) -> (u64, u64, u64) {
-    let block = Block::load(block);
-    let hits = block.equal_any(wanted);
-    (block.equal(b'"'), block.equal(b'\\'), hits)
 }
 
 /// The bytes a backslash escapes: each backslash not itself escaped escapes the next byte.

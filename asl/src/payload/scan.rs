@@ -61,9 +61,9 @@ impl<'a, const WRITE: bool> Scan<'a, WRITE> {
     fn run(input: &'a [u8]) -> Option<(Vec<u8>, Option<Vec<usize>>)> {
         let out = Vec::with_capacity(if WRITE { input.len() } else { 0 });
         let mut scan = Scan::<WRITE> { input, pos: 0, out, ends: None, keys: Vec::new(), shapes: Vec::new() };
-        scan.skip_whitespace()?;
+        scan.skip_whitespace();
         scan.value(0)?;
-        scan.skip_whitespace()?;
+        scan.skip_whitespace();
         (scan.pos == input.len()).then_some((scan.out, scan.ends))
     }
 
@@ -86,22 +86,19 @@ impl<'a, const WRITE: bool> Scan<'a, WRITE> {
         self.input.get(self.pos).copied()
     }
 
-    /// Skips whitespace; `None` where there is some and the pass only checks. (The check pass
-    /// need not look: whitespace is none of the bytes it expects next, nor the end.)
-    fn skip_whitespace(&mut self) -> Option<()> {
-        if !WRITE {
-            return Some(());
+    /// Skips whitespace where the pass writes. The check pass need not look: whitespace is
+    /// none of the bytes it expects next, nor the end, so there the text is not canonical.
+    fn skip_whitespace(&mut self) {
+        if WRITE {
+            while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+                self.pos += 1;
+            }
         }
-        let start = self.pos;
-        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
-            self.pos += 1;
-        }
-        (WRITE || self.pos == start).then_some(())
     }
 
     /// Consumes `byte` (after whitespace) and writes it.
     fn expect(&mut self, byte: u8) -> Option<()> {
-        self.skip_whitespace()?;
+        self.skip_whitespace();
         (self.peek()? == byte).then(|| {
             self.pos += 1;
             self.write(&[byte]);
@@ -140,7 +137,7 @@ impl<'a, const WRITE: bool> Scan<'a, WRITE> {
         // Every key so far was the shape's at its place: the shape's keys are distinct.
         let mut same = true;
         loop {
-            self.skip_whitespace()?;
+            self.skip_whitespace();
             let count = self.keys.len() - base;
             if self.peek()? != b'"' || count == MAX_KEYS {
                 return None;
@@ -160,7 +157,7 @@ impl<'a, const WRITE: bool> Scan<'a, WRITE> {
             };
             self.keys.push(key);
             self.expect(b':')?;
-            self.skip_whitespace()?;
+            self.skip_whitespace();
             self.value(depth)?;
             if self.next_or_end(b'}')? {
                 if !same || self.keys.len() - base != shape.len() {
@@ -198,7 +195,7 @@ impl<'a, const WRITE: bool> Scan<'a, WRITE> {
             return Some(());
         }
         loop {
-            self.skip_whitespace()?;
+            self.skip_whitespace();
             self.value(depth)?;
             if top {
                 let end = self.written();
@@ -217,7 +214,7 @@ impl<'a, const WRITE: bool> Scan<'a, WRITE> {
             return None;
         }
         self.expect(open)?;
-        self.skip_whitespace()?;
+        self.skip_whitespace();
         let empty = self.peek()? == close;
         if empty {
             self.pos += 1;
@@ -229,7 +226,7 @@ impl<'a, const WRITE: bool> Scan<'a, WRITE> {
     /// After a member or an element: writes the `,` before the next one (`false`) or the
     /// container's `close` (`true`).
     fn next_or_end(&mut self, close: u8) -> Option<bool> {
-        self.skip_whitespace()?;
+        self.skip_whitespace();
         let byte = self.peek()?;
         if byte != b',' && byte != close {
             return None;

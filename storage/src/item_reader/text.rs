@@ -64,15 +64,17 @@ impl FrameError {
 /// consumed prefix) plus more input, and positions its state relative to the buffer start.
 ///
 /// Contract: after every call the caller consumes exactly the bytes the step names
-/// (`Frame::next`, `consumed`); `eof` says that no more input will follow the buffer.
+/// (`Frame::next`, `consumed`, or what [`Framer::run`] returns); `eof` says that no more input
+/// will follow the buffer.
 pub(crate) trait Framer: Send {
     fn next(&mut self, buf: &[u8], eof: bool) -> Result<Step, FrameError>;
 
     /// A fast path for the records of `buf` that a framer can find in bulk: calls
     /// `record(start, end)` for each (a record of the form `next` returns, its `next` the
     /// byte after `end`) until it returns false, and returns how many bytes of `buf` the
-    /// caller must consume (up to the last record visited; 0 if none). It may stop anywhere:
-    /// `next` frames the record after. The default frames none.
+    /// caller must consume (up to the last record visited or empty line skipped; 0 if none).
+    /// It may stop anywhere between records: `next` frames the record after. The default
+    /// frames none.
     fn run(&mut self, _buf: &[u8], _record: &mut dyn FnMut(usize, usize) -> bool) -> usize {
         0
     }

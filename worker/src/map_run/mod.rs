@@ -837,6 +837,11 @@ fn batches(
             if items.is_empty() {
                 return None;
             }
+            // A batch cut short by bytes would keep the unused room while its input lives
+            // (collecting its values reuses the allocation).
+            if items.len() * 2 < items.capacity() {
+                items.shrink_to_fit();
+            }
             let count = items.len() as u64;
             let child = ChildInput { ordinal: state.ordinal, input: batch_input(items, &batching), items: count };
             state.ordinal += 1;

@@ -620,8 +620,10 @@ impl MapRun {
                         })
                         .boxed()
                 }
-                _ => stream::once(async { vec![Err(Failure::runtime("the work unit does not say where its items are"))] })
-                    .boxed(),
+                _ => stream::once(async {
+                    vec![Err(Failure::runtime("the work unit does not say where its items are"))]
+                })
+                .boxed(),
             };
         match &self.request.batching {
             // The unit's batches as planned (one, or several for a processor that calls

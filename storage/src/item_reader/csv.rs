@@ -485,8 +485,8 @@ fn split_leading(
 ) -> Option<()> {
     let bytes = record.as_bytes();
     let mut needles = Needles::new(bytes, delimiter);
-    let mut start = 0;
-    for _ in 0..columns {
+    let (mut start, plain) = needles.plain_fields(columns, &mut field);
+    for _ in plain..columns {
         if start > bytes.len() {
             break;
         }
@@ -525,17 +525,55 @@ impl<'a> Needles<'a> {
         Needles { bytes, delimiter, block: usize::MAX, quotes_and_backslashes: 0, delimiters: 0 }
     }
 
+    /// Compares the block at `at` (a multiple of 64 below the length), unless it was last.
+    fn load(&mut self, at: usize) {
+        if self.block != at {
+            let (block, valid) = Block::at(self.bytes, at);
+            self.quotes_and_backslashes = block.equal_any([b'"', b'\\']) & valid;
+            self.delimiters = block.equal(self.delimiter) & valid;
+            self.block = at;
+        }
+    }
+
+    /// The record's leading plain fields (no quote, no backslash), up to `columns`: their
+    /// ranges go to `field`, found from the delimiters' bits alone. Returns where the next
+    /// field starts (past the end when the record ended) and how many were found; it stops at
+    /// a field holding a quote or backslash, which [`Self::first`] then takes.
+    fn plain_fields(&mut self, columns: usize, field: &mut impl FnMut(std::ops::Range<usize>)) -> (usize, usize) {
+        let (mut start, mut found) = (0, 0);
+        if columns == 0 {
+            return (start, found);
+        }
+        for at in (0..self.bytes.len()).step_by(64) {
+            self.load(at);
+            let specials = self.quotes_and_backslashes;
+            // The fields that end before the first quote or backslash.
+            let before = if specials == 0 { u64::MAX } else { valid_below(specials.trailing_zeros() as usize) };
+            let mut delimiters = self.delimiters & before;
+            while delimiters != 0 {
+                let end = at + delimiters.trailing_zeros() as usize;
+                delimiters &= delimiters - 1;
+                field(start..end);
+                (start, found) = (end + 1, found + 1);
+                if found == columns {
+                    return (start, found);
+                }
+            }
+            if specials != 0 {
+                return (start, found);
+            }
+        }
+        // The record ends the last field.
+        field(start..self.bytes.len());
+        (self.bytes.len() + 1, found + 1)
+    }
+
     /// The offset of the first quote or backslash (or, with `delimiters`, delimiter) from
     /// `from` on; `bytes.len()` if none.
     fn first(&mut self, from: usize, delimiters: bool) -> usize {
         let mut at = from & !63;
         while at < self.bytes.len() {
-            if self.block != at {
-                let (block, valid) = Block::at(self.bytes, at);
-                self.quotes_and_backslashes = block.equal_any([b'"', b'\\']) & valid;
-                self.delimiters = block.equal(self.delimiter) & valid;
-                self.block = at;
-            }
+            self.load(at);
             let wanted = self.quotes_and_backslashes | if delimiters { self.delimiters } else { 0 };
             let wanted = wanted & !valid_below(from.saturating_sub(at));
             if wanted != 0 {

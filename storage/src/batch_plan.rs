@@ -319,14 +319,7 @@ impl ItemReader {
                             batches.add(
                                 run.items,
                                 0,
-                                |e| match e {
-                                    Extent::Text { end, items, .. } if in_object => {
-                                        *end = run.end;
-                                        *items += run.items;
-                                        true
-                                    }
-                                    _ => false,
-                                },
+                                |e| extend_text(e, in_object, run.end, run.items),
                                 || Extent::Text {
                                     object,
                                     compression,
@@ -379,14 +372,7 @@ impl ItemReader {
                             batches.add(
                                 1,
                                 size,
-                                |e| match e {
-                                    Extent::Text { end: last_end, items, .. } if in_object => {
-                                        *last_end = end;
-                                        *items += 1;
-                                        true
-                                    }
-                                    _ => false,
-                                },
+                                |e| extend_text(e, in_object, end, 1),
                                 || Extent::Text {
                                     object: object.clone(),
                                     compression,
@@ -436,6 +422,19 @@ impl ItemReader {
         }
         batches.close()?;
         Ok(batches.summary)
+    }
+}
+
+/// Grows the batch's last extent by `items` records ending at `end` when it is the text
+/// extent of the object being planned (`in_object`: this unit's records started it).
+fn extend_text(extent: &mut Extent, in_object: bool, end: u64, items: u64) -> bool {
+    match extent {
+        Extent::Text { end: last_end, items: count, .. } if in_object => {
+            *last_end = end;
+            *count += items;
+            true
+        }
+        _ => false,
     }
 }
 

@@ -273,12 +273,16 @@ async fn s3_inventory_and_athena_manifests() {
     put(stores, "athena", "unload/a.gz", gzip(b"1,x\n2,y\n")).await;
     put(stores, "athena", "unload/b.gz", gzip(b"3,z\n")).await;
     put(stores, BUCKET, "athena-manifest.csv", "s3://athena/unload/a.gz\ns3://athena/unload/b.gz\n").await;
-    let athena = spec(
-        "getObject",
-        json!({"ManifestType": "ATHENA_DATA", "InputType": "CSV", "CSVHeaderLocation": "GIVEN", "CSVHeaders": ["n", "s"]}),
-        json!({"Bucket": BUCKET, "Key": "athena-manifest.csv"}),
-        None,
-    );
+    // An Athena manifest of CSV files with the columns `n`, `s`.
+    let athena_spec = |key: &str| {
+        spec(
+            "getObject",
+            json!({"ManifestType": "ATHENA_DATA", "InputType": "CSV", "CSVHeaderLocation": "GIVEN", "CSVHeaders": ["n", "s"]}),
+            json!({"Bucket": BUCKET, "Key": key}),
+            None,
+        )
+    };
+    let athena = athena_spec("athena-manifest.csv");
     assert_eq!(
         values(stores, athena).await,
         vec![json!({"n": "1", "s": "x"}), json!({"n": "2", "s": "y"}), json!({"n": "3", "s": "z"})]
@@ -286,12 +290,7 @@ async fn s3_inventory_and_athena_manifests() {
     // One file listed twice: two units of the same object whose records share a batch. Each
     // unit gets its own extent, and the plan reads back as the sequential read.
     put(stores, BUCKET, "twice.csv", "s3://athena/unload/a.gz\ns3://athena/unload/a.gz\n").await;
-    let twice = spec(
-        "getObject",
-        json!({"ManifestType": "ATHENA_DATA", "InputType": "CSV", "CSVHeaderLocation": "GIVEN", "CSVHeaders": ["n", "s"]}),
-        json!({"Bucket": BUCKET, "Key": "twice.csv"}),
-        None,
-    );
+    let twice = athena_spec("twice.csv");
     let reader = ItemReader::open(stores.clone(), twice).await.unwrap();
     let sequential = read_all(&reader).await.unwrap();
     assert_eq!(sequential.len(), 4);

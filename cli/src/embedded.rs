@@ -69,7 +69,10 @@ impl EmbeddedCluster {
         let peers = [(id, address.to_string())].into();
         // A lone voter sends no Raft messages: the in-process transport is only a formality.
         let transport = InProcessNetwork::new().transport();
-        let node = RaftNode::start(RaftConfig::new(id, peers, config.raft_dir), ReplicatedState::default(), transport)
+        // The log lives in a temporary directory for this process only: no fsync (see
+        // `RaftConfig::sync_log`).
+        let raft_config = RaftConfig { sync_log: false, ..RaftConfig::new(id, peers, config.raft_dir) };
+        let node = RaftNode::start(raft_config, ReplicatedState::default(), transport)
             .context("cannot start the embedded coordinator")?;
         let invoker: Arc<dyn TaskInvoker> =
             Arc::new(OnRuntime { inner: config.invoker.clone(), runtime: tokio::runtime::Handle::current() });

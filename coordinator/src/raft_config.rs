@@ -42,6 +42,12 @@ pub struct RaftConfig {
     pub max_inflight_msgs: usize,
     /// How long a proposal or linearizable read may wait before failing with `Timeout`.
     pub request_timeout: Duration,
+    /// Fsync the log before Raft relies on a write (Raft paper §5). Only a node whose log does
+    /// not outlive its process may turn it off: the single-node cluster of `stepmap run`,
+    /// whose log is in a temporary directory that goes with it. Nothing could recover from
+    /// that log after a crash, so its fsyncs bought nothing (orders, 1M rows: ~370 of them,
+    /// about 3% of the engine's CPU).
+    pub sync_log: bool,
 }
 
 impl RaftConfig {
@@ -60,6 +66,7 @@ impl RaftConfig {
             max_size_per_msg: 1024 * 1024,
             max_inflight_msgs: 256,
             request_timeout: Duration::from_secs(10),
+            sync_log: true,
         }
     }
 

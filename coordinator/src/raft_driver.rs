@@ -90,6 +90,7 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
         config.validate()?;
         let voters: Vec<u64> = config.peers.keys().map(|id| id.get()).collect();
         let storage = RaftStorage::open(&config.data_dir, &voters)?;
+        let storage = if config.sync_log { storage } else { storage.without_sync() };
         let snapshot = storage.snapshot_ref();
         let snapshot_index = snapshot.get_metadata().index;
         if snapshot_index > 0 {

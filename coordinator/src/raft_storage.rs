@@ -74,6 +74,8 @@ pub struct RaftStorage {
     engine: Arc<Engine>,
     core: Arc<RwLock<Core>>,
     path: PathBuf,
+    /// Whether the writes Raft relies on are fsynced (see [`RaftStorage::without_sync`]).
+    sync: bool,
 }
 
 impl RaftStorage {
@@ -124,7 +126,13 @@ impl RaftStorage {
         debug_assert!(first_index <= snapshot_index + 1, "log starts after the snapshot");
 
         let core = Core { hard_state, conf_state, snapshot, first_index, entries };
-        Ok(Self { engine: Arc::new(engine), core: Arc::new(RwLock::new(core)), path: dir.to_owned() })
+        Ok(Self { engine: Arc::new(engine), core: Arc::new(RwLock::new(core)), path: dir.to_owned(), sync: true })
+    }
+
+    /// Writes without fsync: for a log that does not outlive its process (see
+    /// [`crate::RaftConfig::sync_log`]).
+    pub fn without_sync(self) -> Self {
+        Self { sync: false, ..self }
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Core> {
@@ -142,7 +150,7 @@ impl RaftStorage {
     }
 
     fn commit(&self, batch: &mut LogBatch, sync: bool) -> Result<()> {
-        self.engine.write(batch, sync).map_err(|e| self.engine_error(e))?;
+        self.engine.write(batch, sync && self.sync).map_err(|e| self.engine_error(e))?;
         Ok(())
     }
 
@@ -248,7 +256,7 @@ impl RaftStorage {
         // Compacting past both the snapshot and the last entry empties the log.
         let compact_to = core.last_index().max(index) + 1;
         batch.add_command(RAFT_GROUP, Command::Compact { index: compact_to });
-        self.engine.write(&mut batch, true).map_err(|e| self.engine_error(e))?;
+        self.commit(&mut batch, true)?;
 
         core.snapshot = snapshot.clone();
         core.hard_state = hard_state;
@@ -283,7 +291,7 @@ impl RaftStorage {
         if compact_to > core.first_index {
             batch.add_command(RAFT_GROUP, Command::Compact { index: compact_to });
         }
-        self.engine.write(&mut batch, true).map_err(|e| self.engine_error(e))?;
+        self.commit(&mut batch, true)?;
 
         core.snapshot = snapshot;
         if compact_to > core.first_index {

@@ -57,8 +57,7 @@ pub async fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    #[cfg(unix)]
-    command.process_group(0);
+    own_process_group(&mut command);
 
     let mut child = match command.spawn() {
         Ok(child) => child,
@@ -230,6 +229,27 @@ async fn forward_stderr(stderr: Option<tokio::process::ChildStderr>, function: S
         }
     }
     tail.into_iter().collect()
+}
+
+/// Starts a function's process in a process group of its own, so that a timeout can kill
+/// whatever it started ([`ProcessGroup`]). When this process runs without transparent huge
+/// pages (the `stepmap` binary turns them off for itself), the child gets the system's setting
+/// back: the flag would otherwise pass through `exec` to the handler.
+pub(crate) fn own_process_group(command: &mut tokio::process::Command) {
+    #[cfg(unix)]
+    command.process_group(0);
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_GET_THP_DISABLE takes no pointer. The closure runs between fork and exec and
+    // only makes one system call, which is async-signal-safe. It is only added when needed:
+    // a `pre_exec` closure makes the standard library fork instead of using posix_spawn.
+    unsafe {
+        if libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) == 1 {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0);
+                Ok(())
+            });
+        }
+    }
 }
 
 /// Kills the command's process group on timeout, or when the invocation is dropped before

@@ -7,6 +7,7 @@ pub mod item;
 pub mod item_reader;
 mod result_file;
 pub mod result_writer;
+mod staged_cache;
 pub mod store;
 
 pub use batch_plan::{BatchDescriptor, BatchLimits, Extent, ItemSizer, PlanSummary, SourceObject};

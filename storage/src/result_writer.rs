@@ -385,7 +385,9 @@ impl ResultWriter {
                 text.push(b'\n');
             }
         }
-        self.stores.bucket(&self.spec.bucket)?.put(&key, Bytes::from(text)).await?;
+        let text = Bytes::from(text);
+        self.stores.bucket(&self.spec.bucket)?.put(&key, text.clone()).await?;
+        self.stores.staged_cache().insert(&self.spec.bucket, &key, text);
         Ok(key)
     }
 
@@ -488,7 +490,10 @@ impl ResultWriter {
         succeeded_only: bool,
     ) -> Result<()> {
         let key = self.staging_key(staged);
-        let bytes = store.get_bytes(&key).await?;
+        let bytes = match self.stores.staged_cache().take(&self.spec.bucket, &key) {
+            Some(bytes) => bytes,
+            None => store.get_bytes(&key).await?,
+        };
         // Most entries go to one category: room for all of them at once.
         results.succeeded.reserve(bytes.len());
         // Each category's entries, in order, buffered as lines: categories go to files of
@@ -569,6 +574,7 @@ impl ResultWriter {
     /// Deletes every staged object, including attempts the run did not accept.
     async fn remove_staging(&self, store: &crate::BucketStore) -> Result<()> {
         let staging = format!("{}{STAGING}/", self.directory());
+        self.stores.staged_cache().forget_under(&self.spec.bucket, &staging);
         let mut staged = store.list_sorted(&staging, None);
         while let Some(meta) = futures::StreamExt::next(&mut staged).await {
             store.delete(meta?.location.as_ref()).await?;

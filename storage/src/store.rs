@@ -28,6 +28,7 @@ use object_store::{GetOptions, GetRange, GetResultPayload, ObjectMeta, ObjectSto
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StorageError};
+use crate::staged_cache::StagedCache;
 
 /// Chunk size for reading local files (object_store's own file stream reads 8 KiB at a time).
 const FILE_CHUNK: u64 = 1 << 20;
@@ -479,11 +480,13 @@ async fn read_file(
 pub struct Stores {
     config: StoreConfig,
     buckets: Mutex<HashMap<String, BucketStore>>,
+    /// Staged batches written through these stores, for a finaliser in this process.
+    staged: StagedCache,
 }
 
 impl Stores {
     pub fn new(config: StoreConfig) -> Self {
-        Stores { config, buckets: Mutex::new(HashMap::new()) }
+        Stores { config, buckets: Mutex::new(HashMap::new()), staged: StagedCache::default() }
     }
 
     pub fn from_url(url: &str) -> Result<Self> {
@@ -492,6 +495,10 @@ impl Stores {
 
     pub fn config(&self) -> &StoreConfig {
         &self.config
+    }
+
+    pub(crate) fn staged_cache(&self) -> &StagedCache {
+        &self.staged
     }
 
     /// The store that holds `bucket`.

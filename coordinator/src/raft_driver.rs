@@ -330,8 +330,14 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
             let entries = ready.take_entries();
             let hard_state = ready.hs().cloned();
             if !entries.is_empty() || hard_state.is_some() {
-                let storage = self.storage.clone();
-                blocking(self.node_id, move || storage.append(&entries, hard_state.as_ref())).await?;
+                if self.config.sync_log {
+                    let storage = self.storage.clone();
+                    blocking(self.node_id, move || storage.append(&entries, hard_state.as_ref())).await?;
+                } else {
+                    // Without fsync an append is a write into the page cache, cheaper than the
+                    // hand-over to the blocking pool and back (two thread wake-ups per Ready).
+                    self.storage.append(&entries, hard_state.as_ref())?;
+                }
             }
 
             for read_state in ready.take_read_states() {

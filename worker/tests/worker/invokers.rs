@@ -204,6 +204,20 @@ async fn function_arn_form_returns_the_payload_itself() -> Result<()> {
     Ok(())
 }
 
+/// The `stepmap` binary turns transparent huge pages off for itself (`PR_SET_THP_DISABLE`,
+/// which `exec` keeps): the functions it starts get the system's setting back.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn functions_do_not_inherit_the_engines_huge_page_setting() -> Result<()> {
+    // nextest runs each test in a process of its own: the flag stays with this test.
+    // SAFETY: PR_SET_THP_DISABLE takes integer arguments only.
+    ensure!(unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } == 0, "cannot disable huge pages here");
+    let status = "cat > /dev/null; awk '/^THP_enabled:/ { print $2 }' /proc/self/status";
+    let invoker = invoker(&[("thp", shell(status))])?;
+    assert_eq!(run(&invoker, request(&function_arn("thp"), json!({}))).await?, json!(1));
+    Ok(())
+}
+
 #[tokio::test]
 async fn success_payloads_empty_raw_and_json() -> Result<()> {
     let invoker = invoker(&[

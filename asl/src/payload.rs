@@ -124,6 +124,20 @@ impl JsonText {
         }
     }
 
+    /// [`Self::canonicalize`] of bytes the caller gives up: when they are canonical already (as
+    /// most programs write JSON), they become the text without a copy. `Err` gives them back
+    /// where `canonicalize` gives `None`.
+    pub fn canonicalize_owned(bytes: Vec<u8>) -> Result<JsonText, Vec<u8>> {
+        match scan::canonical_as_is(&bytes) {
+            Some(ends) => {
+                // SAFETY: `canonical_as_is` found the bytes to be UTF-8.
+                let text = unsafe { String::from_utf8_unchecked(bytes) };
+                Ok(JsonText { ends: ends.map(Arc::from), ..JsonText::from_canonical(text) })
+            }
+            None => Self::canonicalize(&bytes).ok_or(bytes),
+        }
+    }
+
     /// Text the caller wrote in canonical form (by serde_json, or from canonical pieces).
     pub(crate) fn from_canonical(text: String) -> JsonText {
         JsonText { range: 0..text.len(), text: Arc::new(text), ends: None }
@@ -499,6 +513,35 @@ mod tests {
             let text = JsonText::canonicalize(case.as_bytes()).unwrap_or_else(|| panic!("{case}"));
             assert_eq!(Some(text.as_str().to_owned()), via_value(case));
         }
+    }
+
+    #[test]
+    fn owned_bytes_canonicalize_as_borrowed_ones_and_canonical_ones_are_not_copied() {
+        let cases = [
+            r#"[{"a":1,"b":"x"},{"a":2,"b":"y"}]"#,
+            "[1, 2.50, {\"k\": null}]",
+            r#""caf\u00e9""#,
+            "{\"a\":1,\"a\":2}",
+            "[1,",
+            "\u{ff}",
+        ];
+        for case in cases {
+            let borrowed = JsonText::canonicalize(case.as_bytes());
+            let owned = JsonText::canonicalize_owned(case.as_bytes().to_vec());
+            match (&borrowed, &owned) {
+                (Some(borrowed), Ok(owned)) => {
+                    assert_eq!(borrowed.as_str(), owned.as_str(), "{case}");
+                    assert_eq!(borrowed.ends, owned.ends, "{case}");
+                }
+                (None, Err(given_back)) => assert_eq!(given_back.as_slice(), case.as_bytes()),
+                _ => panic!("{case}: {borrowed:?} vs {owned:?}"),
+            }
+        }
+        let canonical = br#"[{"a":1},{"a":2}]"#.to_vec();
+        let address = canonical.as_ptr();
+        let text = JsonText::canonicalize_owned(canonical).unwrap();
+        assert_eq!(text.as_str().as_ptr(), address, "kept, not copied");
+        assert_eq!(text.array_elements().map(|e| e.len()), Some(2));
     }
 
     #[test]

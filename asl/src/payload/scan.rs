@@ -21,6 +21,13 @@ const MAX_DEPTH: usize = 100;
 /// comparing a key with the object's earlier ones is cheaper than hashing it.
 const MAX_KEYS: usize = 32;
 
+/// `Some(ends)` when `bytes` are canonical text already (UTF-8 included), with the end offsets
+/// of its elements when it is an array (as [`compact`] gives them).
+pub(super) fn canonical_as_is(bytes: &[u8]) -> Option<Option<Vec<usize>>> {
+    simdutf8::basic::from_utf8(bytes).ok()?;
+    Scan::<false>::run(bytes).map(|(_, ends)| ends)
+}
+
 /// The canonical text of `bytes` (see the module doc), with the end offsets of its elements
 /// when it is an array; `None`: take the general path.
 pub(super) fn compact(bytes: &[u8]) -> Option<(String, Option<Vec<usize>>)> {

@@ -78,12 +78,24 @@ pub(crate) async fn invoke_function_arn(inner: &Inner, request: &TaskRequest, ar
     if raw.function_error {
         return Err(function_failure(&raw, CauseStyle::Python));
     }
-    let result = match JsonText::canonicalize(raw.payload.trim_ascii()) {
-        Some(text) => Payload::Text(text),
-        None => Payload::Value(parse_payload(&raw.payload)),
-    };
+    let result = payload_result(raw.payload);
     check_result_size(&result, &request.resource_arn)?;
     Ok(result)
+}
+
+/// A function's payload as the task's result: its canonical text when it is one JSON value
+/// (the payload itself, not a copy, when it is canonical already: a batch's response is
+/// megabytes), else what parsing makes of it.
+fn payload_result(payload: Vec<u8>) -> Payload {
+    let canonical = if payload.trim_ascii().len() == payload.len() {
+        JsonText::canonicalize_owned(payload)
+    } else {
+        JsonText::canonicalize(payload.trim_ascii()).ok_or(payload)
+    };
+    match canonical {
+        Ok(text) => Payload::Text(text),
+        Err(payload) => Payload::Value(parse_payload(&payload)),
+    }
 }
 
 /// The `arn:aws:states:::lambda:invoke` integration.

@@ -532,8 +532,9 @@ impl Slot {
                 runtime.waiting = Some(reply);
             }
             RuntimeCall::Response { request_id, body, reply } => {
-                let verdict =
-                    self.complete(&request_id, logs, |assigned, log| assigned.finish(body.to_vec(), false, log)).await;
+                let verdict = self
+                    .complete(&request_id, logs, |assigned, log| assigned.finish(Vec::from(body), false, log))
+                    .await;
                 let _ = reply.send(verdict);
             }
             RuntimeCall::Error { request_id, error_type, body, reply } => {

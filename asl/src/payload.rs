@@ -517,24 +517,26 @@ mod tests {
 
     #[test]
     fn owned_bytes_canonicalize_as_borrowed_ones_and_canonical_ones_are_not_copied() {
-        let cases = [
-            r#"[{"a":1,"b":"x"},{"a":2,"b":"y"}]"#,
-            "[1, 2.50, {\"k\": null}]",
-            r#""caf\u00e9""#,
-            "{\"a\":1,\"a\":2}",
-            "[1,",
-            "\u{ff}",
+        let cases: [&[u8]; 7] = [
+            br#"[{"a":1,"b":"x"},{"a":2,"b":"y"}]"#,
+            b"[1, 2.50, {\"k\": null}]",
+            br#""caf\u00e9""#,
+            b"{\"a\":1,\"a\":2}",
+            b"[1,",
+            // Not UTF-8 (what the copy-free path must not take as a `String`).
+            b"\"\xff\"",
+            b"[\"ok\",\"\xc3\"]",
         ];
         for case in cases {
-            let borrowed = JsonText::canonicalize(case.as_bytes());
-            let owned = JsonText::canonicalize_owned(case.as_bytes().to_vec());
+            let borrowed = JsonText::canonicalize(case);
+            let owned = JsonText::canonicalize_owned(case.to_vec());
             match (&borrowed, &owned) {
                 (Some(borrowed), Ok(owned)) => {
-                    assert_eq!(borrowed.as_str(), owned.as_str(), "{case}");
-                    assert_eq!(borrowed.ends, owned.ends, "{case}");
+                    assert_eq!(borrowed.as_str(), owned.as_str(), "{case:?}");
+                    assert_eq!(borrowed.ends, owned.ends, "{case:?}");
                 }
-                (None, Err(given_back)) => assert_eq!(given_back.as_slice(), case.as_bytes()),
-                _ => panic!("{case}: {borrowed:?} vs {owned:?}"),
+                (None, Err(given_back)) => assert_eq!(given_back.as_slice(), case),
+                _ => panic!("{case:?}: {borrowed:?} vs {owned:?}"),
             }
         }
         let canonical = br#"[{"a":1},{"a":2}]"#.to_vec();

@@ -42,12 +42,14 @@ extern "C" {
 /// zeroed again, a third of the process's CPU time in the kernel (orders, 1M rows: 1.5-2.2 s
 /// of system time, 0.8-0.9 s with this). `MIMALLOC_PURGE_DELAY` still overrides it.
 ///
-/// Transparent huge pages are turned off for this process (its children get the system's
-/// setting back, see `stepmap_worker`'s process spawning). mimalloc asks for them on its
-/// arena, so every first touch of a 2 MiB region had the kernel zero all of it: 5-9% of the
-/// engine's CPU in `clear_page_erms` on the orders job, and 10-40 MB more peak RSS (1M rows,
-/// Python variant: 77-97 MB with them, 54-68 MB without). The option cannot be set from
-/// here: the arena is reserved, and advised, before `main` runs.
+/// Transparent huge pages are turned off for this process (the functions it starts get the
+/// system's setting: `stepmap_worker`'s process spawning). mimalloc asks for them on its
+/// arena (`MADV_HUGEPAGE`), so every first touch of a 2 MiB region had the kernel zero all of
+/// it: 5-9% of the engine's CPU in `clear_page_erms` on the orders job, and 10-40 MB more peak
+/// RSS (1M rows, Python variant: 77-97 MB with them, 54-68 MB without). mimalloc's own
+/// option (`allow_thp`, `MIMALLOC_ALLOW_THP=0`) cannot be set from here: the arena is
+/// reserved, and advised, before `main` runs; and on hosts whose huge pages are `always`, the
+/// kernel would use them even unadvised.
 fn tune_allocator() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: sets an option of the allocator this binary links; any value is valid.

@@ -92,7 +92,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let execution_name = args.name.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     // Bucket B, key K is the file <data-dir>/B/K; without --data-dir, the working directory.
     let data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from("."));
-    let stores = Arc::new(Stores::new(StoreConfig::Local { data_dir: data_dir.clone() }));
+    // The embedded cluster's workers and coordinator share these stores (and this process).
+    let stores = Arc::new(Stores::new(StoreConfig::Local { data_dir: data_dir.clone() }).keeping_staged_batches());
     let slots = args.slots.map_or_else(FleetWorkerConfig::default_slots, |n| n as usize);
     // The cluster lasts this run: its Raft log goes with it.
     let raft_dir =

@@ -82,6 +82,12 @@ impl RaftConfig {
                 message: format!("{} is not one of the peers", self.node_id),
             });
         }
+        if !self.sync_log && voters > 1 {
+            return Err(Error::Config {
+                field: "sync_log",
+                message: "only a single-node cluster may write its log without fsync".to_owned(),
+            });
+        }
         if self.tick_interval.is_zero() {
             return Err(Error::Config { field: "tick_interval", message: "must be positive".to_owned() });
         }

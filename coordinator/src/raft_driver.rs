@@ -7,7 +7,7 @@
 //! 1. send `messages` (a leader may send before persisting: thesis §10.2.1),
 //! 2. apply the snapshot, if any (persist it, restore the state machine),
 //! 3. apply `committed_entries` (already durable on a quorum and locally),
-//! 4. persist `entries` and the hard state, with fsync,
+//! 4. persist `entries` and the hard state, with fsync (unless `RaftConfig::sync_log` is off),
 //! 5. send `persisted_messages` (votes and append responses, which promise durability),
 //! 6. `advance`, then handle the `LightReady`: record the commit index, send its messages,
 //!    apply its committed entries,
@@ -330,7 +330,7 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
             let entries = ready.take_entries();
             let hard_state = ready.hs().cloned();
             if !entries.is_empty() || hard_state.is_some() {
-                if self.config.sync_log {
+                if self.storage.syncs() {
                     let storage = self.storage.clone();
                     blocking(self.node_id, move || storage.append(&entries, hard_state.as_ref())).await?;
                 } else {
@@ -484,7 +484,7 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
     }
 }
 
-/// Runs a storage write (fsync) off the async worker threads.
+/// Runs a storage write (and its fsync) off the async worker threads.
 async fn blocking<R: Send + 'static>(node_id: NodeId, work: impl FnOnce() -> Result<R> + Send + 'static) -> Result<R> {
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => result,

@@ -5,7 +5,8 @@
 //! voters) and the latest snapshot (metadata and state-machine bytes). Every write that Raft
 //! relies on before answering a peer (entries, term, vote, an installed snapshot) is one atomic
 //! raft-engine batch followed by fsync (Raft paper §5, "Persisted state on all servers ...
-//! updated on stable storage before responding to RPCs").
+//! updated on stable storage before responding to RPCs") — unless the log does not outlive
+//! its process ([`RaftStorage::without_sync`], `RaftConfig::sync_log`).
 //!
 //! Reads are served from memory: the storage keeps every retained entry (`entries`), which the
 //! snapshot interval plus the retention bound, and which stays small because commands carry
@@ -133,6 +134,11 @@ impl RaftStorage {
     /// [`crate::RaftConfig::sync_log`]).
     pub fn without_sync(self) -> Self {
         Self { sync: false, ..self }
+    }
+
+    /// Whether writes are fsynced.
+    pub fn syncs(&self) -> bool {
+        self.sync
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Core> {

@@ -385,9 +385,21 @@ impl ResultWriter {
                 text.push(b'\n');
             }
         }
+        // Entries that were values grew the buffer by doubling: what is kept is what it holds.
+        if text.capacity() > text.len() + text.len() / 8 {
+            text.shrink_to_fit();
+        }
         let text = Bytes::from(text);
+        let cache = self.stores.staged_cache();
+        // Kept only once written: should the write fail, what was kept before is not the
+        // object's any more either.
+        if let Some(cache) = cache {
+            cache.take(&self.spec.bucket, &key);
+        }
         self.stores.bucket(&self.spec.bucket)?.put(&key, text.clone()).await?;
-        self.stores.staged_cache().insert(&self.spec.bucket, &key, text);
+        if let Some(cache) = cache {
+            cache.insert(&self.spec.bucket, &key, text);
+        }
         Ok(key)
     }
 
@@ -490,7 +502,8 @@ impl ResultWriter {
         succeeded_only: bool,
     ) -> Result<()> {
         let key = self.staging_key(staged);
-        let bytes = match self.stores.staged_cache().take(&self.spec.bucket, &key) {
+        let kept = self.stores.staged_cache().and_then(|cache| cache.take(&self.spec.bucket, &key));
+        let bytes = match kept {
             Some(bytes) => bytes,
             None => store.get_bytes(&key).await?,
         };
@@ -574,7 +587,9 @@ impl ResultWriter {
     /// Deletes every staged object, including attempts the run did not accept.
     async fn remove_staging(&self, store: &crate::BucketStore) -> Result<()> {
         let staging = format!("{}{STAGING}/", self.directory());
-        self.stores.staged_cache().forget_under(&self.spec.bucket, &staging);
+        if let Some(cache) = self.stores.staged_cache() {
+            cache.forget_under(&self.spec.bucket, &staging);
+        }
         let mut staged = store.list_sorted(&staging, None);
         while let Some(meta) = futures::StreamExt::next(&mut staged).await {
             store.delete(meta?.location.as_ref()).await?;

@@ -2,13 +2,15 @@
 //!
 //! A worker stages each unit's result entries as an object; the map run's finaliser, on the
 //! coordinator, copies them into the result files soon after, in unit order. When both run in
-//! one process (the embedded cluster of `stepmap run`, or a worker beside its coordinator),
-//! reading the object back was a second trip through the kernel for every result byte (orders,
+//! one process on the same [`Stores`](crate::Stores) (the embedded cluster of `stepmap run`,
+//! which opts in with `Stores::keeping_staged_batches`), reading the object back was a second trip through the kernel for every result byte (orders,
 //! 1M rows: about 3% of the engine's CPU). The object is still written: it is what a
 //! finaliser in another process, or a later one after a crash, reads. The cache only spares
 //! the read, with the very bytes that were written (a `Bytes` clone, no copy).
 //!
-//! Contract: [`StagedCache::take`] hands an entry out once (a finaliser copies a staged batch
+//! Contract: an entry holds the bytes of the last successful write of its key (the writer
+//! takes the entry before writing again, and an entry too large to keep replaces none).
+//! [`StagedCache::take`] hands an entry out once (a finaliser copies a staged batch
 //! once; should it need it again, it reads the object). Entries not taken are dropped oldest
 //! first beyond [`CAPACITY`] bytes, and with their map run's staging
 //! ([`StagedCache::forget_under`]), so the cache never holds more than a few units' results.
@@ -40,10 +42,25 @@ impl std::fmt::Debug for StagedCache {
 
 #[derive(Default)]
 struct Inner {
-    entries: HashMap<Key, Bytes>,
-    /// Keys in insertion order; may name entries already taken or replaced (skipped on eviction).
-    order: VecDeque<Key>,
+    /// By key: the entry's generation (which insertion made it) and its bytes.
+    entries: HashMap<Key, (u64, Bytes)>,
+    /// Keys with the generation inserted, oldest first. A slot whose generation is no longer
+    /// its key's (the entry was taken, replaced or dropped) is skipped.
+    order: VecDeque<(Key, u64)>,
+    next_generation: u64,
     bytes: usize,
+}
+
+impl Inner {
+    fn is_current(&self, (name, generation): &(Key, u64)) -> bool {
+        self.entries.get(name).is_some_and(|(current, _)| current == generation)
+    }
+
+    fn remove(&mut self, name: &Key) -> Option<Bytes> {
+        let (_, bytes) = self.entries.remove(name)?;
+        self.bytes -= bytes.len();
+        Some(bytes)
+    }
 }
 
 impl StagedCache {
@@ -52,53 +69,51 @@ impl StagedCache {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Remembers what was just written to `bucket`/`key` (replacing an earlier entry). An
-    /// object larger than the whole cache is not kept.
+    /// Remembers what was just written to `bucket`/`key`, replacing an earlier entry. An
+    /// object larger than the whole cache is not kept (nor is the earlier entry).
     pub fn insert(&self, bucket: &str, key: &str, bytes: Bytes) {
+        let mut inner = self.lock();
+        let name = (bucket.to_owned(), key.to_owned());
+        inner.remove(&name);
         if bytes.len() > CAPACITY {
             return;
         }
-        let mut inner = self.lock();
-        let name = (bucket.to_owned(), key.to_owned());
+        let generation = inner.next_generation;
+        inner.next_generation += 1;
         inner.bytes += bytes.len();
-        if let Some(replaced) = inner.entries.insert(name.clone(), bytes) {
-            inner.bytes -= replaced.len();
-        }
-        inner.order.push_back(name);
+        inner.entries.insert(name.clone(), (generation, bytes));
+        inner.order.push_back((name, generation));
         while inner.bytes > CAPACITY {
             let Some(oldest) = inner.order.pop_front() else { break };
-            if let Some(evicted) = inner.entries.remove(&oldest) {
-                inner.bytes -= evicted.len();
+            if inner.is_current(&oldest) {
+                inner.remove(&oldest.0);
             }
         }
-        // Keys of taken entries pile up in `order` only until the next eviction pass, or this:
+        // Slots of entries taken or replaced pile up only until this.
         if inner.order.len() > 2 * inner.entries.len() + 64 {
-            let Inner { entries, order, .. } = &mut *inner;
-            order.retain(|name| entries.contains_key(name));
+            let mut order = std::mem::take(&mut inner.order);
+            order.retain(|slot| inner.is_current(slot));
+            inner.order = order;
         }
     }
 
     /// The bytes written to `bucket`/`key` by this process, if still kept; they are not kept
     /// after this.
     pub fn take(&self, bucket: &str, key: &str) -> Option<Bytes> {
-        let mut inner = self.lock();
-        let taken = inner.entries.remove(&(bucket.to_owned(), key.to_owned()))?;
-        inner.bytes -= taken.len();
-        Some(taken)
+        self.lock().remove(&(bucket.to_owned(), key.to_owned()))
     }
 
     /// Drops every entry of `bucket` whose key starts with `prefix` (its objects are deleted).
     pub fn forget_under(&self, bucket: &str, prefix: &str) {
         let mut inner = self.lock();
-        let Inner { entries, order, bytes } = &mut *inner;
-        entries.retain(|(b, k), entry| {
-            let keep = b != bucket || !k.starts_with(prefix);
-            if !keep {
-                *bytes -= entry.len();
-            }
-            keep
-        });
-        order.retain(|name| entries.contains_key(name));
+        let doomed: Vec<Key> =
+            inner.entries.keys().filter(|(b, k)| b == bucket && k.starts_with(prefix)).cloned().collect();
+        for name in &doomed {
+            inner.remove(name);
+        }
+        let mut order = std::mem::take(&mut inner.order);
+        order.retain(|slot| inner.is_current(slot));
+        inner.order = order;
     }
 }
 
@@ -130,6 +145,33 @@ mod tests {
     }
 
     #[test]
+    fn a_rewrite_too_large_to_keep_drops_the_earlier_entry() {
+        let cache = StagedCache::default();
+        cache.insert("b", "k", bytes(10));
+        cache.insert("b", "k", bytes(CAPACITY + 1));
+        assert_eq!(cache.take("b", "k"), None, "the object holds the rewrite, not what was kept");
+        assert_eq!(cache.lock().bytes, 0);
+    }
+
+    #[test]
+    fn a_rewritten_entry_is_evicted_by_its_own_age() {
+        let cache = StagedCache::default();
+        let third = CAPACITY / 3;
+        cache.insert("b", "k", bytes(third));
+        cache.insert("b", "old", bytes(third));
+        // Rewritten after "old": its first, older slot must not evict the rewrite.
+        cache.insert("b", "k", bytes(third));
+        cache.insert("b", "new", bytes(third));
+        cache.insert("b", "newer", bytes(third));
+        assert_eq!(cache.take("b", "old"), None, "the oldest went");
+        assert!(cache.take("b", "k").is_some(), "the rewrite is younger than \"old\"");
+        for _ in 0..1000 {
+            cache.insert("b", "again", bytes(1));
+        }
+        assert!(cache.lock().order.len() <= 2 * 4 + 64, "repeated rewrites do not pile up slots");
+    }
+
+    #[test]
     fn the_oldest_entries_go_beyond_the_capacity() {
         let cache = StagedCache::default();
         let quarter = CAPACITY / 4;
@@ -153,7 +195,7 @@ mod tests {
             cache.insert("b", &key, bytes(1));
             cache.take("b", &key);
         }
-        assert!(cache.lock().order.len() <= 64 + 1);
+        assert!(cache.lock().order.len() <= 2 + 64);
     }
 
     #[test]

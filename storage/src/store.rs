@@ -480,13 +480,14 @@ async fn read_file(
 pub struct Stores {
     config: StoreConfig,
     buckets: Mutex<HashMap<String, BucketStore>>,
-    /// Staged batches written through these stores, for a finaliser in this process.
-    staged: StagedCache,
+    /// Staged batches written through these stores, kept for a finaliser in this process
+    /// (see [`Stores::keeping_staged_batches`]).
+    staged: Option<StagedCache>,
 }
 
 impl Stores {
     pub fn new(config: StoreConfig) -> Self {
-        Stores { config, buckets: Mutex::new(HashMap::new()), staged: StagedCache::default() }
+        Stores { config, buckets: Mutex::new(HashMap::new()), staged: None }
     }
 
     pub fn from_url(url: &str) -> Result<Self> {
@@ -497,8 +498,16 @@ impl Stores {
         &self.config
     }
 
-    pub(crate) fn staged_cache(&self) -> &StagedCache {
-        &self.staged
+    /// Keeps the staged batches written through these stores for a map run finaliser that
+    /// uses them too, so that it does not read them back (`staged_cache.rs`). Only for
+    /// stores that the workers and the coordinator of a run share: one process, as in
+    /// `stepmap run`. Elsewhere nobody would take what is kept.
+    pub fn keeping_staged_batches(self) -> Self {
+        Stores { staged: Some(StagedCache::default()), ..self }
+    }
+
+    pub(crate) fn staged_cache(&self) -> Option<&StagedCache> {
+        self.staged.as_ref()
     }
 
     /// The store that holds `bucket`.

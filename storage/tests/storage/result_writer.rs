@@ -178,7 +178,17 @@ async fn direct_results_match_staged_results() {
             let direct_manifest = results.finish().await.unwrap();
             assert_eq!(direct_manifest, staged_manifest, "{case}");
             let files = read_all(direct_stores, direct_manifest).await;
-            assert_eq!(files, read_all(staged_stores, staged_manifest).await, "{case}");
+            let staged_files = read_all(staged_stores, staged_manifest.clone()).await;
+            assert_eq!(files, staged_files, "{case}");
+            // Stores that keep what they stage for their finaliser: the same files, from the
+            // kept bytes (the object is gone here, so nothing else could give them).
+            let kept_stores = Arc::new(Stores::new(StoreConfig::Memory).keeping_staged_batches());
+            let kept = ResultWriter::new(kept_stores.clone(), spec.clone(), arn, 0);
+            let key = kept.stage_batch(batch, records.iter().cloned().zip(outputs())).await.unwrap();
+            kept_stores.bucket("dest").unwrap().delete(&key).await.unwrap();
+            let kept_manifest = kept.finalize(&[batch], &[]).await.unwrap();
+            assert_eq!(kept_manifest, staged_manifest, "{case}");
+            assert_eq!(read_all(kept_stores, kept_manifest).await, staged_files, "{case}");
             let expected = expected.get_or_insert_with(|| files.clone());
             assert_eq!(&files, expected, "{case}");
         }

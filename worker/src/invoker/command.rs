@@ -57,9 +57,7 @@ pub async fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    own_process_group(&mut command);
-
-    let mut child = match command.spawn() {
+    let mut child = match spawn_in_own_group(&mut command) {
         Ok(child) => child,
         Err(error) => {
             tracing::warn!(function = invocation.function, ?argv, %error, "cannot start function command");
@@ -232,24 +230,34 @@ async fn forward_stderr(stderr: Option<tokio::process::ChildStderr>, function: S
 }
 
 /// Starts a function's process in a process group of its own, so that a timeout can kill
-/// whatever it started ([`ProcessGroup`]). When this process runs without transparent huge
-/// pages (the `stepmap` binary turns them off for itself), the child gets the system's setting
-/// back: the flag would otherwise pass through `exec` to the handler.
-pub(crate) fn own_process_group(command: &mut tokio::process::Command) {
+/// whatever it started ([`ProcessGroup`]), and with the system's transparent huge page
+/// setting: the `stepmap` binary turns them off for itself, a flag that `exec` passes on. The
+/// flag is lifted for the moment of the spawn (spawns take turns) rather than reset in the
+/// child by a `pre_exec` hook, which would make the standard library fork the whole process
+/// instead of using posix_spawn.
+pub(crate) fn spawn_in_own_group(command: &mut tokio::process::Command) -> std::io::Result<tokio::process::Child> {
     #[cfg(unix)]
     command.process_group(0);
     #[cfg(target_os = "linux")]
-    // SAFETY: PR_GET_THP_DISABLE takes no pointer. The closure runs between fork and exec and
-    // only makes one system call, which is async-signal-safe. It is only added when needed:
-    // a `pre_exec` closure makes the standard library fork instead of using posix_spawn.
-    unsafe {
-        if libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) == 1 {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0);
-                Ok(())
-            });
+    {
+        static SPAWNING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _turn = SPAWNING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // SAFETY (the three calls): PR_GET/SET_THP_DISABLE take integer arguments only. The
+        // flag is the process's; other threads' page faults meanwhile may get huge pages,
+        // which is only what they would get without it.
+        let disabled = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) } > 0;
+        if disabled {
+            unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0) };
         }
+        // posix_spawn returns once the child has exec'd: it took the flag as lifted.
+        let spawned = command.spawn();
+        if disabled {
+            unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+        }
+        spawned
     }
+    #[cfg(not(target_os = "linux"))]
+    command.spawn()
 }
 
 /// Kills the command's process group on timeout, or when the invocation is dropped before

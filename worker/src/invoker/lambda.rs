@@ -86,8 +86,11 @@ pub(crate) async fn invoke_function_arn(inner: &Inner, request: &TaskRequest, ar
 /// A function's payload as the task's result: its canonical text when it is one JSON value
 /// (the payload itself, not a copy, when it is canonical already: a batch's response is
 /// megabytes), else what parsing makes of it.
-fn payload_result(payload: Vec<u8>) -> Payload {
-    let canonical = if payload.trim_ascii().len() == payload.len() {
+fn payload_result(mut payload: Vec<u8>) -> Payload {
+    // A trailing newline (`print(json.dumps(...))`) is cut off in place; leading whitespace,
+    // rare, is skipped in a copy. Parsing trims both anyway.
+    let canonical = if payload.trim_ascii_start().len() == payload.len() {
+        payload.truncate(payload.trim_ascii_end().len());
         JsonText::canonicalize_owned(payload)
     } else {
         JsonText::canonicalize(payload.trim_ascii()).ok_or(payload)

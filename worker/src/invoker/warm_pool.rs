@@ -51,7 +51,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::command::{describe_exit, own_process_group, runtime_error_payload, ProcessGroup, LOG_TAIL_BYTES};
+use super::command::{describe_exit, runtime_error_payload, spawn_in_own_group, ProcessGroup, LOG_TAIL_BYTES};
 use super::lambda::{service_failure, trace_id, Invocation, RawInvocation};
 use super::runtime_api::{NextInvocation, RuntimeApiServer, RuntimeCall, Verdict, MAX_RESPONSE_BYTES};
 use super::{compact_json, task_timeout};
@@ -492,8 +492,7 @@ impl Slot {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        own_process_group(&mut command);
-        let mut child = command.spawn()?;
+        let mut child = spawn_in_own_group(&mut command)?;
         if let Some(stdout) = child.stdout.take() {
             forward_log(stdout, config.function.clone(), Arc::clone(logs));
         }

@@ -118,10 +118,7 @@ impl JsonText {
     /// would not denote the same value as parsing them: an object with a key twice (parsing
     /// keeps the last value, at the first key's place). Callers then parse, as they would have.
     pub fn canonicalize(bytes: &[u8]) -> Option<JsonText> {
-        match scan::compact(bytes) {
-            Some((text, ends)) => Some(JsonText { ends: ends.map(Arc::from), ..JsonText::from_canonical(text) }),
-            None => transcode(bytes).map(JsonText::from_canonical),
-        }
+        Self::fast_or_general(scan::compact(bytes), bytes)
     }
 
     /// [`Self::canonicalize`] of bytes the caller gives up: when they are canonical already (as
@@ -132,10 +129,23 @@ impl JsonText {
             Some(ends) => {
                 // SAFETY: `canonical_as_is` found the bytes to be UTF-8.
                 let text = unsafe { String::from_utf8_unchecked(bytes) };
-                Ok(JsonText { ends: ends.map(Arc::from), ..JsonText::from_canonical(text) })
+                Ok(Self::with_ends(text, ends))
             }
-            None => Self::canonicalize(&bytes).ok_or(bytes),
+            // Checked once: what is left is to write it anew.
+            None => Self::fast_or_general(scan::rewrite(&bytes), &bytes).ok_or(bytes),
         }
+    }
+
+    /// The fast path's text of `bytes` if it found one, else the general path's.
+    fn fast_or_general(fast: Option<(String, Option<Vec<usize>>)>, bytes: &[u8]) -> Option<JsonText> {
+        match fast {
+            Some((text, ends)) => Some(Self::with_ends(text, ends)),
+            None => transcode(bytes).map(JsonText::from_canonical),
+        }
+    }
+
+    fn with_ends(text: String, ends: Option<Vec<usize>>) -> JsonText {
+        JsonText { ends: ends.map(Arc::from), ..JsonText::from_canonical(text) }
     }
 
     /// Text the caller wrote in canonical form (by serde_json, or from canonical pieces).

@@ -56,6 +56,13 @@ impl Inner {
         self.entries.get(name).is_some_and(|(current, _)| current == generation)
     }
 
+    /// Drops the slots of entries taken, replaced or dropped.
+    fn compact_order(&mut self) {
+        let mut order = std::mem::take(&mut self.order);
+        order.retain(|slot| self.is_current(slot));
+        self.order = order;
+    }
+
     fn remove(&mut self, name: &Key) -> Option<Bytes> {
         let (_, bytes) = self.entries.remove(name)?;
         self.bytes -= bytes.len();
@@ -91,9 +98,7 @@ impl StagedCache {
         }
         // Slots of entries taken or replaced pile up only until this.
         if inner.order.len() > 2 * inner.entries.len() + 64 {
-            let mut order = std::mem::take(&mut inner.order);
-            order.retain(|slot| inner.is_current(slot));
-            inner.order = order;
+            inner.compact_order();
         }
     }
 
@@ -111,9 +116,7 @@ impl StagedCache {
         for name in &doomed {
             inner.remove(name);
         }
-        let mut order = std::mem::take(&mut inner.order);
-        order.retain(|slot| inner.is_current(slot));
-        inner.order = order;
+        inner.compact_order();
     }
 }
 

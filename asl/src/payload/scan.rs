@@ -34,16 +34,20 @@ pub(super) fn compact(bytes: &[u8]) -> Option<(String, Option<Vec<usize>>)> {
     // Text that is canonical already (compact JSON, as most programs send it) is checked
     // without writing token by token, then copied whole; text with whitespace or floats to
     // rewrite is written anew.
-    // Strings are copied as they are: the general path rejects what is not UTF-8. (Checked
-    // with SIMD: a response is mostly string bytes.)
-    let text = simdutf8::basic::from_utf8(bytes).ok()?;
-    match Scan::<false>::run(bytes) {
-        Some((_, ends)) => Some((text.to_owned(), ends)),
-        None => {
-            let (out, ends) = Scan::<true>::run(bytes)?;
-            Some((String::from_utf8(out).ok()?, ends))
-        }
+    match canonical_as_is(bytes) {
+        // SAFETY: `canonical_as_is` found the bytes to be UTF-8.
+        Some(ends) => Some((unsafe { std::str::from_utf8_unchecked(bytes) }.to_owned(), ends)),
+        None => rewrite(bytes),
     }
+}
+
+/// The canonical text of `bytes` written anew (see [`compact`]), for text that is not
+/// canonical as it is.
+pub(super) fn rewrite(bytes: &[u8]) -> Option<(String, Option<Vec<usize>>)> {
+    // Strings are copied as they are: what is not UTF-8 fails at the end, for the general
+    // path to reject.
+    let (out, ends) = Scan::<true>::run(bytes)?;
+    Some((String::from_utf8(out).ok()?, ends))
 }
 
 /// One pass over `input`. `WRITE`: the canonical text goes to `out`; without, the pass only

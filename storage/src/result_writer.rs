@@ -389,17 +389,16 @@ impl ResultWriter {
         if text.capacity() > text.len() + text.len() / 8 {
             text.shrink_to_fit();
         }
-        let text = Bytes::from(text);
-        let cache = self.stores.staged_cache();
-        // Kept only once written: should the write fail, what was kept before is not the
-        // object's any more either.
-        if let Some(cache) = cache {
-            cache.take(&self.spec.bucket, &key);
+        let mut text = Bytes::from(text);
+        // Kept in memory instead of written where only this process's finaliser can read it
+        // (`staged_cache.rs`), while there is room.
+        if let Some(cache) = self.stores.staged_cache() {
+            match cache.keep(&self.spec.bucket, &key, text) {
+                Ok(()) => return Ok(key),
+                Err(unkept) => text = unkept,
+            }
         }
-        self.stores.bucket(&self.spec.bucket)?.put(&key, text.clone()).await?;
-        if let Some(cache) = cache {
-            cache.insert(&self.spec.bucket, &key, text);
-        }
+        self.stores.bucket(&self.spec.bucket)?.put(&key, text).await?;
         Ok(key)
     }
 

@@ -1,27 +1,29 @@
-//! Staged batches this process wrote, kept for the finaliser of the same process.
+//! Staged batches kept in memory instead of written, for a finaliser of the same process.
 //!
 //! A worker stages each unit's result entries as an object; the map run's finaliser, on the
-//! coordinator, copies them into the result files soon after, in unit order. When both run in
-//! one process on the same [`Stores`](crate::Stores) (the embedded cluster of `stepmap run`,
-//! which opts in with `Stores::keeping_staged_batches`), reading the object back was a second trip through the kernel for every result byte (orders,
-//! 1M rows: about 3% of the engine's CPU). The object is still written: it is what a
-//! finaliser in another process, or a later one after a crash, reads. The cache only spares
-//! the read, with the very bytes that were written (a `Bytes` clone, no copy).
+//! coordinator, copies them into the result files soon after, in unit order. The object is
+//! what a finaliser in another process, or a later one after a crash, reads. When nothing but
+//! a finaliser of this very process can ever read it (the embedded cluster of `stepmap run`,
+//! whose Raft log dies with the process, opts in with `Stores::keeping_staged_batches`),
+//! writing it, reading it back and deleting it is only cost: three trips through the kernel
+//! for every result byte, and three hand-overs to the blocking pool per unit. Such a batch is
+//! kept here instead, and handed to the finaliser as it is (a `Bytes` clone, no copy).
 //!
-//! Contract: an entry holds the bytes of the last successful write of its key (the writer
-//! takes the entry before writing again, and an entry too large to keep replaces none).
-//! [`StagedCache::take`] hands an entry out once (a finaliser copies a staged batch
-//! once; should it need it again, it reads the object). Entries not taken are dropped oldest
-//! first beyond [`CAPACITY`] bytes, and with their map run's staging
-//! ([`StagedCache::forget_under`]), so the cache never holds more than a few units' results.
+//! Contract:
+//! * [`StagedCache::keep`] keeps at most [`CAPACITY`] bytes not yet taken; a batch that does
+//!   not fit is handed back, for the writer to write as an object as usual (a finaliser far
+//!   behind its workers reads those back). So a map run's memory does not grow with its size.
+//! * [`StagedCache::take`] hands an entry out once: a finaliser copies a staged batch once.
+//! * An entry replaces any earlier one of its key (the writer takes that one first), and goes
+//!   with its map run's staging ([`StagedCache::forget_under`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use bytes::Bytes;
 
-/// At most this many bytes of staged batches are kept: about a dozen units of a typical run,
-/// more than the finaliser lags behind the workers.
+/// At most this many bytes of staged batches are kept: about a hundred units of the orders
+/// bench, more than the finaliser lags behind the workers.
 pub(crate) const CAPACITY: usize = 16 << 20;
 
 /// `(bucket, key)` of a staged object.
@@ -42,29 +44,13 @@ impl std::fmt::Debug for StagedCache {
 
 #[derive(Default)]
 struct Inner {
-    /// By key: the entry's generation (which insertion made it) and its bytes.
-    entries: HashMap<Key, (u64, Bytes)>,
-    /// Keys with the generation inserted, oldest first. A slot whose generation is no longer
-    /// its key's (the entry was taken, replaced or dropped) is skipped.
-    order: VecDeque<(Key, u64)>,
-    next_generation: u64,
+    entries: HashMap<Key, Bytes>,
     bytes: usize,
 }
 
 impl Inner {
-    fn is_current(&self, (name, generation): &(Key, u64)) -> bool {
-        self.entries.get(name).is_some_and(|(current, _)| current == generation)
-    }
-
-    /// Drops the slots of entries taken, replaced or dropped.
-    fn compact_order(&mut self) {
-        let mut order = std::mem::take(&mut self.order);
-        order.retain(|slot| self.is_current(slot));
-        self.order = order;
-    }
-
     fn remove(&mut self, name: &Key) -> Option<Bytes> {
-        let (_, bytes) = self.entries.remove(name)?;
+        let bytes = self.entries.remove(name)?;
         self.bytes -= bytes.len();
         Some(bytes)
     }
@@ -76,39 +62,28 @@ impl StagedCache {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Remembers what was just written to `bucket`/`key`, replacing an earlier entry. An
-    /// object larger than the whole cache is not kept (nor is the earlier entry).
-    pub fn insert(&self, bucket: &str, key: &str, bytes: Bytes) {
+    /// Keeps `bytes` as the staged batch `bucket`/`key`, replacing an earlier entry; hands
+    /// them back when they do not fit (the caller writes the object then, and the earlier
+    /// entry is gone all the same).
+    pub fn keep(&self, bucket: &str, key: &str, bytes: Bytes) -> Result<(), Bytes> {
         let mut inner = self.lock();
         let name = (bucket.to_owned(), key.to_owned());
         inner.remove(&name);
-        if bytes.len() > CAPACITY {
-            return;
+        if inner.bytes + bytes.len() > CAPACITY {
+            return Err(bytes);
         }
-        let generation = inner.next_generation;
-        inner.next_generation += 1;
         inner.bytes += bytes.len();
-        inner.entries.insert(name.clone(), (generation, bytes));
-        inner.order.push_back((name, generation));
-        while inner.bytes > CAPACITY {
-            let Some(oldest) = inner.order.pop_front() else { break };
-            if inner.is_current(&oldest) {
-                inner.remove(&oldest.0);
-            }
-        }
-        // Slots of entries taken or replaced pile up only until this.
-        if inner.order.len() > 2 * inner.entries.len() + 64 {
-            inner.compact_order();
-        }
+        inner.entries.insert(name, bytes);
+        Ok(())
     }
 
-    /// The bytes written to `bucket`/`key` by this process, if still kept; they are not kept
-    /// after this.
+    /// The staged batch `bucket`/`key` if it is kept; it is not kept after this.
     pub fn take(&self, bucket: &str, key: &str) -> Option<Bytes> {
         self.lock().remove(&(bucket.to_owned(), key.to_owned()))
     }
 
-    /// Drops every entry of `bucket` whose key starts with `prefix` (its objects are deleted).
+    /// Drops every entry of `bucket` whose key starts with `prefix` (its map run's staging is
+    /// removed).
     pub fn forget_under(&self, bucket: &str, prefix: &str) {
         let mut inner = self.lock();
         let doomed: Vec<Key> =
@@ -116,7 +91,6 @@ impl StagedCache {
         for name in &doomed {
             inner.remove(name);
         }
-        inner.compact_order();
     }
 }
 
@@ -131,7 +105,7 @@ mod tests {
     #[test]
     fn an_entry_is_taken_once() {
         let cache = StagedCache::default();
-        cache.insert("b", "k", Bytes::from_static(b"S{}\n"));
+        cache.keep("b", "k", Bytes::from_static(b"S{}\n")).unwrap();
         assert_eq!(cache.take("b", "k").as_deref(), Some(&b"S{}\n"[..]));
         assert_eq!(cache.take("b", "k"), None);
         assert_eq!(cache.take("other", "k"), None);
@@ -140,73 +114,45 @@ mod tests {
     #[test]
     fn a_rewrite_replaces_the_entry_and_its_size() {
         let cache = StagedCache::default();
-        cache.insert("b", "k", bytes(10));
-        cache.insert("b", "k", bytes(3));
+        cache.keep("b", "k", bytes(10)).unwrap();
+        cache.keep("b", "k", bytes(3)).unwrap();
         assert_eq!(cache.lock().bytes, 3);
         assert_eq!(cache.take("b", "k").map(|b| b.len()), Some(3));
         assert_eq!(cache.lock().bytes, 0);
     }
 
     #[test]
-    fn a_rewrite_too_large_to_keep_drops_the_earlier_entry() {
+    fn a_rewrite_that_does_not_fit_drops_the_earlier_entry() {
         let cache = StagedCache::default();
-        cache.insert("b", "k", bytes(10));
-        cache.insert("b", "k", bytes(CAPACITY + 1));
+        cache.keep("b", "k", bytes(10)).unwrap();
+        assert_eq!(cache.keep("b", "k", bytes(CAPACITY + 1)).unwrap_err().len(), CAPACITY + 1);
         assert_eq!(cache.take("b", "k"), None, "the object holds the rewrite, not what was kept");
         assert_eq!(cache.lock().bytes, 0);
     }
 
     #[test]
-    fn a_rewritten_entry_is_evicted_by_its_own_age() {
-        let cache = StagedCache::default();
-        let third = CAPACITY / 3;
-        cache.insert("b", "k", bytes(third));
-        cache.insert("b", "old", bytes(third));
-        // Rewritten after "old": its first, older slot must not evict the rewrite.
-        cache.insert("b", "k", bytes(third));
-        cache.insert("b", "new", bytes(third));
-        cache.insert("b", "newer", bytes(third));
-        assert_eq!(cache.take("b", "old"), None, "the oldest went");
-        assert!(cache.take("b", "k").is_some(), "the rewrite is younger than \"old\"");
-        for _ in 0..1000 {
-            cache.insert("b", "again", bytes(1));
-        }
-        assert!(cache.lock().order.len() <= 2 * 4 + 64, "repeated rewrites do not pile up slots");
-    }
-
-    #[test]
-    fn the_oldest_entries_go_beyond_the_capacity() {
+    fn batches_beyond_the_capacity_are_handed_back_until_some_are_taken() {
         let cache = StagedCache::default();
         let quarter = CAPACITY / 4;
-        for key in ["1", "2", "3", "4", "5"] {
-            cache.insert("b", key, bytes(quarter));
+        for key in ["1", "2", "3", "4"] {
+            cache.keep("b", key, bytes(quarter)).unwrap();
         }
-        assert_eq!(cache.take("b", "1"), None, "the oldest went");
+        assert_eq!(cache.keep("b", "5", bytes(1)).unwrap_err().len(), 1, "full: written instead");
+        assert_eq!(cache.take("b", "5"), None);
+        assert!(cache.take("b", "1").is_some(), "nothing kept is ever dropped for room");
+        cache.keep("b", "5", bytes(quarter)).unwrap();
         for key in ["2", "3", "4", "5"] {
             assert!(cache.take("b", key).is_some(), "{key} kept");
         }
-        cache.insert("b", "huge", bytes(CAPACITY + 1));
-        assert_eq!(cache.take("b", "huge"), None, "larger than the cache: not kept");
         assert_eq!(cache.lock().bytes, 0);
-    }
-
-    #[test]
-    fn taken_keys_do_not_pile_up() {
-        let cache = StagedCache::default();
-        for i in 0..10_000 {
-            let key = i.to_string();
-            cache.insert("b", &key, bytes(1));
-            cache.take("b", &key);
-        }
-        assert!(cache.lock().order.len() <= 2 + 64);
     }
 
     #[test]
     fn a_runs_staging_is_forgotten_with_it() {
         let cache = StagedCache::default();
-        cache.insert("b", "run1/_staging/batch-1", bytes(5));
-        cache.insert("b", "run2/_staging/batch-1", bytes(7));
-        cache.insert("c", "run1/_staging/batch-2", bytes(11));
+        cache.keep("b", "run1/_staging/batch-1", bytes(5)).unwrap();
+        cache.keep("b", "run2/_staging/batch-1", bytes(7)).unwrap();
+        cache.keep("c", "run1/_staging/batch-2", bytes(11)).unwrap();
         cache.forget_under("b", "run1/_staging/");
         assert_eq!(cache.take("b", "run1/_staging/batch-1"), None);
         assert_eq!(cache.lock().bytes, 18);

@@ -13,7 +13,6 @@
 //! always in S3's ascending key order whatever the backend.
 
 use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -165,6 +164,61 @@ pub struct BucketStore {
 /// A readable byte stream of (part of) an object.
 pub(crate) type ByteStream = BoxStream<'static, Result<Bytes>>;
 
+/// Where the bytes of an opened object come from.
+pub(crate) enum ByteSource {
+    /// A local file, which a reader can read straight into its own buffer
+    /// ([`FileRange::read_into`]) instead of receiving chunks to copy.
+    File(FileRange),
+    /// Chunks as the store sends them (S3, memory).
+    Stream(ByteStream),
+}
+
+impl ByteSource {
+    /// The next chunk, `None` at the end.
+    pub(crate) async fn next_chunk(&mut self) -> Option<Result<Bytes>> {
+        match self {
+            ByteSource::File(file) => {
+                let mut chunk = Vec::new();
+                match file.read_into(&mut chunk).await {
+                    Ok(0) => None,
+                    Ok(_) => Some(Ok(Bytes::from(chunk))),
+                    Err(e) => Some(Err(e)),
+                }
+            }
+            ByteSource::Stream(stream) => stream.next().await,
+        }
+    }
+}
+
+/// A byte range of a local file, read [`FILE_CHUNK`] at a time on the blocking pool.
+pub(crate) struct FileRange {
+    /// `None` once a read failed (the file went with the blocking task).
+    file: Option<std::fs::File>,
+    position: u64,
+    end: u64,
+    object: ObjectRef,
+}
+
+impl FileRange {
+    /// Appends the next chunk of the range to `buf`; returns its length, 0 at the end of the
+    /// range or of the file.
+    pub(crate) async fn read_into(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+        let Some(file) = self.file.take() else { return Ok(0) };
+        if self.position >= self.end {
+            self.file = Some(file);
+            return Ok(0);
+        }
+        let len = (self.end - self.position).min(FILE_CHUNK);
+        let before = buf.len();
+        let (file, filled) = read_file(file, self.position, len, std::mem::take(buf), &self.object).await?;
+        *buf = filled;
+        let read = buf.len() - before;
+        self.position += read as u64;
+        self.file = Some(file);
+        Ok(read)
+    }
+}
+
 /// What a read expects of the object, so that a batch re-read gives the planned bytes.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ReadCondition {
@@ -212,28 +266,28 @@ impl BucketStore {
         let object = self.object(key);
         let result = self.store.get(&path).await.map_err(|e| StorageError::read(&object, e))?;
         match result.payload {
-            // As `file_stream`, in one read (object_store's own would allocate off this thread).
+            // In one read (object_store's own would allocate off this thread).
             GetResultPayload::File(file, _) => {
                 let range = result.range;
-                let (_, buf) = read_file(file, range.start, range.end - range.start, &object).await?;
+                let (_, buf) = read_file(file, range.start, range.end - range.start, Vec::new(), &object).await?;
                 Ok(Bytes::from(buf))
             }
             GetResultPayload::Stream(_) => result.bytes().await.map_err(|e| StorageError::read(&object, e)),
         }
     }
 
-    /// Streams `range` (or the whole object) in chunks; returns the object's metadata too.
+    /// Opens `range` (or the whole object) for reading; returns the object's metadata too.
     pub(crate) async fn open(
         &self,
         key: &str,
         range: Option<Range<u64>>,
         condition: &ReadCondition,
-    ) -> Result<(ObjectMeta, ByteStream)> {
+    ) -> Result<(ObjectMeta, ByteSource)> {
         let path = self.path(key)?;
         let object = self.object(key);
         if range.as_ref().is_some_and(|r| r.start >= r.end) {
             let meta = self.store.head(&path).await.map_err(|e| StorageError::read(&object, e))?;
-            return Ok((meta, stream::empty().boxed()));
+            return Ok((meta, ByteSource::Stream(stream::empty().boxed())));
         }
         let options = GetOptions {
             if_match: condition.if_match.clone(),
@@ -259,11 +313,15 @@ impl BucketStore {
             }
         }
         let byte_range = result.range.clone();
-        let stream = match result.payload {
-            GetResultPayload::File(file, _) => file_stream(file, byte_range, object),
-            GetResultPayload::Stream(s) => s.map_err(move |e| StorageError::read(&object, e)).boxed(),
+        let source = match result.payload {
+            GetResultPayload::File(file, _) => {
+                ByteSource::File(FileRange { file: Some(file), position: byte_range.start, end: byte_range.end, object })
+            }
+            GetResultPayload::Stream(s) => {
+                ByteSource::Stream(s.map_err(move |e| StorageError::read(&object, e)).boxed())
+            }
         };
-        Ok((meta, stream))
+        Ok((meta, source))
     }
 
     pub async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
@@ -423,51 +481,33 @@ fn sorted_walk(
     .boxed()
 }
 
-/// Reads a local file in 1 MiB chunks on the blocking pool.
-fn file_stream(file: std::fs::File, range: Range<u64>, object: ObjectRef) -> ByteStream {
-    stream::try_unfold((Some(file), range.start), move |(file, position)| {
-        let object = object.clone();
-        let end = range.end;
-        async move {
-            let Some(file) = file else { return Ok(None) };
-            if position >= end {
-                return Ok(None);
-            }
-            let (file, buf) = read_file(file, position, (end - position).min(FILE_CHUNK), &object).await?;
-            if buf.is_empty() {
-                return Ok(None);
-            }
-            let next = position + buf.len() as u64;
-            Ok(Some((Bytes::from(buf), (Some(file), next))))
-        }
-    })
-    .boxed()
-}
-
-/// Reads up to `len` bytes of `file` from `position` on the blocking pool (fewer at the end
-/// of the file).
+/// Appends up to `len` bytes of `file` from `position` to `buf` (fewer at the end of the
+/// file), read on the blocking pool; hands the file and the buffer back.
 ///
-/// The buffer is allocated here, on the runtime's thread, where its reader frees it: one
-/// allocated on a blocking-pool thread and freed on another went back to mimalloc late (the
-/// blocking threads come and go), and a map run's peak RSS grew with its length (orders pass,
-/// 10M rows: 143-165 MB before, about 110-125 MB since). Nor is it zeroed first.
+/// The room for them is reserved here, on the runtime's thread, where the buffer's reader
+/// frees it: one allocated on a blocking-pool thread and freed on another went back to
+/// mimalloc late (the blocking threads come and go), and a map run's peak RSS grew with its
+/// length (orders pass, 10M rows: 143-165 MB before, about 110-125 MB since). Nor is it
+/// zeroed first: `pread` fills the reserved room directly, in one call for a whole chunk
+/// (`read_to_end` would start at 8 KiB and double).
 async fn read_file(
-    mut file: std::fs::File,
+    file: std::fs::File,
     position: u64,
     len: u64,
+    mut buf: Vec<u8>,
     object: &ObjectRef,
 ) -> Result<(std::fs::File, Vec<u8>)> {
-    let mut buf = Vec::with_capacity(len as usize);
-    let read = tokio::task::spawn_blocking(move || -> std::io::Result<(std::fs::File, Vec<u8>)> {
-        file.seek(SeekFrom::Start(position))?;
-        (&mut file).take(len).read_to_end(&mut buf)?;
-        Ok((file, buf))
-    })
-    .await;
     let io_error = |message: String| StorageError::Read {
         object: object.to_string(),
         source: object_store::Error::Generic { store: "LocalFileSystem", source: message.into() },
     };
+    let len = usize::try_from(len).map_err(|_| io_error(format!("cannot read {len} bytes at once")))?;
+    buf.reserve(len);
+    let read = tokio::task::spawn_blocking(move || -> std::io::Result<(std::fs::File, Vec<u8>)> {
+        pread_append(&file, position, len, &mut buf)?;
+        Ok((file, buf))
+    })
+    .await;
     match read {
         Ok(Ok(done)) => Ok(done),
         Ok(Err(e)) => Err(io_error(e.to_string())),
@@ -475,13 +515,43 @@ async fn read_file(
     }
 }
 
+/// Appends up to `len` bytes of `file` from `position` to `buf`, within its spare capacity
+/// (at least `len`); stops early at the end of the file.
+fn pread_append(file: &std::fs::File, mut position: u64, len: usize, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let target = buf.len() + len;
+    assert!(buf.capacity() >= target, "pread_append needs its room reserved");
+    while buf.len() < target {
+        let wanted = target - buf.len();
+        let room = &mut buf.spare_capacity_mut()[..wanted];
+        let offset = libc::off_t::try_from(position)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "file offset out of range"))?;
+        // SAFETY: `room` is allocated memory of `room.len()` bytes that `pread` may write.
+        let read = unsafe { libc::pread(file.as_raw_fd(), room.as_mut_ptr().cast(), room.len(), offset) };
+        if read < 0 {
+            let error = std::io::Error::last_os_error();
+            if error.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(error);
+        }
+        if read == 0 {
+            break;
+        }
+        // SAFETY: `pread` initialised the first `read` bytes of `room` (at most its length).
+        unsafe { buf.set_len(buf.len() + read as usize) };
+        position += read as u64;
+    }
+    Ok(())
+}
+
 /// Maps bucket names to stores for one backend.
 #[derive(Debug)]
 pub struct Stores {
     config: StoreConfig,
     buckets: Mutex<HashMap<String, BucketStore>>,
-    /// Staged batches written through these stores, kept for a finaliser in this process
-    /// (see [`Stores::keeping_staged_batches`]).
+    /// Staged batches kept for a finaliser in this process instead of written (see
+    /// [`Stores::keeping_staged_batches`]).
     staged: Option<StagedCache>,
 }
 
@@ -498,10 +568,12 @@ impl Stores {
         &self.config
     }
 
-    /// Keeps the staged batches written through these stores for a map run finaliser that
-    /// uses them too, so that it does not read them back (`staged_cache.rs`). Only for
-    /// stores that the workers and the coordinator of a run share: one process, as in
-    /// `stepmap run`. Elsewhere nobody would take what is kept.
+    /// Keeps the batches staged through these stores in memory, up to a bound, instead of
+    /// writing them as objects, for the map run finaliser that uses these stores too
+    /// (`staged_cache.rs`). Only where nothing else could ever read a staged object: the
+    /// workers and the coordinator of a run in one process whose cluster does not outlive it,
+    /// as in `stepmap run`. Elsewhere a finaliser in another process, or one resuming after a
+    /// crash, would miss the batches kept.
     pub fn keeping_staged_batches(self) -> Self {
         Stores { staged: Some(StagedCache::default()), ..self }
     }
@@ -600,13 +672,30 @@ mod tests {
         let object = ObjectRef::new("bucket", "key");
 
         let range = 1_000..(content.len() as u64 - 10);
-        let chunks: Vec<Bytes> =
-            file_stream(file.try_clone().unwrap(), range.clone(), object.clone()).try_collect().await.unwrap();
+        let file_range = |range: Range<u64>| FileRange {
+            file: Some(file.try_clone().unwrap()),
+            position: range.start,
+            end: range.end,
+            object: object.clone(),
+        };
+        let mut source = ByteSource::File(file_range(range.clone()));
+        let mut chunks = Vec::new();
+        while let Some(chunk) = source.next_chunk().await {
+            chunks.push(chunk.unwrap());
+        }
         assert_eq!(chunks.iter().map(Bytes::len).collect::<Vec<_>>(), [1 << 20, 1 << 20, 11_335]);
         assert_eq!(chunks.concat(), &content[1_000..content.len() - 10]);
 
+        // Read into a buffer, after what it holds.
+        let mut into = file_range(range.clone());
+        let mut buf = b"kept".to_vec();
+        while into.read_into(&mut buf).await.unwrap() > 0 {}
+        assert_eq!(&buf[..4], b"kept");
+        assert_eq!(&buf[4..], &content[1_000..content.len() - 10]);
+
         // A range past the end of the file ends where the file does.
-        let (_, whole) = read_file(file, 5, 10 * FILE_CHUNK, &object).await.unwrap();
-        assert_eq!(whole, &content[5..]);
+        let (_, whole) = read_file(file, 5, 10 * FILE_CHUNK, b"x".to_vec(), &object).await.unwrap();
+        assert_eq!(whole[0], b'x');
+        assert_eq!(&whole[1..], &content[5..]);
     }
 }

@@ -11,11 +11,10 @@
 use std::cell::Cell;
 use std::ops::Range;
 
-use futures::StreamExt;
 
 use crate::compression::{Compression, DecompressError, Decompressor};
 use crate::error::{Position, Result, StorageError};
-use crate::store::{BucketStore, ByteStream, ReadCondition};
+use crate::store::{BucketStore, ByteSource, ReadCondition};
 use crate::ObjectRef;
 
 /// UTF-8 byte order mark, dropped at the start of a text object (AWS: UNCONFIRMED).
@@ -129,7 +128,7 @@ pub(crate) enum Flow {
 pub(crate) struct TextScan {
     object: ObjectRef,
     format: &'static str,
-    stream: Option<ByteStream>,
+    source: Option<ByteSource>,
     decompressor: Option<Decompressor>,
     compression: Compression,
     /// Decompressed offsets kept for framing; the rest is dropped.
@@ -172,11 +171,11 @@ impl TextScan {
             _ => None,
         };
         let produced = fetch.as_ref().map_or(0, |r| r.start);
-        let (meta, stream) = store.open(key, fetch, condition).await?;
+        let (meta, source) = store.open(key, fetch, condition).await?;
         let mut scan = TextScan {
             object,
             format,
-            stream: Some(stream),
+            source: Some(source),
             decompressor: None,
             compression: compression.unwrap_or_default(),
             window: window.clone(),
@@ -323,11 +322,22 @@ impl TextScan {
     }
 
     async fn fill_once(&mut self) -> Result<()> {
-        let Some(stream) = self.stream.as_mut() else {
+        let Some(source) = self.source.as_mut() else {
             self.eof = true;
             return Ok(());
         };
-        let next = stream.next().await;
+        if let (ByteSource::File(file), Some(Decompressor::None)) = (&mut *source, &self.decompressor) {
+            // Uncompressed bytes of a local file go straight into the buffer, uncopied: the
+            // range read is the window (see `open`).
+            let read = file.read_into(&mut self.buf).await?;
+            self.produced += read as u64;
+            if read == 0 || self.produced >= self.window.end {
+                self.source = None;
+                self.eof = true;
+            }
+            return Ok(());
+        }
+        let next = source.next_chunk().await;
         let object = self.object.to_string();
         let (window, produced, buf) = (&self.window, &mut self.produced, &mut self.buf);
         let mut sink = |bytes: &[u8]| keep_window(window, produced, buf, bytes);
@@ -365,7 +375,7 @@ impl TextScan {
         }
         if ended || self.produced >= self.window.end {
             // The input ended, or the window is complete: stop reading the object.
-            self.stream = None;
+            self.source = None;
             self.eof = true;
         }
         Ok(())

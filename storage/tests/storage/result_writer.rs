@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde_json::json;
 use stepmap_asl::payload::{JsonText, Payload};
 use stepmap_storage::result_writer::{ChildExecutionResult, ChildStatus, OutputType, PayloadDetails};
-use stepmap_storage::{ResultWriter, ResultWriterSpec, StoreConfig, Stores, Transformation};
+use stepmap_storage::{ResultWriter, ResultWriterSpec, StorageError, StoreConfig, Stores, Transformation};
 
 fn model(value: serde_json::Value) -> stepmap_asl::model::ResultWriter {
     serde_json::from_value(value).unwrap()
@@ -180,12 +180,13 @@ async fn direct_results_match_staged_results() {
             let files = read_all(direct_stores, direct_manifest).await;
             let staged_files = read_all(staged_stores, staged_manifest.clone()).await;
             assert_eq!(files, staged_files, "{case}");
-            // Stores that keep what they stage for their finaliser: the same files, from the
-            // kept bytes (the object is gone here, so nothing else could give them).
+            // Stores that keep what they stage for their finaliser instead of writing it: the
+            // same files, from the kept bytes (no object was written to give them).
             let kept_stores = Arc::new(Stores::new(StoreConfig::Memory).keeping_staged_batches());
             let kept = ResultWriter::new(kept_stores.clone(), spec.clone(), arn, 0);
             let key = kept.stage_batch(batch, records.iter().cloned().zip(outputs())).await.unwrap();
-            kept_stores.bucket("dest").unwrap().delete(&key).await.unwrap();
+            let written = kept_stores.bucket("dest").unwrap().get_bytes(&key).await;
+            assert!(matches!(written, Err(StorageError::NotFound { .. })), "{case}: kept, not written");
             let kept_manifest = kept.finalize(&[batch], &[]).await.unwrap();
             assert_eq!(kept_manifest, staged_manifest, "{case}");
             assert_eq!(read_all(kept_stores, kept_manifest).await, staged_files, "{case}");
@@ -193,4 +194,40 @@ async fn direct_results_match_staged_results() {
             assert_eq!(&files, expected, "{case}");
         }
     }
+}
+
+/// Stores that keep staged batches keep them up to a bound: beyond it the batches are written
+/// as objects, as everywhere else, and the finaliser reads those back. No batch is lost.
+#[tokio::test]
+async fn staged_batches_beyond_what_is_kept_are_written() {
+    let stores = Arc::new(Stores::new(StoreConfig::Memory).keeping_staged_batches());
+    let writer_model = model(json!({"Resource": "arn:aws:states:::s3:putObject",
+        "WriterConfig": {"Transformation": "FLATTEN", "OutputType": "JSONL"}}));
+    let spec = ResultWriterSpec::new(&writer_model, &json!({"Bucket": "dest", "Prefix": "out"})).unwrap();
+    let writer = ResultWriter::new(stores.clone(), spec, "arn:aws:states:us-east-1:1:mapRun:m/l:run-1", 0);
+    let store = stores.bucket("dest").unwrap();
+    // Four batches of 6 MiB each: the cache holds 16 MiB, so the last two are written.
+    let big = "x".repeat(6 << 20);
+    let mut batches = Vec::new();
+    let mut written = Vec::new();
+    for batch in 0..4 {
+        let output = json!([{"batch": batch, "pad": big}]).to_string();
+        let record = record(ChildStatus::Succeeded, json!({"Items": [batch]}), Some(output.parse().unwrap()));
+        let output = Payload::Text(JsonText::canonicalize(output.as_bytes()).unwrap());
+        let staged = stepmap_storage::StagedBatch { batch, attempt: 0 };
+        let key = writer.stage_batch(staged, [(record, Some(output))]).await.unwrap();
+        written.push(store.get_bytes(&key).await.is_ok());
+        batches.push(staged);
+    }
+    assert_eq!(written, [false, false, true, true], "kept while there is room, then written");
+    let manifest = writer.finalize(&batches, &[]).await.unwrap();
+    let mut lines = Vec::new();
+    for file in &manifest.result_files.succeeded {
+        let text = store.get_bytes(&file.key).await.unwrap();
+        for line in String::from_utf8(text.to_vec()).unwrap().lines() {
+            let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+            lines.push(entry["batch"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(lines, [0, 1, 2, 3], "every batch once, in order");
 }

@@ -10,8 +10,11 @@
 //!
 //! One server serves one runtime process (one generation of a pool slot, see `warm_pool`): it
 //! only parses HTTP and hands every call to the slot over a channel, so all decisions (which
-//! event, whether a request id is current) are taken in one place, the slot's task. Dropping
-//! the [`RuntimeApiServer`] stops the listener and every open connection with it.
+//! event, whether a request id is current) are taken in one place, the slot's task. The server
+//! runs inside that task too ([`RuntimeApiServer::serve`] is a future the slot polls beside
+//! its other work), so that a call and its answer pass between two futures of one task, not
+//! between tasks that the runtime's threads would have to wake for each other. Dropping the
+//! future stops the listener and every open connection with it.
 
 use std::convert::Infallible;
 use std::io;
@@ -26,9 +29,9 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
+use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::{JoinHandle, JoinSet};
 
 use super::compact_json;
 
@@ -77,60 +80,56 @@ pub(crate) enum Verdict {
     NotInitializing,
 }
 
-/// A running Runtime API endpoint on `127.0.0.1:<ephemeral port>`; stops when dropped.
+/// A Runtime API endpoint bound to `127.0.0.1:<ephemeral port>`, served by [`Self::serve`].
 pub(crate) struct RuntimeApiServer {
+    listener: TcpListener,
     address: SocketAddr,
-    task: JoinHandle<()>,
 }
 
 impl RuntimeApiServer {
-    /// Binds a fresh loopback port and serves it; every call goes to `calls`.
-    pub(crate) async fn start(calls: mpsc::Sender<RuntimeCall>) -> io::Result<RuntimeApiServer> {
+    /// Binds a fresh loopback port.
+    pub(crate) async fn bind() -> io::Result<RuntimeApiServer> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let address = listener.local_addr()?;
-        let task = tokio::spawn(accept_loop(listener, calls));
-        Ok(RuntimeApiServer { address, task })
+        Ok(RuntimeApiServer { listener, address })
     }
 
     /// `127.0.0.1:<port>`, the value of `AWS_LAMBDA_RUNTIME_API`.
     pub(crate) fn address(&self) -> SocketAddr {
         self.address
     }
-}
 
-impl Drop for RuntimeApiServer {
-    fn drop(&mut self) {
-        // Dropping the accept loop drops its JoinSet, which aborts every connection task.
-        self.task.abort();
-    }
-}
-
-async fn accept_loop(listener: TcpListener, calls: mpsc::Sender<RuntimeCall>) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    // Small request/response exchanges: without NODELAY, Nagle's algorithm and
-                    // delayed ACKs add tens of milliseconds to every invocation.
-                    if let Err(error) = stream.set_nodelay(true) {
-                        tracing::debug!(%error, "runtime API: cannot set TCP_NODELAY");
-                    }
-                    let calls = calls.clone();
-                    connections.spawn(async move {
-                        let service = service_fn(move |request| handle(request, calls.clone()));
-                        if let Err(error) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
-                            tracing::debug!(%error, "runtime API connection ended");
+    /// Serves the endpoint, handing every call to `calls`, for as long as the future is polled:
+    /// it never completes. The connections are driven inside it (not spawned), on the task
+    /// that polls it; the calls' receiver must be polled by the same task or keep up on its
+    /// own. Dropping the future closes the listener and every connection.
+    pub(crate) async fn serve(self, calls: mpsc::Sender<RuntimeCall>) -> Infallible {
+        let mut connections = FuturesUnordered::new();
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _peer)) => {
+                        // Small request/response exchanges: without NODELAY, Nagle's algorithm
+                        // and delayed ACKs add tens of milliseconds to every invocation.
+                        if let Err(error) = stream.set_nodelay(true) {
+                            tracing::debug!(%error, "runtime API: cannot set TCP_NODELAY");
                         }
-                    });
-                }
-                Err(error) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(%error, "runtime API: accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                        let calls = calls.clone();
+                        connections.push(async move {
+                            let service = service_fn(move |request| handle(request, calls.clone()));
+                            if let Err(error) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+                                tracing::debug!(%error, "runtime API connection ended");
+                            }
+                        });
+                    }
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(%error, "runtime API: accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                },
+                Some(()) = connections.next(), if !connections.is_empty() => {}
+            }
         }
     }
 }

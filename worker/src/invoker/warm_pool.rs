@@ -381,7 +381,7 @@ impl Slot {
     /// Starts one process and serves it until it is gone.
     async fn serve_process(&mut self) -> End {
         let (calls_sender, mut calls) = mpsc::channel(CALL_BUFFER);
-        let server = match RuntimeApiServer::start(calls_sender).await {
+        let server = match RuntimeApiServer::bind().await {
             Ok(server) => server,
             Err(error) => {
                 tracing::error!(function = %self.config.function, %error, "cannot serve the Lambda Runtime API");
@@ -392,7 +392,11 @@ impl Slot {
             }
         };
         let logs = Arc::new(StdMutex::new(LogTail::default()));
-        let mut child = match self.spawn(server.address(), &logs) {
+        let address = server.address();
+        // Polled below with everything else of this process: the calls come from this task.
+        let serving = server.serve(calls_sender);
+        tokio::pin!(serving);
+        let mut child = match self.spawn(address, &logs) {
             Ok(child) => child,
             Err(error) => {
                 let program = self.config.argv.first().map(String::as_str).unwrap_or_default();
@@ -440,6 +444,7 @@ impl Slot {
                     return End::Ended { was_ready: runtime.ready };
                 }
                 Some(call) = calls.recv() => self.on_call(call, &mut runtime, &logs).await,
+                never = &mut serving => match never {},
                 job = take(&self.queue), if self.job.is_none() => match job {
                     Some(job) => self.assign(job),
                     None => return End::Shutdown,

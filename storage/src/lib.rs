@@ -3,6 +3,7 @@
 pub mod batch_plan;
 pub mod compression;
 pub mod error;
+mod file_range;
 pub mod item;
 pub mod item_reader;
 mod result_file;

@@ -27,10 +27,9 @@ use object_store::{GetOptions, GetRange, GetResultPayload, ObjectMeta, ObjectSto
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StorageError};
+use crate::file_range::{read_file, FileRange};
 use crate::staged_cache::StagedCache;
 
-/// Chunk size for reading local files (object_store's own file stream reads 8 KiB at a time).
-const FILE_CHUNK: u64 = 1 << 20;
 
 /// An object: `s3://bucket/key`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -190,35 +189,6 @@ impl ByteSource {
     }
 }
 
-/// A byte range of a local file, read [`FILE_CHUNK`] at a time on the blocking pool.
-pub(crate) struct FileRange {
-    /// `None` once a read failed (the file went with the blocking task).
-    file: Option<std::fs::File>,
-    position: u64,
-    end: u64,
-    object: ObjectRef,
-}
-
-impl FileRange {
-    /// Appends the next chunk of the range to `buf`; returns its length, 0 at the end of the
-    /// range or of the file.
-    pub(crate) async fn read_into(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
-        let Some(file) = self.file.take() else { return Ok(0) };
-        if self.position >= self.end {
-            self.file = Some(file);
-            return Ok(0);
-        }
-        let len = (self.end - self.position).min(FILE_CHUNK);
-        let before = buf.len();
-        let (file, filled) = read_file(file, self.position, len, std::mem::take(buf), &self.object).await?;
-        *buf = filled;
-        let read = buf.len() - before;
-        self.position += read as u64;
-        self.file = Some(file);
-        Ok(read)
-    }
-}
-
 /// What a read expects of the object, so that a batch re-read gives the planned bytes.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ReadCondition {
@@ -315,7 +285,7 @@ impl BucketStore {
         let byte_range = result.range.clone();
         let source = match result.payload {
             GetResultPayload::File(file, _) => {
-                ByteSource::File(FileRange { file: Some(file), position: byte_range.start, end: byte_range.end, object })
+                ByteSource::File(FileRange::new(file, byte_range, object))
             }
             GetResultPayload::Stream(s) => {
                 ByteSource::Stream(s.map_err(move |e| StorageError::read(&object, e)).boxed())
@@ -481,70 +451,6 @@ fn sorted_walk(
     .boxed()
 }
 
-/// Appends up to `len` bytes of `file` from `position` to `buf` (fewer at the end of the
-/// file), read on the blocking pool; hands the file and the buffer back.
-///
-/// The room for them is reserved here, on the runtime's thread, where the buffer's reader
-/// frees it: one allocated on a blocking-pool thread and freed on another went back to
-/// mimalloc late (the blocking threads come and go), and a map run's peak RSS grew with its
-/// length (orders pass, 10M rows: 143-165 MB before, about 110-125 MB since). Nor is it
-/// zeroed first: `pread` fills the reserved room directly, in one call for a whole chunk
-/// (`read_to_end` would start at 8 KiB and double).
-async fn read_file(
-    file: std::fs::File,
-    position: u64,
-    len: u64,
-    mut buf: Vec<u8>,
-    object: &ObjectRef,
-) -> Result<(std::fs::File, Vec<u8>)> {
-    let io_error = |message: String| StorageError::Read {
-        object: object.to_string(),
-        source: object_store::Error::Generic { store: "LocalFileSystem", source: message.into() },
-    };
-    let len = usize::try_from(len).map_err(|_| io_error(format!("cannot read {len} bytes at once")))?;
-    buf.reserve(len);
-    let read = tokio::task::spawn_blocking(move || -> std::io::Result<(std::fs::File, Vec<u8>)> {
-        pread_append(&file, position, len, &mut buf)?;
-        Ok((file, buf))
-    })
-    .await;
-    match read {
-        Ok(Ok(done)) => Ok(done),
-        Ok(Err(e)) => Err(io_error(e.to_string())),
-        Err(e) => Err(io_error(e.to_string())),
-    }
-}
-
-/// Appends up to `len` bytes of `file` from `position` to `buf`, within its spare capacity
-/// (at least `len`); stops early at the end of the file.
-fn pread_append(file: &std::fs::File, mut position: u64, len: usize, buf: &mut Vec<u8>) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let target = buf.len() + len;
-    assert!(buf.capacity() >= target, "pread_append needs its room reserved");
-    while buf.len() < target {
-        let wanted = target - buf.len();
-        let room = &mut buf.spare_capacity_mut()[..wanted];
-        let offset = libc::off_t::try_from(position)
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "file offset out of range"))?;
-        // SAFETY: `room` is allocated memory of `room.len()` bytes that `pread` may write.
-        let read = unsafe { libc::pread(file.as_raw_fd(), room.as_mut_ptr().cast(), room.len(), offset) };
-        if read < 0 {
-            let error = std::io::Error::last_os_error();
-            if error.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(error);
-        }
-        if read == 0 {
-            break;
-        }
-        // SAFETY: `pread` initialised the first `read` bytes of `room` (at most its length).
-        unsafe { buf.set_len(buf.len() + read as usize) };
-        position += read as u64;
-    }
-    Ok(())
-}
-
 /// Maps bucket names to stores for one backend.
 #[derive(Debug)]
 pub struct Stores {
@@ -654,48 +560,4 @@ fn check_bucket_name(bucket: &str) -> Result<()> {
         return invalid("bucket name too long");
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use std::io::Write;
-
-    use futures::TryStreamExt;
-
-    use super::*;
-
-    #[tokio::test]
-    async fn a_local_file_range_streams_in_chunks_and_reads_whole() {
-        let mut file = tempfile::tempfile().unwrap();
-        let content: Vec<u8> = (0..(2 * FILE_CHUNK + 12_345)).map(|i| (i % 251) as u8).collect();
-        file.write_all(&content).unwrap();
-        let object = ObjectRef::new("bucket", "key");
-
-        let range = 1_000..(content.len() as u64 - 10);
-        let file_range = |range: Range<u64>| FileRange {
-            file: Some(file.try_clone().unwrap()),
-            position: range.start,
-            end: range.end,
-            object: object.clone(),
-        };
-        let mut source = ByteSource::File(file_range(range.clone()));
-        let mut chunks = Vec::new();
-        while let Some(chunk) = source.next_chunk().await {
-            chunks.push(chunk.unwrap());
-        }
-        assert_eq!(chunks.iter().map(Bytes::len).collect::<Vec<_>>(), [1 << 20, 1 << 20, 11_335]);
-        assert_eq!(chunks.concat(), &content[1_000..content.len() - 10]);
-
-        // Read into a buffer, after what it holds.
-        let mut into = file_range(range.clone());
-        let mut buf = b"kept".to_vec();
-        while into.read_into(&mut buf).await.unwrap() > 0 {}
-        assert_eq!(&buf[..4], b"kept");
-        assert_eq!(&buf[4..], &content[1_000..content.len() - 10]);
-
-        // A range past the end of the file ends where the file does.
-        let (_, whole) = read_file(file, 5, 10 * FILE_CHUNK, b"x".to_vec(), &object).await.unwrap();
-        assert_eq!(whole[0], b'x');
-        assert_eq!(&whole[1..], &content[5..]);
-    }
 }

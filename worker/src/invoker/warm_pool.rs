@@ -137,7 +137,9 @@ impl WarmPool {
     /// (`States.Timeout`), `function_timeout` the function's own (`Sandbox.Timedout`), both
     /// counted from the hand-over of the event to a process: waiting for a free one is the
     /// pool's doing, not the function's (Lambda would scale out). `progress` (the interpreter's)
-    /// hears [`TaskProgress::Queued`] now and [`TaskProgress::Dispatched`] then.
+    /// hears [`TaskProgress::Queued`] now and [`TaskProgress::Dispatched`] then, when there is
+    /// a `task_limit`: those milestones only stop and restart its clock, and without one,
+    /// telling them would only wake the caller's task once more per invocation.
     pub(crate) async fn invoke(
         &self,
         invocation: Invocation<'_>,
@@ -149,6 +151,7 @@ impl WarmPool {
         let (reply, answer) = oneshot::channel();
         let (delivered, handed_over) = oneshot::channel();
         let request_id = invocation.request_id.clone();
+        let progress = progress.filter(|_| task_limit.is_some());
         let job = Job {
             request_id: invocation.request_id,
             executed_version: invocation.executed_version,

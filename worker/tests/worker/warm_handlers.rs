@@ -412,6 +412,12 @@ async fn a_task_timeout_counts_from_the_hand_over_not_the_queue() -> Result<()> 
         ensure!(matches!(heard.next().await, Some(TaskProgress::Queued)), "no Queued milestone");
         ensure!(matches!(heard.next().await, Some(TaskProgress::Dispatched)), "no Dispatched milestone");
     }
+    // Without a timeout the milestones would move nothing: the caller is not told them.
+    let (progress, mut heard) = futures::channel::mpsc::unbounded();
+    let mut untimed = request(&function_arn("single"), json!({}));
+    untimed.progress = Some(progress);
+    outcome(&invoker, untimed).await.map_err(|f| anyhow!("{f:?}"))?;
+    ensure!(futures::StreamExt::next(&mut heard).await.is_none(), "milestones without a timeout");
 
     let task = json!({"Type": "Task", "Resource": function_arn("single"), "TimeoutSeconds": 1,
         "Parameters": {"action": "sleep", "seconds": 0.6}, "End": true});

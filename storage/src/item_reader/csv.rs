@@ -662,6 +662,12 @@ impl CsvRecords {
         CsvRecords { headers, source, first_index, delimiter, text: String::new(), record_ends: Vec::new() }
     }
 
+    /// Appends `record` (without its newline), known to be UTF-8.
+    pub(crate) fn push_str(&mut self, record: &str) {
+        self.text.push_str(record);
+        self.record_ends.push(self.text.len());
+    }
+
     /// Appends `record` (without its newline); fails as splitting it would (a field that is
     /// not UTF-8), naming the field.
     pub(crate) fn push(&mut self, record: &[u8]) -> std::result::Result<(), String> {

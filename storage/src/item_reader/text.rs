@@ -114,6 +114,9 @@ pub(crate) struct Record<'a> {
     pub start: u64,
     pub end: u64,
     pub lines: Lines<'a>,
+    /// The buffered text from the record's start on: the record and what follows it, for
+    /// checks made once for many records.
+    pub buffered: &'a [u8],
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -235,6 +238,7 @@ impl TextScan {
                     start: base + start as u64,
                     end: base + end as u64,
                     lines: Lines { buf: &self.buf, buf_start: self.buf_start, counted: &self.counted },
+                    buffered: &data[start..],
                 };
                 flow = visit(record);
                 matches!(flow, Ok(Flow::Continue))
@@ -258,6 +262,7 @@ impl TextScan {
                         start: base + frame.start as u64,
                         end: base + frame.end as u64,
                         lines: Lines { buf: &self.buf, buf_start: self.buf_start, counted: &self.counted },
+                        buffered: &data[frame.start..],
                     };
                     let flow = visit(record)?;
                     self.head += frame.next;

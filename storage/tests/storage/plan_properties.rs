@@ -172,6 +172,51 @@ fn long_csv_plans_read_back() {
     }
 }
 
+/// A batch's CSV rows are checked as UTF-8 in bulk: rows of multi-byte characters read as
+/// the sequential read gives them, one that is UTF-8 only once unescaped is kept, and one that
+/// is not UTF-8 fails its batch, naming its line; the batches before it read whole.
+#[test]
+fn csv_batches_check_utf8_and_name_the_row_that_is_not() {
+    block_on(async {
+        let mut text = b"id,name\n".to_vec();
+        for i in 0..300 {
+            match i {
+                100 => text.extend_from_slice(b"100,\xC3\\\xA9\n"),
+                200 => text.extend_from_slice(b"200,bad \xff here\n"),
+                _ => text.extend_from_slice(format!("{i},\u{e9}t\u{e9} {i}\n").as_bytes()),
+            }
+        }
+        let stores = Arc::new(Stores::new(StoreConfig::Memory));
+        put(&stores, BUCKET, "data", text).await;
+        let config = json!({"InputType": "CSV", "CSVHeaderLocation": "FIRST_ROW"});
+        let reader = ItemReader::open(stores, spec("getObject", config, json!({"Bucket": BUCKET, "Key": "data"}), None))
+            .await
+            .unwrap();
+        let plan = reader.plan(&BatchLimits::items(150), None).await.unwrap();
+        assert_eq!(plan.len(), 2);
+        let mut rows = Vec::new();
+        let mut records = reader.batch_records(&plan[0]);
+        while let Some(chunk) = records.next().await {
+            let Records::Csv(chunk) = chunk.unwrap() else { panic!("CSV rows expected") };
+            rows.extend((0..chunk.len()).map(|r| chunk.item(r).value));
+        }
+        assert_eq!(rows.len(), 150);
+        assert_eq!(rows[7], json!({"id": "7", "name": "\u{e9}t\u{e9} 7"}));
+        assert_eq!(rows[100], json!({"id": "100", "name": "\u{e9}"}));
+        let mut records = reader.batch_records(&plan[1]);
+        let mut error = None;
+        while let Some(chunk) = records.next().await {
+            if let Err(e) = chunk {
+                error = Some(e.to_string());
+                break;
+            }
+        }
+        let error = error.expect("the row that is not UTF-8 fails its batch");
+        // The header is line 1: row 200 is on line 202.
+        assert!(error.contains("line 202") && error.contains("not valid UTF-8"), "{error}");
+    });
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 

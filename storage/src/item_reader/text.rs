@@ -218,11 +218,14 @@ impl TextScan {
     /// Runs the framer over the buffered bytes, visiting records, until the framer needs more
     /// bytes (read when the next step starts) or the visitor pauses. Returns `false` once the
     /// scan is over (end of records, or the visitor stopped it).
-    pub async fn step<F: Framer + ?Sized>(
-        &mut self,
-        framer: &mut F,
-        visit: &mut (dyn FnMut(Record<'_>) -> Result<Flow> + Send),
-    ) -> Result<bool> {
+    ///
+    /// Generic over the visitor, not a `dyn` one: the framer's bulk path calls back once per
+    /// record, and there the visitor (a counter for the plan) is inlined.
+    pub async fn step<F, V>(&mut self, framer: &mut F, visit: &mut V) -> Result<bool>
+    where
+        F: Framer + ?Sized,
+        V: FnMut(Record<'_>) -> Result<Flow> + Send + ?Sized,
+    {
         if std::mem::take(&mut self.fill_first) {
             self.fill().await?;
         }

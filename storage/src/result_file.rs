@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{Int64Builder, StringBuilder};
+use bytes::Bytes;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use object_store::buffered::BufWriter;
@@ -103,6 +104,14 @@ pub(crate) struct ResultFiles {
     /// [`Self::push_rendered_lines`] for how they are written).
     lines: Vec<u8>,
     line_entries: u64,
+}
+
+/// How lines reach a result file's writer (see [`ResultFiles::write_lines`]).
+enum Written {
+    /// Handed over as they are.
+    Whole(Bytes),
+    /// Copied into the writer's part; the buffer is kept for the next entries.
+    Copied(Vec<u8>),
 }
 
 /// Multipart upload parts of a result file in flight at once, and their size.
@@ -201,6 +210,21 @@ impl ResultFiles {
         self.line_entries += 1;
     }
 
+    /// Appends entries given as JSON texts, each followed by a newline, after those buffered:
+    /// as [`Self::push_rendered`] would one by one, and handed to the writer as they are (no
+    /// copy) when they are JSON Lines that fit the open file.
+    pub async fn push_lines(&mut self, lines: Bytes) -> Result<()> {
+        self.flush_rendered().await?;
+        if lines.is_empty() {
+            return Ok(());
+        }
+        if !self.lines_fit(lines.len()) {
+            return self.push_each_line(&lines).await;
+        }
+        let entries = memchr::memchr_iter(b'\n', &lines).count() as u64;
+        self.write_lines(Written::Whole(lines), entries).await
+    }
+
     /// Appends the buffered entries, as [`Self::push_rendered`] would one by one.
     pub async fn flush_rendered(&mut self) -> Result<()> {
         if self.line_entries == 0 {
@@ -217,33 +241,53 @@ impl ResultFiles {
     /// as large as its content is handed to the writer as it is; one with much room to spare
     /// (a staged batch of mostly other categories) is copied and kept for the next entries,
     /// so that the writer, holding parts until they fill, does not hold spare capacity.
-    async fn push_rendered_lines(&mut self, mut lines: Vec<u8>, entries: u64) -> Result<()> {
-        let total = lines.len() as u64;
-        // The size check of `push_entry`, for the last entry: sizes only grow.
-        let fits = self.output_type == OutputType::Jsonl
-            && self.open.as_ref().map_or(0, |f| f.bytes) + total < self.max_file_bytes;
-        if !fits {
-            for line in self::lines(&lines).filter(|line| !line.is_empty()) {
-                self.push_rendered(line).await?;
-            }
-            return Ok(());
+    async fn push_rendered_lines(&mut self, lines: Vec<u8>, entries: u64) -> Result<()> {
+        if !self.lines_fit(lines.len()) {
+            return self.push_each_line(&lines).await;
         }
+        let written = if lines.capacity() - lines.len() <= lines.len() / 8 {
+            Written::Whole(lines.into())
+        } else {
+            Written::Copied(lines)
+        };
+        self.write_lines(written, entries).await
+    }
+
+    /// Whether `bytes` more of JSON Lines go into the open file: the size check of
+    /// `push_entry` for the last of them (sizes only grow).
+    fn lines_fit(&self, bytes: usize) -> bool {
+        self.output_type == OutputType::Jsonl
+            && self.open.as_ref().map_or(0, |f| f.bytes) + (bytes as u64) < self.max_file_bytes
+    }
+
+    /// `lines` entry by entry, for entries that do not go into the open file in one write.
+    async fn push_each_line(&mut self, lines: &[u8]) -> Result<()> {
+        for line in self::lines(lines).filter(|line| !line.is_empty()) {
+            self.push_rendered(line).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes `entries` JSON Lines that fit the open file (see [`Self::lines_fit`]).
+    async fn write_lines(&mut self, lines: Written, entries: u64) -> Result<()> {
         if self.open.is_none() {
             self.open_file().await?;
         }
         let Some(file) = self.open.as_mut() else { return Ok(()) };
-        let written = if lines.capacity() - lines.len() <= lines.len() / 8 {
-            file.writer.put(lines.into()).await.map_err(|e| e.to_string())
-        } else {
-            let written = file.writer.write_all(&lines).await.map_err(|e| e.to_string());
-            lines.clear();
-            self.lines = lines;
-            written
+        let (total, written) = match lines {
+            Written::Whole(lines) => (lines.len(), file.writer.put(lines.into()).await.map_err(|e| e.to_string())),
+            Written::Copied(mut lines) => {
+                let written = file.writer.write_all(&lines).await.map_err(|e| e.to_string());
+                let total = lines.len();
+                lines.clear();
+                self.lines = lines;
+                (total, written)
+            }
         };
         if let Err(e) = written {
             return Err(self.write_error(&self.current_key(), e));
         }
-        file.bytes += total;
+        file.bytes += total as u64;
         file.entries += entries;
         Ok(())
     }

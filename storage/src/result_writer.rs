@@ -263,6 +263,10 @@ enum Category {
     Pending,
 }
 
+/// The first line of a staged object whose entries all go to SUCCEEDED, untagged (no tag
+/// starts with `*`).
+const ALL_SUCCEEDED: &[u8] = b"*S\n";
+
 impl Category {
     /// The tag of a staged line.
     fn tag(self) -> u8 {
@@ -355,7 +359,10 @@ impl ResultWriter {
     ///
     /// The staged object holds the entries as the result files will hold them, one per line
     /// behind a tag naming the file category (`S`, `F`, `P`): the finaliser copies them
-    /// without parsing, so that the one serial step of a map run is a byte copy.
+    /// without parsing, so that the one serial step of a map run is a byte copy. A batch
+    /// whose entries all go to SUCCEEDED (the usual one) is staged as the line
+    /// [`ALL_SUCCEEDED`] and its entries untagged: the finaliser hands those lines to the
+    /// result file as they are, without copying them line by line.
     pub async fn stage_batch(
         &self,
         staged: StagedBatch,
@@ -367,11 +374,17 @@ impl ResultWriter {
         // Sized once for the entries already in text (a unit's outputs: a megabyte or more,
         // which growing by doubling would copy about as many times over, into fresh pages).
         let text_len = |entry: &Payload| if let Payload::Text(text) = entry { text.len() } else { 0 };
-        let size = entries.iter().flat_map(|(_, entries)| entries).map(|entry| text_len(entry) + 2).sum();
-        let mut text = Vec::with_capacity(size);
+        let size: usize = entries.iter().flat_map(|(_, entries)| entries).map(|entry| text_len(entry) + 2).sum();
+        let all_succeeded = entries.iter().all(|(category, _)| *category == Category::Succeeded);
+        let mut text = Vec::with_capacity(size + ALL_SUCCEEDED.len());
+        if all_succeeded {
+            text.extend_from_slice(ALL_SUCCEEDED);
+        }
         for (category, entries) in entries {
             for entry in entries {
-                text.push(category.tag());
+                if !all_succeeded {
+                    text.push(category.tag());
+                }
                 match entry {
                     Payload::Text(entry) => text.extend_from_slice(entry.as_str().as_bytes()),
                     Payload::Value(entry) => {
@@ -506,6 +519,10 @@ impl ResultWriter {
             Some(bytes) => bytes,
             None => store.get_bytes(&key).await?,
         };
+        if let Some(lines) = bytes.strip_prefix(ALL_SUCCEEDED) {
+            let lines = bytes.slice(bytes.len() - lines.len()..);
+            return results.succeeded.push_lines(lines).await;
+        }
         // Most entries go to one category: room for all of them at once.
         results.succeeded.reserve(bytes.len());
         // Each category's entries, in order, buffered as lines: categories go to files of

@@ -124,15 +124,22 @@ fn record(status: ChildStatus, input: serde_json::Value, output: Option<serde_js
 
 /// Writing results directly (the in-process executor) gives the files that staging then
 /// finalising gives, for every transformation and output type, however a child's output is
-/// handed over: only in its record, as a value, or as canonical text.
+/// handed over: only in its record, as a value, or as canonical text; for a batch of every
+/// category and for one whose entries all succeeded (staged in a form of its own).
 #[tokio::test]
 async fn direct_results_match_staged_results() {
-    let records = [
+    let mixed = [
         record(ChildStatus::Succeeded, json!({"Items": [1, 2]}), Some(json!([{"a": 1}, {"a": [2, "x,]"]}]))),
         record(ChildStatus::Failed, json!({"Items": [3]}), None),
         record(ChildStatus::Succeeded, json!({"Items": [4]}), Some(json!({"b": 4}))),
         ChildExecutionResult::pending(&json!({"Items": [5]}).into()),
     ];
+    let succeeded = [mixed[0].clone(), mixed[2].clone()];
+    direct_matches_staged(&mixed).await;
+    direct_matches_staged(&succeeded).await;
+}
+
+async fn direct_matches_staged(records: &[ChildExecutionResult]) {
     type Given = fn(&str) -> Payload;
     let given: [(&str, Option<Given>); 3] = [
         ("in the record", None),

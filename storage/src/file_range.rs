@@ -49,9 +49,12 @@ impl FileRange {
     }
 
     /// Appends the next chunk of the range to `buf`; returns its length, 0 at the end of the
-    /// range or of the file.
+    /// range or of the file. Not cancel-safe: a read dropped while on the blocking pool loses
+    /// the file (and `buf`'s bytes), and every later read fails.
     pub(crate) async fn read_into(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
-        let Some(file) = self.file.take() else { return Ok(0) };
+        let Some(file) = self.file.take() else {
+            return Err(read_error(&self.object, "an earlier read of this range failed".to_string()));
+        };
         if self.position >= self.end {
             self.file = Some(file);
             return Ok(0);
@@ -106,7 +109,12 @@ fn read_now(
                 let offset = file_offset(position)?;
                 // SAFETY: `iov` describes `room`, allocated memory that `preadv2` may write.
                 let read = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, offset, libc::RWF_NOWAIT) };
-                if read >= 0 {
+                // 0 is the end of the file, which the pool's read confirms (the kernel may
+                // answer so when nothing is cached).
+                if read == 0 {
+                    return Ok(None);
+                }
+                if read > 0 {
                     *reads = InlineReads::WhenCached;
                     // SAFETY: `preadv2` initialised the first `read` bytes of `room`.
                     unsafe { buf.set_len(buf.len() + read as usize) };

@@ -349,8 +349,19 @@ impl ResultWriter {
         })
     }
 
+    fn staging_prefix(&self) -> String {
+        format!("{}{STAGING}/", self.directory())
+    }
+
     fn staging_key(&self, staged: StagedBatch) -> String {
-        format!("{}{STAGING}/batch-{:012}-{}.jsonl", self.directory(), staged.batch, staged.attempt)
+        format!("{}batch-{:012}-{}.jsonl", self.staging_prefix(), staged.batch, staged.attempt)
+    }
+
+    /// Drops this map run's batches kept in memory (see `staged_cache.rs`).
+    fn forget_kept(&self) {
+        if let Some(cache) = self.stores.staged_cache() {
+            cache.forget_under(&self.spec.bucket, &self.staging_prefix());
+        }
     }
 
     /// Stages the records of one batch attempt; writing the same attempt again replaces it.
@@ -602,11 +613,8 @@ impl ResultWriter {
 
     /// Deletes every staged object, including attempts the run did not accept.
     async fn remove_staging(&self, store: &crate::BucketStore) -> Result<()> {
-        let staging = format!("{}{STAGING}/", self.directory());
-        if let Some(cache) = self.stores.staged_cache() {
-            cache.forget_under(&self.spec.bucket, &staging);
-        }
-        let mut staged = store.list_sorted(&staging, None);
+        self.forget_kept();
+        let mut staged = store.list_sorted(&self.staging_prefix(), None);
         while let Some(meta) = futures::StreamExt::next(&mut staged).await {
             store.delete(meta?.location.as_ref()).await?;
         }
@@ -639,8 +647,11 @@ impl ResultsInProgress {
 
     /// Gives the files up (the run failed, or another coordinator leads it now): nothing of
     /// them is left, no manifest is written; the staging objects stay for whoever finalises.
+    /// Batches kept in memory instead (`Stores::keeping_staged_batches`) are dropped: that
+    /// mode has no other finaliser, and no object for one.
     pub async fn abort(self) {
         self.results.abort().await;
+        self.writer.forget_kept();
     }
 
     /// Writes the records of never-started items, closes the files, writes `manifest.json`,

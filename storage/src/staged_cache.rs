@@ -14,8 +14,8 @@
 //!   not fit is handed back, for the writer to write as an object as usual (a finaliser far
 //!   behind its workers reads those back). So a map run's memory does not grow with its size.
 //! * [`StagedCache::take`] hands an entry out once: a finaliser copies a staged batch once.
-//! * An entry replaces any earlier one of its key (the writer takes that one first), and goes
-//!   with its map run's staging ([`StagedCache::forget_under`]).
+//! * An entry replaces any earlier one of its key, and goes with its map run's staging, or
+//!   when its map run's results are given up ([`StagedCache::forget_under`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;

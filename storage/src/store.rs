@@ -30,7 +30,6 @@ use crate::error::{Result, StorageError};
 use crate::file_range::{read_file, FileRange};
 use crate::staged_cache::StagedCache;
 
-
 /// An object: `s3://bucket/key`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -284,9 +283,7 @@ impl BucketStore {
         }
         let byte_range = result.range.clone();
         let source = match result.payload {
-            GetResultPayload::File(file, _) => {
-                ByteSource::File(FileRange::new(file, byte_range, object))
-            }
+            GetResultPayload::File(file, _) => ByteSource::File(FileRange::new(file, byte_range, object)),
             GetResultPayload::Stream(s) => {
                 ByteSource::Stream(s.map_err(move |e| StorageError::read(&object, e)).boxed())
             }

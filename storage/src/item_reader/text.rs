@@ -11,7 +11,6 @@
 use std::cell::Cell;
 use std::ops::Range;
 
-
 use crate::compression::{Compression, DecompressError, Decompressor};
 use crate::error::{Position, Result, StorageError};
 use crate::store::{BucketStore, ByteSource, ReadCondition};
@@ -334,10 +333,15 @@ impl TextScan {
             self.eof = true;
             return Ok(());
         };
-        if let (ByteSource::File(file), Some(Decompressor::None)) = (&mut *source, &self.decompressor) {
-            // Uncompressed bytes of a local file go straight into the buffer, uncopied: the
-            // range read is the window (see `open`).
+        let in_window = self.produced >= self.window.start;
+        if let (ByteSource::File(file), Some(Decompressor::None), true) = (&mut *source, &self.decompressor, in_window)
+        {
+            // Uncompressed bytes of a local file go straight into the buffer, uncopied (a
+            // range is read as its window, see `open`); any past the window are dropped, as
+            // `keep_window` drops them.
             let read = file.read_into(&mut self.buf).await?;
+            let past = (self.produced + read as u64).saturating_sub(self.window.end);
+            self.buf.truncate(self.buf.len() - past as usize);
             self.produced += read as u64;
             if read == 0 || self.produced >= self.window.end {
                 self.source = None;

@@ -189,9 +189,10 @@ fn csv_batches_check_utf8_and_name_the_row_that_is_not() {
         let stores = Arc::new(Stores::new(StoreConfig::Memory));
         put(&stores, BUCKET, "data", text).await;
         let config = json!({"InputType": "CSV", "CSVHeaderLocation": "FIRST_ROW"});
-        let reader = ItemReader::open(stores, spec("getObject", config, json!({"Bucket": BUCKET, "Key": "data"}), None))
-            .await
-            .unwrap();
+        let reader =
+            ItemReader::open(stores, spec("getObject", config, json!({"Bucket": BUCKET, "Key": "data"}), None))
+                .await
+                .unwrap();
         let plan = reader.plan(&BatchLimits::items(150), None).await.unwrap();
         assert_eq!(plan.len(), 2);
         let mut rows = Vec::new();
@@ -214,6 +215,56 @@ fn csv_batches_check_utf8_and_name_the_row_that_is_not() {
         let error = error.expect("the row that is not UTF-8 fails its batch");
         // The header is line 1: row 200 is on line 202.
         assert!(error.contains("line 202") && error.contains("not valid UTF-8"), "{error}");
+    });
+}
+
+/// A local CSV file of several read chunks (1 MiB each, read straight into the scan buffer),
+/// with a two-byte character across the first chunk's end: its batches read the rows the
+/// sequential read gives, and those are the rows written.
+#[test]
+fn a_local_csv_of_several_chunks_reads_back_across_chunk_ends() {
+    block_on(async {
+        let mut text = String::from("id,name\n");
+        let mut expected = Vec::new();
+        let row = |text: &mut String, expected: &mut Vec<Value>, name: String| {
+            let id = expected.len();
+            text.push_str(&format!("{id},{name}\n"));
+            expected.push(json!({"id": id.to_string(), "name": name}));
+        };
+        while text.len() < (1 << 20) - 100 {
+            let name = format!("\u{e9}l\u{e8}ve {}", expected.len());
+            row(&mut text, &mut expected, name);
+        }
+        // The `é` of this row starts at the last byte of the first MiB.
+        let prefix = format!("{},", expected.len()).len();
+        let pad = (1 << 20) - 1 - text.len() - prefix;
+        row(&mut text, &mut expected, format!("{}\u{e9}t\u{e9}", "a".repeat(pad)));
+        assert_eq!(&text.as_bytes()[(1 << 20) - 1..(1 << 20) + 1], "\u{e9}".as_bytes());
+        while text.len() < (5 << 20) / 2 {
+            let name = format!("\u{e0} {}", expected.len());
+            row(&mut text, &mut expected, name);
+        }
+        let backend = super::harness::Backend::local();
+        put(&backend.stores, BUCKET, "data.csv", text.into_bytes()).await;
+        let config = json!({"InputType": "CSV", "CSVHeaderLocation": "FIRST_ROW"});
+        let reader = ItemReader::open(
+            backend.stores.clone(),
+            spec("getObject", config, json!({"Bucket": BUCKET, "Key": "data.csv"}), None),
+        )
+        .await
+        .unwrap();
+        let sequential: Vec<Value> = read_all(&reader).await.unwrap().into_iter().map(|i| i.value).collect();
+        assert_eq!(sequential, expected);
+        let plan = reader.plan(&BatchLimits::items(7_000), None).await.unwrap();
+        let mut from_records = Vec::new();
+        for batch in &plan {
+            let mut records = reader.batch_records(batch);
+            while let Some(chunk) = records.next().await {
+                let Records::Csv(rows) = chunk.unwrap() else { panic!("CSV rows expected") };
+                from_records.extend((0..rows.len()).map(|r| rows.item(r).value));
+            }
+        }
+        assert_eq!(from_records, expected);
     });
 }
 

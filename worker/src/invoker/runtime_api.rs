@@ -21,6 +21,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
+use futures::stream::{FuturesUnordered, StreamExt};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
@@ -29,7 +30,6 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
-use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
@@ -105,9 +105,14 @@ impl RuntimeApiServer {
     /// own. Dropping the future closes the listener and every connection.
     pub(crate) async fn serve(self, calls: mpsc::Sender<RuntimeCall>) -> Infallible {
         let mut connections = FuturesUnordered::new();
+        // After a failed accept, accepting waits a while; the connections go on meanwhile.
+        let mut backoff: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
         loop {
             tokio::select! {
-                accepted = self.listener.accept() => match accepted {
+                () = async { if let Some(sleep) = backoff.as_mut() { sleep.await } }, if backoff.is_some() => {
+                    backoff = None;
+                }
+                accepted = self.listener.accept(), if backoff.is_none() => match accepted {
                     Ok((stream, _peer)) => {
                         // Small request/response exchanges: without NODELAY, Nagle's algorithm
                         // and delayed ACKs add tens of milliseconds to every invocation.
@@ -125,7 +130,7 @@ impl RuntimeApiServer {
                     Err(error) => {
                         // Out of file descriptors and the like: back off instead of spinning.
                         tracing::warn!(%error, "runtime API: accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        backoff = Some(Box::pin(tokio::time::sleep(std::time::Duration::from_millis(50))));
                     }
                 },
                 Some(()) = connections.next(), if !connections.is_empty() => {}

@@ -834,11 +834,14 @@ mod tests {
         let staged = stores.bucket("results").unwrap();
         let key = "out/1/.stepmap-staging/batch-000000000000-1.jsonl";
         let text = String::from_utf8(staged.get_bytes(key).await.unwrap().to_vec()).unwrap();
-        // Tagged entries as the result files will hold them (the job's ResultWriter: NONE).
+        // Entries as the result files will hold them (the job's ResultWriter: NONE).
+        // Every entry succeeded: staged untagged, behind the line `*S`.
         let items: Vec<String> = text
+            .strip_prefix("*S\n")
+            .expect("staged as all succeeded")
             .lines()
             .flat_map(|line| {
-                let record: Value = serde_json::from_str(line.strip_prefix('S').expect("a SUCCEEDED entry")).unwrap();
+                let record: Value = serde_json::from_str(line).unwrap();
                 let output: Value = serde_json::from_str(record["Output"].as_str().unwrap()).unwrap();
                 output["Items"]
                     .as_array()
@@ -928,9 +931,11 @@ mod tests {
         let key = "out/1/.stepmap-staging/batch-000000000000-1.jsonl";
         let text = String::from_utf8(stores.bucket("results").unwrap().get_bytes(key).await.unwrap().to_vec()).unwrap();
         let firsts: Vec<String> = text
+            .strip_prefix("*S\n")
+            .expect("staged as all succeeded")
             .lines()
             .map(|line| {
-                let record: Value = serde_json::from_str(line.strip_prefix('S').expect("a SUCCEEDED entry")).unwrap();
+                let record: Value = serde_json::from_str(line).unwrap();
                 let output: Value = serde_json::from_str(record["Output"].as_str().unwrap()).unwrap();
                 output[0]["id"].as_str().unwrap().to_owned()
             })

@@ -275,7 +275,7 @@ impl ResultFiles {
         }
         let Some(file) = self.open.as_mut() else { return Ok(()) };
         let (total, written) = match lines {
-            Written::Whole(lines) => (lines.len(), file.writer.put(lines.into()).await.map_err(|e| e.to_string())),
+            Written::Whole(lines) => (lines.len(), file.writer.put(lines).await.map_err(|e| e.to_string())),
             Written::Copied(mut lines) => {
                 let written = file.writer.write_all(&lines).await.map_err(|e| e.to_string());
                 let total = lines.len();

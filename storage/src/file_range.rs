@@ -233,8 +233,8 @@ mod tests {
         (0..(2 * FILE_CHUNK + 12_345)).map(|i| (i % 251) as u8).collect()
     }
 
-    /// A range read in chunks, as chunks and into a buffer, from a file in `dir` (which decides
-    /// how reads go: the page cache of a disk's file system, tmpfs).
+    /// A range of `file` read in chunks, as chunks and into a buffer; the inline-read modes the
+    /// file's reads found (its file system decides: a disk's page cache, tmpfs).
     async fn reads_the_range(file: File, content: &[u8]) -> Vec<InlineReads> {
         let object = ObjectRef::new("bucket", "key");
         let range = 1_000..(content.len() as u64 - 10);

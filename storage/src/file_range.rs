@@ -93,17 +93,16 @@ fn read_now(
     buf: &mut Vec<u8>,
     reads: &mut InlineReads,
 ) -> std::io::Result<Option<usize>> {
+    buf.reserve(len);
     loop {
         match *reads {
             InlineReads::Never => return Ok(None),
             InlineReads::Always => {
-                buf.reserve(len);
                 let before = buf.len();
                 pread_append(file, position, len, buf)?;
                 return Ok(Some(buf.len() - before));
             }
             InlineReads::Probe | InlineReads::WhenCached => {
-                buf.reserve(len);
                 let room = &mut buf.spare_capacity_mut()[..len];
                 let iov = libc::iovec { iov_base: room.as_mut_ptr().cast(), iov_len: room.len() };
                 let offset = file_offset(position)?;

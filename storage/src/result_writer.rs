@@ -530,9 +530,8 @@ impl ResultWriter {
             Some(bytes) => bytes,
             None => store.get_bytes(&key).await?,
         };
-        if let Some(lines) = bytes.strip_prefix(ALL_SUCCEEDED) {
-            let lines = bytes.slice(bytes.len() - lines.len()..);
-            return results.succeeded.push_lines(lines).await;
+        if bytes.starts_with(ALL_SUCCEEDED) {
+            return results.succeeded.push_lines(bytes.slice(ALL_SUCCEEDED.len()..)).await;
         }
         // Most entries go to one category: room for all of them at once.
         results.succeeded.reserve(bytes.len());

@@ -1,11 +1,13 @@
-//! Interpreter throughput: state transitions per second along a Pass chain, and executions
-//! per second of a 10-state JSONPath workflow.
+//! Interpreter throughput: state transitions per second along a Pass chain, executions per
+//! second of a 10-state JSONPath workflow, and bytes per second of the check a Task's JSON
+//! result goes through (a batch handler's response of 1,000 rows, as JSON text).
 //!
 //! `cargo bench -p stepmap-benches --bench interpreter`
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::json;
 use stepmap_asl::interpreter::ExecutionStatus;
+use stepmap_asl::payload::JsonText;
 use stepmap_benches::{execute, load, pass_chain, ten_state_input, ten_state_workflow};
 
 fn transitions(c: &mut Criterion) {
@@ -30,5 +32,43 @@ fn workflow(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, transitions, workflow);
+/// A response as the orders handler sends it (`json.dumps` with compact separators): canonical
+/// already, so it is checked and kept; and the same rows with Python's default separators,
+/// which are written anew.
+fn response_check(c: &mut Criterion) {
+    let rows: Vec<String> = (0..1000u64)
+        .map(|i| {
+            // Two decimals, as `round(x, 2)` gives them: Python writes the shortest text.
+            let cents = i * 7919 % 100_000 + 1;
+            let total = format!("{}.{}", cents / 100, format!("{:02}", cents % 100).trim_end_matches('0'));
+            let total = total.strip_suffix('.').map_or(total.clone(), |whole| format!("{whole}.0"));
+            format!(
+                r#"{{"order_id":{},"country":"{}","total":{total},"flag":{}}}"#,
+                1_000_000 + i,
+                ["US", "DE", "FR", "MX"][i as usize % 4],
+                i % 9 == 0
+            )
+        })
+        .collect();
+    let compact = format!("[{}]", rows.join(","));
+    let spaced = compact.replace(',', ", ").replace(':', ": ");
+    let mut group = c.benchmark_group("response_check");
+    for (name, text) in [("canonical", compact), ("python_spaced", spaced)] {
+        let expected = serde_json::from_str::<serde_json::Value>(&text).unwrap().to_string();
+        let checked = JsonText::canonicalize_owned(text.clone().into_bytes()).expect("canonicalised");
+        assert_eq!(checked.as_str(), expected);
+        assert_eq!(checked.array_elements().map(|e| e.len()), Some(1000));
+        group.throughput(Throughput::Bytes(text.len() as u64));
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || text.clone().into_bytes(),
+                |bytes| JsonText::canonicalize_owned(bytes).is_ok(),
+                criterion::BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, transitions, workflow, response_check);
 criterion_main!(benches);

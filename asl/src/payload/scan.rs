@@ -59,12 +59,15 @@ struct Scan<'a, const WRITE: bool> {
     /// Where each element of a top-level array ends in the canonical text (a FLATTEN
     /// ResultWriter's lines, found without another pass); `None` for other values.
     ends: Option<Vec<usize>>,
-    /// The keys of the objects being scanned, outer ones first: an object's own are those
-    /// from where it started (one allocation for all the objects of a response).
+    /// The keys of the objects being scanned, with their quotes, outer ones first: an object's
+    /// own are those from where it started (one allocation for all the objects of a
+    /// response). Keys without escapes are equal when their quoted texts are. An object
+    /// whose keys so far are its shape's (below) has none here yet: they are pushed only when
+    /// one differs, for the check of repeats that then begins.
     keys: Vec<&'a [u8]>,
-    /// By depth, the keys of the last object scanned there, in order. Rows of a response
-    /// mostly have the keys of the row before: a key that is the known one at its place is
-    /// compared with it, not scanned and checked against the others again.
+    /// By depth, the keys of the last object scanned there, in order, each with its quotes.
+    /// Rows of a response mostly have the keys of the row before: a key that is the known one
+    /// at its place is compared with it, not scanned and checked against the others again.
     shapes: Vec<Vec<&'a [u8]>>,
 }
 
@@ -120,7 +123,7 @@ impl<'a, const WRITE: bool> Scan<'a, WRITE> {
         match self.peek()? {
             b'{' => self.object(depth + 1),
             b'[' => self.array(depth + 1),
-            b'"' => self.string().map(drop),
+            b'"' => self.string(),
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
             b'n' => self.literal(b"null"),
@@ -145,35 +148,44 @@ impl<'a, const WRITE: bool> Scan<'a, WRITE> {
             self.shapes.resize_with(depth + 1, Vec::new);
         }
         let mut shape = std::mem::take(&mut self.shapes[depth]);
-        // Every key so far was the shape's at its place: the shape's keys are distinct.
+        // While `same`, every key so far was the shape's at its place (the shape's keys are
+        // distinct, so these are) and `keys` holds none of this object's.
         let mut same = true;
+        let mut count = 0;
         loop {
             self.skip_whitespace();
-            let count = self.keys.len() - base;
             if self.peek()? != b'"' || count == MAX_KEYS {
                 return None;
             }
-            let key = match shape.get(count) {
-                Some(&known) if same && self.known_string(known) => known,
+            let known = if same { shape.get(count).copied() } else { None };
+            match known {
+                Some(known) if self.known_string(known) => {}
                 _ => {
-                    same = false;
-                    let key = self.string()?;
+                    if same {
+                        same = false;
+                        self.keys.extend_from_slice(&shape[..count]);
+                    }
+                    let start = self.pos;
+                    self.string()?;
+                    let key = &self.input[start..self.pos];
                     // A repeated key: parsing keeps the last value at the first key's place,
                     // which the text as written does not say. The general path reports it.
                     if self.keys[base..].contains(&key) {
                         return None;
                     }
-                    key
+                    self.keys.push(key);
                 }
-            };
-            self.keys.push(key);
+            }
+            count += 1;
             self.expect(b':')?;
             self.skip_whitespace();
             self.value(depth)?;
             if self.next_or_end(b'}')? {
-                if !same || self.keys.len() - base != shape.len() {
+                if !same {
                     shape.clear();
                     shape.extend_from_slice(&self.keys[base..]);
+                } else if count != shape.len() {
+                    shape.truncate(count);
                 }
                 self.shapes[depth] = shape;
                 self.keys.truncate(base);
@@ -182,17 +194,13 @@ impl<'a, const WRITE: bool> Scan<'a, WRITE> {
         }
     }
 
-    /// Copies the string at the input's position when it is `"known"` (a key [`Self::string`]
-    /// took before, so without escapes or control characters).
+    /// Copies the string at the input's position when it is `known` (with its quotes: a key
+    /// [`Self::string`] took before, so without escapes or control characters).
     fn known_string(&mut self, known: &[u8]) -> bool {
-        let rest = &self.input[self.pos + 1..];
-        // Keys are short: a loop, not a call to `memcmp` (whose setup costs more).
-        let found =
-            rest.len() > known.len() && rest[known.len()] == b'"' && rest.iter().zip(known).all(|(a, b)| a == b);
+        let found = self.input.get(self.pos..self.pos + known.len()).is_some_and(|text| short_eq(text, known));
         if found {
-            let input = self.input;
-            self.write(&input[self.pos..self.pos + known.len() + 2]);
-            self.pos += known.len() + 2;
+            self.write(known);
+            self.pos += known.len();
         }
         found
     }
@@ -247,15 +255,15 @@ impl<'a, const WRITE: bool> Scan<'a, WRITE> {
         Some(byte == close)
     }
 
-    /// Copies a string without escapes (serde_json writes such a string as it is) and returns
-    /// its contents; `None` for an escape or a control character.
-    fn string(&mut self) -> Option<&'a [u8]> {
-        let start = self.pos + 1;
-        let end = string_end(self.input, start)?;
+    /// Copies a string without escapes (serde_json writes such a string as it is); `None` for
+    /// an escape or a control character.
+    #[inline]
+    fn string(&mut self) -> Option<()> {
+        let end = string_end(self.input, self.pos + 1)?;
         let input = self.input;
         self.write(&input[self.pos..=end]);
         self.pos = end + 1;
-        Some(&input[start..end])
+        Some(())
     }
 
     /// A number: an integer that fits 64 bits is written as it is (JSON has no leading zeros,
@@ -321,6 +329,22 @@ impl<'a, const WRITE: bool> Scan<'a, WRITE> {
         // of range, not infinite, past f64.)
         let value: f64 = serde_json::from_slice(token).ok()?;
         serde_json::Serializer::new(&mut self.out).serialize_f64(value).ok()
+    }
+}
+
+/// `a == b` for slices of the same length, short ones (keys) compared eight or four bytes at a
+/// time without a call to `memcmp`, whose setup costs more than such a key takes.
+#[inline(always)]
+fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    debug_assert_eq!(n, b.len());
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap_or_default());
+    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().unwrap_or_default());
+    match n {
+        // Two loads from each end cover every byte (overlapping in the middle).
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        _ => a == b,
     }
 }
 

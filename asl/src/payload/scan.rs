@@ -119,6 +119,9 @@ impl<'a, const WRITE: bool> Scan<'a, WRITE> {
         })
     }
 
+    /// Inlined into [`Self::object`] and [`Self::array`] (the recursion goes through them): a
+    /// scalar member, most of a response's values, costs no call.
+    #[inline(always)]
     fn value(&mut self, depth: usize) -> Option<()> {
         match self.peek()? {
             b'{' => self.object(depth + 1),
@@ -132,6 +135,7 @@ impl<'a, const WRITE: bool> Scan<'a, WRITE> {
         }
     }
 
+    #[inline]
     fn literal(&mut self, word: &[u8]) -> Option<()> {
         self.input[self.pos..].starts_with(word).then(|| {
             self.pos += word.len();
@@ -269,11 +273,12 @@ impl<'a, const WRITE: bool> Scan<'a, WRITE> {
     /// A number: an integer that fits 64 bits is written as it is (JSON has no leading zeros,
     /// so that is what serde_json writes); a float is parsed by serde_json and written as it
     /// writes it, or copied where that is the same text ([`written_as_is`]).
+    #[inline]
     fn number(&mut self) -> Option<()> {
         let start = self.pos;
         let bytes = self.input;
         let mut i = start + usize::from(bytes[start] == b'-');
-        let digits = |i: usize| bytes[i..].iter().take_while(|b| b.is_ascii_digit()).count();
+        let digits = |i: usize| digits_at(bytes, i);
         let whole = digits(i);
         if whole == 0 || (bytes[i] == b'0' && whole > 1) {
             return None;
@@ -325,11 +330,39 @@ impl<'a, const WRITE: bool> Scan<'a, WRITE> {
             // Rewritten: the text is not canonical as it is.
             return None;
         }
-        // serde_json's own parser: the general path's value, whatever its rounding. (It is out
-        // of range, not infinite, past f64.)
+        self.rewrite_float(token)
+    }
+
+    /// Writes the float `token` as the general path does: serde_json's own parser gives its
+    /// value, whatever its rounding (out of range, not infinite, past f64). Apart from
+    /// [`Self::number`], which is inlined where values are scanned.
+    #[cold]
+    #[inline(never)]
+    fn rewrite_float(&mut self, token: &[u8]) -> Option<()> {
         let value: f64 = serde_json::from_slice(token).ok()?;
         serde_json::Serializer::new(&mut self.out).serialize_f64(value).ok()
     }
+}
+
+/// How many ASCII digits `bytes` holds from `from` on, eight bytes at a time: a byte-wise
+/// loop mispredicts where each number ends, two or three times a row.
+#[inline]
+fn digits_at(bytes: &[u8], from: usize) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let mut at = from;
+    while let Some(word) = bytes.get(at..at + 8) {
+        // A digit is `0` to `9` once XORed with `0`; adding 0x76 sets the high bit of every
+        // byte from 10 up (the bytes from 0x80 up have it already). A carry out of a byte can
+        // only reach bytes above it, past the first non-digit: the lowest bit set is exact.
+        let x = u64::from_le_bytes(word.try_into().unwrap_or_default()) ^ (ONES * u64::from(b'0'));
+        let stops = (x.wrapping_add(ONES * 0x76) | x) & HIGHS;
+        if stops != 0 {
+            return at - from + (stops.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    at - from + bytes[at..].iter().take_while(|b| b.is_ascii_digit()).count()
 }
 
 /// `a == b` for slices of the same length, short ones (keys) compared eight or four bytes at a
@@ -381,4 +414,45 @@ fn written_as_is(token: &[u8]) -> bool {
         whole.len() + fraction.len()
     };
     significant <= 15
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Digits counted eight at a time are the digits counted one by one, whatever follows
+        /// them (bytes a carry could disturb: 0x8a and up, and the neighbours of `0`-`9`).
+        #[test]
+        fn digits_are_counted_as_one_by_one(
+            bytes in prop::collection::vec(prop_oneof![b'0'..=b'9', prop::sample::select(vec![b'/', b':', b'.', b'e', 0, 0x7f, 0x89, 0x8a, 0xff])], 0..40),
+            from in 0usize..41,
+        ) {
+            let from = from.min(bytes.len());
+            let expected = bytes[from..].iter().take_while(|b| b.is_ascii_digit()).count();
+            prop_assert_eq!(digits_at(&bytes, from), expected);
+        }
+    }
+
+    #[test]
+    fn keys_compare_eight_and_four_bytes_at_a_time() {
+        let keys: [&[u8]; 6] =
+            [b"\"\"", b"\"a\"", b"\"abcd\"", b"\"order_id\"", b"\"a_much_longer_key\"", b"\"0123456789abcd\""];
+        for a in keys {
+            for b in keys {
+                if a.len() == b.len() {
+                    assert_eq!(short_eq(a, b), a == b);
+                }
+                // Every byte counts, the middle ones of a long key too.
+                let mut changed = a.to_vec();
+                for i in 0..changed.len() {
+                    changed[i] ^= 1;
+                    assert!(!short_eq(a, &changed), "{i} of {a:?}");
+                    changed[i] ^= 1;
+                }
+            }
+        }
+    }
 }

@@ -135,7 +135,7 @@ impl ColumnSelection {
             out.push('{');
         }
         for (prefix, spec) in self.prefixes.iter().zip(&self.fields) {
-            out.push_str(prefix);
+            push_short(out, prefix);
             let written = match spec {
                 Field::Literal { text, .. } => {
                     out.push_str(text);
@@ -205,6 +205,47 @@ impl RenderedRows<'_> {
     }
 }
 
+/// `out.push_str(text)`, with the bytes of a short text (a key, a CSV field) moved by two
+/// overlapping loads and stores: a row is a dozen such pieces, and a call to `memcpy` for each
+/// cost more than the copying (a tenth of the engine's instructions on a CSV map run).
+#[inline(always)]
+fn push_short(out: &mut String, text: &str) {
+    let n = text.len();
+    if n > 16 {
+        out.push_str(text);
+        return;
+    }
+    out.reserve(n);
+    let src = text.as_ptr();
+    // SAFETY: `reserve` made room for `n` more bytes, and every store below is inside
+    // `len..len + n` of the buffer, every load inside `text` (the pairs overlap where `n` is
+    // under twice their width). Whole UTF-8 text is appended, so the string stays UTF-8.
+    unsafe {
+        let bytes = out.as_mut_vec();
+        let len = bytes.len();
+        let dst = bytes.as_mut_ptr().add(len);
+        match n {
+            8..=16 => {
+                let (head, tail) = (src.cast::<u64>().read_unaligned(), src.add(n - 8).cast::<u64>().read_unaligned());
+                dst.cast::<u64>().write_unaligned(head);
+                dst.add(n - 8).cast::<u64>().write_unaligned(tail);
+            }
+            4..=7 => {
+                let (head, tail) = (src.cast::<u32>().read_unaligned(), src.add(n - 4).cast::<u32>().read_unaligned());
+                dst.cast::<u32>().write_unaligned(head);
+                dst.add(n - 4).cast::<u32>().write_unaligned(tail);
+            }
+            1..=3 => {
+                *dst = *src;
+                *dst.add(n / 2) = *src.add(n / 2);
+                *dst.add(n - 1) = *src.add(n - 1);
+            }
+            _ => {}
+        }
+        bytes.set_len(len + n);
+    }
+}
+
 /// Writes `value` as `Value::to_string` does; `false` for a value nested too deep to be
 /// rendered (see [`MAX_RENDERED_NESTING`]).
 fn write_value(out: &mut String, value: &Value) -> bool {
@@ -219,7 +260,7 @@ fn write_value(out: &mut String, value: &Value) -> bool {
 /// fields need no escape and are copied whole.
 fn write_str_after_quote(out: &mut String, text: &str) {
     if !has_json_special(text.as_bytes()) {
-        out.push_str(text);
+        push_short(out, text);
         out.push('"');
     } else {
         write_escaped_after_quote(out, text);
@@ -239,7 +280,7 @@ fn write_escaped_after_quote(out: &mut String, text: &str) {
 fn write_json_text(out: &mut String, text: &str) -> bool {
     // A plain non-negative integer (ids, counts) is its own canonical text.
     if plain_integer(text) {
-        out.push_str(text);
+        push_short(out, text);
         return true;
     }
     match parse_json_text(text) {
@@ -350,6 +391,26 @@ mod tests {
             for row in [["plain", "1"], ["tab\there \\ \"q\"", "\u{1}"], ["", "é"]] {
                 let general = general(&selection, &headers, 3, &row).to_string();
                 assert_eq!(compiled.render(3, |c| row[c]).unwrap().as_str(), general);
+            }
+        }
+    }
+
+    /// Short texts of every length (and of two- and three-byte characters) append as
+    /// `push_str` appends them, at every fill of the buffer.
+    #[test]
+    fn short_texts_append_as_push_str_does() {
+        let pieces = "aé€bcdefghijklmnopqrstuvwxyz0123";
+        for start in 0..pieces.len() {
+            for end in start..=pieces.len() {
+                let Some(text) = pieces.get(start..end) else { continue };
+                for before in ["", "{", "{\"order_id\":12345,"] {
+                    let mut expected = before.to_string();
+                    expected.push_str(text);
+                    let mut out = String::with_capacity(before.len());
+                    out.push_str(before);
+                    push_short(&mut out, text);
+                    assert_eq!(out, expected);
+                }
             }
         }
     }

@@ -283,13 +283,16 @@ impl<'a, const WRITE: bool> Scan<'a, WRITE> {
         if whole == 0 || (bytes[i] == b'0' && whole > 1) {
             return None;
         }
+        let whole_digits = i..i + whole;
         i += whole;
         let (mut float, mut exponent_mark) = (false, false);
+        let mut fraction_digits = i..i;
         if bytes.get(i) == Some(&b'.') {
             let fraction = digits(i + 1);
             if fraction == 0 {
                 return None;
             }
+            fraction_digits = i + 1..i + 1 + fraction;
             i += 1 + fraction;
             float = true;
         }
@@ -322,7 +325,7 @@ impl<'a, const WRITE: bool> Scan<'a, WRITE> {
             self.write(token);
             return Some(());
         }
-        if !exponent_mark && written_as_is(token) {
+        if !exponent_mark && written_as_is(&bytes[whole_digits], &bytes[fraction_digits]) {
             self.write(token);
             return Some(());
         }
@@ -389,17 +392,15 @@ fn string_end(bytes: &[u8], from: usize) -> Option<usize> {
     (bytes.get(found) == Some(&b'"')).then_some(found)
 }
 
-/// Whether serde_json writes the float `token` (`-?digits.digits`, no exponent) as it is:
+/// Whether serde_json writes the float `-?whole.fraction` (digits, no exponent) as it is:
 /// when it has at most 15 significant digits (then no shorter decimal reads as the same
 /// double, and serde_json writes the shortest), no trailing zero but in `.0`, and a magnitude
 /// from 1e-5 and below 1e14 (15 digits with one after the point), where serde_json writes
 /// plain decimals; Python's `repr` does too from 1e-4, so `json.dumps` floats mostly qualify.
 /// This needs serde_json's `float_roundtrip` feature (the workspace's): its default parser
 /// can land a step off the nearest double, whose shortest text is then another.
-fn written_as_is(token: &[u8]) -> bool {
-    let digits = token.strip_prefix(b"-").unwrap_or(token);
-    let Some(dot) = digits.iter().position(|&b| b == b'.') else { return false };
-    let (whole, fraction) = (&digits[..dot], &digits[dot + 1..]);
+#[inline]
+fn written_as_is(whole: &[u8], fraction: &[u8]) -> bool {
     if fraction.len() > 1 && fraction.ends_with(b"0") {
         return false;
     }

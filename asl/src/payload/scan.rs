@@ -120,7 +120,7 @@ impl<'a, const WRITE: bool> Scan<'a, WRITE> {
     }
 
     /// Inlined into [`Self::object`] and [`Self::array`] (the recursion goes through them): a
-    /// scalar member, most of a response's values, costs no call.
+    /// string or literal member costs no call.
     #[inline(always)]
     fn value(&mut self, depth: usize) -> Option<()> {
         match self.peek()? {
@@ -336,8 +336,8 @@ impl<'a, const WRITE: bool> Scan<'a, WRITE> {
     }
 
     /// Writes the float `token` as the general path does: serde_json's own parser gives its
-    /// value, whatever its rounding (out of range, not infinite, past f64). Apart from
-    /// [`Self::number`], which is inlined where values are scanned.
+    /// value, whatever its rounding (out of range, not infinite, past f64). Kept out of
+    /// [`Self::number`], which runs for every number of a response.
     #[inline(never)]
     fn rewrite_float(&mut self, token: &[u8]) -> Option<()> {
         let value: f64 = serde_json::from_slice(token).ok()?;

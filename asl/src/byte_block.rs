@@ -1,5 +1,6 @@
 //! Text 64 bytes at a time, as bitmasks: bit `i` of a mask stands for byte `i` of the block
-//! (and short strings eight bytes at a time, [`first_json_special`], [`has_json_special`]).
+//! (and short strings eight bytes at a time, [`first_json_special`], [`has_json_special`],
+//! [`ascii_digits`]).
 //!
 //! Scanners of delimited text (JSON payloads in [`crate::payload`], CSV records in the storage
 //! crate) find the bytes they want outside quotes this way: a byte compare is four SSE2
@@ -83,6 +84,10 @@ pub fn first_json_special(bytes: &[u8], from: usize) -> usize {
     bytes.get(at..).and_then(|rest| rest.iter().position(is_json_special)).map_or(bytes.len(), |n| at + n)
 }
 
+/// A byte of ones, and of high bits, in each of a word's eight bytes (the word-at-a-time tests).
+const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+
 /// Whether `bytes` holds a byte that [`first_json_special`] finds: the same test, with the
 /// bytes of a short string (a CSV field) read as one word of overlapping loads.
 #[inline]
@@ -105,12 +110,29 @@ fn is_json_special(b: &u8) -> bool {
     *b == b'"' || *b == b'\\' || *b < 0x20
 }
 
+/// How many ASCII digits `bytes` holds from `from` on, eight bytes at a time (the digits of
+/// numbers in payloads): a byte-wise loop mispredicts where each number ends.
+#[inline]
+pub fn ascii_digits(bytes: &[u8], from: usize) -> usize {
+    let mut at = from;
+    while let Some(word) = bytes.get(at..at + 8) {
+        // A digit is `0` to `9` once XORed with `0`; adding 0x76 sets the high bit of every
+        // byte from 10 up (the bytes from 0x80 up have it already). A carry out of a byte can
+        // only reach bytes above it, past the first non-digit: the lowest bit set is exact.
+        let x = u64::from_le_bytes(word.try_into().unwrap_or_default()) ^ (ONES * u64::from(b'0'));
+        let stops = (x.wrapping_add(ONES * 0x76) | x) & HIGHS;
+        if stops != 0 {
+            return at - from + (stops.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    at - from + bytes[at..].iter().take_while(|b| b.is_ascii_digit()).count()
+}
+
 /// The high bit set of each byte of `word` that is a JSON special, and maybe of bytes above
 /// the first such byte (a borrow), never below it: the lowest set bit is exact.
 #[inline]
 fn json_specials(word: u64) -> u64 {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
     // The high bit of each byte of `x` below `n` (at most 0x80), as above.
     let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS;
     below(word, 0x20) | below(word ^ (ONES * u64::from(b'"')), 1) | below(word ^ (ONES * u64::from(b'\\')), 1)
@@ -196,6 +218,18 @@ mod tests {
             let expected = bytes[from..].iter().position(special).map_or(bytes.len(), |n| from + n);
             prop_assert_eq!(first_json_special(&bytes, from), expected);
             prop_assert_eq!(has_json_special(&bytes[from..]), expected < bytes.len());
+        }
+
+        /// Digits counted eight at a time are the digits counted one by one, whatever follows
+        /// them (bytes a carry could disturb: 0x8a and up, and the neighbours of `0`-`9`).
+        #[test]
+        fn digits_are_counted_as_one_by_one(
+            bytes in prop::collection::vec(prop_oneof![b'0'..=b'9', prop::sample::select(vec![b'/', b':', b'.', b'e', 0, 0x7f, 0x89, 0x8a, 0xff])], 0..40),
+            from in 0usize..41,
+        ) {
+            let from = from.min(bytes.len());
+            let expected = bytes[from..].iter().take_while(|b| b.is_ascii_digit()).count();
+            prop_assert_eq!(ascii_digits(&bytes, from), expected);
         }
 
         #[test]

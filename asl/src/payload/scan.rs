@@ -12,7 +12,7 @@
 
 use serde::Serializer as _;
 
-use crate::byte_block::first_json_special;
+use crate::byte_block::{ascii_digits, first_json_special};
 
 /// Deeper values go the general way (serde_json's parser stops at 128 levels).
 const MAX_DEPTH: usize = 100;
@@ -278,7 +278,7 @@ impl<'a, const WRITE: bool> Scan<'a, WRITE> {
         let start = self.pos;
         let bytes = self.input;
         let mut i = start + usize::from(bytes[start] == b'-');
-        let whole = digits_at(bytes, i);
+        let whole = ascii_digits(bytes, i);
         if whole == 0 || (bytes[i] == b'0' && whole > 1) {
             return None;
         }
@@ -287,7 +287,7 @@ impl<'a, const WRITE: bool> Scan<'a, WRITE> {
         let (mut float, mut exponent_mark) = (false, false);
         let mut fraction_digits = i..i;
         if bytes.get(i) == Some(&b'.') {
-            let fraction = digits_at(bytes, i + 1);
+            let fraction = ascii_digits(bytes, i + 1);
             if fraction == 0 {
                 return None;
             }
@@ -300,7 +300,7 @@ impl<'a, const WRITE: bool> Scan<'a, WRITE> {
             if let Some(b'+' | b'-') = bytes.get(i) {
                 i += 1;
             }
-            let exponent = digits_at(bytes, i);
+            let exponent = ascii_digits(bytes, i);
             if exponent == 0 {
                 return None;
             }
@@ -343,27 +343,6 @@ impl<'a, const WRITE: bool> Scan<'a, WRITE> {
         let value: f64 = serde_json::from_slice(token).ok()?;
         serde_json::Serializer::new(&mut self.out).serialize_f64(value).ok()
     }
-}
-
-/// How many ASCII digits `bytes` holds from `from` on, eight bytes at a time: a byte-wise
-/// loop mispredicts where each number ends, two or three times a row.
-#[inline]
-fn digits_at(bytes: &[u8], from: usize) -> usize {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    let mut at = from;
-    while let Some(word) = bytes.get(at..at + 8) {
-        // A digit is `0` to `9` once XORed with `0`; adding 0x76 sets the high bit of every
-        // byte from 10 up (the bytes from 0x80 up have it already). A carry out of a byte can
-        // only reach bytes above it, past the first non-digit: the lowest bit set is exact.
-        let x = u64::from_le_bytes(word.try_into().unwrap_or_default()) ^ (ONES * u64::from(b'0'));
-        let stops = (x.wrapping_add(ONES * 0x76) | x) & HIGHS;
-        if stops != 0 {
-            return at - from + (stops.trailing_zeros() / 8) as usize;
-        }
-        at += 8;
-    }
-    at - from + bytes[at..].iter().take_while(|b| b.is_ascii_digit()).count()
 }
 
 /// `a == b` for slices of the same length, short ones (keys) compared eight or four bytes at a
@@ -418,23 +397,7 @@ fn written_as_is(whole: &[u8], fraction: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use proptest::prelude::*;
-
     use super::*;
-
-    proptest! {
-        /// Digits counted eight at a time are the digits counted one by one, whatever follows
-        /// them (bytes a carry could disturb: 0x8a and up, and the neighbours of `0`-`9`).
-        #[test]
-        fn digits_are_counted_as_one_by_one(
-            bytes in prop::collection::vec(prop_oneof![b'0'..=b'9', prop::sample::select(vec![b'/', b':', b'.', b'e', 0, 0x7f, 0x89, 0x8a, 0xff])], 0..40),
-            from in 0usize..41,
-        ) {
-            let from = from.min(bytes.len());
-            let expected = bytes[from..].iter().take_while(|b| b.is_ascii_digit()).count();
-            prop_assert_eq!(digits_at(&bytes, from), expected);
-        }
-    }
 
     /// Keys of every length from empty to past the word compares: equal ones are equal, and a
     /// change of any one byte (the middle ones of a long key too) is seen.
